@@ -1,0 +1,29 @@
+//! rask's data model, shared by every other crate.
+//!
+//! A computation is a [`Graph`] of [`Task`]s. A task is data, not a closure:
+//! a [`Key`] naming what it computes, an op name looked up in the
+//! [`OpRegistry`], serialized parameters and argument templates that refer to
+//! the keys of its inputs. Because tasks are data they can be validated,
+//! optimised ([`optimize`]), shipped to another process and replayed from
+//! lineage when a worker dies. Results are [`Value`]s, which know their size
+//! in bytes so schedulers and workers can account for memory.
+
+pub mod error;
+pub mod graph;
+pub mod key;
+pub mod ops;
+pub mod optimize;
+pub mod task;
+pub mod value;
+
+pub use error::{Error, OpError, Result};
+pub use graph::Graph;
+pub use key::Key;
+pub use ops::{LocalOp, OpEntry, OpFn, OpRegistry};
+pub use task::{Arg, Body, Call, Params, Task};
+pub use value::{ArrayValue, DType, FromValue, IntoValue, OpOutput, Value};
+
+/// Re-exported so that the `op!` macro in the user-facing crate can register
+/// functions without users naming `inventory` themselves.
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,158 @@
+//! Graph optimisation before submission: drop what the outputs do not need
+//! (cull) and fuse linear chains into single tasks, so that a chain of
+//! per-chunk operations runs as one task and its intermediates never reach
+//! the worker's memory store.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::{Body, Call, Graph, Key, Result, Task};
+
+/// Keeps only the tasks the outputs depend on.
+pub fn cull(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
+    let mut keep = FxHashSet::default();
+    let mut stack: Vec<Key> = Vec::new();
+    for out in outputs {
+        if !graph.contains(out) {
+            return Err(crate::Error::UnknownOutput(out.clone()));
+        }
+        stack.push(out.clone());
+    }
+    while let Some(k) = stack.pop() {
+        if !keep.insert(k.clone()) {
+            continue;
+        }
+        if let Some(t) = graph.get(&k) {
+            stack.extend(t.dependencies().into_iter().filter(|d| graph.contains(d) && !keep.contains(d)));
+        }
+    }
+    let mut culled = Graph::new();
+    for t in graph.tasks().iter().filter(|t| keep.contains(&t.key)) {
+        culled.insert(t.clone())?;
+    }
+    for (name, op) in graph.local_ops() {
+        culled.add_local_op(name.clone(), op.clone());
+    }
+    Ok(culled)
+}
+
+/// Fuses linear chains: a task whose only dependent is `b`, where `b` has no
+/// other dependency, runs inside `b`. Outputs are never fused away, because
+/// the client asks for them by key.
+pub fn fuse(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
+    let tasks = graph.tasks();
+    let index: FxHashMap<&Key, usize> = tasks.iter().enumerate().map(|(i, t)| (&t.key, i)).collect();
+    let deps: Vec<Vec<usize>> =
+        tasks.iter().map(|t| t.dependencies().iter().filter_map(|d| index.get(d).copied()).collect()).collect();
+    let external_deps: Vec<usize> =
+        tasks.iter().map(|t| t.dependencies().iter().filter(|d| !index.contains_key(d)).count()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let is_output: FxHashSet<&Key> = outputs.iter().collect();
+    // `next[a] = Some(b)` when a fuses into b.
+    let fuses_into = |a: usize| -> Option<usize> {
+        if is_output.contains(&tasks[a].key) || dependents[a].len() != 1 {
+            return None;
+        }
+        let b = dependents[a][0];
+        (deps[b].len() == 1 && external_deps[b] == 0).then_some(b)
+    };
+    let mut fused_away = vec![false; tasks.len()];
+    let mut chain_into: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
+    for order in graph.toposort()? {
+        if let Some(b) = fuses_into(order) {
+            fused_away[order] = true;
+            let mut chain = chain_into.remove(&order).unwrap_or_default();
+            chain.push(order);
+            chain_into.insert(b, chain);
+        }
+    }
+    let mut out = Graph::new();
+    for (i, task) in tasks.iter().enumerate() {
+        if fused_away[i] {
+            continue;
+        }
+        let Some(chain) = chain_into.remove(&i) else {
+            out.insert(task.clone())?;
+            continue;
+        };
+        let mut calls: Vec<(Key, Call)> = Vec::new();
+        for t in chain.iter().map(|&c| &tasks[c]).chain(std::iter::once(task)) {
+            match &t.body {
+                Body::Call(call) => calls.push((t.key.clone(), call.clone())),
+                Body::Fused(inner) => calls.extend(inner.iter().cloned()),
+            }
+        }
+        out.insert(Task { key: task.key.clone(), body: Body::Fused(calls) })?;
+    }
+    for (name, op) in graph.local_ops() {
+        out.add_local_op(name.clone(), op.clone());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{OpRegistry, builtin, execute};
+    use crate::{Arg, Params, Value};
+
+    fn neg_of(key: &str, dep: &str) -> Task {
+        Task::new(key.into(), builtin::NEG, Params::default(), vec![Arg::Key(dep.into())])
+    }
+
+    fn chain_graph() -> Graph {
+        // x -> a -> b -> c, and d = x + c, plus an unrelated task u.
+        let mut g = Graph::new();
+        g.insert(Task::new("x".into(), builtin::IDENTITY, Params::default(), vec![Arg::Value(Value::Int(3))])).unwrap();
+        g.insert(neg_of("a", "x")).unwrap();
+        g.insert(neg_of("b", "a")).unwrap();
+        g.insert(neg_of("c", "b")).unwrap();
+        g.insert(Task::new("d".into(), builtin::ADD, Params::default(), vec![Arg::Key("x".into()), Arg::Key("c".into())]))
+            .unwrap();
+        g.insert(Task::new("u".into(), builtin::IDENTITY, Params::default(), vec![Arg::Value(Value::Int(0))])).unwrap();
+        g
+    }
+
+    #[test]
+    fn cull_keeps_only_what_outputs_need() {
+        let g = cull(&chain_graph(), &["c".into()]).unwrap();
+        let mut keys: Vec<String> = g.tasks().iter().map(|t| t.key.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "c", "x"]);
+        assert!(cull(&chain_graph(), &["zz".into()]).is_err());
+    }
+
+    #[test]
+    fn fuse_collapses_linear_chains_and_keeps_outputs() {
+        let g = fuse(&chain_graph(), &["d".into()]).unwrap();
+        let keys: Vec<String> = g.tasks().iter().map(|t| t.key.to_string()).collect();
+        // a and b fuse into c; x has two dependents and stays.
+        assert_eq!(keys, ["x", "c", "d", "u"]);
+        match &g.get(&"c".into()).unwrap().body {
+            Body::Fused(chain) => assert_eq!(chain.len(), 3),
+            other => panic!("expected a fused task, got {other:?}"),
+        }
+        // Asking for b keeps it.
+        let g = fuse(&chain_graph(), &["b".into(), "d".into()]).unwrap();
+        assert!(g.contains(&"b".into()));
+    }
+
+    #[test]
+    fn fused_graph_computes_the_same() {
+        let g = chain_graph();
+        let f = fuse(&g, &["d".into()]).unwrap();
+        for graph in [&g, &f] {
+            let mut results: FxHashMap<Key, Value> = FxHashMap::default();
+            for i in graph.toposort().unwrap() {
+                let t = &graph.tasks()[i];
+                let v = execute(t, OpRegistry::global(), None, &|k| results.get(k).cloned()).unwrap();
+                results.insert(t.key.clone(), v);
+            }
+            assert_eq!(results[&Key::from("d")], Value::Int(0));
+        }
+    }
+}

@@ -1,0 +1,1342 @@
+//! The scheduler state machine itself. See the crate docs for the contract.
+//!
+//! Bookkeeping invariants, checked by `check_invariants` in tests:
+//! - `waiters(t)` is the number of dependents of `t` that are waiting, queued
+//!   or processing: they will read `t`, so its data must stay.
+//! - `waiting_on(t)`, for a waiting task, is the number of its dependencies
+//!   not in memory; at zero the task is ready.
+//! - A task in memory is released (its data freed on every worker) as soon as
+//!   no waiter and no client needs it. Its spec stays while a dependent
+//!   exists, so lost data can be recomputed from lineage; it is forgotten
+//!   once nothing refers to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rask_core::Key;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::order::depth_first_order;
+use crate::{ClientId, Command, ErrorKind, Event, Priority, SchedulerConfig, TaskError, WorkerId};
+
+type TaskId = usize;
+
+/// The lifecycle states of a task, as in Dask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskStateName {
+    Released,
+    Waiting,
+    Queued,
+    Processing,
+    Memory,
+    Erred,
+}
+
+impl TaskStateName {
+    pub const ALL: [TaskStateName; 6] = [
+        TaskStateName::Released,
+        TaskStateName::Waiting,
+        TaskStateName::Queued,
+        TaskStateName::Processing,
+        TaskStateName::Memory,
+        TaskStateName::Erred,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStateName::Released => "released",
+            TaskStateName::Waiting => "waiting",
+            TaskStateName::Queued => "queued",
+            TaskStateName::Processing => "processing",
+            TaskStateName::Memory => "memory",
+            TaskStateName::Erred => "erred",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TState {
+    Released,
+    Waiting,
+    Queued,
+    Processing(WorkerId),
+    Memory,
+    Erred,
+}
+
+impl TState {
+    fn name(self) -> TaskStateName {
+        match self {
+            TState::Released => TaskStateName::Released,
+            TState::Waiting => TaskStateName::Waiting,
+            TState::Queued => TaskStateName::Queued,
+            TState::Processing(_) => TaskStateName::Processing,
+            TState::Memory => TaskStateName::Memory,
+            TState::Erred => TaskStateName::Erred,
+        }
+    }
+
+    /// Active tasks will run and read their dependencies.
+    fn is_active(self) -> bool {
+        matches!(self, TState::Waiting | TState::Queued | TState::Processing(_))
+    }
+}
+
+struct TaskEntry {
+    key: Key,
+    spec: Arc<rask_core::Task>,
+    state: TState,
+    deps: Vec<TaskId>,
+    dependents: Vec<TaskId>,
+    waiting_on: u32,
+    waiters: u32,
+    who_wants: Vec<ClientId>,
+    who_has: Vec<WorkerId>,
+    nbytes: u64,
+    priority: Priority,
+    group: usize,
+    /// Workers that died while running this task.
+    failures: u32,
+    error: Option<Arc<TaskError>>,
+    /// Expected duration used for the occupancy of the worker running it.
+    expected: f64,
+    steal_to: Option<WorkerId>,
+    /// The worker refused a steal (the task had started): do not ask again.
+    started: bool,
+    replicating: bool,
+}
+
+struct WorkerEntry {
+    name: String,
+    nthreads: usize,
+    memory_limit: u64,
+    processing: FxHashSet<TaskId>,
+    occupancy: f64,
+    has_what: FxHashSet<TaskId>,
+    nbytes: u64,
+    retiring: bool,
+    told_to_leave: bool,
+    incoming_steals: usize,
+}
+
+/// Per task-group statistics: learned durations and progress counters.
+struct Group {
+    name: Arc<str>,
+    duration: Option<f64>,
+    nbytes_avg: f64,
+    counts: [u64; 6],
+    completed: u64,
+}
+
+/// A read-only view for metrics, dashboards and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub tasks_by_state: Vec<(TaskStateName, u64)>,
+    pub workers: Vec<WorkerSnapshot>,
+    pub groups: Vec<GroupSnapshot>,
+    pub completed_total: u64,
+    pub erred_total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSnapshot {
+    pub id: WorkerId,
+    pub name: String,
+    pub nthreads: usize,
+    pub memory_limit: u64,
+    pub processing: usize,
+    pub occupancy: f64,
+    pub keys: usize,
+    pub nbytes: u64,
+    pub retiring: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSnapshot {
+    pub name: Arc<str>,
+    pub by_state: Vec<(TaskStateName, u64)>,
+    pub completed: u64,
+    pub duration: Option<f64>,
+}
+
+pub struct SchedulerState {
+    config: SchedulerConfig,
+    tasks: Vec<Option<TaskEntry>>,
+    free_ids: Vec<TaskId>,
+    by_key: FxHashMap<Key, TaskId>,
+    workers: BTreeMap<WorkerId, WorkerEntry>,
+    /// Running workers with a free thread.
+    idle: BTreeSet<WorkerId>,
+    /// Workers with more tasks than threads.
+    saturated: BTreeSet<WorkerId>,
+    /// Workers that may have room for queued tasks.
+    may_have_slots: BTreeSet<WorkerId>,
+    retiring: BTreeSet<WorkerId>,
+    queued: BTreeSet<(Priority, TaskId)>,
+    groups: Vec<Group>,
+    group_index: FxHashMap<Arc<str>, usize>,
+    generation: u64,
+    counts: [u64; 6],
+    completed_total: u64,
+    erred_total: u64,
+    /// Tasks to check for release or forgetting: a worklist instead of
+    /// recursion, so a million-long chain cannot overflow the stack.
+    release_worklist: Vec<TaskId>,
+    commands: Vec<Command>,
+}
+
+impl std::fmt::Debug for SchedulerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerState")
+            .field("tasks", &self.by_key.len())
+            .field("workers", &self.workers.len())
+            .field("queued", &self.queued.len())
+            .finish()
+    }
+}
+
+impl SchedulerState {
+    pub fn new(config: SchedulerConfig) -> Self {
+        Self {
+            config,
+            tasks: Vec::new(),
+            free_ids: Vec::new(),
+            by_key: FxHashMap::default(),
+            workers: BTreeMap::new(),
+            idle: BTreeSet::new(),
+            saturated: BTreeSet::new(),
+            may_have_slots: BTreeSet::new(),
+            retiring: BTreeSet::new(),
+            queued: BTreeSet::new(),
+            groups: Vec::new(),
+            group_index: FxHashMap::default(),
+            generation: 0,
+            counts: [0; 6],
+            completed_total: 0,
+            erred_total: 0,
+            release_worklist: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Applies one event. Commands accumulate until [`Self::take_commands`].
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::WorkerAdded { worker, name, nthreads, memory_limit } => {
+                self.add_worker(worker, name, nthreads, memory_limit)
+            }
+            Event::WorkerRemoved { worker } => self.remove_worker(worker),
+            Event::UpdateGraph { client, tasks, wanted } => self.update_graph(client, tasks, wanted),
+            Event::TaskFinished { worker, key, nbytes, duration } => self.task_finished(worker, key, nbytes, duration),
+            Event::TaskErred { worker, key, message } => self.task_erred(worker, &key, message),
+            Event::MissingData { worker, key, missing } => self.missing_data(worker, &key, &missing),
+            Event::ReleaseKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
+            Event::CancelKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
+            Event::ClientRemoved { client } => {
+                let keys: Vec<Key> = self
+                    .live()
+                    .filter(|(_, t)| t.who_wants.contains(&client))
+                    .map(|(_, t)| t.key.clone())
+                    .collect();
+                keys.iter().for_each(|k| self.release_want(client, k));
+            }
+            Event::StealResponse { worker, key, stolen } => self.steal_response(worker, &key, stolen),
+            Event::RetireWorkers { workers } => self.retire_workers(&workers),
+            Event::ReplicaAdded { worker, key, nbytes } => self.replica_added(worker, &key, nbytes),
+        }
+        self.drain_releases();
+        self.fill_slots();
+        if self.config.work_stealing {
+            self.balance();
+        }
+        self.check_retiring();
+    }
+
+    /// Takes the commands produced so far, in order.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Appends the commands produced so far to `out`, keeping its allocation.
+    pub fn drain_commands_into(&mut self, out: &mut Vec<Command>) {
+        out.append(&mut self.commands);
+    }
+
+    // ----------------------------------------------------------------- queries
+
+    pub fn task_state(&self, key: &Key) -> Option<TaskStateName> {
+        self.by_key.get(key).map(|&id| self.task(id).state.name())
+    }
+
+    pub fn who_has(&self, key: &Key) -> Vec<WorkerId> {
+        self.by_key.get(key).map(|&id| self.task(id).who_has.clone()).unwrap_or_default()
+    }
+
+    pub fn contains_key(&self, key: &Key) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    pub fn n_tasks(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.workers.keys().copied()
+    }
+
+    /// Ready work not yet running: queued on the scheduler plus tasks waiting
+    /// for a thread on their worker. This is the queue depth autoscaling uses.
+    pub fn queue_depth(&self) -> u64 {
+        let waiting_on_workers: usize =
+            self.workers.values().map(|w| w.processing.len().saturating_sub(w.nthreads)).sum();
+        self.queued.len() as u64 + waiting_on_workers as u64
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let by_state = |counts: &[u64; 6]| TaskStateName::ALL.iter().map(|s| (*s, counts[*s as usize])).collect();
+        Snapshot {
+            tasks_by_state: by_state(&self.counts),
+            workers: self
+                .workers
+                .iter()
+                .map(|(id, w)| WorkerSnapshot {
+                    id: *id,
+                    name: w.name.clone(),
+                    nthreads: w.nthreads,
+                    memory_limit: w.memory_limit,
+                    processing: w.processing.len(),
+                    occupancy: w.occupancy,
+                    keys: w.has_what.len(),
+                    nbytes: w.nbytes,
+                    retiring: w.retiring,
+                })
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .filter(|g| g.counts.iter().any(|c| *c > 0) || g.completed > 0)
+                .map(|g| GroupSnapshot {
+                    name: g.name.clone(),
+                    by_state: by_state(&g.counts),
+                    completed: g.completed,
+                    duration: g.duration,
+                })
+                .collect(),
+            completed_total: self.completed_total,
+            erred_total: self.erred_total,
+        }
+    }
+
+    /// How many workers the current work could use, as Dask's adaptive
+    /// target: the expected work divided by a target duration, but never more
+    /// workers than there are tasks to run, and never fewer than needed to
+    /// hold the data in memory.
+    pub fn adaptive_target(&self, target_duration: f64) -> usize {
+        let queued_work: f64 = self.queued.iter().map(|&(_, id)| self.expected_duration(id)).sum();
+        let total_occupancy: f64 = self.workers.values().map(|w| w.occupancy).sum::<f64>() + queued_work;
+        let threads_per_worker = self
+            .workers
+            .values()
+            .map(|w| w.nthreads)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let cpu = (total_occupancy / target_duration / threads_per_worker as f64).ceil() as usize;
+        let runnable = self.queued.len() + self.workers.values().map(|w| w.processing.len()).sum::<usize>();
+        let by_tasks = runnable.div_ceil(threads_per_worker);
+        let used: u64 = self.workers.values().map(|w| w.nbytes).sum();
+        let limit = self.workers.values().map(|w| w.memory_limit).filter(|l| *l > 0).max().unwrap_or(0);
+        let memory = if limit > 0 { used.div_ceil(limit) as usize } else { 0 };
+        cpu.min(by_tasks).max(memory)
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    fn task(&self, id: TaskId) -> &TaskEntry {
+        self.tasks[id].as_ref().expect("task ids in the scheduler refer to live tasks")
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> &mut TaskEntry {
+        self.tasks[id].as_mut().expect("task ids in the scheduler refer to live tasks")
+    }
+
+    fn live(&self) -> impl Iterator<Item = (TaskId, &TaskEntry)> {
+        self.tasks.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+    }
+
+    fn set_state(&mut self, id: TaskId, new: TState) {
+        let (old, group) = {
+            let t = self.task_mut(id);
+            let old = t.state;
+            t.state = new;
+            (old, t.group)
+        };
+        self.counts[old.name() as usize] -= 1;
+        self.counts[new.name() as usize] += 1;
+        let g = &mut self.groups[group];
+        g.counts[old.name() as usize] -= 1;
+        g.counts[new.name() as usize] += 1;
+    }
+
+    fn needed(&self, id: TaskId) -> bool {
+        let t = self.task(id);
+        t.waiters > 0 || !t.who_wants.is_empty()
+    }
+
+    fn expected_duration(&self, id: TaskId) -> f64 {
+        self.groups[self.task(id).group].duration.unwrap_or(self.config.unknown_task_duration)
+    }
+
+    fn group_of(&mut self, key: &Key) -> usize {
+        let prefix = key.prefix();
+        if let Some(&g) = self.group_index.get(prefix) {
+            return g;
+        }
+        let name: Arc<str> = prefix.into();
+        self.groups.push(Group { name: name.clone(), duration: None, nbytes_avg: 0.0, counts: [0; 6], completed: 0 });
+        self.group_index.insert(name, self.groups.len() - 1);
+        self.groups.len() - 1
+    }
+
+    /// Updates a worker's membership in the idle and saturated sets.
+    fn refresh_worker(&mut self, w: WorkerId) {
+        let Some(entry) = self.workers.get(&w) else { return };
+        let n = entry.processing.len();
+        if n < entry.nthreads && !entry.retiring {
+            self.idle.insert(w);
+        } else {
+            self.idle.remove(&w);
+        }
+        if n > entry.nthreads {
+            self.saturated.insert(w);
+        } else {
+            self.saturated.remove(&w);
+        }
+    }
+
+    fn reject(&mut self, client: ClientId, wanted: &[Key], message: String) {
+        tracing::warn!(%message, "graph rejected");
+        let error = Arc::new(TaskError {
+            key: wanted.first().cloned().unwrap_or_else(|| Key::new("graph")),
+            kind: ErrorKind::InvalidGraph,
+            message,
+        });
+        for key in wanted {
+            self.commands.push(Command::KeyErred { client, key: key.clone(), error: error.clone() });
+        }
+    }
+
+    // ------------------------------------------------------------------ workers
+
+    fn add_worker(&mut self, worker: WorkerId, name: String, nthreads: usize, memory_limit: u64) {
+        self.workers.insert(
+            worker,
+            WorkerEntry {
+                name,
+                nthreads: nthreads.max(1),
+                memory_limit,
+                processing: FxHashSet::default(),
+                occupancy: 0.0,
+                has_what: FxHashSet::default(),
+                nbytes: 0,
+                retiring: false,
+                told_to_leave: false,
+                incoming_steals: 0,
+            },
+        );
+        self.refresh_worker(worker);
+        self.may_have_slots.insert(worker);
+    }
+
+    fn remove_worker(&mut self, worker: WorkerId) {
+        let Some(entry) = self.workers.remove(&worker) else { return };
+        self.idle.remove(&worker);
+        self.saturated.remove(&worker);
+        self.may_have_slots.remove(&worker);
+        self.retiring.remove(&worker);
+        tracing::info!(worker = %entry.name, processing = entry.processing.len(), keys = entry.has_what.len(), "worker removed");
+
+        // First the data: keys held only there are lost.
+        let mut lost = Vec::new();
+        let mut held: Vec<TaskId> = entry.has_what.into_iter().collect();
+        held.sort_unstable();
+        for id in held {
+            let t = self.task_mut(id);
+            t.who_has.retain(|w| *w != worker);
+            if t.who_has.is_empty() && t.state == TState::Memory {
+                lost.push(id);
+            }
+        }
+        for &id in &lost {
+            self.mark_lost(id);
+        }
+
+        // Then the work that was running there: back to waiting, or erred
+        // after too many deaths.
+        let mut running: Vec<TaskId> = entry.processing.into_iter().collect();
+        running.sort_unstable_by_key(|&id| self.task(id).priority);
+        for id in running {
+            let failures = {
+                let t = self.task_mut(id);
+                t.failures += 1;
+                t.failures
+            };
+            self.set_state(id, TState::Waiting);
+            if failures > self.config.allowed_failures {
+                let key = self.task(id).key.clone();
+                let error = Arc::new(TaskError {
+                    key,
+                    kind: ErrorKind::KilledWorker,
+                    message: format!(
+                        "the task was running on {failures} workers that died (the last was {}); it may be crashing them, e.g. by running out of memory",
+                        entry.name
+                    ),
+                });
+                self.mark_erred(id, error);
+            } else {
+                self.rewait(id);
+            }
+        }
+
+        for id in lost {
+            if self.task(id).state == TState::Released && self.needed(id) {
+                self.ensure(id);
+            } else {
+                self.release_worklist.push(id);
+            }
+        }
+    }
+
+    /// A key in memory lost its last copy: it is released, and dependents
+    /// that counted it as available wait for it again.
+    fn mark_lost(&mut self, id: TaskId) {
+        let (key, nbytes, holders) = {
+            let t = self.task_mut(id);
+            (t.key.clone(), t.nbytes, std::mem::take(&mut t.who_has))
+        };
+        for w in holders {
+            if let Some(entry) = self.workers.get_mut(&w) {
+                entry.has_what.remove(&id);
+                entry.nbytes = entry.nbytes.saturating_sub(nbytes);
+                self.commands.push(Command::Release { worker: w, key: key.clone() });
+            }
+        }
+        self.set_state(id, TState::Released);
+        let dependents = self.task(id).dependents.clone();
+        for d in dependents {
+            match self.task(d).state {
+                TState::Waiting => self.task_mut(d).waiting_on += 1,
+                TState::Queued => {
+                    let prio = self.task(d).priority;
+                    self.queued.remove(&(prio, d));
+                    self.set_state(d, TState::Waiting);
+                    self.rewait(d);
+                }
+                TState::Processing(_) => {
+                    // It may not have read the input yet; run it again once
+                    // the input is back, as Dask does. A result that still
+                    // arrives is accepted.
+                    if let Some(w) = self.unassign(d) {
+                        self.commands.push(Command::Release { worker: w, key: self.task(d).key.clone() });
+                    }
+                    self.set_state(d, TState::Waiting);
+                    self.rewait(d);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Puts a task that is (now) waiting back on track: counts its missing
+    /// inputs, and makes it ready when there are none.
+    fn rewait(&mut self, id: TaskId) {
+        let deps = self.task(id).deps.clone();
+        let missing = deps.iter().filter(|&&d| self.task(d).state != TState::Memory).count() as u32;
+        self.task_mut(id).waiting_on = missing;
+        if missing == 0 {
+            self.make_ready(id);
+        } else {
+            // Inputs that were lost and are needed again must be recomputed.
+            for d in deps {
+                if self.task(d).state == TState::Released {
+                    self.ensure(d);
+                }
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------- graph
+
+    fn update_graph(&mut self, client: ClientId, specs: Vec<Arc<rask_core::Task>>, wanted: Vec<Key>) {
+        // Validate before touching any state: a remote client is not trusted.
+        let mut incoming: FxHashMap<&Key, usize> = FxHashMap::default();
+        let mut fresh: Vec<&Arc<rask_core::Task>> = Vec::new();
+        for spec in &specs {
+            if self.by_key.contains_key(&spec.key) {
+                continue; // identical keys are identical work: share it.
+            }
+            if incoming.insert(&spec.key, fresh.len()).is_some() {
+                return self.reject(client, &wanted, format!("key {} is defined twice in one graph", spec.key));
+            }
+            fresh.push(spec);
+        }
+        let mut local_deps: Vec<Vec<usize>> = Vec::with_capacity(fresh.len());
+        let mut all_deps: Vec<Vec<Key>> = Vec::with_capacity(fresh.len());
+        for spec in &fresh {
+            let deps = spec.dependencies();
+            let mut local = Vec::new();
+            for d in &deps {
+                if let Some(&i) = incoming.get(d) {
+                    local.push(i);
+                } else if !self.by_key.contains_key(d) {
+                    return self.reject(
+                        client,
+                        &wanted,
+                        format!(
+                            "task {} depends on {d}, which is neither in the graph nor already computed",
+                            spec.key
+                        ),
+                    );
+                }
+            }
+            local_deps.push(local);
+            all_deps.push(deps);
+        }
+        if let Some(missing) = wanted.iter().find(|k| !incoming.contains_key(k) && !self.by_key.contains_key(*k)) {
+            let message = format!("output key {missing} is not in the graph");
+            return self.reject(client, &wanted, message);
+        }
+        let outputs: Vec<usize> = wanted.iter().filter_map(|k| incoming.get(k).copied()).collect();
+        let order = match depth_first_order(&local_deps, &outputs) {
+            Ok(order) => order,
+            Err(cycle) => {
+                let keys: Vec<String> = cycle.iter().map(|&i| fresh[i].key.to_string()).collect();
+                let message = format!("the graph has a cycle through keys: {}", keys.join(" -> "));
+                return self.reject(client, &wanted, message);
+            }
+        };
+
+        // Create the new tasks, released, with priorities.
+        self.generation += 1;
+        let mut ids = Vec::with_capacity(fresh.len());
+        for (i, spec) in fresh.iter().enumerate() {
+            let group = self.group_of(&spec.key);
+            let entry = TaskEntry {
+                key: spec.key.clone(),
+                spec: Arc::clone(spec),
+                state: TState::Released,
+                deps: Vec::new(),
+                dependents: Vec::new(),
+                waiting_on: 0,
+                waiters: 0,
+                who_wants: Vec::new(),
+                who_has: Vec::new(),
+                nbytes: 0,
+                priority: Priority { generation: self.generation, order: order[i] },
+                group,
+                failures: 0,
+                error: None,
+                expected: 0.0,
+                steal_to: None,
+                started: false,
+                replicating: false,
+            };
+            let id = match self.free_ids.pop() {
+                Some(id) => {
+                    self.tasks[id] = Some(entry);
+                    id
+                }
+                None => {
+                    self.tasks.push(Some(entry));
+                    self.tasks.len() - 1
+                }
+            };
+            self.counts[TaskStateName::Released as usize] += 1;
+            self.groups[group].counts[TaskStateName::Released as usize] += 1;
+            self.by_key.insert(spec.key.clone(), id);
+            ids.push(id);
+        }
+        for (i, deps) in all_deps.iter().enumerate() {
+            let id = ids[i];
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.by_key[d]).collect();
+            for &d in &dep_ids {
+                self.task_mut(d).dependents.push(id);
+            }
+            self.task_mut(id).deps = dep_ids;
+        }
+
+        // Record who wants what, then bring the wanted keys to memory.
+        for key in &wanted {
+            let id = self.by_key[key];
+            let t = self.task_mut(id);
+            if !t.who_wants.contains(&client) {
+                t.who_wants.push(client);
+            }
+        }
+        for key in &wanted {
+            let id = self.by_key[key];
+            match self.task(id).state {
+                TState::Memory => self.notify_memory(id, client),
+                TState::Erred => {
+                    let error = self.task(id).error.clone().unwrap_or_else(|| Arc::new(unknown_error(key)));
+                    self.commands.push(Command::KeyErred { client, key: key.clone(), error });
+                }
+                TState::Released => self.ensure(id),
+                _ => {}
+            }
+        }
+        // Tasks that nothing wanted are dropped again.
+        let mut unused: Vec<TaskId> = ids.into_iter().filter(|&id| self.task(id).state == TState::Released).collect();
+        unused.sort_unstable_by_key(|&id| std::cmp::Reverse(self.task(id).priority));
+        self.release_worklist.extend(unused);
+    }
+
+    /// Brings a released task (and, recursively, its released inputs) back
+    /// into play: it waits for its inputs or becomes ready.
+    fn ensure(&mut self, root: TaskId) {
+        let mut stack = vec![root];
+        let mut ready = Vec::new();
+        while let Some(id) = stack.pop() {
+            if self.task(id).state != TState::Released {
+                continue;
+            }
+            let deps = self.task(id).deps.clone();
+            let mut missing = 0;
+            let mut erred_dep = None;
+            for d in deps {
+                self.task_mut(d).waiters += 1;
+                match self.task(d).state {
+                    TState::Memory => {}
+                    TState::Erred => {
+                        erred_dep = erred_dep.or(self.task(d).error.clone());
+                        missing += 1;
+                    }
+                    TState::Released => {
+                        missing += 1;
+                        stack.push(d);
+                    }
+                    _ => missing += 1,
+                }
+            }
+            self.set_state(id, TState::Waiting);
+            self.task_mut(id).waiting_on = missing;
+            if let Some(error) = erred_dep {
+                self.mark_erred(id, error);
+            } else if missing == 0 {
+                ready.push(id);
+            }
+        }
+        ready.sort_unstable_by_key(|&id| self.task(id).priority);
+        for id in ready {
+            if self.task(id).state == TState::Waiting {
+                self.make_ready(id);
+            }
+        }
+    }
+
+    fn make_ready(&mut self, id: TaskId) {
+        let is_root = self.task(id).deps.is_empty();
+        if !is_root && let Some(w) = self.decide_worker(id) {
+            self.assign(id, w);
+            return;
+        }
+        self.set_state(id, TState::Queued);
+        let prio = self.task(id).priority;
+        self.queued.insert((prio, id));
+    }
+
+    /// Chooses where a non-root task runs: where most of its input bytes
+    /// already are, unless that worker is so busy that moving the data to an
+    /// idle worker finishes sooner.
+    fn decide_worker(&mut self, id: TaskId) -> Option<WorkerId> {
+        let t = self.task(id);
+        let mut candidates: Vec<WorkerId> = Vec::new();
+        for &d in &t.deps {
+            for &w in &self.task(d).who_has {
+                if !candidates.contains(&w) && self.workers.get(&w).is_some_and(|e| !e.retiring) {
+                    candidates.push(w);
+                }
+            }
+        }
+        if let Some(&w) = self.idle.iter().next() {
+            if !candidates.contains(&w) {
+                candidates.push(w);
+            }
+        }
+        if candidates.is_empty() {
+            candidates.extend(self.workers.iter().filter(|(_, e)| !e.retiring).map(|(w, _)| *w).take(64));
+        }
+        let deps = &t.deps;
+        let mut best: Option<(f64, usize, WorkerId)> = None;
+        for w in candidates {
+            let entry = &self.workers[&w];
+            let missing_bytes: u64 = deps
+                .iter()
+                .map(|&d| self.task(d))
+                .filter(|dt| !dt.who_has.contains(&w))
+                .map(|dt| dt.nbytes)
+                .sum();
+            let start = entry.occupancy / entry.nthreads as f64 + missing_bytes as f64 / self.config.bandwidth;
+            let rank = (start, entry.processing.len(), w);
+            if best.is_none_or(|b| (rank.0, rank.1, rank.2) < b) {
+                best = Some(rank);
+            }
+        }
+        best.map(|b| b.2)
+    }
+
+    fn assign(&mut self, id: TaskId, w: WorkerId) {
+        let expected = self.expected_duration(id);
+        self.set_state(id, TState::Processing(w));
+        let t = self.task_mut(id);
+        t.expected = expected;
+        t.started = false;
+        let entry = self.workers.get_mut(&w).expect("assign targets a live worker");
+        entry.processing.insert(id);
+        entry.occupancy += expected;
+        self.refresh_worker(w);
+        let t = self.task(id);
+        let who_has = t.deps.iter().map(|&d| (self.task(d).key.clone(), self.task(d).who_has.clone())).collect();
+        self.commands.push(Command::Execute { worker: w, task: t.spec.clone(), priority: t.priority, who_has });
+    }
+
+    /// Takes a processing task off its worker's books.
+    fn unassign(&mut self, id: TaskId) -> Option<WorkerId> {
+        let TState::Processing(w) = self.task(id).state else { return None };
+        let expected = self.task(id).expected;
+        if let Some(entry) = self.workers.get_mut(&w) {
+            entry.processing.remove(&id);
+            entry.occupancy = (entry.occupancy - expected).max(0.0);
+            self.may_have_slots.insert(w);
+            self.refresh_worker(w);
+        }
+        Some(w)
+    }
+
+    /// How many tasks from the queue a worker may hold.
+    fn slot_limit(&self, w: &WorkerEntry, group: Option<usize>) -> usize {
+        let base = ((w.nthreads as f64 * self.config.worker_saturation).ceil() as usize).max(w.nthreads);
+        let extra = group
+            .and_then(|g| {
+                let g = &self.groups[g];
+                let d = g.duration?;
+                let by_time = self.config.root_buffer_seconds * w.nthreads as f64 / d.max(1e-9);
+                let by_bytes = if g.nbytes_avg > 0.0 {
+                    self.config.root_buffer_bytes as f64 * w.nthreads as f64 / g.nbytes_avg
+                } else {
+                    f64::INFINITY
+                };
+                Some(by_time.min(by_bytes).min(256.0 * w.nthreads as f64) as usize)
+            })
+            .unwrap_or(0);
+        base + extra
+    }
+
+    /// Hands queued tasks to workers with free slots, highest priority first,
+    /// spreading them round-robin.
+    fn fill_slots(&mut self) {
+        if self.queued.is_empty() || self.may_have_slots.is_empty() {
+            return;
+        }
+        let head_group = self.queued.first().map(|&(_, id)| self.task(id).group);
+        let mut open: Vec<(WorkerId, usize)> = Vec::new();
+        for &w in &self.may_have_slots {
+            let Some(entry) = self.workers.get(&w) else { continue };
+            if entry.retiring {
+                continue;
+            }
+            let limit = self.slot_limit(entry, head_group);
+            if entry.processing.len() < limit {
+                open.push((w, limit - entry.processing.len()));
+            }
+        }
+        self.may_have_slots.clear();
+        while !open.is_empty() && !self.queued.is_empty() {
+            for (w, free) in open.iter_mut() {
+                if *free == 0 {
+                    continue;
+                }
+                let Some((_, id)) = self.queued.pop_first() else { break };
+                self.assign(id, *w);
+                *free -= 1;
+            }
+            open.retain(|(_, free)| *free > 0);
+        }
+        for (w, _) in open {
+            self.may_have_slots.insert(w);
+        }
+    }
+
+    // ------------------------------------------------------------ completions
+
+    fn task_finished(&mut self, worker: WorkerId, key: Key, nbytes: u64, duration: f64) {
+        let Some(&id) = self.by_key.get(&key) else {
+            // Forgotten meanwhile: the worker should not keep the data.
+            self.commands.push(Command::Release { worker, key });
+            return;
+        };
+        if !self.workers.contains_key(&worker) {
+            return;
+        }
+        match self.task(id).state {
+            TState::Processing(w) if w == worker => {
+                self.unassign(id);
+                let group = self.task(id).group;
+                let g = &mut self.groups[group];
+                // An exponential moving average, as Dask keeps per prefix.
+                g.duration = Some(g.duration.map_or(duration, |d| 0.5 * d + 0.5 * duration));
+            }
+            TState::Memory => {
+                self.add_replica(id, worker, nbytes);
+                return;
+            }
+            TState::Processing(_) => {
+                // Computed twice (a steal raced with the start): keep this
+                // result and stop the other copy.
+                if let Some(other) = self.unassign(id) {
+                    self.commands.push(Command::Release { worker: other, key: key.clone() });
+                }
+            }
+            TState::Queued => {
+                let prio = self.task(id).priority;
+                self.queued.remove(&(prio, id));
+            }
+            TState::Waiting => {}
+            TState::Released | TState::Erred => {
+                self.commands.push(Command::Release { worker, key });
+                return;
+            }
+        }
+        self.to_memory(id, worker, nbytes);
+    }
+
+    fn to_memory(&mut self, id: TaskId, worker: WorkerId, nbytes: u64) {
+        self.set_state(id, TState::Memory);
+        self.completed_total += 1;
+        {
+            let t = self.task_mut(id);
+            t.who_has.clear();
+            t.who_has.push(worker);
+            t.nbytes = nbytes;
+            t.failures = 0;
+        }
+        let group = self.task(id).group;
+        let g = &mut self.groups[group];
+        g.completed += 1;
+        g.nbytes_avg += (nbytes as f64 - g.nbytes_avg) / g.completed.min(100) as f64;
+        if let Some(entry) = self.workers.get_mut(&worker) {
+            entry.has_what.insert(id);
+            entry.nbytes += nbytes;
+        }
+        let clients = self.task(id).who_wants.clone();
+        for c in clients {
+            self.notify_memory(id, c);
+        }
+        let dependents = self.task(id).dependents.clone();
+        for d in dependents {
+            if self.task(d).state == TState::Waiting {
+                let t = self.task_mut(d);
+                t.waiting_on = t.waiting_on.saturating_sub(1);
+                if t.waiting_on == 0 {
+                    self.make_ready(d);
+                }
+            }
+        }
+        self.done_with_inputs(id);
+        self.release_worklist.push(id);
+    }
+
+    /// A task stopped being active: its inputs lose a waiter.
+    fn done_with_inputs(&mut self, id: TaskId) {
+        let deps = self.task(id).deps.clone();
+        for d in deps {
+            let t = self.task_mut(d);
+            t.waiters = t.waiters.saturating_sub(1);
+            self.release_worklist.push(d);
+        }
+    }
+
+    fn notify_memory(&mut self, id: TaskId, client: ClientId) {
+        let t = self.task(id);
+        self.commands.push(Command::KeyInMemory {
+            client,
+            key: t.key.clone(),
+            workers: t.who_has.clone(),
+            nbytes: t.nbytes,
+        });
+    }
+
+    fn add_replica(&mut self, id: TaskId, worker: WorkerId, nbytes: u64) {
+        let t = self.task_mut(id);
+        t.replicating = false;
+        if t.who_has.contains(&worker) {
+            return;
+        }
+        t.who_has.push(worker);
+        if let Some(entry) = self.workers.get_mut(&worker) {
+            entry.has_what.insert(id);
+            entry.nbytes += nbytes;
+        }
+    }
+
+    fn replica_added(&mut self, worker: WorkerId, key: &Key, nbytes: u64) {
+        let Some(&id) = self.by_key.get(key) else {
+            self.commands.push(Command::Release { worker, key: key.clone() });
+            return;
+        };
+        if self.task(id).state == TState::Memory && self.workers.contains_key(&worker) {
+            self.add_replica(id, worker, nbytes);
+        } else {
+            self.task_mut(id).replicating = false;
+            self.commands.push(Command::Release { worker, key: key.clone() });
+        }
+    }
+
+    fn task_erred(&mut self, worker: WorkerId, key: &Key, message: String) {
+        let Some(&id) = self.by_key.get(key) else { return };
+        if self.task(id).state != TState::Processing(worker) {
+            return;
+        }
+        let error = Arc::new(TaskError { key: key.clone(), kind: ErrorKind::Raised, message });
+        self.mark_erred(id, error);
+    }
+
+    /// Errs a task and everything waiting on it, telling the clients.
+    fn mark_erred(&mut self, root: TaskId, error: Arc<TaskError>) {
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let state = self.task(id).state;
+            if !state.is_active() && state != TState::Released {
+                continue;
+            }
+            match state {
+                TState::Queued => {
+                    let prio = self.task(id).priority;
+                    self.queued.remove(&(prio, id));
+                }
+                TState::Processing(_) => {
+                    if let Some(w) = self.unassign(id) {
+                        self.commands.push(Command::Release { worker: w, key: self.task(id).key.clone() });
+                    }
+                }
+                _ => {}
+            }
+            self.set_state(id, TState::Erred);
+            self.erred_total += 1;
+            self.task_mut(id).error = Some(error.clone());
+            let t = self.task(id);
+            let key = t.key.clone();
+            for &client in &t.who_wants.clone() {
+                self.commands.push(Command::KeyErred { client, key: key.clone(), error: error.clone() });
+            }
+            if state.is_active() {
+                self.done_with_inputs(id);
+            }
+            for &d in &self.task(id).dependents {
+                if self.task(d).state.is_active() {
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    fn missing_data(&mut self, worker: WorkerId, key: &Key, missing: &Key) {
+        let Some(&id) = self.by_key.get(key) else { return };
+        if self.task(id).state != TState::Processing(worker) {
+            return;
+        }
+        // Where the scheduler thought the input was, it is not: treat it as
+        // lost everywhere and recompute it, rather than retry a dead address.
+        if let Some(&mid) = self.by_key.get(missing)
+            && self.task(mid).state == TState::Memory
+        {
+            self.mark_lost(mid);
+        }
+        self.unassign(id);
+        self.set_state(id, TState::Waiting);
+        self.rewait(id);
+    }
+
+    // -------------------------------------------------------- releasing keys
+
+    fn release_want(&mut self, client: ClientId, key: &Key) {
+        let Some(&id) = self.by_key.get(key) else { return };
+        self.task_mut(id).who_wants.retain(|c| *c != client);
+        self.release_worklist.push(id);
+    }
+
+    /// Frees data and forgets tasks that nothing needs any more.
+    fn drain_releases(&mut self) {
+        while let Some(id) = self.release_worklist.pop() {
+            if self.tasks.get(id).is_none_or(Option::is_none) || self.needed(id) {
+                continue;
+            }
+            match self.task(id).state {
+                TState::Memory => {
+                    let (key, nbytes, holders) = {
+                        let t = self.task_mut(id);
+                        (t.key.clone(), t.nbytes, std::mem::take(&mut t.who_has))
+                    };
+                    for w in holders {
+                        if let Some(entry) = self.workers.get_mut(&w) {
+                            entry.has_what.remove(&id);
+                            entry.nbytes = entry.nbytes.saturating_sub(nbytes);
+                        }
+                        self.commands.push(Command::Release { worker: w, key: key.clone() });
+                    }
+                    self.set_state(id, TState::Released);
+                }
+                state if state.is_active() => {
+                    // Nobody needs this running work any more (cancelled).
+                    match state {
+                        TState::Queued => {
+                            let prio = self.task(id).priority;
+                            self.queued.remove(&(prio, id));
+                        }
+                        TState::Processing(_) => {
+                            if let Some(w) = self.unassign(id) {
+                                self.commands.push(Command::Release { worker: w, key: self.task(id).key.clone() });
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.set_state(id, TState::Released);
+                    self.done_with_inputs(id);
+                }
+                _ => {}
+            }
+            self.maybe_forget(id);
+        }
+    }
+
+    fn maybe_forget(&mut self, id: TaskId) {
+        let t = self.task(id);
+        if !matches!(t.state, TState::Released | TState::Erred) || !t.dependents.is_empty() || self.needed(id) {
+            return;
+        }
+        let Some(t) = self.tasks[id].take() else { return };
+        self.counts[t.state.name() as usize] -= 1;
+        self.groups[t.group].counts[t.state.name() as usize] -= 1;
+        self.by_key.remove(&t.key);
+        self.free_ids.push(id);
+        for d in t.deps {
+            if let Some(dt) = self.tasks[d].as_mut() {
+                if let Some(pos) = dt.dependents.iter().position(|&x| x == id) {
+                    dt.dependents.swap_remove(pos);
+                }
+                self.release_worklist.push(d);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- balancing
+
+    /// Work stealing: idle workers take queued (not yet started) tasks from
+    /// saturated ones when moving the inputs costs less than waiting.
+    fn balance(&mut self) {
+        if self.idle.is_empty() || self.saturated.is_empty() {
+            return;
+        }
+        let thieves: Vec<WorkerId> = self.idle.iter().copied().collect();
+        for thief in thieves {
+            let Some(t_entry) = self.workers.get(&thief) else { continue };
+            let mut free = t_entry.nthreads.saturating_sub(t_entry.processing.len() + t_entry.incoming_steals);
+            while free > 0 {
+                let victim = self
+                    .saturated
+                    .iter()
+                    .filter(|w| **w != thief)
+                    .max_by_key(|w| {
+                        let e = &self.workers[*w];
+                        e.processing.len().saturating_sub(e.nthreads)
+                    })
+                    .copied();
+                let Some(victim) = victim else { break };
+                let Some(id) = self.steal_candidate(victim, thief) else { break };
+                self.task_mut(id).steal_to = Some(thief);
+                if let Some(e) = self.workers.get_mut(&thief) {
+                    e.incoming_steals += 1;
+                }
+                let key = self.task(id).key.clone();
+                self.commands.push(Command::Steal { worker: victim, key });
+                free -= 1;
+            }
+        }
+    }
+
+    /// The victim's task that would run last, if its inputs are cheap to move.
+    fn steal_candidate(&self, victim: WorkerId, thief: WorkerId) -> Option<TaskId> {
+        let entry = &self.workers[&victim];
+        let stealable = entry.processing.len().saturating_sub(entry.nthreads);
+        let pending = entry
+            .processing
+            .iter()
+            .filter(|&&id| self.task(id).steal_to.is_some())
+            .count();
+        if pending >= stealable {
+            return None;
+        }
+        entry
+            .processing
+            .iter()
+            .copied()
+            .filter(|&id| self.task(id).steal_to.is_none() && !self.task(id).started)
+            .filter(|&id| {
+                let t = self.task(id);
+                let bytes: u64 =
+                    t.deps.iter().map(|&d| self.task(d)).filter(|d| !d.who_has.contains(&thief)).map(|d| d.nbytes).sum();
+                bytes as f64 / self.config.bandwidth <= 2.0 * t.expected.max(1e-6)
+            })
+            .max_by_key(|&id| self.task(id).priority)
+    }
+
+    fn steal_response(&mut self, worker: WorkerId, key: &Key, stolen: bool) {
+        let Some(&id) = self.by_key.get(key) else { return };
+        let thief = self.task_mut(id).steal_to.take();
+        if let Some(thief) = thief
+            && let Some(e) = self.workers.get_mut(&thief)
+        {
+            e.incoming_steals = e.incoming_steals.saturating_sub(1);
+        }
+        if self.task(id).state != TState::Processing(worker) {
+            return;
+        }
+        if !stolen {
+            self.task_mut(id).started = true;
+            return;
+        }
+        self.unassign(id);
+        match thief.filter(|t| self.workers.get(t).is_some_and(|e| !e.retiring)) {
+            Some(thief) => self.assign(id, thief),
+            None => {
+                self.set_state(id, TState::Waiting);
+                self.rewait(id);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ retiring
+
+    fn retire_workers(&mut self, workers: &[WorkerId]) {
+        for &w in workers {
+            if let Some(entry) = self.workers.get_mut(&w) {
+                entry.retiring = true;
+                self.retiring.insert(w);
+                self.refresh_worker(w);
+            }
+        }
+        // Their queued-but-unstarted work can move now.
+        for &w in workers {
+            let Some(entry) = self.workers.get(&w) else { continue };
+            let excess = entry.processing.len().saturating_sub(entry.nthreads);
+            let mut stealable: Vec<TaskId> = entry.processing.iter().copied().collect();
+            stealable.sort_unstable_by_key(|&id| std::cmp::Reverse(self.task(id).priority));
+            for id in stealable.into_iter().take(excess) {
+                if self.task(id).steal_to.is_none() {
+                    let key = self.task(id).key.clone();
+                    self.commands.push(Command::Steal { worker: w, key });
+                }
+            }
+        }
+    }
+
+    /// A retiring worker leaves once it runs nothing and every key it holds
+    /// that is still needed has a copy elsewhere.
+    fn check_retiring(&mut self) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let retiring: Vec<WorkerId> = self.retiring.iter().copied().collect();
+        for w in retiring {
+            let Some(entry) = self.workers.get(&w) else { continue };
+            if entry.told_to_leave || !entry.processing.is_empty() {
+                continue;
+            }
+            let target = self
+                .workers
+                .iter()
+                .filter(|(_, e)| !e.retiring)
+                .min_by_key(|(_, e)| e.nbytes)
+                .map(|(id, _)| *id);
+            let mut unique: Vec<TaskId> = entry
+                .has_what
+                .iter()
+                .copied()
+                .filter(|&id| self.task(id).who_has.len() == 1)
+                .collect();
+            unique.sort_unstable();
+            let mut pending = false;
+            for id in unique {
+                pending = true;
+                if self.task(id).replicating {
+                    continue;
+                }
+                let Some(to) = target else { break };
+                self.task_mut(id).replicating = true;
+                let key = self.task(id).key.clone();
+                self.commands.push(Command::Replicate { key, from: w, to });
+            }
+            if !pending {
+                if let Some(e) = self.workers.get_mut(&w) {
+                    e.told_to_leave = true;
+                }
+                self.commands.push(Command::WorkerMayLeave { worker: w });
+            }
+        }
+    }
+
+    /// Checks the bookkeeping invariants. Used by tests and the simulator.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut counts = [0u64; 6];
+        for (id, t) in self.live() {
+            counts[t.state.name() as usize] += 1;
+            let active_dependents =
+                t.dependents.iter().filter(|&&d| self.task(d).state.is_active()).count() as u32;
+            if active_dependents != t.waiters {
+                return Err(format!("{}: waiters {} but {} active dependents", t.key, t.waiters, active_dependents));
+            }
+            if t.state == TState::Waiting {
+                let missing = t.deps.iter().filter(|&&d| self.task(d).state != TState::Memory).count() as u32;
+                if missing != t.waiting_on {
+                    return Err(format!("{}: waiting_on {} but {} inputs missing", t.key, t.waiting_on, missing));
+                }
+                if missing == 0 {
+                    return Err(format!("{}: waiting with all inputs in memory", t.key));
+                }
+            }
+            if matches!(t.state, TState::Queued | TState::Processing(_))
+                && let Some(d) = t.deps.iter().find(|&&d| self.task(d).state != TState::Memory)
+            {
+                return Err(format!("{} is runnable but input {} is not in memory", t.key, self.task(*d).key));
+            }
+            if t.state == TState::Memory && t.who_has.is_empty() {
+                return Err(format!("{} in memory nowhere", t.key));
+            }
+            if t.state == TState::Memory && !self.needed(id) {
+                return Err(format!("{} is in memory but nothing needs it", t.key));
+            }
+            if let TState::Processing(w) = t.state
+                && !self.workers.get(&w).is_some_and(|e| e.processing.contains(&id))
+            {
+                return Err(format!("{} processing on {w:?} which does not list it", t.key));
+            }
+            for &d in &t.deps {
+                if !self.task(d).dependents.contains(&id) {
+                    return Err(format!("{} missing from dependents of {}", t.key, self.task(d).key));
+                }
+            }
+        }
+        if counts != self.counts {
+            return Err(format!("state counts {:?} but recount gives {:?}", self.counts, counts));
+        }
+        Ok(())
+    }
+}
+
+fn unknown_error(key: &Key) -> TaskError {
+    TaskError { key: key.clone(), kind: ErrorKind::Raised, message: "unknown error".into() }
+}

@@ -1,0 +1,400 @@
+//! Unit tests of the state machine, driven by hand, plus property tests that
+//! drive it through the simulator on random graphs.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rask_core::{Arg, Key, Params, Task};
+
+use crate::sim::{SimConfig, simulate};
+use crate::*;
+
+fn task(key: &str, deps: &[&str]) -> Arc<Task> {
+    Arc::new(Task::new(key.into(), "op", Params::default(), deps.iter().map(|d| Arg::Key((*d).into())).collect()))
+}
+
+const C: ClientId = ClientId(7);
+
+fn with_workers(n: u64, threads: usize) -> SchedulerState {
+    let mut s = SchedulerState::new(SchedulerConfig::default());
+    for w in 0..n {
+        s.handle(Event::WorkerAdded { worker: WorkerId(w), name: format!("w{w}"), nthreads: threads, memory_limit: 0 });
+    }
+    s
+}
+
+fn executes(cmds: &[Command]) -> Vec<(String, WorkerId)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Execute { worker, task, .. } => Some((task.key.to_string(), *worker)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finish(s: &mut SchedulerState, key: &str, worker: u64) -> Vec<Command> {
+    s.handle(Event::TaskFinished { worker: WorkerId(worker), key: key.into(), nbytes: 8, duration: 0.01 });
+    s.check_invariants().unwrap();
+    s.take_commands()
+}
+
+#[test]
+fn inc_inc_add_runs_leaves_in_parallel_then_frees_them() {
+    let mut s = with_workers(1, 2);
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("inc-1", &[]), task("inc-2", &[]), task("add", &["inc-1", "inc-2"])],
+        wanted: vec!["add".into()],
+    });
+    let cmds = s.take_commands();
+    let mut ran: Vec<String> = executes(&cmds).into_iter().map(|(k, _)| k).collect();
+    ran.sort();
+    assert_eq!(ran, ["inc-1", "inc-2"]);
+    assert!(executes(&finish(&mut s, "inc-1", 0)).is_empty());
+    let cmds = finish(&mut s, "inc-2", 0);
+    assert_eq!(executes(&cmds), [("add".to_string(), WorkerId(0))]);
+    let cmds = finish(&mut s, "add", 0);
+    // Inputs are freed once add has them; the client hears about add.
+    let released: Vec<String> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Release { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released.len(), 2, "{cmds:?}");
+    assert!(cmds.iter().any(|c| matches!(c, Command::KeyInMemory { key, .. } if key.name() == "add")));
+    assert_eq!(s.task_state(&"add".into()), Some(TaskStateName::Memory));
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["add".into()] });
+    assert_eq!(s.n_tasks(), 0, "everything is forgotten after the release");
+}
+
+#[test]
+fn root_tasks_are_queued_to_saturation() {
+    let mut s = with_workers(1, 2);
+    let tasks: Vec<_> = (0..100).map(|i| task(&format!("leaf-{i}"), &[])).collect();
+    let wanted = tasks.iter().map(|t| t.key.clone()).collect();
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    // ceil(2 * 1.1) = 3 until durations are known.
+    assert_eq!(executes(&s.take_commands()).len(), 3);
+    assert_eq!(s.queue_depth(), 97 + 1);
+    // A slow task frees exactly one slot.
+    s.handle(Event::TaskFinished { worker: WorkerId(0), key: "leaf-0".into(), nbytes: 8, duration: 1.0 });
+    let next = executes(&s.take_commands());
+    assert_eq!(next.len(), 1, "one slot freed: {next:?}");
+}
+
+#[test]
+fn tiny_root_tasks_get_a_deeper_buffer() {
+    let mut s = with_workers(1, 2);
+    let tasks: Vec<_> = (0..1000).map(|i| task(&format!("leaf-{i}"), &[])).collect();
+    let wanted = tasks.iter().map(|t| t.key.clone()).collect();
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    s.take_commands();
+    s.handle(Event::TaskFinished { worker: WorkerId(0), key: "leaf-0".into(), nbytes: 8, duration: 1e-6 });
+    let more = executes(&s.take_commands()).len();
+    assert!(more > 100, "microsecond tasks should be buffered deeply, got {more}");
+}
+
+#[test]
+fn placement_prefers_the_worker_holding_the_inputs() {
+    let mut s = with_workers(3, 1);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("a", &[]), task("b", &["a"])], wanted: vec!["b".into()] });
+    let first = executes(&s.take_commands());
+    let (_, holder) = first[0].clone();
+    let cmds = finish(&mut s, "a", holder.0);
+    assert_eq!(executes(&cmds), [("b".to_string(), holder)]);
+}
+
+#[test]
+fn idle_worker_steals_queued_work() {
+    let mut s = with_workers(1, 1);
+    // Non-root tasks are assigned eagerly, so they pile up on the holder.
+    let mut tasks = vec![task("src", &[])];
+    let mut wanted = Vec::new();
+    for i in 0..6 {
+        let k = format!("child-{i}");
+        tasks.push(task(&k, &["src"]));
+        wanted.push(Key::from(k.as_str()));
+    }
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    s.take_commands();
+    assert_eq!(executes(&finish(&mut s, "src", 0)).len(), 6);
+    s.handle(Event::WorkerAdded { worker: WorkerId(1), name: "late".into(), nthreads: 2, memory_limit: 0 });
+    let steals: Vec<Key> = s
+        .take_commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Steal { worker, key } if worker == WorkerId(0) => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steals.len(), 2, "the new worker fills its two threads");
+    s.handle(Event::StealResponse { worker: WorkerId(0), key: steals[0].clone(), stolen: true });
+    s.handle(Event::StealResponse { worker: WorkerId(0), key: steals[1].clone(), stolen: false });
+    let moved = executes(&s.take_commands());
+    assert_eq!(moved, [(steals[0].to_string(), WorkerId(1))]);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn errors_reach_the_client_with_the_failing_key() {
+    let mut s = with_workers(1, 2);
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("bad", &[]), task("ok", &[]), task("sum", &["bad", "ok"])],
+        wanted: vec!["sum".into()],
+    });
+    s.take_commands();
+    s.handle(Event::TaskErred { worker: WorkerId(0), key: "bad".into(), message: "boom".into() });
+    let cmds = s.take_commands();
+    let err = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::KeyErred { key, error, .. } if key.name() == "sum" => Some(error.clone()),
+            _ => None,
+        })
+        .expect("the client hears about sum");
+    assert_eq!(err.key, Key::from("bad"));
+    assert_eq!(err.to_string(), "task bad failed: boom");
+    s.check_invariants().unwrap();
+    finish(&mut s, "ok", 0);
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["sum".into()] });
+    assert_eq!(s.n_tasks(), 0);
+}
+
+#[test]
+fn a_task_that_kills_workers_becomes_killed_worker() {
+    let mut s = with_workers(1, 1);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("crash", &[])], wanted: vec!["crash".into()] });
+    for w in 0..4u64 {
+        let ran = executes(&s.take_commands());
+        assert_eq!(ran, [("crash".to_string(), WorkerId(w))], "attempt {w}");
+        s.handle(Event::WorkerAdded { worker: WorkerId(w + 1), name: format!("w{}", w + 1), nthreads: 1, memory_limit: 0 });
+        s.handle(Event::WorkerRemoved { worker: WorkerId(w) });
+        s.check_invariants().unwrap();
+    }
+    let cmds = s.take_commands();
+    let err = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::KeyErred { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("KilledWorker after 4 deaths");
+    assert_eq!(err.kind, ErrorKind::KilledWorker);
+    assert!(err.to_string().contains("KilledWorker") && err.to_string().contains("4 workers"), "{err}");
+}
+
+#[test]
+fn lost_data_is_recomputed_from_lineage() {
+    let mut s = with_workers(2, 1);
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &[]), task("b", &[]), task("c", &["a", "b"])],
+        wanted: vec!["c".into()],
+    });
+    let ran = executes(&s.take_commands());
+    let where_a = ran.iter().find(|(k, _)| k == "a").unwrap().1;
+    let where_b = ran.iter().find(|(k, _)| k == "b").unwrap().1;
+    finish(&mut s, "a", where_a.0);
+    // a's worker dies before b finishes: a must be recomputed.
+    s.handle(Event::WorkerRemoved { worker: where_a });
+    s.check_invariants().unwrap();
+    let again = executes(&s.take_commands());
+    assert!(again.iter().any(|(k, _)| k == "a"), "{again:?}");
+    assert_eq!(s.task_state(&"c".into()), Some(TaskStateName::Waiting));
+    let _ = where_b;
+}
+
+#[test]
+fn invalid_graphs_are_rejected_with_the_keys() {
+    let mut s = with_workers(1, 1);
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &["c"]), task("b", &["a"]), task("c", &["b"])],
+        wanted: vec!["c".into()],
+    });
+    let msg = match &s.take_commands()[..] {
+        [Command::KeyErred { error, .. }] => error.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(msg.contains("cycle") && msg.contains('a') && msg.contains('b'), "{msg}");
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("x", &["ghost"])], wanted: vec!["x".into()] });
+    let msg = match &s.take_commands()[..] {
+        [Command::KeyErred { error, .. }] => error.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(msg.contains("ghost"), "{msg}");
+    assert_eq!(s.n_tasks(), 0, "nothing of a rejected graph is kept");
+}
+
+#[test]
+fn shared_keys_run_once_for_two_clients() {
+    let mut s = with_workers(1, 1);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("shared", &[])], wanted: vec!["shared".into()] });
+    s.handle(Event::UpdateGraph { client: ClientId(8), tasks: vec![task("shared", &[])], wanted: vec!["shared".into()] });
+    assert_eq!(executes(&s.take_commands()).len(), 1);
+    let cmds = finish(&mut s, "shared", 0);
+    let told: Vec<ClientId> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::KeyInMemory { client, .. } => Some(*client),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [C, ClientId(8)]);
+    s.handle(Event::ClientRemoved { client: C });
+    assert_eq!(s.task_state(&"shared".into()), Some(TaskStateName::Memory), "the other client still wants it");
+    s.handle(Event::ClientRemoved { client: ClientId(8) });
+    assert_eq!(s.n_tasks(), 0);
+}
+
+#[test]
+fn cancel_stops_work_nobody_needs() {
+    let mut s = with_workers(1, 1);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("a", &[]), task("b", &["a"])], wanted: vec!["b".into()] });
+    s.take_commands();
+    s.handle(Event::CancelKeys { client: C, keys: vec!["b".into()] });
+    let cmds = s.take_commands();
+    assert!(cmds.iter().any(|c| matches!(c, Command::Release { key, .. } if key.name() == "a")), "{cmds:?}");
+    assert_eq!(s.n_tasks(), 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn retiring_copies_unique_data_then_lets_the_worker_go() {
+    let mut s = with_workers(2, 1);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("keep", &[])], wanted: vec!["keep".into()] });
+    let (_, w) = executes(&s.take_commands())[0].clone();
+    finish(&mut s, "keep", w.0);
+    s.handle(Event::RetireWorkers { workers: vec![w] });
+    let cmds = s.take_commands();
+    let (from, to) = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::Replicate { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .expect("unique data is copied first");
+    assert_eq!(from, w);
+    assert!(!cmds.iter().any(|c| matches!(c, Command::WorkerMayLeave { .. })));
+    s.handle(Event::ReplicaAdded { worker: to, key: "keep".into(), nbytes: 8 });
+    let cmds = s.take_commands();
+    assert!(cmds.iter().any(|c| matches!(c, Command::WorkerMayLeave { worker } if *worker == w)));
+    s.handle(Event::WorkerRemoved { worker: w });
+    assert_eq!(s.who_has(&"keep".into()), vec![to]);
+    assert_eq!(s.task_state(&"keep".into()), Some(TaskStateName::Memory));
+}
+
+#[test]
+fn adaptive_target_follows_queued_work() {
+    let mut s = with_workers(1, 2);
+    assert_eq!(s.adaptive_target(5.0), 0);
+    let tasks: Vec<_> = (0..100).map(|i| task(&format!("leaf-{i}"), &[])).collect();
+    let wanted = tasks.iter().map(|t| t.key.clone()).collect();
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    // 100 tasks * 0.5 s unknown duration / 5 s target / 2 threads = 5 workers.
+    assert_eq!(s.adaptive_target(5.0), 5);
+}
+
+// ---------------------------------------------------------------- properties
+
+/// A random DAG: task i depends on up to 3 earlier tasks.
+fn random_dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+    (1usize..60).prop_flat_map(|n| {
+        (0..n)
+            .map(|i| proptest::collection::vec(0..i.max(1), if i == 0 { 0..1 } else { 0..4 }))
+            .collect::<Vec<_>>()
+    })
+}
+
+fn dag_tasks(deps: &[Vec<usize>]) -> (Vec<Arc<Task>>, Vec<Key>) {
+    let keys: Vec<String> = (0..deps.len()).map(|i| format!("t-{i}")).collect();
+    let tasks = deps
+        .iter()
+        .enumerate()
+        .map(|(i, ds)| {
+            let mut ds: Vec<usize> = ds.iter().copied().filter(|d| *d < i).collect();
+            ds.dedup();
+            let names: Vec<&str> = ds.iter().map(|d| keys[*d].as_str()).collect();
+            task(&keys[i], &names)
+        })
+        .collect::<Vec<_>>();
+    // Want every sink plus a few interior keys.
+    let mut used = vec![false; deps.len()];
+    for t in &tasks {
+        for d in t.dependencies() {
+            used[d.name()[2..].parse::<usize>().unwrap()] = true;
+        }
+    }
+    let wanted = (0..deps.len()).filter(|i| !used[*i] || i % 7 == 3).map(|i| Key::from(keys[i].as_str())).collect();
+    (tasks, wanted)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_task_runs_once_and_results_do_not_depend_on_the_cluster(
+        deps in random_dag(), workers in 1usize..5, threads in 1usize..4, seed_dur in 0u64..1000
+    ) {
+        let (tasks, wanted) = dag_tasks(&deps);
+        let dur = move |t: &Task| 0.001 + ((rask_core::key::token(t.key.name().as_bytes()).len() as u64 + seed_dur) % 13) as f64 * 0.01;
+        let reference = simulate(tasks.clone(), wanted.clone(), dur, |_| 8,
+            &SimConfig { workers: 1, threads_per_worker: 1, check_invariants: true, ..SimConfig::default() }).unwrap();
+        let report = simulate(tasks.clone(), wanted.clone(), dur, |_| 8,
+            &SimConfig { workers, threads_per_worker: threads, check_invariants: true, ..SimConfig::default() }).unwrap();
+        prop_assert_eq!(&report.results, &reference.results);
+        prop_assert_eq!(report.results.len(), wanted.len());
+        for t in &tasks {
+            prop_assert_eq!(report.executions.get(&t.key).copied().unwrap_or(0), 1, "{} ran more or less than once", t.key);
+        }
+        prop_assert_eq!(report.leftover_tasks, 0);
+        prop_assert_eq!(report.leftover_keys, 0);
+    }
+
+    #[test]
+    fn killed_retired_and_added_workers_lose_nothing(
+        deps in random_dag(), kills in proptest::collection::vec(1u64..40, 0..3),
+        retire in proptest::collection::vec(1u64..40, 0..2), add in proptest::collection::vec(1u64..40, 0..2)
+    ) {
+        let (tasks, wanted) = dag_tasks(&deps);
+        let reference = simulate(tasks.clone(), wanted.clone(), |_| 0.01, |_| 8,
+            &SimConfig { workers: 1, threads_per_worker: 1, ..SimConfig::default() }).unwrap();
+        let config = SimConfig {
+            workers: 3, threads_per_worker: 2, kill_after: kills, retire_after: retire, add_after: add,
+            check_invariants: true, ..SimConfig::default()
+        };
+        let report = simulate(tasks, wanted, |_| 0.01, |_| 8, &config).unwrap();
+        prop_assert!(report.errors.is_empty(), "{:?}", report.errors);
+        prop_assert_eq!(&report.results, &reference.results);
+        prop_assert_eq!(report.leftover_tasks, 0);
+        prop_assert_eq!(report.leftover_keys, 0);
+    }
+}
+
+#[test]
+fn simulated_tree_reduction_is_near_ideal() {
+    const LEAVES: usize = 4096;
+    // 4096 leaves summed pairwise on 16 workers x 4 threads.
+    let mut tasks = Vec::new();
+    let mut level: Vec<String> = (0..LEAVES).map(|i| format!("leaf-{i}")).collect();
+    for k in &level {
+        tasks.push(task(k, &[]));
+    }
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        let next: Vec<String> = level.chunks(2).enumerate().map(|(i, _)| format!("sum{depth}-{i}")).collect();
+        for (i, pair) in level.chunks(2).enumerate() {
+            let deps: Vec<&str> = pair.iter().map(String::as_str).collect();
+            tasks.push(task(&next[i], &deps));
+        }
+        level = next;
+    }
+    let wanted = vec![Key::from(level[0].as_str())];
+    let report = simulate(tasks, wanted, |_| 0.01, |_| 8, &SimConfig { workers: 16, threads_per_worker: 4, ..SimConfig::default() })
+        .unwrap();
+    assert!(report.makespan < report.ideal * 1.5 + 0.2, "makespan {} vs ideal {}", report.makespan, report.ideal);
+}
