@@ -34,11 +34,14 @@ fn join(keys: &[Key]) -> String {
 #[error("{message}")]
 pub struct OpError {
     pub message: String,
+    /// The task that raised, when it ran inside a fused chain under another
+    /// task's key; users should see the key they wrote.
+    pub key: Option<crate::Key>,
 }
 
 impl OpError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self { message: message.into(), key: None }
     }
 }
 

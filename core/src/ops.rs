@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+
 use rustc_hash::FxHashMap;
 
 use crate::{Arg, Body, Call, Key, OpError, Params, Task, Value};
@@ -61,7 +62,7 @@ impl OpRegistry {
 pub fn execute(
     task: &Task,
     registry: &OpRegistry,
-    local_ops: Option<&FxHashMap<Arc<str>, LocalOp>>,
+    local_ops: &dyn Fn(&str) -> Option<LocalOp>,
     input: &dyn Fn(&Key) -> Option<Value>,
 ) -> Result<Value, OpError> {
     match &task.body {
@@ -72,7 +73,10 @@ pub fn execute(
             let mut last = Value::None;
             for (key, call) in chain {
                 let lookup = |k: &Key| inner.iter().rev().find(|(ik, _)| *ik == k).map(|(_, v)| v.clone()).or_else(|| input(k));
-                last = run_call(key, call, registry, local_ops, &lookup)?;
+                last = run_call(key, call, registry, local_ops, &lookup).map_err(|mut e| {
+                    e.key.get_or_insert_with(|| key.clone());
+                    e
+                })?;
                 inner.push((key, last.clone()));
             }
             Ok(last)
@@ -84,17 +88,22 @@ fn run_call(
     key: &Key,
     call: &Call,
     registry: &OpRegistry,
-    local_ops: Option<&FxHashMap<Arc<str>, LocalOp>>,
+    local_ops: &dyn Fn(&str) -> Option<LocalOp>,
     input: &dyn Fn(&Key) -> Option<Value>,
 ) -> Result<Value, OpError> {
     let args = call.args.iter().map(|a| resolve(a, input)).collect::<Result<Vec<_>, _>>()?;
-    if let Some(local) = local_ops.and_then(|ops| ops.get(&call.op)) {
+    if let Some(f) = registry.get(&call.op) {
+        return f(&call.params, args);
+    }
+    if let Some(local) = local_ops(&call.op) {
         return local(&call.params, args);
     }
-    match registry.get(&call.op) {
-        Some(f) => f(&call.params, args),
-        None => Err(OpError::new(format!("task {key}: op {:?} is not registered in this binary", call.op))),
-    }
+    Err(OpError::new(format!("task {key}: op {:?} is not registered in this binary", call.op)))
+}
+
+/// For callers without closures.
+pub fn no_local_ops(_: &str) -> Option<LocalOp> {
+    None
 }
 
 fn resolve(arg: &Arg, input: &dyn Fn(&Key) -> Option<Value>) -> Result<Value, OpError> {
@@ -217,7 +226,7 @@ mod tests {
 
     fn run(op: &str, args: Vec<Value>) -> Result<Value, OpError> {
         let task = Task::new("t".into(), op, Params::default(), args.into_iter().map(Arg::Value).collect());
-        execute(&task, OpRegistry::global(), None, &|_| None)
+        execute(&task, OpRegistry::global(), &no_local_ops, &|_| None)
     }
 
     #[test]
@@ -253,7 +262,7 @@ mod tests {
                 ),
             ]),
         };
-        let v = execute(&task, OpRegistry::global(), None, &|k| (k == &a).then_some(Value::Int(4))).unwrap();
+        let v = execute(&task, OpRegistry::global(), &no_local_ops, &|k| (k == &a).then_some(Value::Int(4))).unwrap();
         assert_eq!(v, Value::Int(-40));
     }
 }

@@ -97,7 +97,7 @@ pub fn fuse(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{OpRegistry, builtin, execute};
+    use crate::ops::{OpRegistry, builtin, execute, no_local_ops};
     use crate::{Arg, Params, Value};
 
     fn neg_of(key: &str, dep: &str) -> Task {
@@ -149,7 +149,7 @@ mod tests {
             let mut results: FxHashMap<Key, Value> = FxHashMap::default();
             for i in graph.toposort().unwrap() {
                 let t = &graph.tasks()[i];
-                let v = execute(t, OpRegistry::global(), None, &|k| results.get(k).cloned()).unwrap();
+                let v = execute(t, OpRegistry::global(), &no_local_ops, &|k| results.get(k).cloned()).unwrap();
                 results.insert(t.key.clone(), v);
             }
             assert_eq!(results[&Key::from("d")], Value::Int(0));

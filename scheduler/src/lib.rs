@@ -115,7 +115,8 @@ pub enum Event {
     /// A client submitted tasks and wants the listed keys.
     UpdateGraph { client: ClientId, tasks: Vec<Arc<Task>>, wanted: Vec<Key> },
     TaskFinished { worker: WorkerId, key: Key, nbytes: u64, duration: f64 },
-    TaskErred { worker: WorkerId, key: Key, message: String },
+    /// `origin` names the task that raised when it ran fused into `key`.
+    TaskErred { worker: WorkerId, key: Key, message: String, origin: Option<Key> },
     /// A worker could not find an input of `key` on the workers it was told.
     MissingData { worker: WorkerId, key: Key, missing: Key },
     /// The client no longer needs these keys (its futures were dropped).

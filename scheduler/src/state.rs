@@ -232,7 +232,7 @@ impl SchedulerState {
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::UpdateGraph { client, tasks, wanted } => self.update_graph(client, tasks, wanted),
             Event::TaskFinished { worker, key, nbytes, duration } => self.task_finished(worker, key, nbytes, duration),
-            Event::TaskErred { worker, key, message } => self.task_erred(worker, &key, message),
+            Event::TaskErred { worker, key, message, origin } => self.task_erred(worker, &key, message, origin),
             Event::MissingData { worker, key, missing } => self.missing_data(worker, &key, &missing),
             Event::ReleaseKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
             Event::CancelKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
@@ -996,12 +996,12 @@ impl SchedulerState {
         }
     }
 
-    fn task_erred(&mut self, worker: WorkerId, key: &Key, message: String) {
+    fn task_erred(&mut self, worker: WorkerId, key: &Key, message: String, origin: Option<Key>) {
         let Some(&id) = self.by_key.get(key) else { return };
         if self.task(id).state != TState::Processing(worker) {
             return;
         }
-        let error = Arc::new(TaskError { key: key.clone(), kind: ErrorKind::Raised, message });
+        let error = Arc::new(TaskError { key: origin.unwrap_or_else(|| key.clone()), kind: ErrorKind::Raised, message });
         self.mark_erred(id, error);
     }
 

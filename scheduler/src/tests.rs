@@ -146,7 +146,7 @@ fn errors_reach_the_client_with_the_failing_key() {
         wanted: vec!["sum".into()],
     });
     s.take_commands();
-    s.handle(Event::TaskErred { worker: WorkerId(0), key: "bad".into(), message: "boom".into() });
+    s.handle(Event::TaskErred { worker: WorkerId(0), key: "bad".into(), message: "boom".into(), origin: None });
     let cmds = s.take_commands();
     let err = cmds
         .iter()

@@ -1,0 +1,393 @@
+//! The client: submits graphs to a cluster and hands back futures.
+//!
+//! Like Dask, the most recently created client becomes the default one that
+//! `Delayed::compute` uses; without any, a local cluster is started on first
+//! use. A future holds a reference to its key on the cluster; when the last
+//! future (or persisted value) for a key is dropped, the cluster frees it.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use rask_core::optimize::fuse;
+use rask_core::{FromValue, Key, OpRegistry, Task, Value};
+use rask_scheduler::ClientId;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::cluster::{ClusterShared, LocalCluster, Msg};
+use crate::delayed::{Node, NodeKind};
+use crate::{Delayed, Error, Result};
+
+/// The result slot shared by a future and the cluster.
+pub(crate) struct FutureState {
+    slot: Mutex<Slot>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<Value>>,
+    wakers: Vec<Waker>,
+}
+
+impl FutureState {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { slot: Mutex::new(Slot::default()), ready: Condvar::new() })
+    }
+
+    fn done(result: Result<Value>) -> Arc<Self> {
+        let s = Self::new();
+        s.resolve(result);
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the result once; later calls are ignored (a recomputed key is
+    /// reported twice, a cancel may race a completion).
+    pub(crate) fn resolve(&self, result: Result<Value>) {
+        let wakers = {
+            let mut slot = self.lock();
+            if slot.result.is_some() {
+                return;
+            }
+            slot.result = Some(result);
+            std::mem::take(&mut slot.wakers)
+        };
+        self.ready.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn peek(&self) -> Option<Result<Value>> {
+        self.lock().result.clone()
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
+        let mut slot = self.lock();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if let Some(r) = &slot.result {
+                return Some(r.clone());
+            }
+            slot = match deadline {
+                None => self.ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.ready.wait_timeout(slot, left).unwrap_or_else(std::sync::PoisonError::into_inner).0
+                }
+            };
+        }
+    }
+}
+
+struct ClientInner {
+    id: ClientId,
+    cluster: Arc<ClusterShared>,
+    /// Live futures per key: the key is released when the count drops to 0.
+    refs: Mutex<FxHashMap<Key, usize>>,
+    /// A cluster this client started itself and owns.
+    _owned: Option<LocalCluster>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        let _ = self.cluster.send(Msg::ClientRemoved(self.id));
+    }
+}
+
+/// A connection to a cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client(id={})", self.inner.id.0)
+    }
+}
+
+fn default_slot() -> &'static Mutex<Weak<ClientInner>> {
+    static DEFAULT: OnceLock<Mutex<Weak<ClientInner>>> = OnceLock::new();
+    DEFAULT.get_or_init(|| Mutex::new(Weak::new()))
+}
+
+impl Client {
+    /// Connects to a local cluster, and becomes the default client.
+    pub fn new(cluster: &LocalCluster) -> Self {
+        Self::attach(cluster.shared().clone(), None)
+    }
+
+    /// Connects without becoming the default client (Dask's
+    /// `set_as_default=False`): `Delayed::compute` keeps using the default.
+    pub fn without_default(cluster: &LocalCluster) -> Self {
+        Self::attach_with(cluster.shared().clone(), None, false)
+    }
+
+    /// Starts a local cluster owned by this client (Dask's `Client()`).
+    pub fn local(n_workers: usize, threads_per_worker: usize) -> Result<Self> {
+        let cluster = LocalCluster::new(n_workers, threads_per_worker)?;
+        Ok(Self::attach(cluster.shared().clone(), Some(cluster)))
+    }
+
+    fn attach(cluster: Arc<ClusterShared>, owned: Option<LocalCluster>) -> Self {
+        Self::attach_with(cluster, owned, true)
+    }
+
+    fn attach_with(cluster: Arc<ClusterShared>, owned: Option<LocalCluster>, set_as_default: bool) -> Self {
+        let inner = Arc::new(ClientInner {
+            id: cluster.new_client(),
+            cluster,
+            refs: Mutex::new(FxHashMap::default()),
+            _owned: owned,
+        });
+        if set_as_default {
+            *default_slot().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::downgrade(&inner);
+        }
+        Self { inner }
+    }
+
+    /// The default client: the last one created that is still alive, or one
+    /// on a local cluster started on first use and kept for the process.
+    pub fn current() -> Result<Client> {
+        if let Some(inner) = default_slot().lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade() {
+            return Ok(Client { inner });
+        }
+        static FALLBACK: OnceLock<std::result::Result<Client, Error>> = OnceLock::new();
+        FALLBACK
+            .get_or_init(|| {
+                let cluster = LocalCluster::with_config(crate::LocalClusterConfig::default())?;
+                Ok(Client::attach(cluster.shared().clone(), Some(cluster)))
+            })
+            .clone()
+    }
+
+    /// Starts computing `x` and returns at once; the future gives the value.
+    pub fn compute<T: FromValue>(&self, x: &Delayed<T>) -> Future<T> {
+        self.submit(&[&x.node]).pop().map(Future::typed).expect("submit returns one future per output")
+    }
+
+    /// Computes several lazy values in one graph: shared inputs run once.
+    pub fn compute_many<T: FromValue>(&self, xs: &[&Delayed<T>]) -> Vec<Future<T>> {
+        let nodes: Vec<&Arc<Node>> = xs.iter().map(|x| &x.node).collect();
+        self.submit(&nodes).into_iter().map(Future::typed).collect()
+    }
+
+    /// Computes `x` and keeps it on the cluster: the returned lazy value
+    /// refers to the stored result, so later graphs start from it.
+    pub fn persist<T>(&self, x: &Delayed<T>) -> Delayed<T> {
+        let future = self.submit(&[&x.node]).pop();
+        match future {
+            Some(f) => {
+                let key = f.key_ref.key.clone();
+                Delayed::persisted(key, Arc::new(f) as Arc<dyn Any + Send + Sync>)
+            }
+            None => x.clone(),
+        }
+    }
+
+    pub(crate) fn submit(&self, outputs: &[&Arc<Node>]) -> Vec<Future<Value>> {
+        let keys: Vec<Key> = outputs.iter().map(|n| n.key.clone()).collect();
+        let (graph, keep) = collect(outputs);
+        let fail = |e: Error| keys.iter().map(|k| self.make_future(k.clone(), FutureState::done(Err(e.clone())), Vec::new())).collect();
+        let registry = OpRegistry::global();
+        let external: FxHashSet<Key> = keep.iter().map(|(k, _)| k.clone()).collect();
+        if let Err(e) = graph.validate(|k| external.contains(k), |op| registry.contains(op)) {
+            return fail(e.into());
+        }
+        let graph = match fuse(&graph, &keys) {
+            Ok(g) => g,
+            Err(e) => return fail(e.into()),
+        };
+        let (tasks, local_ops) = graph.into_parts();
+        for (name, op) in &local_ops {
+            self.inner.cluster.local_ops.register(name.clone(), op);
+        }
+        // The closures stay alive as long as a future of this graph does.
+        let mut holders: Vec<Arc<dyn Any + Send + Sync>> = keep.into_iter().map(|(_, h)| h).collect();
+        if !local_ops.is_empty() {
+            holders.push(Arc::new(local_ops.into_values().collect::<Vec<_>>()));
+        }
+        let holders = Arc::new(holders);
+        let mut futures = Vec::with_capacity(keys.len());
+        let mut registrations = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let state = FutureState::new();
+            registrations.push((key.clone(), state.clone()));
+            futures.push(self.make_future(key.clone(), state, vec![holders.clone() as Arc<dyn Any + Send + Sync>]));
+        }
+        let tasks: Vec<Arc<Task>> = tasks.into_iter().map(Arc::new).collect();
+        let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
+        if self.inner.cluster.send(msg).is_err() {
+            futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));
+        }
+        futures
+    }
+
+    fn make_future(&self, key: Key, state: Arc<FutureState>, keep: Vec<Arc<dyn Any + Send + Sync>>) -> Future<Value> {
+        *self.inner.refs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key.clone()).or_default() += 1;
+        Future { state, key_ref: KeyRef { key, client: self.clone() }, _keep: keep, _t: PhantomData }
+    }
+
+    fn release(&self, key: &Key) {
+        let mut refs = self.inner.refs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = refs.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                refs.remove(key);
+                let _ = self.inner.cluster.send(Msg::Release { client: self.inner.id, keys: vec![key.clone()] });
+            }
+        }
+    }
+
+    /// Disconnects: the cluster releases every key this client holds, as when
+    /// a remote client goes away. Futures already resolved keep their values.
+    pub fn close(&self) {
+        let _ = self.inner.cluster.send(Msg::ClientRemoved(self.inner.id));
+    }
+
+    /// Cancels the computation of a future's key for this client.
+    pub fn cancel<T>(&self, future: &Future<T>) {
+        future.state.resolve(Err(Error::Cancelled(future.key_ref.key.clone())));
+        let _ = self.inner.cluster.send(Msg::Cancel { client: self.inner.id, keys: vec![future.key_ref.key.clone()] });
+    }
+}
+
+/// Walks the lazy values back to their inputs, once each.
+fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Arc<dyn Any + Send + Sync>)>) {
+    let mut graph = rask_core::Graph::new();
+    let mut keep = Vec::new();
+    let mut seen: FxHashSet<*const Node> = FxHashSet::default();
+    let mut stack: Vec<&Arc<Node>> = outputs.to_vec();
+    let mut order = Vec::new();
+    while let Some(node) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(node)) {
+            continue;
+        }
+        order.push(node);
+        if let NodeKind::Task { deps, .. } = &node.kind {
+            stack.extend(deps.iter());
+        }
+    }
+    for node in order {
+        match &node.kind {
+            NodeKind::Task { task, local, .. } => {
+                if let (Some(op), rask_core::Body::Call(call)) = (local, &task.body) {
+                    graph.add_local_op(call.op.clone(), op.clone());
+                }
+                graph.insert_shared(task.clone());
+            }
+            NodeKind::Persisted { keep: holder } => keep.push((node.key.clone(), holder.clone())),
+        }
+    }
+    (graph, keep)
+}
+
+/// A value being computed on a cluster. `result()` blocks; `.await` works too.
+pub struct Future<T> {
+    state: Arc<FutureState>,
+    key_ref: KeyRef,
+    _keep: Vec<Arc<dyn Any + Send + Sync>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// One reference to a key on the cluster, released when dropped.
+struct KeyRef {
+    key: Key,
+    client: Client,
+}
+
+impl Drop for KeyRef {
+    fn drop(&mut self) {
+        self.client.release(&self.key);
+    }
+}
+
+impl<T> std::fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self.state.peek() {
+            None => "pending",
+            Some(Ok(_)) => "finished",
+            Some(Err(Error::Cancelled(_))) => "cancelled",
+            Some(Err(_)) => "error",
+        };
+        write!(f, "<Future: {status}, key: {}>", self.key_ref.key)
+    }
+}
+
+impl Future<Value> {
+    fn typed<T>(self) -> Future<T> {
+        Future { state: self.state, key_ref: self.key_ref, _keep: self._keep, _t: PhantomData }
+    }
+}
+
+impl<T> Future<T> {
+    pub fn key(&self) -> &Key {
+        &self.key_ref.key
+    }
+
+    /// True once the value, an error or a cancellation is in.
+    pub fn done(&self) -> bool {
+        self.state.peek().is_some()
+    }
+
+    pub fn cancel(&self) {
+        self.key_ref.client.cancel(self);
+    }
+}
+
+impl<T: FromValue> Future<T> {
+    fn convert(&self, r: Result<Value>) -> Result<T> {
+        r.and_then(|v| T::from_value(v).map_err(|source| Error::Conversion { key: self.key_ref.key.clone(), source }))
+    }
+
+    /// Waits for the value.
+    pub fn result(&self) -> Result<T> {
+        let r = self.state.wait(None).unwrap_or(Err(Error::ClusterClosed));
+        self.convert(r)
+    }
+
+    /// Waits at most `timeout`.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<T> {
+        match self.state.wait(Some(timeout)) {
+            Some(r) => self.convert(r),
+            None => Err(Error::Timeout(self.key_ref.key.clone())),
+        }
+    }
+}
+
+impl<T: FromValue> std::future::Future for Future<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.state.lock();
+        match slot.result.clone() {
+            Some(r) => {
+                drop(slot);
+                Poll::Ready(self.convert(r))
+            }
+            None => {
+                if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    slot.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Computes several lazy values together on the current client; shared
+/// intermediates run once. Like `dask.compute(*values)`.
+pub fn compute_all<T: FromValue>(values: &[Delayed<T>]) -> Result<Vec<T>> {
+    let client = Client::current()?;
+    let refs: Vec<&Delayed<T>> = values.iter().collect();
+    client.compute_many(&refs).iter().map(Future::result).collect()
+}
