@@ -143,7 +143,8 @@ fn random_dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
 fn reference(deps: &[Vec<usize>]) -> Vec<i64> {
     let mut values: Vec<i64> = Vec::new();
     for (i, ds) in deps.iter().enumerate() {
-        let inputs: Vec<i64> = if ds.is_empty() || i == 0 { vec![i as i64] } else { ds.iter().map(|d| values[*d]).collect() };
+        let inputs: Vec<i64> =
+            if ds.is_empty() || i == 0 { vec![i as i64] } else { ds.iter().map(|d| values[*d]).collect() };
         values.push(combine(inputs));
     }
     values

@@ -188,7 +188,7 @@ impl Client {
         match future {
             Some(f) => {
                 let key = f.key_ref.key.clone();
-                Delayed::persisted(key, Arc::new(f) as Arc<dyn Any + Send + Sync>)
+                Delayed::persisted(key, Arc::new(f) as Holder)
             }
             None => x.clone(),
         }
@@ -197,7 +197,9 @@ impl Client {
     pub(crate) fn submit(&self, outputs: &[&Arc<Node>]) -> Vec<Future<Value>> {
         let keys: Vec<Key> = outputs.iter().map(|n| n.key.clone()).collect();
         let (graph, keep) = collect(outputs);
-        let fail = |e: Error| keys.iter().map(|k| self.make_future(k.clone(), FutureState::done(Err(e.clone())), Vec::new())).collect();
+        let fail = |e: Error| {
+            keys.iter().map(|k| self.make_future(k.clone(), FutureState::done(Err(e.clone())), Vec::new())).collect()
+        };
         let registry = OpRegistry::global();
         let external: FxHashSet<Key> = keep.iter().map(|(k, _)| k.clone()).collect();
         if let Err(e) = graph.validate(|k| external.contains(k), |op| registry.contains(op)) {
@@ -212,7 +214,7 @@ impl Client {
             self.inner.cluster.local_ops.register(name.clone(), op);
         }
         // The closures stay alive as long as a future of this graph does.
-        let mut holders: Vec<Arc<dyn Any + Send + Sync>> = keep.into_iter().map(|(_, h)| h).collect();
+        let mut holders: Vec<Holder> = keep.into_iter().map(|(_, h)| h).collect();
         if !local_ops.is_empty() {
             holders.push(Arc::new(local_ops.into_values().collect::<Vec<_>>()));
         }
@@ -222,7 +224,7 @@ impl Client {
         for key in &keys {
             let state = FutureState::new();
             registrations.push((key.clone(), state.clone()));
-            futures.push(self.make_future(key.clone(), state, vec![holders.clone() as Arc<dyn Any + Send + Sync>]));
+            futures.push(self.make_future(key.clone(), state, vec![holders.clone() as Holder]));
         }
         let tasks: Vec<Arc<Task>> = tasks.into_iter().map(Arc::new).collect();
         let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
@@ -232,7 +234,7 @@ impl Client {
         futures
     }
 
-    fn make_future(&self, key: Key, state: Arc<FutureState>, keep: Vec<Arc<dyn Any + Send + Sync>>) -> Future<Value> {
+    fn make_future(&self, key: Key, state: Arc<FutureState>, keep: Vec<Holder>) -> Future<Value> {
         *self.inner.refs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key.clone()).or_default() += 1;
         Future { state, key_ref: KeyRef { key, client: self.clone() }, _keep: keep, _t: PhantomData }
     }
@@ -262,7 +264,10 @@ impl Client {
 }
 
 /// Walks the lazy values back to their inputs, once each.
-fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Arc<dyn Any + Send + Sync>)>) {
+/// Something kept alive as long as a future needs it.
+type Holder = Arc<dyn Any + Send + Sync>;
+
+fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Holder)>) {
     let mut graph = rask_core::Graph::new();
     let mut keep = Vec::new();
     let mut seen: FxHashSet<*const Node> = FxHashSet::default();
@@ -295,7 +300,7 @@ fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Arc<dyn Any +
 pub struct Future<T> {
     state: Arc<FutureState>,
     key_ref: KeyRef,
-    _keep: Vec<Arc<dyn Any + Send + Sync>>,
+    _keep: Vec<Holder>,
     _t: PhantomData<fn() -> T>,
 }
 

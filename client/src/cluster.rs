@@ -93,7 +93,12 @@ pub struct LocalCluster {
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LocalCluster(workers={}, threads_per_worker={})", self.workers().len(), self.config.threads_per_worker)
+        write!(
+            f,
+            "LocalCluster(workers={}, threads_per_worker={})",
+            self.workers().len(),
+            self.config.threads_per_worker
+        )
     }
 }
 
@@ -124,7 +129,8 @@ impl LocalCluster {
     pub fn with_config(config: LocalClusterConfig) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let local_ops = Arc::new(LocalOpTable::default());
-        let shared = Arc::new(ClusterShared { tx: tx.clone(), next_client: AtomicU64::new(1), local_ops: local_ops.clone() });
+        let shared =
+            Arc::new(ClusterShared { tx: tx.clone(), next_client: AtomicU64::new(1), local_ops: local_ops.clone() });
         let driver = Driver {
             state: SchedulerState::new(config.scheduler.clone()),
             rx,
@@ -144,7 +150,11 @@ impl LocalCluster {
         for _ in 0..config.n_workers {
             cluster.add_worker(config.threads_per_worker)?;
         }
-        tracing::info!(workers = config.n_workers, threads_per_worker = config.threads_per_worker, "local cluster started");
+        tracing::info!(
+            workers = config.n_workers,
+            threads_per_worker = config.threads_per_worker,
+            "local cluster started"
+        );
         Ok(cluster)
     }
 
@@ -300,7 +310,9 @@ impl Driver {
             }
             Msg::Outcome(worker, outcome) => {
                 let event = match outcome {
-                    Outcome::Finished { key, nbytes, duration } => Event::TaskFinished { worker, key, nbytes, duration },
+                    Outcome::Finished { key, nbytes, duration } => {
+                        Event::TaskFinished { worker, key, nbytes, duration }
+                    }
                     Outcome::Erred { key, message, origin } => Event::TaskErred { worker, key, message, origin },
                     Outcome::Missing { key, missing } => Event::MissingData { worker, key, missing },
                 };
@@ -364,10 +376,11 @@ impl Driver {
                 }
                 Command::Steal { worker, key } => {
                     // Jobs batched in this round have not reached the worker.
-                    let stolen_from_batch = batches.get_mut(&worker).and_then(|b| {
-                        b.iter().position(|j| j.task.key == key).map(|pos| b.remove(pos))
-                    });
-                    let stolen = stolen_from_batch.is_some() || self.workers.get(&worker).is_some_and(|e| e.steal(&key));
+                    let stolen_from_batch = batches
+                        .get_mut(&worker)
+                        .and_then(|b| b.iter().position(|j| j.task.key == key).map(|pos| b.remove(pos)));
+                    let stolen =
+                        stolen_from_batch.is_some() || self.workers.get(&worker).is_some_and(|e| e.steal(&key));
                     events.push(Event::StealResponse { worker, key, stolen });
                 }
                 Command::Replicate { key, from, to } => {

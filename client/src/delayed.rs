@@ -19,9 +19,15 @@ use rask_core::{Arg, FromValue, IntoValue, Key, LocalOp, OpError, OpOutput, Para
 use crate::{Client, Result};
 
 pub(crate) enum NodeKind {
-    Task { task: Task, deps: Vec<Arc<Node>>, local: Option<LocalOp> },
+    Task {
+        task: Task,
+        deps: Vec<Arc<Node>>,
+        local: Option<LocalOp>,
+    },
     /// A key already computed on a cluster, kept alive by `keep` (a future).
-    Persisted { keep: Arc<dyn Any + Send + Sync> },
+    Persisted {
+        keep: Arc<dyn Any + Send + Sync>,
+    },
 }
 
 pub(crate) struct Node {
@@ -291,25 +297,45 @@ macro_rules! binary_op {
         impl<T: $trait<Output = T>> $trait<Delayed<T>> for Delayed<T> {
             type Output = Delayed<T>;
             fn $method(self, rhs: Delayed<T>) -> Delayed<T> {
-                Delayed::build($op.into(), $prefix, vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)], None)
+                Delayed::build(
+                    $op.into(),
+                    $prefix,
+                    vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)],
+                    None,
+                )
             }
         }
         impl<T: $trait<Output = T>> $trait<&Delayed<T>> for &Delayed<T> {
             type Output = Delayed<T>;
             fn $method(self, rhs: &Delayed<T>) -> Delayed<T> {
-                Delayed::build($op.into(), $prefix, vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)], None)
+                Delayed::build(
+                    $op.into(),
+                    $prefix,
+                    vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)],
+                    None,
+                )
             }
         }
         impl<T: $trait<Output = T> + IntoValue> $trait<T> for Delayed<T> {
             type Output = Delayed<T>;
             fn $method(self, rhs: T) -> Delayed<T> {
-                Delayed::build($op.into(), $prefix, vec![ArgPart::of_node(&self.node), ArgPart::literal(rhs.into_value())], None)
+                Delayed::build(
+                    $op.into(),
+                    $prefix,
+                    vec![ArgPart::of_node(&self.node), ArgPart::literal(rhs.into_value())],
+                    None,
+                )
             }
         }
         impl<T: $trait<Output = T> + IntoValue> $trait<T> for &Delayed<T> {
             type Output = Delayed<T>;
             fn $method(self, rhs: T) -> Delayed<T> {
-                Delayed::build($op.into(), $prefix, vec![ArgPart::of_node(&self.node), ArgPart::literal(rhs.into_value())], None)
+                Delayed::build(
+                    $op.into(),
+                    $prefix,
+                    vec![ArgPart::of_node(&self.node), ArgPart::literal(rhs.into_value())],
+                    None,
+                )
             }
         }
     };
@@ -322,7 +348,12 @@ binary_op!(Mul, mul, builtin::MUL, "mul");
 impl<T> Div<Delayed<T>> for Delayed<T> {
     type Output = Delayed<f64>;
     fn div(self, rhs: Delayed<T>) -> Delayed<f64> {
-        Delayed::build(builtin::DIV.into(), "truediv", vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)], None)
+        Delayed::build(
+            builtin::DIV.into(),
+            "truediv",
+            vec![ArgPart::of_node(&self.node), ArgPart::of_node(&rhs.node)],
+            None,
+        )
     }
 }
 

@@ -9,11 +9,17 @@
 //!     pub fn add(x: i64, y: i64) -> i64 { x + y }
 //! }
 //!
-//! let x = rask::delayed!(inc(1));
-//! let y = rask::delayed!(inc(2));
-//! let z = rask::delayed!(add(&x, &y)); // nothing has run yet
-//! assert_eq!(z.compute().unwrap(), 5);
+//!
+//! fn main() {
+//!     let x = rask::delayed!(inc(1));
+//!     let y = rask::delayed!(inc(2));
+//!     let z = rask::delayed!(add(&x, &y)); // nothing has run yet
+//!     assert_eq!(z.compute().unwrap(), 5);
+//! }
 //! ```
+//!
+//! `op!` must be used at module level (not inside a function body), because
+//! it defines a module beside the function.
 //!
 //! Functions registered with [`op!`] run anywhere a binary linked with them
 //! runs a worker. Closures ([`local`]) are for the local cluster only.

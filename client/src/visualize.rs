@@ -62,15 +62,22 @@ impl Dot {
     /// Writes the drawing. `.dot` writes the text; `.svg`, `.png` and `.pdf`
     /// run Graphviz `dot`, and say how to install it when it is missing.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let program = std::env::var_os("RASK_GRAPHVIZ_DOT").unwrap_or_else(|| "dot".into());
+        self.write_with(path, program)
+    }
+
+    /// As [`Self::write`], running the given Graphviz `dot` executable.
+    pub fn write_with(&self, path: impl AsRef<Path>, dot_program: impl AsRef<std::ffi::OsStr>) -> Result<()> {
         let path = path.as_ref();
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("dot").to_ascii_lowercase();
         if ext == "dot" || ext == "gv" {
-            return std::fs::write(path, &self.0).map_err(|e| Error::Visualize(format!("writing {}: {e}", path.display())));
+            return std::fs::write(path, &self.0)
+                .map_err(|e| Error::Visualize(format!("writing {}: {e}", path.display())));
         }
         if !matches!(ext.as_str(), "svg" | "png" | "pdf") {
             return Err(Error::Visualize(format!("unsupported format .{ext}: use .dot, .svg, .png or .pdf")));
         }
-        let mut child = Command::new("dot")
+        let mut child = Command::new(dot_program)
             .arg(format!("-T{ext}"))
             .arg("-o")
             .arg(path)

@@ -12,7 +12,9 @@ pub enum Error {
     MissingDependency { task: Key, missing: Key },
     #[error("key {0} is defined twice in one graph")]
     DuplicateKey(Key),
-    #[error("task {task} uses op {op:?}, which is not registered in this binary (known ops are registered with rask::op! or built in)")]
+    #[error(
+        "task {task} uses op {op:?}, which is not registered in this binary (known ops are registered with rask::op! or built in)"
+    )]
     UnknownOp { task: Key, op: String },
     #[error(
         "task {task} uses the local closure {op:?}; closures cannot leave this process. Register the function with rask::op! to run it on a remote cluster"

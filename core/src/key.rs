@@ -11,21 +11,80 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "KeyRepr", into = "KeyRepr")]
 pub struct Key {
+    name: Arc<str>,
+    index: Box<[u32]>,
+    /// Computed once: schedulers hash and compare keys millions of times.
+    hash: u64,
+}
+
+/// The wire form of a key: the cached hash is recomputed on arrival rather
+/// than trusted.
+#[derive(Serialize, Deserialize)]
+struct KeyRepr {
     name: Arc<str>,
     index: Box<[u32]>,
 }
 
+impl From<KeyRepr> for Key {
+    fn from(r: KeyRepr) -> Self {
+        Key::from_parts(r.name, r.index)
+    }
+}
+
+impl From<Key> for KeyRepr {
+    fn from(k: Key) -> Self {
+        KeyRepr { name: k.name, index: k.index }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+            && self.index == other.index
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.name, &self.index).cmp(&(&other.name, &other.index))
+    }
+}
+
 impl Key {
+    fn from_parts(name: Arc<str>, index: Box<[u32]>) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        name.hash(&mut h);
+        index.hash(&mut h);
+        Self { name, index, hash: h.finish() }
+    }
+
     /// A key without a chunk index.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Self { name: name.into(), index: Box::default() }
+        Self::from_parts(name.into(), Box::default())
     }
 
     /// A chunk key: the collection's name and the chunk's position.
     pub fn chunk(name: Arc<str>, index: &[u32]) -> Self {
-        Self { name, index: index.into() }
+        Self::from_parts(name, index.into())
     }
 
     pub fn name(&self) -> &str {
@@ -124,6 +183,20 @@ mod tests {
         assert_eq!(prefix_of("add"), "add");
         assert_eq!(prefix_of("read-csv"), "read-csv");
         assert_eq!(prefix_of("-1"), "-1");
+    }
+
+    #[test]
+    fn equal_keys_hash_alike_and_round_trip() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let a = Key::chunk("x".into(), &[1, 2]);
+        let b = Key::chunk(Arc::from("x".to_string()), &[1, 2]);
+        assert_eq!(a, b);
+        let s = BuildHasherDefault::<rustc_hash::FxHasher>::default();
+        assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        assert_ne!(a, Key::chunk("x".into(), &[2, 1]));
+        let bytes = postcard::to_stdvec(&a).unwrap();
+        assert_eq!(postcard::from_bytes::<Key>(&bytes).unwrap(), a);
+        assert!(Key::new("a") < Key::new("b"));
     }
 
     #[test]

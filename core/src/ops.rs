@@ -8,7 +8,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-
 use rustc_hash::FxHashMap;
 
 use crate::{Arg, Body, Call, Key, OpError, Params, Task, Value};
@@ -17,7 +16,10 @@ use crate::{Arg, Body, Call, Key, OpError, Params, Task, Value};
 pub type OpFn = fn(&Params, Vec<Value>) -> Result<Value, OpError>;
 
 /// A closure op, valid only in the process that created it.
-pub type LocalOp = Arc<dyn Fn(&Params, Vec<Value>) -> Result<Value, OpError> + Send + Sync>;
+pub type LocalOp = Arc<LocalOpFn>;
+
+/// The function behind a [`LocalOp`].
+pub type LocalOpFn = dyn Fn(&Params, Vec<Value>) -> Result<Value, OpError> + Send + Sync;
 
 /// One entry in the registry, submitted with `inventory::submit!`.
 #[derive(Debug)]
@@ -72,7 +74,8 @@ pub fn execute(
             let mut inner: Vec<(&Key, Value)> = Vec::with_capacity(chain.len());
             let mut last = Value::None;
             for (key, call) in chain {
-                let lookup = |k: &Key| inner.iter().rev().find(|(ik, _)| *ik == k).map(|(_, v)| v.clone()).or_else(|| input(k));
+                let lookup =
+                    |k: &Key| inner.iter().rev().find(|(ik, _)| *ik == k).map(|(_, v)| v.clone()).or_else(|| input(k));
                 last = run_call(key, call, registry, local_ops, &lookup).map_err(|mut e| {
                     e.key.get_or_insert_with(|| key.clone());
                     e
@@ -120,18 +123,24 @@ fn resolve(arg: &Arg, input: &dyn Fn(&Key) -> Option<Value>) -> Result<Value, Op
 /// Binary arithmetic with Python's rules: int op int stays int (checked, so
 /// overflow is an error rather than a wrap), true division gives a float,
 /// and anything with a float is a float.
-fn arith(args: Vec<Value>, name: &str, int: fn(i64, i64) -> Option<i64>, float: fn(f64, f64) -> f64) -> Result<Value, OpError> {
-    let [a, b]: [Value; 2] = args
-        .try_into()
-        .map_err(|v: Vec<Value>| OpError::new(format!("{name} takes 2 arguments, got {}", v.len())))?;
+fn arith(
+    args: Vec<Value>,
+    name: &str,
+    int: fn(i64, i64) -> Option<i64>,
+    float: fn(f64, f64) -> f64,
+) -> Result<Value, OpError> {
+    let [a, b]: [Value; 2] =
+        args.try_into().map_err(|v: Vec<Value>| OpError::new(format!("{name} takes 2 arguments, got {}", v.len())))?;
     match (&a, &b) {
-        (Value::Int(x), Value::Int(y)) => {
-            int(*x, *y).map(Value::Int).ok_or_else(|| OpError::new(format!("integer overflow or division by zero in {x} {name} {y}")))
-        }
+        (Value::Int(x), Value::Int(y)) => int(*x, *y)
+            .map(Value::Int)
+            .ok_or_else(|| OpError::new(format!("integer overflow or division by zero in {x} {name} {y}"))),
         (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
             Ok(Value::Float(float(as_f64(&a), as_f64(&b))))
         }
-        _ => Err(OpError::new(format!("unsupported operand types for {name}: {} and {}", a.type_name(), b.type_name()))),
+        _ => {
+            Err(OpError::new(format!("unsupported operand types for {name}: {} and {}", a.type_name(), b.type_name())))
+        }
     }
 }
 
@@ -190,9 +199,10 @@ fn prod(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 fn getitem(params: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let index: usize = postcard::from_bytes(&params.0).map_err(|e| OpError::new(format!("getitem params: {e}")))?;
     match args.as_slice() {
-        [Value::List(items)] => {
-            items.get(index).cloned().ok_or_else(|| OpError::new(format!("index {index} out of range for a list of {}", items.len())))
-        }
+        [Value::List(items)] => items
+            .get(index)
+            .cloned()
+            .ok_or_else(|| OpError::new(format!("index {index} out of range for a list of {}", items.len()))),
         _ => Err(OpError::new("getitem takes one list argument")),
     }
 }
@@ -255,10 +265,17 @@ mod tests {
         let task = Task {
             key: "out".into(),
             body: Body::Fused(vec![
-                (mid.clone(), Call { op: builtin::NEG.into(), params: Params::default(), args: vec![Arg::Key(a.clone())] }),
+                (
+                    mid.clone(),
+                    Call { op: builtin::NEG.into(), params: Params::default(), args: vec![Arg::Key(a.clone())] },
+                ),
                 (
                     "out".into(),
-                    Call { op: builtin::MUL.into(), params: Params::default(), args: vec![Arg::Key(mid), Arg::Value(Value::Int(10))] },
+                    Call {
+                        op: builtin::MUL.into(),
+                        params: Params::default(),
+                        args: vec![Arg::Key(mid), Arg::Value(Value::Int(10))],
+                    },
                 ),
             ]),
         };

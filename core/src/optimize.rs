@@ -111,8 +111,13 @@ mod tests {
         g.insert(neg_of("a", "x")).unwrap();
         g.insert(neg_of("b", "a")).unwrap();
         g.insert(neg_of("c", "b")).unwrap();
-        g.insert(Task::new("d".into(), builtin::ADD, Params::default(), vec![Arg::Key("x".into()), Arg::Key("c".into())]))
-            .unwrap();
+        g.insert(Task::new(
+            "d".into(),
+            builtin::ADD,
+            Params::default(),
+            vec![Arg::Key("x".into()), Arg::Key("c".into())],
+        ))
+        .unwrap();
         g.insert(Task::new("u".into(), builtin::IDENTITY, Params::default(), vec![Arg::Value(Value::Int(0))])).unwrap();
         g
     }

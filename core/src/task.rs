@@ -141,7 +141,11 @@ mod tests {
                 (inner.clone(), Call { op: "neg".into(), params: Params::default(), args: vec![Arg::Key(a.clone())] }),
                 (
                     "out".into(),
-                    Call { op: "add".into(), params: Params::default(), args: vec![Arg::Key(inner), Arg::Key(b.clone())] },
+                    Call {
+                        op: "add".into(),
+                        params: Params::default(),
+                        args: vec![Arg::Key(inner), Arg::Key(b.clone())],
+                    },
                 ),
             ]),
         };

@@ -294,7 +294,9 @@ impl IntoValue for u64 {
 impl FromValue for u64 {
     fn from_value(value: Value) -> Result<Self, OpError> {
         match value {
-            Value::Int(i) => u64::try_from(i).map_err(|_| OpError::new(format!("integer {i} is negative, expected u64"))),
+            Value::Int(i) => {
+                u64::try_from(i).map_err(|_| OpError::new(format!("integer {i} is negative, expected u64")))
+            }
             other => Err(mismatch("int", &other)),
         }
     }

@@ -109,28 +109,71 @@ impl Default for SchedulerConfig {
 /// Inputs to the state machine.
 #[derive(Clone, Debug)]
 pub enum Event {
-    WorkerAdded { worker: WorkerId, name: String, nthreads: usize, memory_limit: u64 },
+    WorkerAdded {
+        worker: WorkerId,
+        name: String,
+        nthreads: usize,
+        memory_limit: u64,
+    },
     /// The worker died or left; what it held is gone.
-    WorkerRemoved { worker: WorkerId },
+    WorkerRemoved {
+        worker: WorkerId,
+    },
     /// A client submitted tasks and wants the listed keys.
-    UpdateGraph { client: ClientId, tasks: Vec<Arc<Task>>, wanted: Vec<Key> },
-    TaskFinished { worker: WorkerId, key: Key, nbytes: u64, duration: f64 },
+    UpdateGraph {
+        client: ClientId,
+        tasks: Vec<Arc<Task>>,
+        wanted: Vec<Key>,
+    },
+    TaskFinished {
+        worker: WorkerId,
+        key: Key,
+        nbytes: u64,
+        duration: f64,
+    },
     /// `origin` names the task that raised when it ran fused into `key`.
-    TaskErred { worker: WorkerId, key: Key, message: String, origin: Option<Key> },
+    TaskErred {
+        worker: WorkerId,
+        key: Key,
+        message: String,
+        origin: Option<Key>,
+    },
     /// A worker could not find an input of `key` on the workers it was told.
-    MissingData { worker: WorkerId, key: Key, missing: Key },
+    MissingData {
+        worker: WorkerId,
+        key: Key,
+        missing: Key,
+    },
     /// The client no longer needs these keys (its futures were dropped).
-    ReleaseKeys { client: ClientId, keys: Vec<Key> },
+    ReleaseKeys {
+        client: ClientId,
+        keys: Vec<Key>,
+    },
     /// The client cancels these keys: like a release, and running work that
     /// nobody needs any more is stopped.
-    CancelKeys { client: ClientId, keys: Vec<Key> },
-    ClientRemoved { client: ClientId },
+    CancelKeys {
+        client: ClientId,
+        keys: Vec<Key>,
+    },
+    ClientRemoved {
+        client: ClientId,
+    },
     /// Answer to [`Command::Steal`]: `stolen` is false if the task had started.
-    StealResponse { worker: WorkerId, key: Key, stolen: bool },
+    StealResponse {
+        worker: WorkerId,
+        key: Key,
+        stolen: bool,
+    },
     /// Retire these workers gracefully: copy their unique data away first.
-    RetireWorkers { workers: Vec<WorkerId> },
+    RetireWorkers {
+        workers: Vec<WorkerId>,
+    },
     /// A copy of `key` now also lives on `worker`.
-    ReplicaAdded { worker: WorkerId, key: Key, nbytes: u64 },
+    ReplicaAdded {
+        worker: WorkerId,
+        key: Key,
+        nbytes: u64,
+    },
 }
 
 /// Outputs of the state machine, for the driver to carry out.

@@ -179,7 +179,8 @@ pub fn simulate(
                             // A holder that died since the scheduler last heard
                             // is a race the worker reports as missing data;
                             // live holders without the data are a scheduler bug.
-                            let found = holders.iter().any(|h| workers.get(h).is_some_and(|hw| hw.store.contains_key(dep)));
+                            let found =
+                                holders.iter().any(|h| workers.get(h).is_some_and(|hw| hw.store.contains_key(dep)));
                             let all_alive = holders.iter().all(|h| workers.contains_key(h));
                             if !found && all_alive {
                                 return Err(format!("{} sent to run but input {dep} is not on {holders:?}", task.key));
@@ -193,7 +194,8 @@ pub fn simulate(
                     Command::Release { worker, key } => {
                         if let Some(w) = workers.get_mut(&worker) {
                             w.store.remove(&key);
-                            let ids: Vec<u64> = w.queued.iter().filter(|(_, t)| t.key == key).map(|(s, _)| *s).collect();
+                            let ids: Vec<u64> =
+                                w.queued.iter().filter(|(_, t)| t.key == key).map(|(s, _)| *s).collect();
                             for s in ids {
                                 w.queued.remove(&s);
                             }
@@ -218,7 +220,8 @@ pub fn simulate(
                         events.push(Event::WorkerRemoved { worker });
                     }
                     Command::KeyInMemory { key, workers: holders, .. } => {
-                        let value = holders.iter().find_map(|h| workers.get(h).and_then(|w| w.store.get(&key).copied()));
+                        let value =
+                            holders.iter().find_map(|h| workers.get(h).and_then(|w| w.store.get(&key).copied()));
                         match value {
                             Some(v) => {
                                 report.results.insert(key.clone(), v);
@@ -285,7 +288,12 @@ pub fn simulate(
         w.store.insert(task.key.clone(), value);
         *report.executions.entry(task.key.clone()).or_default() += 1;
         completions += 1;
-        events.push(Event::TaskFinished { worker, key: task.key.clone(), nbytes: nbytes(&task), duration: duration(&task) });
+        events.push(Event::TaskFinished {
+            worker,
+            key: task.key.clone(),
+            nbytes: nbytes(&task),
+            duration: duration(&task),
+        });
         if config.kill_after.contains(&completions) {
             let victim = *workers.keys().next().expect("a worker to kill");
             workers.remove(&victim);
@@ -302,7 +310,11 @@ pub fn simulate(
         }
     }
     if !outstanding.is_empty() {
-        return Err(format!("simulation stalled with {} keys outstanding, e.g. {:?}", outstanding.len(), outstanding.iter().next()));
+        return Err(format!(
+            "simulation stalled with {} keys outstanding, e.g. {:?}",
+            outstanding.len(),
+            outstanding.iter().next()
+        ));
     }
     report.makespan = now;
     let threads = (config.workers * config.threads_per_worker).max(1) as f64;

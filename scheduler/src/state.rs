@@ -237,11 +237,8 @@ impl SchedulerState {
             Event::ReleaseKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
             Event::CancelKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
             Event::ClientRemoved { client } => {
-                let keys: Vec<Key> = self
-                    .live()
-                    .filter(|(_, t)| t.who_wants.contains(&client))
-                    .map(|(_, t)| t.key.clone())
-                    .collect();
+                let keys: Vec<Key> =
+                    self.live().filter(|(_, t)| t.who_wants.contains(&client)).map(|(_, t)| t.key.clone()).collect();
                 keys.iter().for_each(|k| self.release_want(client, k));
             }
             Event::StealResponse { worker, key, stolen } => self.steal_response(worker, &key, stolen),
@@ -338,13 +335,7 @@ impl SchedulerState {
     pub fn adaptive_target(&self, target_duration: f64) -> usize {
         let queued_work: f64 = self.queued.iter().map(|&(_, id)| self.expected_duration(id)).sum();
         let total_occupancy: f64 = self.workers.values().map(|w| w.occupancy).sum::<f64>() + queued_work;
-        let threads_per_worker = self
-            .workers
-            .values()
-            .map(|w| w.nthreads)
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let threads_per_worker = self.workers.values().map(|w| w.nthreads).max().unwrap_or(1).max(1);
         let cpu = (total_occupancy / target_duration / threads_per_worker as f64).ceil() as usize;
         let runnable = self.queued.len() + self.workers.values().map(|w| w.processing.len()).sum::<usize>();
         let by_tasks = runnable.div_ceil(threads_per_worker);
@@ -574,7 +565,9 @@ impl SchedulerState {
     fn update_graph(&mut self, client: ClientId, specs: Vec<Arc<rask_core::Task>>, wanted: Vec<Key>) {
         // Validate before touching any state: a remote client is not trusted.
         let mut incoming: FxHashMap<&Key, usize> = FxHashMap::default();
-        let mut fresh: Vec<&Arc<rask_core::Task>> = Vec::new();
+        incoming.reserve(specs.len());
+        self.by_key.reserve(specs.len());
+        let mut fresh: Vec<&Arc<rask_core::Task>> = Vec::with_capacity(specs.len());
         for spec in &specs {
             if self.by_key.contains_key(&spec.key) {
                 continue; // identical keys are identical work: share it.
@@ -596,10 +589,7 @@ impl SchedulerState {
                     return self.reject(
                         client,
                         &wanted,
-                        format!(
-                            "task {} depends on {d}, which is neither in the graph nor already computed",
-                            spec.key
-                        ),
+                        format!("task {} depends on {d}, which is neither in the graph nor already computed", spec.key),
                     );
                 }
             }
@@ -662,7 +652,8 @@ impl SchedulerState {
         }
         for (i, deps) in all_deps.iter().enumerate() {
             let id = ids[i];
-            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.by_key[d]).collect();
+            let dep_ids: Vec<TaskId> =
+                deps.iter().map(|d| incoming.get(d).map_or_else(|| self.by_key[d], |&j| ids[j])).collect();
             for &d in &dep_ids {
                 self.task_mut(d).dependents.push(id);
             }
@@ -762,10 +753,10 @@ impl SchedulerState {
                 }
             }
         }
-        if let Some(&w) = self.idle.iter().next() {
-            if !candidates.contains(&w) {
-                candidates.push(w);
-            }
+        if let Some(&w) = self.idle.iter().next()
+            && !candidates.contains(&w)
+        {
+            candidates.push(w);
         }
         if candidates.is_empty() {
             candidates.extend(self.workers.iter().filter(|(_, e)| !e.retiring).map(|(w, _)| *w).take(64));
@@ -774,12 +765,8 @@ impl SchedulerState {
         let mut best: Option<(f64, usize, WorkerId)> = None;
         for w in candidates {
             let entry = &self.workers[&w];
-            let missing_bytes: u64 = deps
-                .iter()
-                .map(|&d| self.task(d))
-                .filter(|dt| !dt.who_has.contains(&w))
-                .map(|dt| dt.nbytes)
-                .sum();
+            let missing_bytes: u64 =
+                deps.iter().map(|&d| self.task(d)).filter(|dt| !dt.who_has.contains(&w)).map(|dt| dt.nbytes).sum();
             let start = entry.occupancy / entry.nthreads as f64 + missing_bytes as f64 / self.config.bandwidth;
             let rank = (start, entry.processing.len(), w);
             if best.is_none_or(|b| (rank.0, rank.1, rank.2) < b) {
@@ -911,10 +898,10 @@ impl SchedulerState {
                 return;
             }
         }
-        self.to_memory(id, worker, nbytes);
+        self.store_result(id, worker, nbytes);
     }
 
-    fn to_memory(&mut self, id: TaskId, worker: WorkerId, nbytes: u64) {
+    fn store_result(&mut self, id: TaskId, worker: WorkerId, nbytes: u64) {
         self.set_state(id, TState::Memory);
         self.completed_total += 1;
         {
@@ -932,12 +919,12 @@ impl SchedulerState {
             entry.has_what.insert(id);
             entry.nbytes += nbytes;
         }
-        let clients = self.task(id).who_wants.clone();
-        for c in clients {
+        for i in 0..self.task(id).who_wants.len() {
+            let c = self.task(id).who_wants[i];
             self.notify_memory(id, c);
         }
-        let dependents = self.task(id).dependents.clone();
-        for d in dependents {
+        let dependents = std::mem::take(&mut self.task_mut(id).dependents);
+        for &d in &dependents {
             if self.task(d).state == TState::Waiting {
                 let t = self.task_mut(d);
                 t.waiting_on = t.waiting_on.saturating_sub(1);
@@ -946,18 +933,20 @@ impl SchedulerState {
                 }
             }
         }
+        self.task_mut(id).dependents = dependents;
         self.done_with_inputs(id);
         self.release_worklist.push(id);
     }
 
     /// A task stopped being active: its inputs lose a waiter.
     fn done_with_inputs(&mut self, id: TaskId) {
-        let deps = self.task(id).deps.clone();
-        for d in deps {
+        let deps = std::mem::take(&mut self.task_mut(id).deps);
+        for &d in &deps {
             let t = self.task_mut(d);
             t.waiters = t.waiters.saturating_sub(1);
             self.release_worklist.push(d);
         }
+        self.task_mut(id).deps = deps;
     }
 
     fn notify_memory(&mut self, id: TaskId, client: ClientId) {
@@ -1001,7 +990,8 @@ impl SchedulerState {
         if self.task(id).state != TState::Processing(worker) {
             return;
         }
-        let error = Arc::new(TaskError { key: origin.unwrap_or_else(|| key.clone()), kind: ErrorKind::Raised, message });
+        let error =
+            Arc::new(TaskError { key: origin.unwrap_or_else(|| key.clone()), kind: ErrorKind::Raised, message });
         self.mark_erred(id, error);
     }
 
@@ -1172,11 +1162,7 @@ impl SchedulerState {
     fn steal_candidate(&self, victim: WorkerId, thief: WorkerId) -> Option<TaskId> {
         let entry = &self.workers[&victim];
         let stealable = entry.processing.len().saturating_sub(entry.nthreads);
-        let pending = entry
-            .processing
-            .iter()
-            .filter(|&&id| self.task(id).steal_to.is_some())
-            .count();
+        let pending = entry.processing.iter().filter(|&&id| self.task(id).steal_to.is_some()).count();
         if pending >= stealable {
             return None;
         }
@@ -1187,8 +1173,13 @@ impl SchedulerState {
             .filter(|&id| self.task(id).steal_to.is_none() && !self.task(id).started)
             .filter(|&id| {
                 let t = self.task(id);
-                let bytes: u64 =
-                    t.deps.iter().map(|&d| self.task(d)).filter(|d| !d.who_has.contains(&thief)).map(|d| d.nbytes).sum();
+                let bytes: u64 = t
+                    .deps
+                    .iter()
+                    .map(|&d| self.task(d))
+                    .filter(|d| !d.who_has.contains(&thief))
+                    .map(|d| d.nbytes)
+                    .sum();
                 bytes as f64 / self.config.bandwidth <= 2.0 * t.expected.max(1e-6)
             })
             .max_by_key(|&id| self.task(id).priority)
@@ -1256,18 +1247,10 @@ impl SchedulerState {
             if entry.told_to_leave || !entry.processing.is_empty() {
                 continue;
             }
-            let target = self
-                .workers
-                .iter()
-                .filter(|(_, e)| !e.retiring)
-                .min_by_key(|(_, e)| e.nbytes)
-                .map(|(id, _)| *id);
-            let mut unique: Vec<TaskId> = entry
-                .has_what
-                .iter()
-                .copied()
-                .filter(|&id| self.task(id).who_has.len() == 1)
-                .collect();
+            let target =
+                self.workers.iter().filter(|(_, e)| !e.retiring).min_by_key(|(_, e)| e.nbytes).map(|(id, _)| *id);
+            let mut unique: Vec<TaskId> =
+                entry.has_what.iter().copied().filter(|&id| self.task(id).who_has.len() == 1).collect();
             unique.sort_unstable();
             let mut pending = false;
             for id in unique {
@@ -1294,8 +1277,7 @@ impl SchedulerState {
         let mut counts = [0u64; 6];
         for (id, t) in self.live() {
             counts[t.state.name() as usize] += 1;
-            let active_dependents =
-                t.dependents.iter().filter(|&&d| self.task(d).state.is_active()).count() as u32;
+            let active_dependents = t.dependents.iter().filter(|&&d| self.task(d).state.is_active()).count() as u32;
             if active_dependents != t.waiters {
                 return Err(format!("{}: waiters {} but {} active dependents", t.key, t.waiters, active_dependents));
             }

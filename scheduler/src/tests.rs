@@ -99,7 +99,11 @@ fn tiny_root_tasks_get_a_deeper_buffer() {
 #[test]
 fn placement_prefers_the_worker_holding_the_inputs() {
     let mut s = with_workers(3, 1);
-    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("a", &[]), task("b", &["a"])], wanted: vec!["b".into()] });
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &[]), task("b", &["a"])],
+        wanted: vec!["b".into()],
+    });
     let first = executes(&s.take_commands());
     let (_, holder) = first[0].clone();
     let cmds = finish(&mut s, "a", holder.0);
@@ -125,7 +129,7 @@ fn idle_worker_steals_queued_work() {
         .take_commands()
         .into_iter()
         .filter_map(|c| match c {
-            Command::Steal { worker, key } if worker == WorkerId(0) => Some(key),
+            Command::Steal { worker: WorkerId(0), key } => Some(key),
             _ => None,
         })
         .collect();
@@ -170,7 +174,12 @@ fn a_task_that_kills_workers_becomes_killed_worker() {
     for w in 0..4u64 {
         let ran = executes(&s.take_commands());
         assert_eq!(ran, [("crash".to_string(), WorkerId(w))], "attempt {w}");
-        s.handle(Event::WorkerAdded { worker: WorkerId(w + 1), name: format!("w{}", w + 1), nthreads: 1, memory_limit: 0 });
+        s.handle(Event::WorkerAdded {
+            worker: WorkerId(w + 1),
+            name: format!("w{}", w + 1),
+            nthreads: 1,
+            memory_limit: 0,
+        });
         s.handle(Event::WorkerRemoved { worker: WorkerId(w) });
         s.check_invariants().unwrap();
     }
@@ -233,7 +242,11 @@ fn invalid_graphs_are_rejected_with_the_keys() {
 fn shared_keys_run_once_for_two_clients() {
     let mut s = with_workers(1, 1);
     s.handle(Event::UpdateGraph { client: C, tasks: vec![task("shared", &[])], wanted: vec!["shared".into()] });
-    s.handle(Event::UpdateGraph { client: ClientId(8), tasks: vec![task("shared", &[])], wanted: vec!["shared".into()] });
+    s.handle(Event::UpdateGraph {
+        client: ClientId(8),
+        tasks: vec![task("shared", &[])],
+        wanted: vec!["shared".into()],
+    });
     assert_eq!(executes(&s.take_commands()).len(), 1);
     let cmds = finish(&mut s, "shared", 0);
     let told: Vec<ClientId> = cmds
@@ -253,7 +266,11 @@ fn shared_keys_run_once_for_two_clients() {
 #[test]
 fn cancel_stops_work_nobody_needs() {
     let mut s = with_workers(1, 1);
-    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("a", &[]), task("b", &["a"])], wanted: vec!["b".into()] });
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &[]), task("b", &["a"])],
+        wanted: vec!["b".into()],
+    });
     s.take_commands();
     s.handle(Event::CancelKeys { client: C, keys: vec!["b".into()] });
     let cmds = s.take_commands();
@@ -303,9 +320,7 @@ fn adaptive_target_follows_queued_work() {
 /// A random DAG: task i depends on up to 3 earlier tasks.
 fn random_dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
     (1usize..60).prop_flat_map(|n| {
-        (0..n)
-            .map(|i| proptest::collection::vec(0..i.max(1), if i == 0 { 0..1 } else { 0..4 }))
-            .collect::<Vec<_>>()
+        (0..n).map(|i| proptest::collection::vec(0..i.max(1), if i == 0 { 0..1 } else { 0..4 })).collect::<Vec<_>>()
     })
 }
 
@@ -394,7 +409,13 @@ fn simulated_tree_reduction_is_near_ideal() {
         level = next;
     }
     let wanted = vec![Key::from(level[0].as_str())];
-    let report = simulate(tasks, wanted, |_| 0.01, |_| 8, &SimConfig { workers: 16, threads_per_worker: 4, ..SimConfig::default() })
-        .unwrap();
+    let report = simulate(
+        tasks,
+        wanted,
+        |_| 0.01,
+        |_| 8,
+        &SimConfig { workers: 16, threads_per_worker: 4, ..SimConfig::default() },
+    )
+    .unwrap();
     assert!(report.makespan < report.ideal * 1.5 + 0.2, "makespan {} vs ideal {}", report.makespan, report.ideal);
 }

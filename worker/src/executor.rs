@@ -31,11 +31,22 @@ pub struct Job {
 /// What running a job led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Finished { key: Key, nbytes: u64, duration: f64 },
+    Finished {
+        key: Key,
+        nbytes: u64,
+        duration: f64,
+    },
     /// `origin` is the task inside a fused chain that raised, if not `key`.
-    Erred { key: Key, message: String, origin: Option<Key> },
+    Erred {
+        key: Key,
+        message: String,
+        origin: Option<Key>,
+    },
     /// An input was not found where the scheduler said.
-    Missing { key: Key, missing: Key },
+    Missing {
+        key: Key,
+        missing: Key,
+    },
 }
 
 /// Where inputs that are not in the local store come from.
@@ -53,7 +64,7 @@ pub trait Reporter: Send + Sync {
 /// keeps one alive after nothing can run it.
 #[derive(Default)]
 pub struct LocalOpTable {
-    ops: RwLock<FxHashMap<Arc<str>, Weak<dyn Fn(&rask_core::Params, Vec<Value>) -> Result<Value, rask_core::OpError> + Send + Sync>>>,
+    ops: RwLock<FxHashMap<Arc<str>, Weak<rask_core::ops::LocalOpFn>>>,
 }
 
 impl std::fmt::Debug for LocalOpTable {
@@ -339,7 +350,11 @@ mod tests {
     }
 
     fn job(key: &str, op: &str, args: Vec<Arg>, who_has: Vec<(Key, Vec<WorkerId>)>) -> Job {
-        Job { task: Arc::new(Task::new(key.into(), op, Params::default(), args)), priority: Priority::default(), who_has }
+        Job {
+            task: Arc::new(Task::new(key.into(), op, Params::default(), args)),
+            priority: Priority::default(),
+            who_has,
+        }
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! rask's side of the benchmarks. Each subcommand prints one JSON object per
+//! measurement; `bench/run.py` runs the Python Dask side in the same session
+//! and prints the ratios.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use rask::{Client, Delayed, LocalCluster, delayed, op};
+use rask_core::{Arg, Key, Params, Task};
+use rask_scheduler::sim::{SimConfig, simulate};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// n tiny independent tasks plus a binary tree reduction over them.
+    Tasks {
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// The scheduler alone, on simulated workers: scheduler time per task and
+    /// makespan against the ideal.
+    Simulate {
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1000)]
+        workers: usize,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
+}
+
+op! {
+    fn inc(x: i64) -> i64 { x + 1 }
+}
+
+op! {
+    fn add(x: i64, y: i64) -> i64 { x.wrapping_add(y) }
+}
+
+fn build(n: usize) -> Delayed<i64> {
+    let mut level: Vec<Delayed<i64>> = (0..n as i64).map(|i| delayed!(inc(i))).collect();
+    while level.len() > 1 {
+        level =
+            level.chunks(2).map(|p| if p.len() == 2 { delayed!(add(&p[0], &p[1])) } else { p[0].clone() }).collect();
+    }
+    level.pop().unwrap_or_else(|| Delayed::value(0))
+}
+
+fn tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Result<()> {
+    let cluster = LocalCluster::new(workers, threads)?;
+    let client = Client::without_default(&cluster);
+    let expected: i64 = (1..=n as i64).sum();
+    for run in 0..repeat {
+        let t0 = Instant::now();
+        let graph = build(n);
+        let build_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let value = client.compute(&graph).result()?;
+        let compute_s = t1.elapsed().as_secs_f64();
+        anyhow::ensure!(value == expected, "wrong result {value}, expected {expected}");
+        let ntasks = 2 * n - 1;
+        println!(
+            "{}",
+            json!({
+                "bench": "tiny-tasks", "engine": "rask-local", "run": run, "n": n, "tasks": ntasks,
+                "workers": workers, "threads": threads,
+                "build_seconds": build_s, "compute_seconds": compute_s,
+                "tasks_per_second": ntasks as f64 / compute_s,
+                "microseconds_per_task": compute_s * 1e6 / ntasks as f64,
+            })
+        );
+    }
+    Ok(())
+}
+
+fn simulate_bench(n: usize, workers: usize, threads: usize) -> anyhow::Result<()> {
+    // A reduction tree over n/2 leaves: n - 1 tasks in all.
+    let leaves = n.div_ceil(2);
+    let mut tasks = Vec::with_capacity(n);
+    let mut level: Vec<Key> = (0..leaves).map(|i| Key::chunk(Arc::from("leaf"), &[i as u32])).collect();
+    for k in &level {
+        tasks.push(Arc::new(Task::new(k.clone(), "op", Params::default(), vec![])));
+    }
+    let mut depth = 0u32;
+    while level.len() > 1 {
+        depth += 1;
+        let name: Arc<str> = Arc::from(format!("sum{depth}"));
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        for (i, pair) in level.chunks(2).enumerate() {
+            let key = Key::chunk(name.clone(), &[i as u32]);
+            let args = pair.iter().map(|k| Arg::Key(k.clone())).collect();
+            tasks.push(Arc::new(Task::new(key.clone(), "op", Params::default(), args)));
+            next.push(key);
+        }
+        level = next;
+    }
+    let total = tasks.len();
+    let wanted = level;
+    let config = SimConfig { workers, threads_per_worker: threads, ..SimConfig::default() };
+    let report = simulate(tasks, wanted, |t| if t.key.name() == "leaf" { 0.1 } else { 0.01 }, |_| 8, &config)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "{}",
+        json!({
+            "bench": "simulate", "tasks": total, "workers": workers, "threads": threads,
+            "scheduler_seconds": report.scheduler_seconds,
+            "scheduler_microseconds_per_task": report.scheduler_seconds * 1e6 / total as f64,
+            "makespan_seconds": report.makespan, "ideal_seconds": report.ideal,
+            "makespan_over_ideal": report.makespan / report.ideal,
+        })
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Tasks { n, workers, threads, repeat } => tasks(n, workers, threads, repeat),
+        Command::Simulate { tasks, workers, threads } => simulate_bench(tasks, workers, threads),
+    }
+}

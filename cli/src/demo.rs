@@ -1,0 +1,155 @@
+//! `rask demo`: the tutorial's workloads on a local cluster, each printed
+//! with its result and wall time. Later issues add the array, dataframe and
+//! image sections; `rask demo` runs every section there is.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rask::{Client, Delayed, Future, LocalCluster, delayed, op};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Which part of the tutorial to run; all of them by default.
+    #[arg(value_enum)]
+    section: Option<Section>,
+    /// Workers in the local cluster.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Threads per worker (the tutorial's timings assume 2).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// How long each slow `inc`/`add` sleeps, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    sleep_ms: u64,
+    /// Also write the task graph of the first example here (.dot, .svg or .png).
+    #[arg(long)]
+    visualize: Option<std::path::PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum Section {
+    Delayed,
+}
+
+static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+
+fn nap() {
+    std::thread::sleep(Duration::from_millis(SLEEP_MS.load(std::sync::atomic::Ordering::Relaxed)));
+}
+
+op! {
+    /// The tutorial's `inc`: slow on purpose.
+    pub fn inc(x: i64) -> i64 {
+        nap();
+        x + 1
+    }
+}
+
+op! {
+    /// The tutorial's `add`: slow on purpose.
+    pub fn add(x: i64, y: i64) -> i64 {
+        nap();
+        x + y
+    }
+}
+
+op! {
+    /// `np.prod` over a list.
+    pub fn prod(xs: Vec<i64>) -> i64 {
+        xs.iter().product()
+    }
+}
+
+/// The client of the running demo, so that Ctrl-C can close it.
+static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+pub fn shutdown() {
+    if let Some(client) = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        client.close();
+    }
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    SLEEP_MS.store(args.sleep_ms, std::sync::atomic::Ordering::Relaxed);
+    let cluster = LocalCluster::new(args.workers, args.threads).context("starting the local cluster")?;
+    let client = Client::new(&cluster);
+    *CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
+    println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
+    let sections = match args.section {
+        Some(s) => vec![s],
+        None => vec![Section::Delayed],
+    };
+    for section in sections {
+        match section {
+            Section::Delayed => delayed_section(&client, &cluster, args)?,
+        }
+    }
+    shutdown();
+    Ok(())
+}
+
+/// Waits for a future while a progress bar follows the cluster's completed
+/// task count (hidden when stderr is not a terminal).
+fn wait<T: rask::core::FromValue>(cluster: &LocalCluster, future: &Future<T>, tasks: u64) -> anyhow::Result<T> {
+    let start = cluster.snapshot().map(|s| s.completed_total).unwrap_or(0);
+    let bar = ProgressBar::new(tasks);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        match future.result_timeout(Duration::from_millis(100)) {
+            Err(rask::Error::Timeout(_)) => {
+                let done = cluster.snapshot().map(|s| s.completed_total).unwrap_or(start);
+                bar.set_position(done.saturating_sub(start).min(tasks));
+            }
+            other => {
+                bar.finish_and_clear();
+                return Ok(other?);
+            }
+        }
+    }
+}
+
+fn report(label: &str, value: impl std::fmt::Display, started: Instant) {
+    println!("  {label:<44} = {value:<10} ({:.2} s)", started.elapsed().as_secs_f64());
+}
+
+fn delayed_section(client: &Client, cluster: &LocalCluster, args: &DemoArgs) -> anyhow::Result<()> {
+    println!("\n== delayed: lazy task graphs ==");
+    let x = delayed!(inc(1));
+    let y = delayed!(inc(2));
+    let z = delayed!(add(&x, &y));
+    println!("  z = {z}   (nothing has run yet)");
+    if let Some(path) = &args.visualize {
+        z.visualize().write(path)?;
+        println!("  task graph written to {}", path.display());
+    }
+    let started = Instant::now();
+    let value = wait(cluster, &client.compute(&z), 3)?;
+    report("z.compute()  [inc(1), inc(2) in parallel]", value, started);
+
+    let z2 = delayed!(add(delayed!(inc(1)), delayed!(inc(2))));
+    let total: Delayed<i64> = delayed!(add(&z, &z2));
+    let started = Instant::now();
+    let value = wait(cluster, &client.compute(&total), 7)?;
+    report("total = add(z, z2)", value, started);
+
+    let data = [3i64, 8, 1, 4, 2, 9, 4, 6];
+    let newdata: Vec<Delayed<i64>> = data.iter().map(|&x| delayed!(inc(x))).collect();
+    let product = delayed!(prod(&newdata));
+    let started = Instant::now();
+    let value = wait(cluster, &client.compute(&product), data.len() as u64 + 1)?;
+    report("prod([inc(x) for x in data])", value, started);
+
+    let (a, b) = (delayed!(inc(10)), delayed!(inc(20)));
+    let shared = delayed!(add(&a, &b));
+    let started = Instant::now();
+    let futures = client.compute_many(&[&(&shared + 1), &(&shared * 2)]);
+    let values: Vec<i64> = futures.iter().map(Future::result).collect::<Result<_, _>>()?;
+    report("compute((s + 1, s * 2)) sharing s", format!("{values:?}"), started);
+    Ok(())
+}

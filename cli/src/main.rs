@@ -1,0 +1,68 @@
+//! The `rask` command. A thin layer over the libraries: it parses
+//! arguments, sets up logging and Ctrl-C, and calls into `demo`.
+
+mod demo;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "rask", version, about = "Dask-style parallel computing in Rust")]
+struct Cli {
+    /// Log format: human-readable text or JSON lines (for clusters).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "RASK_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the tutorial's workloads on the embedded local cluster and prints
+    /// each result with its wall time.
+    Demo(demo::DemoArgs),
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // Ctrl-C ends the process after the local cluster has been told to stop:
+    // a small runtime waits for the signal beside the work.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let work = std::thread::spawn(move || {
+        let result = match cli.command {
+            Command::Demo(args) => demo::run(&args),
+        };
+        let _ = done_tx.send(());
+        result
+    });
+    let interrupted = runtime.block_on(async {
+        tokio::select! {
+            _ = done_rx => false,
+            _ = tokio::signal::ctrl_c() => true,
+        }
+    });
+    if interrupted {
+        eprintln!("\ninterrupted: stopping the local cluster");
+        demo::shutdown();
+        #[allow(clippy::disallowed_methods)] // main decides the exit code; 130 is the shell's code for SIGINT
+        std::process::exit(130);
+    }
+    work.join().map_err(|_| anyhow::anyhow!("the demo thread panicked"))?
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what rask's demo and tests need beyond the Rust toolchain:
+# Graphviz for visualize(). Idempotent: already-installed parts are skipped.
+# Later components (Python references, moto, Prometheus, kube-apiserver) are
+# added here by the issues that need them.
+set -euo pipefail
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]}" >&2
+        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+        $SUDO apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+apt_install graphviz
