@@ -68,7 +68,9 @@ fn tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Res
         let graph = build(n);
         let build_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let value = client.compute(&graph).result()?;
+        let future = client.compute(&graph);
+        let submit_s = t1.elapsed().as_secs_f64();
+        let value = future.result()?;
         let compute_s = t1.elapsed().as_secs_f64();
         anyhow::ensure!(value == expected, "wrong result {value}, expected {expected}");
         let ntasks = 2 * n - 1;
@@ -77,7 +79,7 @@ fn tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Res
             json!({
                 "bench": "tiny-tasks", "engine": "rask-local", "run": run, "n": n, "tasks": ntasks,
                 "workers": workers, "threads": threads,
-                "build_seconds": build_s, "compute_seconds": compute_s,
+                "build_seconds": build_s, "submit_seconds": submit_s, "compute_seconds": compute_s,
                 "tasks_per_second": ntasks as f64 / compute_s,
                 "microseconds_per_task": compute_s * 1e6 / ntasks as f64,
             })

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rask_core::optimize::fuse;
-use rask_core::{FromValue, Key, OpRegistry, Task, Value};
+use rask_core::{FromValue, Key, OpRegistry, Value};
 use rask_scheduler::ClientId;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -202,10 +202,11 @@ impl Client {
         };
         let registry = OpRegistry::global();
         let external: FxHashSet<Key> = keep.iter().map(|(k, _)| k.clone()).collect();
-        if let Err(e) = graph.validate(|k| external.contains(k), |op| registry.contains(op)) {
-            return fail(e.into());
-        }
-        let graph = match fuse(&graph, &keys) {
+        let analysis = match graph.validate(|k| external.contains(k), |op| registry.contains(op)) {
+            Ok(a) => a,
+            Err(e) => return fail(e.into()),
+        };
+        let graph = match fuse(graph, &analysis, &keys) {
             Ok(g) => g,
             Err(e) => return fail(e.into()),
         };
@@ -226,7 +227,6 @@ impl Client {
             registrations.push((key.clone(), state.clone()));
             futures.push(self.make_future(key.clone(), state, vec![holders.clone() as Holder]));
         }
-        let tasks: Vec<Arc<Task>> = tasks.into_iter().map(Arc::new).collect();
         let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
         if self.inner.cluster.send(msg).is_err() {
             futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));

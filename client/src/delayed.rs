@@ -20,7 +20,7 @@ use crate::{Client, Result};
 
 pub(crate) enum NodeKind {
     Task {
-        task: Task,
+        task: Arc<Task>,
         deps: Vec<Arc<Node>>,
         local: Option<LocalOp>,
     },
@@ -111,7 +111,7 @@ impl<T> Delayed<T> {
             })
             .collect();
         let task = Task::new(key.clone(), op, Params::default(), args);
-        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task, deps, local } }))
+        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task: Arc::new(task), deps, local } }))
     }
 
     /// A lazy value holding a literal.

@@ -11,9 +11,20 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{Error, Key, LocalOp, Result, Task};
 
+/// What validation learned about a graph, by task index.
+#[derive(Clone, Debug, Default)]
+pub struct Analysis {
+    /// In-graph dependencies of each task.
+    pub deps: Vec<Vec<usize>>,
+    /// Number of dependencies each task has outside the graph.
+    pub external: Vec<u32>,
+    /// Every task after its dependencies.
+    pub order: Vec<usize>,
+}
+
 #[derive(Clone, Default)]
 pub struct Graph {
-    tasks: Vec<Task>,
+    tasks: Vec<Arc<Task>>,
     index: FxHashMap<Key, usize>,
     /// Closures referenced by tasks, usable only in this process.
     local_ops: FxHashMap<Arc<str>, LocalOp>,
@@ -34,9 +45,10 @@ impl Graph {
     }
 
     /// Adds a task; a second task with the same key is an error.
-    pub fn insert(&mut self, task: Task) -> Result<()> {
+    pub fn insert(&mut self, task: impl Into<Arc<Task>>) -> Result<()> {
+        let task = task.into();
         if self.index.contains_key(&task.key) {
-            return Err(Error::DuplicateKey(task.key));
+            return Err(Error::DuplicateKey(task.key.clone()));
         }
         self.index.insert(task.key.clone(), self.tasks.len());
         self.tasks.push(task);
@@ -45,7 +57,8 @@ impl Graph {
 
     /// Adds a task unless one with the same key exists: identical keys name
     /// identical work, so collections share it.
-    pub fn insert_shared(&mut self, task: Task) {
+    pub fn insert_shared(&mut self, task: impl Into<Arc<Task>>) {
+        let task = task.into();
         if !self.index.contains_key(&task.key) {
             self.index.insert(task.key.clone(), self.tasks.len());
             self.tasks.push(task);
@@ -60,7 +73,7 @@ impl Graph {
         &self.local_ops
     }
 
-    pub fn get(&self, key: &Key) -> Option<&Task> {
+    pub fn get(&self, key: &Key) -> Option<&Arc<Task>> {
         self.index.get(key).map(|&i| &self.tasks[i])
     }
 
@@ -68,7 +81,7 @@ impl Graph {
         self.index.contains_key(key)
     }
 
-    pub fn tasks(&self) -> &[Task] {
+    pub fn tasks(&self) -> &[Arc<Task>] {
         &self.tasks
     }
 
@@ -80,27 +93,42 @@ impl Graph {
         self.tasks.is_empty()
     }
 
-    pub fn into_parts(self) -> (Vec<Task>, FxHashMap<Arc<str>, LocalOp>) {
+    pub fn into_parts(self) -> (Vec<Arc<Task>>, FxHashMap<Arc<str>, LocalOp>) {
         (self.tasks, self.local_ops)
     }
 
     /// Checks that every dependency is in the graph or `is_external` (already
     /// held by the cluster), that there is no cycle, and that every op is known
-    /// to `is_known_op` or is a local closure of this graph.
-    pub fn validate(&self, is_external: impl Fn(&Key) -> bool, is_known_op: impl Fn(&str) -> bool) -> Result<()> {
-        for task in &self.tasks {
+    /// to `is_known_op` or is a local closure of this graph. The analysis it
+    /// returns (in-graph dependencies and a topological order) is what the
+    /// optimisations need, so it is computed once.
+    pub fn validate(&self, is_external: impl Fn(&Key) -> bool, is_known_op: impl Fn(&str) -> bool) -> Result<Analysis> {
+        let mut deps = Vec::with_capacity(self.tasks.len());
+        let mut external = vec![0u32; self.tasks.len()];
+        let mut last_op: Option<&str> = None;
+        for (i, task) in self.tasks.iter().enumerate() {
+            let mut local = Vec::new();
             for dep in task.dependencies() {
-                if !self.index.contains_key(&dep) && !is_external(&dep) {
-                    return Err(Error::MissingDependency { task: task.key.clone(), missing: dep });
+                match self.index.get(&dep) {
+                    Some(&j) => local.push(j),
+                    None if is_external(&dep) => external[i] += 1,
+                    None => return Err(Error::MissingDependency { task: task.key.clone(), missing: dep }),
                 }
             }
+            deps.push(local);
             for op in task.ops() {
+                // Graphs repeat the same op many times in a row; look it up once.
+                if last_op == Some(op) {
+                    continue;
+                }
                 if !is_known_op(op) && !self.local_ops.contains_key(op) {
                     return Err(Error::UnknownOp { task: task.key.clone(), op: op.to_string() });
                 }
+                last_op = Some(op);
             }
         }
-        self.toposort().map(|_| ())
+        let order = self.toposort_with(&deps)?;
+        Ok(Analysis { deps, external, order })
     }
 
     /// Fails if any task uses a closure: such a graph cannot leave the process.
@@ -116,16 +144,20 @@ impl Graph {
     /// Task indices in an order where every task comes after its in-graph
     /// dependencies. A cycle is reported with the keys along it.
     pub fn toposort(&self) -> Result<Vec<usize>> {
-        const NEW: u8 = 0;
-        const OPEN: u8 = 1;
-        const DONE: u8 = 2;
-        let mut mark = vec![NEW; self.tasks.len()];
-        let mut order = Vec::with_capacity(self.tasks.len());
         let deps: Vec<Vec<usize>> = self
             .tasks
             .iter()
             .map(|t| t.dependencies().iter().filter_map(|d| self.index.get(d).copied()).collect())
             .collect();
+        self.toposort_with(&deps)
+    }
+
+    fn toposort_with(&self, deps: &[Vec<usize>]) -> Result<Vec<usize>> {
+        const NEW: u8 = 0;
+        const OPEN: u8 = 1;
+        const DONE: u8 = 2;
+        let mut mark = vec![NEW; self.tasks.len()];
+        let mut order = Vec::with_capacity(self.tasks.len());
         for start in 0..self.tasks.len() {
             if mark[start] != NEW {
                 continue;

@@ -17,7 +17,7 @@ pub mod task;
 pub mod value;
 
 pub use error::{Error, OpError, Result};
-pub use graph::Graph;
+pub use graph::{Analysis, Graph};
 pub use key::Key;
 pub use ops::{LocalOp, OpEntry, OpFn, OpRegistry};
 pub use task::{Arg, Body, Call, Params, Task};

@@ -3,9 +3,11 @@
 //! per-chunk operations runs as one task and its intermediates never reach
 //! the worker's memory store.
 
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::{Body, Call, Graph, Key, Result, Task};
+use crate::{Analysis, Body, Call, Graph, Key, Result, Task};
 
 /// Keeps only the tasks the outputs depend on.
 pub fn cull(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
@@ -37,59 +39,69 @@ pub fn cull(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
 
 /// Fuses linear chains: a task whose only dependent is `b`, where `b` has no
 /// other dependency, runs inside `b`. Outputs are never fused away, because
-/// the client asks for them by key.
-pub fn fuse(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
-    let tasks = graph.tasks();
-    let index: FxHashMap<&Key, usize> = tasks.iter().enumerate().map(|(i, t)| (&t.key, i)).collect();
-    let deps: Vec<Vec<usize>> =
-        tasks.iter().map(|t| t.dependencies().iter().filter_map(|d| index.get(d).copied()).collect()).collect();
-    let external_deps: Vec<usize> =
-        tasks.iter().map(|t| t.dependencies().iter().filter(|d| !index.contains_key(d)).count()).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+/// the client asks for them by key. Takes the graph by value and moves tasks,
+/// so a graph with nothing to fuse costs one pass.
+pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph> {
+    let n = graph.len();
+    let deps = &analysis.deps;
+    let mut dependents = vec![0u32; n];
+    let mut only_dependent = vec![usize::MAX; n];
     for (i, ds) in deps.iter().enumerate() {
         for &d in ds {
-            dependents[d].push(i);
+            dependents[d] += 1;
+            only_dependent[d] = i;
         }
     }
     let is_output: FxHashSet<&Key> = outputs.iter().collect();
-    // `next[a] = Some(b)` when a fuses into b.
+    // `fuses_into(a) = Some(b)` when a runs inside b.
     let fuses_into = |a: usize| -> Option<usize> {
-        if is_output.contains(&tasks[a].key) || dependents[a].len() != 1 {
+        if dependents[a] != 1 || is_output.contains(&graph.tasks()[a].key) {
             return None;
         }
-        let b = dependents[a][0];
-        (deps[b].len() == 1 && external_deps[b] == 0).then_some(b)
+        let b = only_dependent[a];
+        (deps[b].len() == 1 && analysis.external[b] == 0).then_some(b)
     };
-    let mut fused_away = vec![false; tasks.len()];
+    let mut fused_away = vec![false; n];
     let mut chain_into: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
-    for order in graph.toposort()? {
-        if let Some(b) = fuses_into(order) {
-            fused_away[order] = true;
-            let mut chain = chain_into.remove(&order).unwrap_or_default();
-            chain.push(order);
+    for &i in &analysis.order {
+        if let Some(b) = fuses_into(i) {
+            fused_away[i] = true;
+            let mut chain = chain_into.remove(&i).unwrap_or_default();
+            chain.push(i);
             chain_into.insert(b, chain);
         }
     }
+    if chain_into.is_empty() {
+        return Ok(graph);
+    }
+    let (tasks, local_ops) = graph.into_parts();
+    let mut slots: Vec<Option<Arc<Task>>> = tasks.into_iter().map(Some).collect();
     let mut out = Graph::new();
-    for (i, task) in tasks.iter().enumerate() {
+    for i in 0..n {
         if fused_away[i] {
             continue;
         }
+        let Some(task) = slots[i].take() else { continue };
         let Some(chain) = chain_into.remove(&i) else {
-            out.insert(task.clone())?;
+            out.insert(task)?;
             continue;
         };
         let mut calls: Vec<(Key, Call)> = Vec::new();
-        for t in chain.iter().map(|&c| &tasks[c]).chain(std::iter::once(task)) {
-            match &t.body {
-                Body::Call(call) => calls.push((t.key.clone(), call.clone())),
-                Body::Fused(inner) => calls.extend(inner.iter().cloned()),
+        let members = chain.iter().filter_map(|&c| slots[c].take()).chain(std::iter::once(task));
+        let mut last_key = None;
+        for t in members {
+            last_key = Some(t.key.clone());
+            let t = Arc::unwrap_or_clone(t);
+            match t.body {
+                Body::Call(call) => calls.push((t.key, call)),
+                Body::Fused(inner) => calls.extend(inner),
             }
         }
-        out.insert(Task { key: task.key.clone(), body: Body::Fused(calls) })?;
+        let key = last_key.unwrap_or_else(|| Key::new("fused"));
+        out.insert(Task { key, body: Body::Fused(calls) })?;
     }
-    for (name, op) in graph.local_ops() {
-        out.add_local_op(name.clone(), op.clone());
+    for (name, op) in local_ops {
+        out.add_local_op(name, op);
     }
     Ok(out)
 }
@@ -102,6 +114,11 @@ mod tests {
 
     fn neg_of(key: &str, dep: &str) -> Task {
         Task::new(key.into(), builtin::NEG, Params::default(), vec![Arg::Key(dep.into())])
+    }
+
+    fn fuse_all(g: Graph, outputs: &[Key]) -> Graph {
+        let analysis = g.validate(|_| false, |_| true).unwrap();
+        fuse(g, &analysis, outputs).unwrap()
     }
 
     fn chain_graph() -> Graph {
@@ -133,7 +150,7 @@ mod tests {
 
     #[test]
     fn fuse_collapses_linear_chains_and_keeps_outputs() {
-        let g = fuse(&chain_graph(), &["d".into()]).unwrap();
+        let g = fuse_all(chain_graph(), &["d".into()]);
         let keys: Vec<String> = g.tasks().iter().map(|t| t.key.to_string()).collect();
         // a and b fuse into c; x has two dependents and stays.
         assert_eq!(keys, ["x", "c", "d", "u"]);
@@ -142,14 +159,14 @@ mod tests {
             other => panic!("expected a fused task, got {other:?}"),
         }
         // Asking for b keeps it.
-        let g = fuse(&chain_graph(), &["b".into(), "d".into()]).unwrap();
+        let g = fuse_all(chain_graph(), &["b".into(), "d".into()]);
         assert!(g.contains(&"b".into()));
     }
 
     #[test]
     fn fused_graph_computes_the_same() {
         let g = chain_graph();
-        let f = fuse(&g, &["d".into()]).unwrap();
+        let f = fuse_all(g.clone(), &["d".into()]);
         for graph in [&g, &f] {
             let mut results: FxHashMap<Key, Value> = FxHashMap::default();
             for i in graph.toposort().unwrap() {

@@ -175,6 +175,7 @@ pub struct SchedulerState {
     queued: BTreeSet<(Priority, TaskId)>,
     groups: Vec<Group>,
     group_index: FxHashMap<Arc<str>, usize>,
+    last_group: Option<usize>,
     generation: u64,
     counts: [u64; 6],
     completed_total: u64,
@@ -210,6 +211,7 @@ impl SchedulerState {
             queued: BTreeSet::new(),
             groups: Vec::new(),
             group_index: FxHashMap::default(),
+            last_group: None,
             generation: 0,
             counts: [0; 6],
             completed_total: 0,
@@ -384,7 +386,14 @@ impl SchedulerState {
 
     fn group_of(&mut self, key: &Key) -> usize {
         let prefix = key.prefix();
+        // Graphs list many tasks of one group in a row.
+        if let Some(last) = self.last_group
+            && *self.groups[last].name == *prefix
+        {
+            return last;
+        }
         if let Some(&g) = self.group_index.get(prefix) {
+            self.last_group = Some(g);
             return g;
         }
         let name: Arc<str> = prefix.into();
@@ -577,15 +586,20 @@ impl SchedulerState {
             }
             fresh.push(spec);
         }
+        // Each dependency is looked up once: new (index into `fresh`) or old.
         let mut local_deps: Vec<Vec<usize>> = Vec::with_capacity(fresh.len());
-        let mut all_deps: Vec<Vec<Key>> = Vec::with_capacity(fresh.len());
+        let mut all_deps: Vec<Vec<Result<usize, TaskId>>> = Vec::with_capacity(fresh.len());
         for spec in &fresh {
             let deps = spec.dependencies();
             let mut local = Vec::new();
+            let mut refs = Vec::with_capacity(deps.len());
             for d in &deps {
                 if let Some(&i) = incoming.get(d) {
                     local.push(i);
-                } else if !self.by_key.contains_key(d) {
+                    refs.push(Ok(i));
+                } else if let Some(&old) = self.by_key.get(d) {
+                    refs.push(Err(old));
+                } else {
                     return self.reject(
                         client,
                         &wanted,
@@ -594,7 +608,7 @@ impl SchedulerState {
                 }
             }
             local_deps.push(local);
-            all_deps.push(deps);
+            all_deps.push(refs);
         }
         if let Some(missing) = wanted.iter().find(|k| !incoming.contains_key(k) && !self.by_key.contains_key(*k)) {
             let message = format!("output key {missing} is not in the graph");
@@ -652,8 +666,7 @@ impl SchedulerState {
         }
         for (i, deps) in all_deps.iter().enumerate() {
             let id = ids[i];
-            let dep_ids: Vec<TaskId> =
-                deps.iter().map(|d| incoming.get(d).map_or_else(|| self.by_key[d], |&j| ids[j])).collect();
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| d.map_or_else(|old| old, |j| ids[j])).collect();
             for &d in &dep_ids {
                 self.task_mut(d).dependents.push(id);
             }

@@ -87,11 +87,12 @@ impl LocalOpTable {
     }
 }
 
+/// Jobs by arrival number; the heap orders them. Stealing scans `jobs`
+/// (steals are rare), so the hot path keeps one map, not two.
 #[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(Priority, u64)>>,
     jobs: FxHashMap<u64, Job>,
-    by_key: FxHashMap<Key, u64>,
     seq: u64,
     shutdown: bool,
 }
@@ -181,7 +182,6 @@ impl Executor {
                 q.seq += 1;
                 let seq = q.seq;
                 q.heap.push(Reverse((job.priority, seq)));
-                q.by_key.insert(job.task.key.clone(), seq);
                 q.jobs.insert(seq, job);
                 n += 1;
             }
@@ -196,16 +196,16 @@ impl Executor {
     /// Takes back a job that has not started. False if it is running or done.
     pub fn steal(&self, key: &Key) -> bool {
         let mut q = self.lock();
-        match q.by_key.remove(key) {
-            Some(seq) => q.jobs.remove(&seq).is_some(),
-            None => false,
-        }
+        let found = q.jobs.iter().find(|(_, j)| &j.task.key == key).map(|(seq, _)| *seq);
+        found.is_some_and(|seq| q.jobs.remove(&seq).is_some())
     }
 
-    /// Drops the key: a queued job for it is cancelled and stored data freed.
+    /// Drops the key: its stored data is freed, or, if it has none yet, a
+    /// queued job for it is cancelled.
     pub fn release(&self, key: &Key) {
-        self.steal(key);
-        self.shared.store.remove(key);
+        if self.shared.store.remove(key).is_none() {
+            self.steal(key);
+        }
     }
 
     /// Stops taking jobs and joins the threads after their current task.
@@ -227,7 +227,6 @@ impl Executor {
         let mut q = self.lock();
         q.shutdown = true;
         q.jobs.clear();
-        q.by_key.clear();
         q.heap.clear();
         drop(q);
         self.shared.available.notify_all();
@@ -258,9 +257,6 @@ fn run_thread(shared: &Shared) {
                 }
                 if let Some(Reverse((_, seq))) = q.heap.pop() {
                     if let Some(job) = q.jobs.remove(&seq) {
-                        if q.by_key.get(&job.task.key) == Some(&seq) {
-                            q.by_key.remove(&job.task.key);
-                        }
                         break job;
                     }
                     continue; // stolen or cancelled
@@ -280,20 +276,21 @@ fn run_thread(shared: &Shared) {
 fn run_job(shared: &Shared, job: &Job) -> Outcome {
     let key = job.task.key.clone();
     // Gather the inputs first, so a missing one is reported as such.
-    let mut inputs: FxHashMap<&Key, Value> = FxHashMap::default();
+    // Tasks have few inputs: a vector beats a map here.
+    let mut inputs: Vec<(&Key, Value)> = Vec::with_capacity(job.who_has.len());
     for (dep, holders) in &job.who_has {
         let value = shared.store.get(dep).or_else(|| shared.inputs.fetch(dep, holders));
         match value {
-            Some(v) => {
-                inputs.insert(dep, v);
-            }
+            Some(v) => inputs.push((dep, v)),
             None => return Outcome::Missing { key, missing: dep.clone() },
         }
     }
     let started = Instant::now();
     let local = |name: &str| shared.local_ops.get(name);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        execute(&job.task, OpRegistry::global(), &local, &|k| inputs.get(k).cloned())
+        execute(&job.task, OpRegistry::global(), &local, &|k| {
+            inputs.iter().find(|(d, _)| *d == k).map(|(_, v)| v.clone())
+        })
     }));
     let duration = started.elapsed().as_secs_f64();
     drop(inputs);
