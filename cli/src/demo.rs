@@ -32,6 +32,7 @@ pub struct DemoArgs {
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 enum Section {
     Delayed,
+    Array,
 }
 
 static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
@@ -80,11 +81,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
     let sections = match args.section {
         Some(s) => vec![s],
-        None => vec![Section::Delayed],
+        None => vec![Section::Delayed, Section::Array],
     };
     for section in sections {
         match section {
             Section::Delayed => delayed_section(&client, &cluster, args)?,
+            Section::Array => array_section(&client)?,
         }
     }
     shutdown();
@@ -152,4 +154,36 @@ fn delayed_section(client: &Client, cluster: &LocalCluster, args: &DemoArgs) -> 
     let values: Vec<i64> = futures.iter().map(Future::result).collect::<Result<_, _>>()?;
     report("compute((s + 1, s * 2)) sharing s", format!("{values:?}"), started);
     Ok(())
+}
+
+fn array_section(client: &Client) -> anyhow::Result<()> {
+    use rask_array::{Array, BinaryOp, Chunks, Fill};
+    println!("\n== array: chunked n-dimensional arrays ==");
+    let x = Array::randint(0, 100, &[10000, 1000, 100], 42, Chunks::Auto)?;
+    println!("x = random.randint(0, 100, (10000, 1000, 100))   (nothing computed yet)");
+    for line in x.to_string().lines() {
+        println!("    {line}");
+    }
+    let started = Instant::now();
+    let mean: f64 = x.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    report("x.mean()   [8 GB, never all in memory]", format!("{mean:.6}"), started);
+
+    let ones = Array::ones(&[1000, 1000], rask::core::DType::F64, Chunks::Uniform(vec![500, 500]))?;
+    let started = Instant::now();
+    let v = ones.scalar(BinaryOp::Mul, Fill::Int(10)).max()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    report("(10 * ones((1000, 1000))).max()", v, started);
+
+    let y = Array::random_uniform(&[10000, 10000], 7, Chunks::Auto)?;
+    let started = Instant::now();
+    let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2)))?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    report("(y + 2 * y).mean(), y = random((10000, 10000))", format!("{s:.6}"), started);
+    Ok(())
+}
+
+fn scalar_f64(v: &rask::core::ArrayValue) -> anyhow::Result<f64> {
+    let as_f64 = rask_array::dtype::cast(v, rask::core::DType::F64);
+    match as_f64 {
+        rask::core::ArrayValue::F64(a) if a.len() == 1 => Ok(a.iter().copied().next().unwrap_or(f64::NAN)),
+        other => anyhow::bail!("expected a scalar, got shape {:?}", other.shape()),
+    }
 }

@@ -114,6 +114,26 @@ impl<T> Delayed<T> {
         Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task: Arc::new(task), deps, local } }))
     }
 
+    /// A lazy call with a chosen key and parameters: the building block of
+    /// collections, whose chunk keys are `(name, i, j, ...)`.
+    pub fn from_task(key: Key, op: &str, params: Params, args: Vec<ArgPart>) -> Self {
+        let mut deps = Vec::new();
+        let args = args
+            .into_iter()
+            .map(|p| {
+                deps.extend(p.deps);
+                p.arg
+            })
+            .collect();
+        let task = Arc::new(Task::new(key.clone(), op, params, args));
+        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task, deps, local: None } }))
+    }
+
+    /// Reinterprets the value type; for collections that know better.
+    pub fn cast<U>(self) -> Delayed<U> {
+        Delayed::from_node(self.node)
+    }
+
     /// A lazy value holding a literal.
     pub fn value(v: T) -> Self
     where
@@ -159,6 +179,24 @@ impl ArgPart {
 
     fn of_node(node: &Arc<Node>) -> Self {
         Self { arg: Arg::Key(node.key.clone()), deps: vec![node.clone()] }
+    }
+
+    /// The value of a lazy input.
+    pub fn of<T>(d: &Delayed<T>) -> Self {
+        Self::of_node(&d.node)
+    }
+
+    /// A list argument made of several parts.
+    pub fn list(parts: Vec<ArgPart>) -> Self {
+        let mut deps = Vec::new();
+        let args = parts
+            .into_iter()
+            .map(|p| {
+                deps.extend(p.deps);
+                p.arg
+            })
+            .collect();
+        Self { arg: Arg::List(args), deps }
     }
 }
 
@@ -362,6 +400,23 @@ impl<T: Neg<Output = T>> Neg for Delayed<T> {
     fn neg(self) -> Delayed<T> {
         Delayed::build(builtin::NEG.into(), "neg", vec![ArgPart::of_node(&self.node)], None)
     }
+}
+
+/// Number of distinct tasks behind some lazy values.
+pub fn task_count<T>(values: &[Delayed<T>]) -> usize {
+    let mut seen: rustc_hash::FxHashSet<*const Node> = rustc_hash::FxHashSet::default();
+    let mut stack: Vec<&Arc<Node>> = values.iter().map(|d| &d.node).collect();
+    let mut n = 0;
+    while let Some(node) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(node)) {
+            continue;
+        }
+        if let NodeKind::Task { deps, .. } = &node.kind {
+            n += 1;
+            stack.extend(deps.iter());
+        }
+    }
+    n
 }
 
 /// Sums a list of lazy values in one task, like Python's `sum`.

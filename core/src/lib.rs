@@ -21,7 +21,7 @@ pub use graph::{Analysis, Graph};
 pub use key::Key;
 pub use ops::{LocalOp, OpEntry, OpFn, OpRegistry};
 pub use task::{Arg, Body, Call, Params, Task};
-pub use value::{ArrayValue, DType, FromValue, IntoValue, OpOutput, Value};
+pub use value::{ArrayValue, DType, Element, FromValue, IntoValue, OpOutput, Value};
 
 /// Re-exported so that the `op!` macro in the user-facing crate can register
 /// functions without users naming `inventory` themselves.

@@ -493,6 +493,21 @@ impl<T: Element> FromValue for ArrayD<T> {
     }
 }
 
+impl IntoValue for ArrayValue {
+    fn into_value(self) -> Value {
+        Value::Array(self)
+    }
+}
+
+impl FromValue for ArrayValue {
+    fn from_value(value: Value) -> Result<Self, OpError> {
+        match value {
+            Value::Array(a) => Ok(a),
+            other => Err(mismatch("array", &other)),
+        }
+    }
+}
+
 /// What an op may return: a plain value, or a `Result` whose error becomes the
 /// task's error message.
 pub trait OpOutput {

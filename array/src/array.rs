@@ -1,0 +1,550 @@
+//! `Array`: a lazy n-dimensional array cut into blocks, each block a task.
+//!
+//! Metadata (dtype, shape, chunk grid) is known without computing anything;
+//! every operation builds new block tasks from the old ones, so `compute`
+//! runs the whole expression on the cluster. Keys are `(name, i, j, ...)`
+//! with the name derived from the operation and its inputs, so identical
+//! expressions share work.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ndarray::{ArrayD, IxDyn, SliceInfoElem};
+use rask::core::{ArrayValue, DType, Element, Key, Params, Value, with_array};
+use rask::{ArgPart, Client, Delayed};
+
+use crate::chunks::{ChunkGrid, Chunks};
+use crate::dtype::{promote, promote_scalar};
+use crate::kernels::{
+    self, ArangeParams, BinaryOp, BinaryParams, Distribution, Fill, FullParams, RandomParams, ReduceParams, Reduction,
+    Stage,
+};
+use crate::{ArrayError, Result};
+
+/// A chunked array. Cloning is cheap: blocks are shared.
+#[derive(Clone)]
+pub struct Array {
+    name: Arc<str>,
+    dtype: DType,
+    grid: ChunkGrid,
+    /// Block tasks in C order of block index.
+    blocks: Vec<Delayed<ArrayValue>>,
+}
+
+fn token_of(parts: &[&[u8]]) -> String {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        all.extend_from_slice(p);
+    }
+    rask::core::key::token(&all)
+}
+
+fn block_key(name: &Arc<str>, index: &[usize]) -> Key {
+    let idx: Vec<u32> = index.iter().map(|&i| i as u32).collect();
+    Key::chunk(name.clone(), &idx)
+}
+
+impl Array {
+    fn build(
+        prefix: &str,
+        token_parts: &[&[u8]],
+        dtype: DType,
+        grid: ChunkGrid,
+        mut block: impl FnMut(&[usize], Key) -> Delayed<ArrayValue>,
+    ) -> Self {
+        let name: Arc<str> = Arc::from(format!("{prefix}-{}", token_of(token_parts)));
+        let blocks = grid.indices().iter().map(|idx| block(idx, block_key(&name, idx))).collect();
+        Self { name, dtype, grid, blocks }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.grid.ndim()
+    }
+
+    /// Axis lengths; `None` where unknown.
+    pub fn shape(&self) -> Vec<Option<usize>> {
+        self.grid.shape()
+    }
+
+    fn known_shape(&self) -> Result<Vec<usize>> {
+        self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ArrayError::UnknownChunks("this operation needs known chunk sizes; call compute_chunk_sizes() first".into())
+        })
+    }
+
+    pub fn chunks(&self) -> &ChunkGrid {
+        &self.grid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn npartitions(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Bytes of the whole array, if its shape is known.
+    pub fn nbytes(&self) -> Option<usize> {
+        self.shape().into_iter().product::<Option<usize>>().map(|n| n * self.dtype.itemsize())
+    }
+
+    /// Tasks in the graph behind this array.
+    pub fn task_count(&self) -> usize {
+        rask::task_count(&self.blocks)
+    }
+
+    // ------------------------------------------------------------- creation
+
+    /// `full(shape, value)`, with `dtype` chosen by the caller.
+    pub fn full(shape: &[usize], value: Fill, dtype: DType, chunks: Chunks) -> Result<Self> {
+        let grid = ChunkGrid::normalize(shape, &chunks, dtype.itemsize())?;
+        let tok = postcard::to_stdvec(&(shape, value, dtype, format!("{grid:?}"))).unwrap_or_default();
+        let g = grid.clone();
+        Ok(Self::build("full", &[&tok], dtype, grid, |idx, key| {
+            let shape = g.block_shape(idx).unwrap_or_default();
+            Delayed::from_task(key, kernels::FULL, Params::encode(&FullParams { shape, dtype, value }), vec![])
+        }))
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType, chunks: Chunks) -> Result<Self> {
+        Self::full(shape, Fill::Int(0), dtype, chunks)
+    }
+
+    pub fn ones(shape: &[usize], dtype: DType, chunks: Chunks) -> Result<Self> {
+        Self::full(shape, Fill::Int(1), dtype, chunks)
+    }
+
+    /// `arange(start, stop, step)`: integers stay int64, floats give float64.
+    pub fn arange(start: Fill, stop: Fill, step: Fill, chunks: Chunks) -> Result<Self> {
+        let f = |x: Fill| match x {
+            Fill::Int(i) => i as f64,
+            Fill::Float(v) => v,
+            Fill::Bool(b) => f64::from(u8::from(b)),
+        };
+        if f(step) == 0.0 {
+            return Err(ArrayError::Value("arange: step must not be zero".into()));
+        }
+        let len = ((f(stop) - f(start)) / f(step)).ceil().max(0.0) as usize;
+        let dtype = match (start, stop, step) {
+            (Fill::Int(_), Fill::Int(_), Fill::Int(_)) => DType::I64,
+            _ => DType::F64,
+        };
+        let grid = ChunkGrid::normalize(&[len], &chunks, dtype.itemsize())?;
+        let tok = postcard::to_stdvec(&(start, stop, step, format!("{grid:?}"))).unwrap_or_default();
+        let g = grid.clone();
+        Ok(Self::build("arange", &[&tok], dtype, grid, |idx, key| {
+            let offset = g.block_offset(idx).unwrap_or_default()[0];
+            let len = g.block_shape(idx).unwrap_or_default()[0];
+            let p = ArangeParams { start, step, offset, len, dtype };
+            Delayed::from_task(key, kernels::ARANGE, Params::encode(&p), vec![])
+        }))
+    }
+
+    fn random(prefix: &str, distribution: Distribution, seed: u64, shape: &[usize], chunks: Chunks) -> Result<Self> {
+        let dtype = match distribution {
+            Distribution::RandInt { low, high } => {
+                if high <= low {
+                    return Err(ArrayError::Value(format!("randint: low {low} must be below high {high}")));
+                }
+                DType::I64
+            }
+            _ => DType::F64,
+        };
+        let grid = ChunkGrid::normalize(shape, &chunks, dtype.itemsize())?;
+        let tok = postcard::to_stdvec(&(seed, shape, format!("{distribution:?} {grid:?}"))).unwrap_or_default();
+        let g = grid.clone();
+        let global: Vec<usize> = shape.to_vec();
+        Ok(Self::build(prefix, &[&tok], dtype, grid, |idx, key| {
+            let p = RandomParams {
+                distribution,
+                seed,
+                global_shape: global.clone(),
+                offset: g.block_offset(idx).unwrap_or_default(),
+                block: g.block_shape(idx).unwrap_or_default(),
+            };
+            Delayed::from_task(key, kernels::RANDOM, Params::encode(&p), vec![])
+        }))
+    }
+
+    /// Uniform floats in [0, 1), like `da.random.random`.
+    pub fn random_uniform(shape: &[usize], seed: u64, chunks: Chunks) -> Result<Self> {
+        Self::random("random_sample", Distribution::Uniform { low: 0.0, high: 1.0 }, seed, shape, chunks)
+    }
+
+    pub fn random_normal(loc: f64, scale: f64, shape: &[usize], seed: u64, chunks: Chunks) -> Result<Self> {
+        Self::random("normal", Distribution::Normal { loc, scale }, seed, shape, chunks)
+    }
+
+    /// Integers in [low, high), like `da.random.randint`.
+    pub fn randint(low: i64, high: i64, shape: &[usize], seed: u64, chunks: Chunks) -> Result<Self> {
+        Self::random("randint", Distribution::RandInt { low, high }, seed, shape, chunks)
+    }
+
+    /// Cuts an in-memory array into blocks (`da.from_array`).
+    pub fn from_ndarray<T: Element>(a: &ArrayD<T>, chunks: Chunks) -> Result<Self> {
+        let grid = ChunkGrid::normalize(a.shape(), &chunks, T::DTYPE.itemsize())?;
+        let name_bytes = format!("{:p}-{:?}-{grid:?}", a.as_ptr(), a.shape());
+        let g = grid.clone();
+        Ok(Self::build("array", &[name_bytes.as_bytes()], T::DTYPE, grid, |idx, key| {
+            let off = g.block_offset(idx).unwrap_or_default();
+            let shp = g.block_shape(idx).unwrap_or_default();
+            let info: Vec<SliceInfoElem> = off
+                .iter()
+                .zip(&shp)
+                .map(|(&o, &n)| SliceInfoElem::Slice { start: o as isize, end: Some((o + n) as isize), step: 1 })
+                .collect();
+            let block = a.slice(info.as_slice()).to_owned().into_shared();
+            Delayed::from_task(
+                key,
+                rask::core::ops::builtin::IDENTITY,
+                Params::default(),
+                vec![ArgPart::literal(Value::Array(T::wrap(block)))],
+            )
+        }))
+    }
+
+    // ------------------------------------------------------------ elementwise
+
+    fn binary(&self, other: &Array, op: BinaryOp) -> Result<Array> {
+        if self.shape() != other.shape() {
+            return Err(ArrayError::Shape(format!(
+                "elementwise {} of shapes {:?} and {:?}: chunked broadcasting between different shapes is not supported yet",
+                op.symbol(),
+                self.shape(),
+                other.shape()
+            )));
+        }
+        if self.grid != other.grid {
+            return Err(ArrayError::Shape(format!(
+                "elementwise {} of arrays chunked {:?} and {:?}: rechunk one to match the other",
+                op.symbol(),
+                self.grid,
+                other.grid
+            )));
+        }
+        let dtype = promote(self.dtype, other.dtype);
+        let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
+        let params = Params::encode(&BinaryParams { op, dtype, scalar: None });
+        Ok(Self::build(
+            op.symbol(),
+            &[self.name.as_bytes(), other.name.as_bytes(), &params.0],
+            out,
+            self.grid.clone(),
+            |i, key| {
+                let at = self.grid_pos(i);
+                Delayed::from_task(
+                    key,
+                    kernels::BINARY,
+                    params.clone(),
+                    vec![ArgPart::of(&self.blocks[at]), ArgPart::of(&other.blocks[at])],
+                )
+            },
+        ))
+    }
+
+    fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Array {
+        let dtype = promote_scalar(self.dtype, matches!(scalar, Fill::Float(_)));
+        let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
+        let params = Params::encode(&BinaryParams { op, dtype, scalar: Some((scalar, scalar_first)) });
+        Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
+            let at = self.grid_pos(i);
+            Delayed::from_task(key, kernels::BINARY, params.clone(), vec![ArgPart::of(&self.blocks[at])])
+        })
+    }
+
+    fn grid_pos(&self, index: &[usize]) -> usize {
+        let nb = self.grid.numblocks();
+        index.iter().zip(&nb).fold(0, |acc, (&i, &n)| acc * n + i)
+    }
+
+    pub fn add(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Add)
+    }
+    pub fn sub(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Sub)
+    }
+    pub fn mul(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Mul)
+    }
+    pub fn div(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Div)
+    }
+    pub fn maximum(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Max)
+    }
+    pub fn minimum(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Min)
+    }
+    pub fn lt(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Lt)
+    }
+    pub fn gt(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Gt)
+    }
+    pub fn eq_elementwise(&self, o: &Array) -> Result<Array> {
+        self.binary(o, BinaryOp::Eq)
+    }
+
+    /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`.
+    pub fn scalar(&self, op: BinaryOp, value: Fill) -> Array {
+        self.with_scalar(value, false, op)
+    }
+
+    /// `scalar op self`, e.g. `10 - x`.
+    pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Array {
+        self.with_scalar(value, true, op)
+    }
+
+    pub fn astype(&self, dtype: DType) -> Array {
+        if dtype == self.dtype {
+            return self.clone();
+        }
+        let params = Params::encode(&dtype);
+        Self::build("astype", &[self.name.as_bytes(), &params.0], dtype, self.grid.clone(), |i, key| {
+            let at = self.grid_pos(i);
+            Delayed::from_task(key, kernels::ASTYPE, params.clone(), vec![ArgPart::of(&self.blocks[at])])
+        })
+    }
+
+    // ------------------------------------------------------------ reductions
+
+    /// A tree reduction over `axes` (all when `None`): one partial per block,
+    /// combined `split_every` at a time along each reduced axis, then
+    /// finalized. Blocks along kept axes stay separate.
+    pub fn reduce(&self, op: Reduction, axes: Option<&[usize]>, keepdims: bool, split_every: usize) -> Result<Array> {
+        let ndim = self.ndim();
+        let mut axes: Vec<usize> = axes.map_or_else(|| (0..ndim).collect(), <[usize]>::to_vec);
+        axes.sort_unstable();
+        axes.dedup();
+        if let Some(&bad) = axes.iter().find(|&&a| a >= ndim) {
+            return Err(ArrayError::Shape(format!("axis {bad} is out of bounds for an array of dimension {ndim}")));
+        }
+        let split_every = split_every.max(2);
+        let input_dtype = self.dtype;
+        let stage = |stage| Params::encode(&ReduceParams { op, axes: axes.clone(), stage, input_dtype });
+        let base = format!("{}-{:?}-{keepdims}-{split_every}", op.name(), axes);
+
+        // Partials: same block grid, reduced axes become length 1.
+        let partial_params = stage(Stage::Partial);
+        let name: Arc<str> =
+            Arc::from(format!("{}-partial-{}", op.name(), token_of(&[self.name.as_bytes(), base.as_bytes()])));
+        let mut level: Vec<(Vec<usize>, Delayed<ArrayValue>)> = self
+            .grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let at = self.grid_pos(&idx);
+                let key = block_key(&name, &idx);
+                (
+                    idx,
+                    Delayed::from_task(
+                        key,
+                        kernels::REDUCE,
+                        partial_params.clone(),
+                        vec![ArgPart::of(&self.blocks[at])],
+                    ),
+                )
+            })
+            .collect();
+        let mut counts = self.grid.numblocks();
+        let combine_params = stage(Stage::Combine);
+        let mut depth = 0;
+        while axes.iter().any(|&a| counts[a] > 1) {
+            depth += 1;
+            let next_counts: Vec<usize> = counts
+                .iter()
+                .enumerate()
+                .map(|(a, &n)| if axes.contains(&a) { n.div_ceil(split_every) } else { n })
+                .collect();
+            let cname: Arc<str> = Arc::from(format!("{}-combine{depth}-{}", op.name(), token_of(&[name.as_bytes()])));
+            let mut groups: std::collections::BTreeMap<Vec<usize>, Vec<Delayed<ArrayValue>>> =
+                std::collections::BTreeMap::new();
+            for (idx, d) in level {
+                let parent: Vec<usize> =
+                    idx.iter().enumerate().map(|(a, &i)| if axes.contains(&a) { i / split_every } else { i }).collect();
+                groups.entry(parent).or_default().push(d);
+            }
+            level = groups
+                .into_iter()
+                .map(|(idx, parts)| {
+                    let key = block_key(&cname, &idx);
+                    let list = ArgPart::list(parts.iter().map(ArgPart::of).collect());
+                    (idx, Delayed::from_task(key, kernels::REDUCE, combine_params.clone(), vec![list]))
+                })
+                .collect();
+            counts = next_counts;
+        }
+        let out_grid = self.grid.reduced(&axes, keepdims);
+        let fname: Arc<str> = Arc::from(format!("{}-{}", op.name(), token_of(&[name.as_bytes(), b"final"])));
+        let final_params = stage(Stage::Finalize { keepdims });
+        let blocks = level
+            .into_iter()
+            .map(|(idx, d)| {
+                let out_idx: Vec<usize> =
+                    idx.iter().enumerate().filter(|(a, _)| keepdims || !axes.contains(a)).map(|(_, &i)| i).collect();
+                Delayed::from_task(
+                    block_key(&fname, &out_idx),
+                    kernels::REDUCE,
+                    final_params.clone(),
+                    vec![ArgPart::of(&d)],
+                )
+            })
+            .collect();
+        Ok(Array { name: fname, dtype: op.output_dtype(input_dtype), grid: out_grid, blocks })
+    }
+
+    pub fn sum(&self) -> Result<Array> {
+        self.reduce(Reduction::Sum, None, false, 4)
+    }
+    pub fn mean(&self) -> Result<Array> {
+        self.reduce(Reduction::Mean, None, false, 4)
+    }
+    pub fn max(&self) -> Result<Array> {
+        self.reduce(Reduction::Max, None, false, 4)
+    }
+    pub fn min(&self) -> Result<Array> {
+        self.reduce(Reduction::Min, None, false, 4)
+    }
+    pub fn prod(&self) -> Result<Array> {
+        self.reduce(Reduction::Prod, None, false, 4)
+    }
+    pub fn sum_axis(&self, axis: usize) -> Result<Array> {
+        self.reduce(Reduction::Sum, Some(&[axis]), false, 4)
+    }
+
+    // --------------------------------------------------------------- compute
+
+    /// Computes on the current client and assembles one in-memory array.
+    pub fn compute(&self) -> Result<ArrayValue> {
+        self.compute_with(&Client::current()?)
+    }
+
+    pub fn compute_with(&self, client: &Client) -> Result<ArrayValue> {
+        let refs: Vec<&Delayed<ArrayValue>> = self.blocks.iter().collect();
+        let values = client.compute_many(&refs).iter().map(rask::Future::result).collect::<rask::Result<Vec<_>>>()?;
+        self.assemble(values)
+    }
+
+    /// Computes a 0-d array (a reduction over all axes) as a scalar.
+    pub fn compute_scalar<T: rask::core::FromValue>(&self) -> Result<T> {
+        let a = self.compute()?;
+        if !a.shape().is_empty() {
+            return Err(ArrayError::Shape(format!("expected a 0-d array, got shape {:?}", a.shape())));
+        }
+        let v = with_array!(&a, x => x.iter().next().map(|e| (*e).into_value()).unwrap_or_default());
+        T::from_value(v).map_err(|e| ArrayError::Value(e.message))
+    }
+
+    fn assemble(&self, values: Vec<ArrayValue>) -> Result<ArrayValue> {
+        if values.len() == 1 {
+            return values.into_iter().next().ok_or_else(|| ArrayError::Value("no blocks".into()));
+        }
+        let shape = self.known_shape()?;
+        let indices = self.grid.indices();
+        macro_rules! stitch {
+            ($t:ty, $variant:ident) => {{
+                let mut out = ArrayD::<$t>::default(IxDyn(&shape));
+                for (idx, v) in indices.iter().zip(values) {
+                    let ArrayValue::$variant(block) = v else {
+                        return Err(ArrayError::Value(format!(
+                            "block {idx:?} has dtype {}, expected {}",
+                            v.dtype(),
+                            self.dtype
+                        )));
+                    };
+                    let off = self.grid.block_offset(idx).unwrap_or_default();
+                    let info: Vec<SliceInfoElem> = off
+                        .iter()
+                        .zip(block.shape())
+                        .map(|(&o, &n)| SliceInfoElem::Slice {
+                            start: o as isize,
+                            end: Some((o + n) as isize),
+                            step: 1,
+                        })
+                        .collect();
+                    out.slice_mut(info.as_slice()).assign(&block);
+                }
+                ArrayValue::$variant(out.into_shared())
+            }};
+        }
+        Ok(match self.dtype {
+            DType::Bool => stitch!(bool, Bool),
+            DType::I8 => stitch!(i8, I8),
+            DType::I16 => stitch!(i16, I16),
+            DType::I32 => stitch!(i32, I32),
+            DType::I64 => stitch!(i64, I64),
+            DType::U8 => stitch!(u8, U8),
+            DType::U16 => stitch!(u16, U16),
+            DType::U32 => stitch!(u32, U32),
+            DType::U64 => stitch!(u64, U64),
+            DType::F32 => stitch!(f32, F32),
+            DType::F64 => stitch!(f64, F64),
+        })
+    }
+}
+
+fn op_dtype(op: BinaryOp, dtype: DType) -> DType {
+    match op {
+        BinaryOp::Div if dtype != DType::F32 => DType::F64,
+        _ => dtype,
+    }
+}
+
+use rask::core::IntoValue;
+
+/// Human-readable sizes as Dask prints them.
+pub fn format_bytes(n: usize) -> String {
+    let units = ["B", "kiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.2} {}", units[u]) }
+}
+
+fn fmt_shape(s: &[Option<usize>]) -> String {
+    let parts: Vec<String> = s.iter().map(|x| x.map_or("nan".to_string(), |n| n.to_string())).collect();
+    if parts.len() == 1 { format!("({},)", parts[0]) } else { format!("({})", parts.join(", ")) }
+}
+
+impl fmt::Debug for Array {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rask.array<{}, shape={}, dtype={}, chunksize={}>",
+            rask::core::key::prefix_of(&self.name),
+            fmt_shape(&self.shape()),
+            self.dtype,
+            fmt_shape(&self.grid.chunksize())
+        )
+    }
+}
+
+/// The summary table Dask shows for an array, computed from metadata only.
+impl fmt::Display for Array {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chunk = self.grid.chunksize();
+        let chunk_bytes = chunk.iter().copied().product::<Option<usize>>().map(|n| n * self.dtype.itemsize());
+        let bytes = |b: Option<usize>| b.map_or_else(|| "unknown".to_string(), format_bytes);
+        writeln!(f, "{self:?}")?;
+        writeln!(f, "{:<8} {:>24} {:>24}", "", "Array", "Chunk")?;
+        writeln!(f, "{:<8} {:>24} {:>24}", "Bytes", bytes(self.nbytes()), bytes(chunk_bytes))?;
+        writeln!(f, "{:<8} {:>24} {:>24}", "Shape", fmt_shape(&self.shape()), fmt_shape(&chunk))?;
+        writeln!(
+            f,
+            "{:<8} {:>24} {:>24}",
+            "Count",
+            format!("{} tasks", self.task_count()),
+            format!("{} chunks", self.npartitions())
+        )?;
+        write!(f, "{:<8} {:>24} {:>24}", "Type", self.dtype.name(), "ndarray")
+    }
+}

@@ -1,0 +1,633 @@
+//! The ops array tasks run, registered by name so any worker binary linked
+//! with this crate can run them. Each decodes its parameters, works on one
+//! block (or a list of partial results) and returns a block.
+
+use ndarray::{ArcArray, ArrayD, Axis, IxDyn, Zip};
+use rask_core::ops::OpEntry;
+use rask_core::{ArrayValue, DType, OpError, Params, Value, with_array};
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::{Scalar, cast, is_float, mean_dtype, sum_dtype};
+use crate::random;
+
+pub const FULL: &str = "array.full";
+pub const ARANGE: &str = "array.arange";
+pub const RANDOM: &str = "array.random";
+pub const BINARY: &str = "array.binary";
+pub const REDUCE: &str = "array.reduce";
+pub const ASTYPE: &str = "array.astype";
+
+fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
+    postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
+}
+
+fn one_array(args: Vec<Value>, op: &str) -> Result<ArrayValue, OpError> {
+    match <[Value; 1]>::try_from(args) {
+        Ok([Value::Array(a)]) => Ok(a),
+        _ => Err(OpError::new(format!("{op} takes one array argument"))),
+    }
+}
+
+// ------------------------------------------------------------------ creation
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Fill {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FullParams {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub value: Fill,
+}
+
+fn filled<T: Scalar>(shape: &[usize], v: Fill) -> ArcArray<T, IxDyn> {
+    let x = match v {
+        Fill::Int(i) => T::from_i64(i),
+        Fill::Float(f) => T::from_f64(f),
+        Fill::Bool(b) => T::from_i64(i64::from(b)),
+    };
+    ArrayD::from_elem(IxDyn(shape), x).into_shared()
+}
+
+/// Builds an array of `dtype` from a generic constructor.
+macro_rules! by_dtype {
+    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
+        match $dtype {
+            DType::Bool => ArrayValue::Bool($f::<bool>($($arg),*)),
+            DType::I8 => ArrayValue::I8($f::<i8>($($arg),*)),
+            DType::I16 => ArrayValue::I16($f::<i16>($($arg),*)),
+            DType::I32 => ArrayValue::I32($f::<i32>($($arg),*)),
+            DType::I64 => ArrayValue::I64($f::<i64>($($arg),*)),
+            DType::U8 => ArrayValue::U8($f::<u8>($($arg),*)),
+            DType::U16 => ArrayValue::U16($f::<u16>($($arg),*)),
+            DType::U32 => ArrayValue::U32($f::<u32>($($arg),*)),
+            DType::U64 => ArrayValue::U64($f::<u64>($($arg),*)),
+            DType::F32 => ArrayValue::F32($f::<f32>($($arg),*)),
+            DType::F64 => ArrayValue::F64($f::<f64>($($arg),*)),
+        }
+    };
+}
+
+fn full(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
+    let p: FullParams = params(p, FULL)?;
+    Ok(Value::Array(by_dtype!(p.dtype, filled(&p.shape, p.value))))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArangeParams {
+    pub start: Fill,
+    pub step: Fill,
+    pub offset: usize,
+    pub len: usize,
+    pub dtype: DType,
+}
+
+fn ramp<T: Scalar>(p: &ArangeParams) -> ArcArray<T, IxDyn> {
+    let v: Vec<T> = match (p.start, p.step) {
+        (Fill::Int(a), Fill::Int(s)) => {
+            (0..p.len).map(|i| T::from_i64(a.wrapping_add(s.wrapping_mul((p.offset + i) as i64)))).collect()
+        }
+        (a, s) => {
+            let f = |x: Fill| match x {
+                Fill::Int(i) => i as f64,
+                Fill::Float(f) => f,
+                Fill::Bool(b) => f64::from(u8::from(b)),
+            };
+            let (a, s) = (f(a), f(s));
+            (0..p.len).map(|i| T::from_f64(a + s * (p.offset + i) as f64)).collect()
+        }
+    };
+    ArrayD::from_shape_vec(IxDyn(&[p.len]), v).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared()
+}
+
+fn arange(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
+    let p: ArangeParams = params(p, ARANGE)?;
+    Ok(Value::Array(by_dtype!(p.dtype, ramp(&p))))
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub enum Distribution {
+    Uniform { low: f64, high: f64 },
+    Normal { loc: f64, scale: f64 },
+    RandInt { low: i64, high: i64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RandomParams {
+    pub distribution: Distribution,
+    pub seed: u64,
+    pub global_shape: Vec<usize>,
+    pub offset: Vec<usize>,
+    pub block: Vec<usize>,
+}
+
+/// Calls `f(global linear index)` for every element of the block, in C order.
+fn fill_block<T: Clone + Default>(p: &RandomParams, f: impl Fn(u64) -> T) -> ArrayD<T> {
+    let n: usize = p.block.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let nd = p.block.len();
+    if nd == 0 {
+        out.push(f(0));
+    } else if n > 0 {
+        let last = p.block[nd - 1];
+        let mut strides = vec![1u64; nd];
+        for ax in (0..nd - 1).rev() {
+            strides[ax] = strides[ax + 1] * p.global_shape[ax + 1] as u64;
+        }
+        let rows = n / last;
+        let mut idx = vec![0usize; nd.saturating_sub(1)];
+        for _ in 0..rows {
+            let mut base = p.offset[nd - 1] as u64;
+            for ax in 0..nd - 1 {
+                base += (p.offset[ax] + idx[ax]) as u64 * strides[ax];
+            }
+            out.extend((0..last as u64).map(|j| f(base + j)));
+            for ax in (0..nd - 1).rev() {
+                idx[ax] += 1;
+                if idx[ax] < p.block[ax] {
+                    break;
+                }
+                idx[ax] = 0;
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&p.block), out).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0])))
+}
+
+fn random_block(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
+    let p: RandomParams = params(p, RANDOM)?;
+    let seed = p.seed;
+    let a = match p.distribution {
+        Distribution::Uniform { low, high } => {
+            ArrayValue::F64(fill_block(&p, |i| low + (high - low) * random::uniform(seed, i)).into_shared())
+        }
+        Distribution::Normal { loc, scale } => {
+            ArrayValue::F64(fill_block(&p, |i| loc + scale * random::normal(seed, i)).into_shared())
+        }
+        Distribution::RandInt { low, high } => {
+            ArrayValue::I64(fill_block(&p, |i| random::randint(seed, i, low, high)).into_shared())
+        }
+    };
+    Ok(Value::Array(a))
+}
+
+fn astype(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let to: DType = params(p, ASTYPE)?;
+    Ok(Value::Array(cast(&one_array(args, ASTYPE)?, to)))
+}
+
+// --------------------------------------------------------------- elementwise
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    Min,
+    Max,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne)
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "truediv",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Le => "le",
+            BinaryOp::Gt => "gt",
+            BinaryOp::Ge => "ge",
+            BinaryOp::Eq => "eq",
+            BinaryOp::Ne => "ne",
+            BinaryOp::Min => "minimum",
+            BinaryOp::Max => "maximum",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BinaryParams {
+    pub op: BinaryOp,
+    /// Both operands are cast to this dtype first.
+    pub dtype: DType,
+    /// Where the scalar operand is, if one is.
+    pub scalar: Option<(Fill, bool)>,
+}
+
+/// Arithmetic as numpy does it: integers wrap, floats follow IEEE.
+pub trait Arith: Scalar {
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    /// numpy's minimum/maximum: NaN wins.
+    fn min_nan(self, o: Self) -> Self;
+    fn max_nan(self, o: Self) -> Self;
+}
+
+macro_rules! arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
+            fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+            fn min_nan(self, o: Self) -> Self { Ord::min(self, o) }
+            fn max_nan(self, o: Self) -> Self { Ord::max(self, o) }
+        }
+    )*};
+}
+arith_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self + o }
+            fn sub(self, o: Self) -> Self { self - o }
+            fn mul(self, o: Self) -> Self { self * o }
+            fn min_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.min(o) } }
+            fn max_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.max(o) } }
+        }
+    )*};
+}
+arith_float!(f32, f64);
+
+impl Arith for bool {
+    fn add(self, o: Self) -> Self {
+        self || o
+    }
+    fn sub(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn mul(self, o: Self) -> Self {
+        self && o
+    }
+    fn min_nan(self, o: Self) -> Self {
+        self && o
+    }
+    fn max_nan(self, o: Self) -> Self {
+        self || o
+    }
+}
+
+/// The shape two operands broadcast to, numpy's rules.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+            let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+            match (x, y) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn zip_map<T: Scalar, R: Clone + Default>(
+    a: &ArcArray<T, IxDyn>,
+    b: &ArcArray<T, IxDyn>,
+    f: impl Fn(T, T) -> R,
+) -> Result<ArrayD<R>, OpError> {
+    let shape = broadcast_shape(a.shape(), b.shape()).ok_or_else(|| {
+        OpError::new(format!("operands could not be broadcast together with shapes {:?} {:?}", a.shape(), b.shape()))
+    })?;
+    let (Some(av), Some(bv)) = (a.broadcast(IxDyn(&shape)), b.broadcast(IxDyn(&shape))) else {
+        return Err(OpError::new("broadcast failed"));
+    };
+    Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
+}
+
+fn apply<T: Arith>(op: BinaryOp, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>) -> Result<ArrayValue, OpError> {
+    Ok(match op {
+        BinaryOp::Add => T::wrap(zip_map(a, b, T::add)?.into_shared()),
+        BinaryOp::Sub => T::wrap(zip_map(a, b, T::sub)?.into_shared()),
+        BinaryOp::Mul => T::wrap(zip_map(a, b, T::mul)?.into_shared()),
+        BinaryOp::Min => T::wrap(zip_map(a, b, T::min_nan)?.into_shared()),
+        BinaryOp::Max => T::wrap(zip_map(a, b, T::max_nan)?.into_shared()),
+        BinaryOp::Div => {
+            // True division: integers divide as float64, as in numpy.
+            if T::DTYPE == DType::F32 {
+                ArrayValue::F32(zip_map(a, b, |x, y| (x.to_f64() / y.to_f64()) as f32)?.into_shared())
+            } else {
+                ArrayValue::F64(zip_map(a, b, |x, y| x.to_f64() / y.to_f64())?.into_shared())
+            }
+        }
+        BinaryOp::Lt => ArrayValue::Bool(zip_map(a, b, |x, y| x < y)?.into_shared()),
+        BinaryOp::Le => ArrayValue::Bool(zip_map(a, b, |x, y| x <= y)?.into_shared()),
+        BinaryOp::Gt => ArrayValue::Bool(zip_map(a, b, |x, y| x > y)?.into_shared()),
+        BinaryOp::Ge => ArrayValue::Bool(zip_map(a, b, |x, y| x >= y)?.into_shared()),
+        BinaryOp::Eq => ArrayValue::Bool(zip_map(a, b, |x, y| x == y)?.into_shared()),
+        BinaryOp::Ne => ArrayValue::Bool(zip_map(a, b, |x, y| x != y)?.into_shared()),
+    })
+}
+
+fn scalar_array(f: Fill, dtype: DType) -> ArrayValue {
+    by_dtype!(dtype, filled(&[], f))
+}
+
+fn binary(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: BinaryParams = params(p, BINARY)?;
+    let (a, b) = match p.scalar {
+        None => match <[Value; 2]>::try_from(args) {
+            Ok([Value::Array(a), Value::Array(b)]) => (a, b),
+            _ => return Err(OpError::new(format!("{BINARY} takes two arrays"))),
+        },
+        Some((s, scalar_first)) => {
+            let a = one_array(args, BINARY)?;
+            let s = scalar_array(s, p.dtype);
+            if scalar_first { (s, a) } else { (a, s) }
+        }
+    };
+    let (a, b) = (cast(&a, p.dtype), cast(&b, p.dtype));
+    let out = match (&a, &b) {
+        (ArrayValue::Bool(x), ArrayValue::Bool(y)) => apply(p.op, x, y),
+        (ArrayValue::I8(x), ArrayValue::I8(y)) => apply(p.op, x, y),
+        (ArrayValue::I16(x), ArrayValue::I16(y)) => apply(p.op, x, y),
+        (ArrayValue::I32(x), ArrayValue::I32(y)) => apply(p.op, x, y),
+        (ArrayValue::I64(x), ArrayValue::I64(y)) => apply(p.op, x, y),
+        (ArrayValue::U8(x), ArrayValue::U8(y)) => apply(p.op, x, y),
+        (ArrayValue::U16(x), ArrayValue::U16(y)) => apply(p.op, x, y),
+        (ArrayValue::U32(x), ArrayValue::U32(y)) => apply(p.op, x, y),
+        (ArrayValue::U64(x), ArrayValue::U64(y)) => apply(p.op, x, y),
+        (ArrayValue::F32(x), ArrayValue::F32(y)) => apply(p.op, x, y),
+        (ArrayValue::F64(x), ArrayValue::F64(y)) => apply(p.op, x, y),
+        _ => Err(OpError::new("operands were not cast to one dtype")),
+    }?;
+    Ok(Value::Array(out))
+}
+
+// ---------------------------------------------------------------- reductions
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Reduction {
+    Sum,
+    Prod,
+    Min,
+    Max,
+    Mean,
+}
+
+impl Reduction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::Sum => "sum",
+            Reduction::Prod => "prod",
+            Reduction::Min => "min",
+            Reduction::Max => "max",
+            Reduction::Mean => "mean",
+        }
+    }
+
+    /// The dtype partial results are kept in.
+    pub fn partial_dtype(self, input: DType) -> DType {
+        match self {
+            Reduction::Sum | Reduction::Prod => sum_dtype(input),
+            Reduction::Min | Reduction::Max => input,
+            Reduction::Mean => DType::F64,
+        }
+    }
+
+    pub fn output_dtype(self, input: DType) -> DType {
+        match self {
+            Reduction::Mean => mean_dtype(input),
+            other => other.partial_dtype(input),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Stage {
+    /// Reduce one block, keeping reduced axes with length 1.
+    Partial,
+    /// Combine a list of partials elementwise.
+    Combine,
+    /// Turn the last partial into the result.
+    Finalize { keepdims: bool },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReduceParams {
+    pub op: Reduction,
+    pub axes: Vec<usize>,
+    pub stage: Stage,
+    pub input_dtype: DType,
+}
+
+fn fold_axes<T: Arith>(
+    a: &ArcArray<T, IxDyn>,
+    axes: &[usize],
+    init: T,
+    f: impl Fn(T, T) -> T + Copy,
+) -> ArcArray<T, IxDyn> {
+    if axes.len() == a.ndim() && a.is_standard_layout() {
+        // Whole block: one pass over contiguous memory.
+        let total = a.as_slice().map_or_else(
+            || a.iter().copied().reduce(f).unwrap_or(init),
+            |s| s.iter().copied().reduce(f).unwrap_or(init),
+        );
+        return ArrayD::from_elem(IxDyn(&vec![1; a.ndim()]), total).into_shared();
+    }
+    let mut out = a.to_owned();
+    for &ax in axes {
+        // Each lane starts from its own first element (min/max have no
+        // identity); empty lanes give `init`.
+        out = out.map_axis(Axis(ax), |lane| lane.iter().copied().reduce(f).unwrap_or(init)).insert_axis(Axis(ax));
+    }
+    out.into_shared()
+}
+
+fn sum_f64<T: Scalar>(a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<f64, IxDyn> {
+    if axes.len() == a.ndim()
+        && let Some(s) = a.as_slice()
+    {
+        // Whole contiguous block: convert on the fly, in 8 independent
+        // accumulators so the loop vectorises and rounding error stays small.
+        let mut acc = [0.0f64; 8];
+        let chunks = s.chunks_exact(8);
+        let rest: f64 = chunks.remainder().iter().map(|x| x.to_f64()).sum();
+        for c in chunks {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x.to_f64();
+            }
+        }
+        let total = acc.iter().sum::<f64>() + rest;
+        return ArrayD::from_elem(IxDyn(&vec![1; a.ndim()]), total).into_shared();
+    }
+    let as_f64: ArcArray<f64, IxDyn> = a.mapv(Scalar::to_f64).into_shared();
+    fold_axes(&as_f64, axes, 0.0, |x, y| x + y)
+}
+
+fn partial_typed<T: Arith>(op: Reduction, a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<T, IxDyn> {
+    match op {
+        Reduction::Sum => fold_axes(a, axes, T::from_i64(0), T::add),
+        Reduction::Prod => fold_axes(a, axes, T::from_i64(1), T::mul),
+        Reduction::Min => fold_axes(a, axes, first(a), T::min_nan),
+        Reduction::Max => fold_axes(a, axes, first(a), T::max_nan),
+        Reduction::Mean => fold_axes(a, axes, T::from_i64(0), T::add),
+    }
+}
+
+fn first<T: Scalar>(a: &ArcArray<T, IxDyn>) -> T {
+    a.iter().next().copied().unwrap_or_default()
+}
+
+macro_rules! on_typed {
+    ($value:expr, $a:ident => $body:expr) => {
+        match $value {
+            ArrayValue::Bool($a) => ArrayValue::Bool($body),
+            ArrayValue::I8($a) => ArrayValue::I8($body),
+            ArrayValue::I16($a) => ArrayValue::I16($body),
+            ArrayValue::I32($a) => ArrayValue::I32($body),
+            ArrayValue::I64($a) => ArrayValue::I64($body),
+            ArrayValue::U8($a) => ArrayValue::U8($body),
+            ArrayValue::U16($a) => ArrayValue::U16($body),
+            ArrayValue::U32($a) => ArrayValue::U32($body),
+            ArrayValue::U64($a) => ArrayValue::U64($body),
+            ArrayValue::F32($a) => ArrayValue::F32($body),
+            ArrayValue::F64($a) => ArrayValue::F64($body),
+        }
+    };
+}
+
+fn combine_two(op: Reduction, a: &ArrayValue, b: &ArrayValue) -> Result<ArrayValue, OpError> {
+    let bin = match op {
+        Reduction::Sum | Reduction::Mean => BinaryOp::Add,
+        Reduction::Prod => BinaryOp::Mul,
+        Reduction::Min => BinaryOp::Min,
+        Reduction::Max => BinaryOp::Max,
+    };
+    let p = Params::encode(&BinaryParams { op: bin, dtype: a.dtype(), scalar: None });
+    match binary(&p, vec![Value::Array(a.clone()), Value::Array(b.clone())])? {
+        Value::Array(x) => Ok(x),
+        _ => Err(OpError::new("combine produced a non-array")),
+    }
+}
+
+fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: ReduceParams = params(p, REDUCE)?;
+    match p.stage {
+        Stage::Partial => {
+            let a = one_array(args, REDUCE)?;
+            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max) {
+                return Err(OpError::new(format!(
+                    "zero-size array to reduction operation {} which has no identity",
+                    p.op.name()
+                )));
+            }
+            if p.op == Reduction::Mean {
+                let count: usize = p.axes.iter().map(|&ax| a.shape()[ax]).product();
+                let sums = with_array!(&a, x => sum_f64(x, &p.axes));
+                return Ok(Value::list([Value::Array(ArrayValue::F64(sums)), Value::Int(count as i64)]));
+            }
+            let a = cast(&a, p.op.partial_dtype(a.dtype()));
+            Ok(Value::Array(on_typed!(&a, x => partial_typed(p.op, x, &p.axes))))
+        }
+        Stage::Combine => {
+            let items = match <[Value; 1]>::try_from(args) {
+                Ok([Value::List(items)]) => items,
+                _ => return Err(OpError::new(format!("{REDUCE} combine takes a list of partials"))),
+            };
+            let mut it = items.iter();
+            let first = it.next().cloned().ok_or_else(|| OpError::new("nothing to combine"))?;
+            let mut acc = first;
+            for item in it {
+                acc = match (acc, item) {
+                    (Value::Array(a), Value::Array(b)) => Value::Array(combine_two(p.op, &a, b)?),
+                    (Value::List(a), Value::List(b)) if a.len() == 2 && b.len() == 2 => {
+                        let (Value::Array(sa), Value::Int(ca), Value::Array(sb), Value::Int(cb)) =
+                            (&a[0], &a[1], &b[0], &b[1])
+                        else {
+                            return Err(OpError::new("malformed mean partial"));
+                        };
+                        Value::list([Value::Array(combine_two(p.op, sa, sb)?), Value::Int(ca + cb)])
+                    }
+                    _ => return Err(OpError::new("partials of different kinds")),
+                };
+            }
+            Ok(acc)
+        }
+        Stage::Finalize { keepdims } => {
+            let [partial]: [Value; 1] = args.try_into().map_err(|_| OpError::new("finalize takes one partial"))?;
+            let mut out = match partial {
+                Value::Array(a) => a,
+                Value::List(items) if p.op == Reduction::Mean => match (&items[0], &items[1]) {
+                    (Value::Array(ArrayValue::F64(s)), Value::Int(c)) => {
+                        let mean = s.mapv(|x| x / *c as f64).into_shared();
+                        cast(&ArrayValue::F64(mean), p.op.output_dtype(p.input_dtype))
+                    }
+                    _ => return Err(OpError::new("malformed mean partial")),
+                },
+                _ => return Err(OpError::new("finalize got no partial")),
+            };
+            if !keepdims {
+                let mut axes = p.axes.clone();
+                axes.sort_unstable_by(|a, b| b.cmp(a));
+                out = on_typed!(&out, x => {
+                    let mut y = x.clone();
+                    for &ax in &axes {
+                        y = y.index_axis_move(Axis(ax), 0).into_shared();
+                    }
+                    y
+                });
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+/// Whether a dtype is a float; re-exported for the array API.
+pub fn float_dtype(d: DType) -> bool {
+    is_float(d)
+}
+
+rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
+rask_core::inventory::submit! { OpEntry { name: ARANGE, func: arange } }
+rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }
+rask_core::inventory::submit! { OpEntry { name: BINARY, func: binary } }
+rask_core::inventory::submit! { OpEntry { name: REDUCE, func: reduce } }
+rask_core::inventory::submit! { OpEntry { name: ASTYPE, func: astype } }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shape(&[5, 1, 3], &[4, 1]), Some(vec![5, 4, 3]));
+        assert_eq!(broadcast_shape(&[], &[2, 2]), Some(vec![2, 2]));
+        assert_eq!(broadcast_shape(&[3], &[4]), None);
+    }
+
+    #[test]
+    fn random_blocks_do_not_depend_on_chunking() {
+        let whole = RandomParams {
+            distribution: Distribution::RandInt { low: 0, high: 100 },
+            seed: 3,
+            global_shape: vec![4, 6],
+            offset: vec![0, 0],
+            block: vec![4, 6],
+        };
+        let all = fill_block(&whole, |i| random::randint(3, i, 0, 100));
+        let part = RandomParams { offset: vec![1, 2], block: vec![2, 3], ..whole };
+        let sub = fill_block(&part, |i| random::randint(3, i, 0, 100));
+        assert_eq!(sub, all.slice(ndarray::s![1..3, 2..5]).into_dyn());
+    }
+}

@@ -1,0 +1,56 @@
+//! Counter-based random numbers: element i of a seeded array is a pure
+//! function of (seed, i). Blocks are generated independently and in
+//! parallel, and the values do not depend on the chunking at all.
+
+/// SplitMix64's finalizer: a fast, well-mixed bijection on u64.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// 64 random bits for element `index` of stream `stream` under `seed`.
+pub fn bits(seed: u64, stream: u64, index: u64) -> u64 {
+    mix(mix(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03)))
+}
+
+/// Uniform in [0, 1) with 53 random bits.
+pub fn uniform(seed: u64, index: u64) -> f64 {
+    (bits(seed, 0, index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Standard normal by Box–Muller over two independent uniforms.
+pub fn normal(seed: u64, index: u64) -> f64 {
+    let u1 = ((bits(seed, 1, index) >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64); // (0, 1]
+    let u2 = (bits(seed, 2, index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Uniform integer in [low, high) by multiply-shift (Lemire), unbiased
+/// enough for ranges far below 2^64.
+pub fn randint(seed: u64, index: u64, low: i64, high: i64) -> i64 {
+    let range = high.wrapping_sub(low) as u64;
+    let r = ((u128::from(bits(seed, 3, index)) * u128::from(range)) >> 64) as u64;
+    low.wrapping_add(r as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_are_right() {
+        let n = 200_000u64;
+        let mean_u: f64 = (0..n).map(|i| uniform(7, i)).sum::<f64>() / n as f64;
+        assert!((mean_u - 0.5).abs() < 0.005, "{mean_u}");
+        let xs: Vec<f64> = (0..n).map(|i| normal(7, i)).collect();
+        let m = xs.iter().sum::<f64>() / n as f64;
+        let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n as f64;
+        assert!(m.abs() < 0.01 && (v - 1.0).abs() < 0.02, "mean {m} var {v}");
+        let ints: Vec<i64> = (0..n).map(|i| randint(7, i, 0, 100)).collect();
+        assert!(ints.iter().all(|x| (0..100).contains(x)));
+        let mi = ints.iter().sum::<i64>() as f64 / n as f64;
+        assert!((mi - 49.5).abs() < 0.3, "{mi}");
+        assert_ne!(uniform(7, 0), uniform(8, 0), "seeds differ");
+    }
+}

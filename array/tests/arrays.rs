@@ -1,0 +1,129 @@
+//! Arrays against plain ndarray computations: for random shapes and random
+//! chunkings the chunked result must equal the in-memory one.
+#![allow(clippy::panic)] // helpers outside #[test] fns fail loudly on a wrong dtype
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use proptest::prelude::*;
+use rask::core::{ArrayValue, DType};
+use rask_array::{Array, BinaryOp, Chunks, Fill, Reduction};
+
+fn f64s(a: ArrayValue) -> ArrayD<f64> {
+    match rask_array::dtype::cast(&a, DType::F64) {
+        ArrayValue::F64(x) => x.into_owned(),
+        _ => unreachable!(),
+    }
+}
+
+fn i64s(a: ArrayValue) -> ArrayD<i64> {
+    match a {
+        ArrayValue::I64(x) => x.into_owned(),
+        other => panic!("expected int64, got {}", other.dtype()),
+    }
+}
+
+/// A shape of 1-3 axes and, per axis, a block size.
+fn shape_and_chunks() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    proptest::collection::vec(1usize..12, 1..4).prop_flat_map(|shape| {
+        let blocks = shape.iter().map(|&n| 1..=n).collect::<Vec<_>>();
+        (Just(shape), blocks)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_values_do_not_depend_on_chunks((shape, block) in shape_and_chunks(), seed in 0u64..1000) {
+        let one = Array::randint(0, 100, &shape, seed, Chunks::Uniform(shape.clone())).unwrap().compute().unwrap();
+        let many = Array::randint(0, 100, &shape, seed, Chunks::Uniform(block.clone())).unwrap().compute().unwrap();
+        prop_assert_eq!(one, many);
+        let u1 = Array::random_normal(9.0, 1.0, &shape, seed, Chunks::Uniform(shape.clone())).unwrap().compute().unwrap();
+        let u2 = Array::random_normal(9.0, 1.0, &shape, seed, Chunks::Uniform(block)).unwrap().compute().unwrap();
+        prop_assert_eq!(u1, u2);
+    }
+
+    #[test]
+    fn reductions_equal_ndarray((shape, block) in shape_and_chunks(), seed in 0u64..1000, split_every in 2usize..5, keepdims: bool) {
+        let x = Array::randint(-50, 50, &shape, seed, Chunks::Uniform(block)).unwrap();
+        let whole = i64s(x.compute().unwrap());
+        // Reduce over every single axis and over all axes.
+        for axis in 0..shape.len() {
+            let got = i64s(x.reduce(Reduction::Sum, Some(&[axis]), keepdims, split_every).unwrap().compute().unwrap());
+            let mut want = whole.sum_axis(Axis(axis));
+            if keepdims { want = want.insert_axis(Axis(axis)); }
+            prop_assert_eq!(got, want);
+            let got = i64s(x.reduce(Reduction::Max, Some(&[axis]), keepdims, split_every).unwrap().compute().unwrap());
+            let mut want = whole.fold_axis(Axis(axis), i64::MIN, |a, b| *a.max(b));
+            if keepdims { want = want.insert_axis(Axis(axis)); }
+            prop_assert_eq!(got, want);
+        }
+        let total: i64 = x.reduce(Reduction::Sum, None, false, split_every).unwrap().compute_scalar().unwrap();
+        prop_assert_eq!(total, whole.sum());
+        let mean: f64 = x.reduce(Reduction::Mean, None, false, split_every).unwrap().compute_scalar().unwrap();
+        let want = whole.iter().map(|&v| v as f64).sum::<f64>() / whole.len() as f64;
+        prop_assert!((mean - want).abs() <= 1e-12 * want.abs().max(1.0), "{} vs {}", mean, want);
+        let min: i64 = x.min().unwrap().compute_scalar().unwrap();
+        prop_assert_eq!(min, *whole.iter().min().unwrap());
+    }
+
+    #[test]
+    fn elementwise_equals_ndarray((shape, block) in shape_and_chunks(), seed in 0u64..1000) {
+        let x = Array::random_uniform(&shape, seed, Chunks::Uniform(block.clone())).unwrap();
+        let y = Array::random_uniform(&shape, seed + 1, Chunks::Uniform(block)).unwrap();
+        let (xa, ya) = (f64s(x.compute().unwrap()), f64s(y.compute().unwrap()));
+        prop_assert_eq!(f64s(x.add(&y).unwrap().compute().unwrap()), &xa + &ya);
+        prop_assert_eq!(f64s(x.mul(&y).unwrap().compute().unwrap()), &xa * &ya);
+        prop_assert_eq!(f64s(x.scalar(BinaryOp::Mul, Fill::Int(10)).compute().unwrap()), &xa * 10.0);
+        prop_assert_eq!(f64s(x.rscalar(BinaryOp::Sub, Fill::Float(1.0)).compute().unwrap()), xa.mapv(|v| 1.0 - v));
+        let mask = x.lt(&y).unwrap();
+        prop_assert_eq!(mask.dtype(), DType::Bool);
+        let m = match mask.compute().unwrap() { ArrayValue::Bool(m) => m.into_owned(), _ => unreachable!() };
+        prop_assert_eq!(m, ndarray::Zip::from(&xa).and(&ya).map_collect(|a, b| a < b));
+    }
+}
+
+#[test]
+fn tutorial_randint_summary_and_mean() {
+    let x = Array::randint(0, 100, &[10000, 1000, 100], 42, Chunks::Auto).unwrap();
+    let text = x.to_string();
+    assert!(text.contains("7.45 GiB"), "{text}");
+    assert!(text.contains("(10000, 1000, 100)"), "{text}");
+    assert!(text.contains("int64"), "{text}");
+    assert!(text.contains(&format!("{} chunks", x.npartitions())), "{text}");
+    // The mean of a small slice of the same generator is about 49.5; the
+    // full 8 GB mean runs in `rask demo array` and the benchmark.
+    let small = Array::randint(0, 100, &[200, 100, 50], 42, Chunks::Uniform(vec![50, 100, 50])).unwrap();
+    let mean: f64 = small.mean().unwrap().compute_scalar().unwrap();
+    assert!((mean - 49.5).abs() < 0.2, "{mean}");
+}
+
+#[test]
+fn creation_functions_match_numpy_semantics() {
+    let a = Array::arange(Fill::Int(3), Fill::Int(20), Fill::Int(4), Chunks::Uniform(vec![2])).unwrap();
+    assert_eq!(a.dtype(), DType::I64);
+    assert_eq!(i64s(a.compute().unwrap()).into_raw_vec_and_offset().0, vec![3, 7, 11, 15, 19]);
+    let f = Array::arange(Fill::Float(0.0), Fill::Float(1.0), Fill::Float(0.25), Chunks::Auto).unwrap();
+    assert_eq!(f64s(f.compute().unwrap()).into_raw_vec_and_offset().0, vec![0.0, 0.25, 0.5, 0.75]);
+    let z = Array::zeros(&[3, 4], DType::F32, Chunks::Uniform(vec![2, 2])).unwrap();
+    assert_eq!(z.compute().unwrap(), ArrayValue::F32(ArrayD::zeros(IxDyn(&[3, 4])).into_shared()));
+    let o = Array::ones(&[5], DType::U8, Chunks::Auto).unwrap();
+    let ten_max: u64 = o.scalar(BinaryOp::Mul, Fill::Int(10)).max().unwrap().compute_scalar().unwrap();
+    assert_eq!(ten_max, 10);
+    let data = ArrayD::from_shape_fn(IxDyn(&[4, 6]), |ix| (ix[0] * 6 + ix[1]) as i32);
+    let d = Array::from_ndarray(&data, Chunks::Uniform(vec![3, 4])).unwrap();
+    assert_eq!(d.compute().unwrap(), ArrayValue::I32(data.clone().into_shared()));
+    let s: i64 = d.sum().unwrap().compute_scalar().unwrap();
+    assert_eq!(s, (0..24).sum::<i64>());
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    assert!(
+        Array::randint(5, 5, &[3], 0, Chunks::Auto).unwrap_err().to_string().contains("low 5 must be below high 5")
+    );
+    let a = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![2])).unwrap();
+    let b = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![3])).unwrap();
+    assert!(a.add(&b).unwrap_err().to_string().contains("rechunk"));
+    assert!(a.reduce(Reduction::Sum, Some(&[3]), false, 4).unwrap_err().to_string().contains("out of bounds"));
+    assert!(Array::arange(Fill::Int(0), Fill::Int(3), Fill::Int(0), Chunks::Auto).is_err());
+}
