@@ -189,7 +189,12 @@ impl Array {
     /// Cuts an in-memory array into blocks (`da.from_array`).
     pub fn from_ndarray<T: Element>(a: &ArrayD<T>, chunks: Chunks) -> Result<Self> {
         let grid = ChunkGrid::normalize(a.shape(), &chunks, T::DTYPE.itemsize())?;
-        let name_bytes = format!("{:p}-{:?}-{grid:?}", a.as_ptr(), a.shape());
+        // Each call gets its own name (Dask's `name=False`): naming after the
+        // address would let a later array at a reused address share keys.
+        static FROM_ARRAY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = FROM_ARRAY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name_bytes = format!("{}-{now}-{n}-{:?}-{grid:?}", std::process::id(), a.shape());
         let g = grid.clone();
         Ok(Self::build("array", &[name_bytes.as_bytes()], T::DTYPE, grid, |idx, key| {
             let off = g.block_offset(idx).unwrap_or_default();

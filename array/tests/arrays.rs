@@ -1,6 +1,6 @@
 //! Arrays against plain ndarray computations: for random shapes and random
 //! chunkings the chunked result must equal the in-memory one.
-#![allow(clippy::panic)] // helpers outside #[test] fns fail loudly on a wrong dtype
+#![allow(clippy::panic, clippy::unwrap_used)] // test helpers fail loudly on a wrong dtype
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;

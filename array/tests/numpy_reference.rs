@@ -1,0 +1,233 @@
+//! The same inputs through rask and numpy must give the same numbers and
+//! dtypes. numpy comes from PyPI, in the virtualenv `scripts/setup.sh` makes.
+//! Integers must match exactly; floats within 1e-12 relative (float64) or
+//! 1e-5 (float32, where numpy sums pairwise and rask per block).
+#![allow(clippy::panic, clippy::unwrap_used)] // test helpers fail loudly, naming the case
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use ndarray::{ArrayD, IxDyn};
+use rask::core::{ArrayValue, DType};
+use rask_array::{Array, BinaryOp, Chunks, Fill, Reduction};
+use serde_json::{Value as Json, json};
+
+const DTYPES: [DType; 11] = [
+    DType::Bool,
+    DType::I8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::U8,
+    DType::U16,
+    DType::U32,
+    DType::U64,
+    DType::F32,
+    DType::F64,
+];
+
+fn python() -> String {
+    let default = format!("{}/.cache/rask/pyref/bin/python", std::env::var("HOME").unwrap_or_default());
+    let py = std::env::var("RASK_PYREF").map(|d| format!("{d}/bin/python")).unwrap_or(default);
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "numpy reference interpreter {py} is missing: run scripts/setup.sh (the test command does)"
+    );
+    py
+}
+
+fn numpy(cases: &[Json]) -> Vec<Json> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/numpy_ref.py");
+    let mut child =
+        Command::new(python()).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start python");
+    child.stdin.take().unwrap().write_all(serde_json::to_string(cases).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "numpy reference failed");
+    serde_json::from_slice(&out.stdout).expect("numpy output is JSON")
+}
+
+/// Small values so products do not overflow differently and unsigned stays
+/// non-negative; `shift` varies the second operand.
+fn data(dtype: DType, n: usize, shift: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let v = ((i * 7 + shift * 3) % 5) as f64;
+            match dtype {
+                DType::Bool => f64::from(u8::from(v as usize % 2 == 1)),
+                DType::U8 | DType::U16 | DType::U32 | DType::U64 => v + 1.0,
+                DType::F32 | DType::F64 => v - 1.75,
+                _ => v - 2.0,
+            }
+        })
+        .collect()
+}
+
+fn array_of(dtype: DType, shape: &[usize], values: &[f64], chunks: &[usize]) -> Array {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values.to_vec()).unwrap();
+    let f = Array::from_ndarray(&a, Chunks::Uniform(chunks.to_vec())).unwrap();
+    f.astype(dtype)
+}
+
+fn json_list(values: &[f64], dtype: DType) -> Json {
+    match dtype {
+        DType::Bool => json!(values.iter().map(|v| *v != 0.0).collect::<Vec<_>>()),
+        DType::F32 | DType::F64 => json!(values),
+        _ => json!(values.iter().map(|v| *v as i64).collect::<Vec<_>>()),
+    }
+}
+
+fn flat(a: &ArrayValue) -> (String, Vec<usize>, Vec<f64>) {
+    let f = rask_array::dtype::cast(a, DType::F64);
+    let ArrayValue::F64(x) = f else { unreachable!() };
+    (a.dtype().name().to_string(), a.shape().to_vec(), x.iter().copied().collect())
+}
+
+fn check(label: &str, ours: &ArrayValue, reference: &Json) {
+    if let Some(e) = reference.get("error") {
+        panic!("{label}: numpy raised {e}");
+    }
+    let (dtype, shape, values) = flat(ours);
+    assert_eq!(dtype, reference["dtype"].as_str().unwrap(), "{label}: dtype");
+    let want_shape: Vec<usize> =
+        reference["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    assert_eq!(shape, want_shape, "{label}: shape");
+    let want: Vec<f64> = reference["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .unwrap()
+        })
+        .collect();
+    let tol = match ours.dtype() {
+        DType::F32 => 1e-5,
+        DType::F64 => 1e-12,
+        _ => 0.0,
+    };
+    for (i, (g, w)) in values.iter().zip(&want).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (tol > 0.0 && (g - w).abs() <= tol * w.abs().max(1.0));
+        assert!(ok, "{label}: element {i}: rask {g} vs numpy {w}");
+    }
+}
+
+#[test]
+fn reductions_match_numpy() {
+    let shape = [3usize, 4, 5];
+    let chunks = [2usize, 3, 2];
+    let n: usize = shape.iter().product();
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    let axes_options: [Option<Vec<usize>>; 5] = [None, Some(vec![0]), Some(vec![1]), Some(vec![2]), Some(vec![0, 2])];
+    for dtype in DTYPES {
+        let values = data(dtype, n, 0);
+        let x = array_of(dtype, &shape, &values, &chunks);
+        for (op, fname) in [
+            (Reduction::Sum, "sum"),
+            (Reduction::Prod, "prod"),
+            (Reduction::Min, "min"),
+            (Reduction::Max, "max"),
+            (Reduction::Mean, "mean"),
+        ] {
+            for axes in &axes_options {
+                for keepdims in [false, true] {
+                    let got = x.reduce(op, axes.as_deref(), keepdims, 2).unwrap().compute().unwrap();
+                    ours.push((format!("{fname}({dtype}, axis={axes:?}, keepdims={keepdims})"), got));
+                    cases.push(json!({
+                        "op": "reduce", "fn": fname, "a": json_list(&values, dtype), "dtype": dtype.name(),
+                        "shape": shape, "axis": axes, "keepdims": keepdims,
+                    }));
+                }
+            }
+        }
+    }
+    let reference = numpy(&cases);
+    for ((label, got), want) in ours.iter().zip(&reference) {
+        check(label, got, want);
+    }
+}
+
+#[test]
+fn elementwise_promotion_matches_numpy() {
+    let shape = [4usize, 6];
+    let chunks = [3usize, 4];
+    let n = 24;
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    let ops = [
+        (BinaryOp::Add, "add"),
+        (BinaryOp::Sub, "subtract"),
+        (BinaryOp::Mul, "multiply"),
+        (BinaryOp::Div, "true_divide"),
+        (BinaryOp::Lt, "less"),
+        (BinaryOp::Eq, "equal"),
+        (BinaryOp::Max, "maximum"),
+    ];
+    for da in DTYPES {
+        for db in DTYPES {
+            let (va, vb) = (data(da, n, 0), data(db, n, 1));
+            let (x, y) = (array_of(da, &shape, &va, &chunks), array_of(db, &shape, &vb, &chunks));
+            for (op, fname) in ops {
+                // numpy refuses boolean subtraction; so does the test.
+                if op == BinaryOp::Sub && da == DType::Bool && db == DType::Bool {
+                    continue;
+                }
+                let got = match op {
+                    BinaryOp::Add => x.add(&y),
+                    BinaryOp::Sub => x.sub(&y),
+                    BinaryOp::Mul => x.mul(&y),
+                    BinaryOp::Div => x.div(&y),
+                    BinaryOp::Lt => x.lt(&y),
+                    BinaryOp::Eq => x.eq_elementwise(&y),
+                    _ => x.maximum(&y),
+                }
+                .unwrap()
+                .compute()
+                .unwrap();
+                ours.push((format!("{fname}({da}, {db})"), got));
+                cases.push(json!({
+                    "op": "binary", "fn": fname, "a": json_list(&va, da), "dtype": da.name(),
+                    "b": json_list(&vb, db), "b_dtype": db.name(), "shape": shape,
+                }));
+            }
+        }
+        // Python scalars follow NEP 50.
+        let va = data(da, n, 0);
+        let x = array_of(da, &shape, &va, &chunks);
+        for (scalar, fill) in [(json!(3), Fill::Int(3)), (json!(2.5), Fill::Float(2.5))] {
+            for (op, fname) in [(BinaryOp::Add, "add"), (BinaryOp::Mul, "multiply"), (BinaryOp::Div, "true_divide")] {
+                for first in [false, true] {
+                    let got = if first { x.rscalar(op, fill) } else { x.scalar(op, fill) }.compute().unwrap();
+                    ours.push((format!("{fname}({da}, {scalar}, scalar_first={first})"), got));
+                    cases.push(json!({
+                        "op": "scalar", "fn": fname, "a": json_list(&va, da), "dtype": da.name(), "shape": shape,
+                        "scalar": scalar, "scalar_first": first,
+                    }));
+                }
+            }
+        }
+    }
+    let reference = numpy(&cases);
+    assert_eq!(reference.len(), ours.len());
+    for ((label, got), want) in ours.iter().zip(&reference) {
+        check(label, got, want);
+    }
+}
+
+#[test]
+fn astype_matches_numpy() {
+    let shape = [10usize];
+    let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];
+    let x = array_of(DType::F64, &shape, &values, &[4]);
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for to in DTYPES {
+        ours.push((format!("astype({to})"), x.astype(to).compute().unwrap()));
+        cases.push(json!({"op": "astype", "a": values, "dtype": "float64", "shape": shape, "to": to.name()}));
+    }
+    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
+        check(label, got, want);
+    }
+}

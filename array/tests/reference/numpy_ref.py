@@ -1,0 +1,49 @@
+"""Computes reference results with numpy for the array reference tests.
+
+Reads a JSON list of cases on stdin, writes a JSON list of results: for each
+case the result's dtype name, shape and flat values (or an error message).
+"""
+import json
+import sys
+
+import numpy as np
+
+
+def run(case):
+    a = np.array(case["a"], dtype=case["dtype"]).reshape(case["shape"])
+    op = case["op"]
+    if op == "reduce":
+        axis = None if case["axis"] is None else tuple(case["axis"])
+        out = getattr(np, case["fn"])(a, axis=axis, keepdims=case["keepdims"])
+    elif op == "binary":
+        b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["shape"])
+        out = getattr(np, case["fn"])(a, b)
+    elif op == "scalar":
+        s = case["scalar"]
+        fn = getattr(np, case["fn"])
+        out = fn(s, a) if case["scalar_first"] else fn(a, s)
+    elif op == "astype":
+        with np.errstate(all="ignore"):
+            out = a.astype(case["to"])
+    else:
+        raise ValueError(op)
+    out = np.asarray(out)
+    # JSON has no NaN or infinity: those travel as strings ("nan", "inf").
+    values = [v if not isinstance(v, float) or np.isfinite(v) else str(v) for v in out.ravel().tolist()]
+    return {"dtype": str(out.dtype), "shape": list(out.shape), "values": values}
+
+
+def main():
+    cases = json.load(sys.stdin)
+    results = []
+    for c in cases:
+        with np.errstate(all="ignore"):
+            try:
+                results.append(run(c))
+            except Exception as e:  # reported to the Rust side, which fails the test
+                results.append({"error": repr(e)})
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
