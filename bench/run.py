@@ -60,6 +60,23 @@ def tasks():
               f"{r['tasks_per_second']:>10.0f} {r['microseconds_per_task']:>8.2f} {ratio:>7.1f}")
 
 
+def arrays():
+    rows = rask("array-sum") + rask("array-mean")
+    rows += lines([python(), str(ROOT / "bench" / "dask_arrays.py"), "--numpy-mean"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    for bench, metric in [("inmemory-sum", "gb_per_second"), ("randint-mean", "seconds")]:
+        mine = [r for r in rows if r["bench"] == bench]
+        base = next(r for r in mine if r["engine"] == "rask-local")
+        print(f"\n{bench}")
+        for r in mine:
+            if metric == "seconds":
+                ratio = r["seconds"] / base["seconds"]
+                print(f"  {r['engine']:<18} {r['seconds']:>8.3f} s   rask is {ratio:>5.2f}x faster")
+            else:
+                ratio = base[metric] / r[metric]
+                print(f"  {r['engine']:<18} {r[metric]:>8.2f} GB/s  rask is {ratio:>5.2f}x faster")
+
+
 def simulate():
     for workers, tasks_n in [(1000, 1_000_000)]:
         for r in rask("simulate", "--tasks", str(tasks_n), "--workers", str(workers)):
@@ -67,4 +84,4 @@ def simulate():
 
 
 if __name__ == "__main__":
-    {"tasks": tasks, "simulate": simulate}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()
+    {"tasks": tasks, "arrays": arrays, "simulate": simulate}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, IxDyn, SliceInfoElem};
+use ndarray::{ArrayD, SliceInfoElem};
 use rask::core::{ArrayValue, DType, Element, Key, Params, Value, with_array};
 use rask::{ArgPart, Client, Delayed};
 
@@ -69,12 +69,6 @@ impl Array {
     /// Axis lengths; `None` where unknown.
     pub fn shape(&self) -> Vec<Option<usize>> {
         self.grid.shape()
-    }
-
-    fn known_shape(&self) -> Result<Vec<usize>> {
-        self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            ArrayError::UnknownChunks("this operation needs known chunk sizes; call compute_chunk_sizes() first".into())
-        })
     }
 
     pub fn chunks(&self) -> &ChunkGrid {
@@ -317,6 +311,104 @@ impl Array {
         })
     }
 
+    // -------------------------------------------------- masks and histograms
+
+    /// `x[mask]` with a boolean array of the same shape and chunks. The
+    /// result is 1-d with one block per input block and unknown (NaN) chunk
+    /// sizes, as in Dask; it can still be computed, and
+    /// [`Self::compute_chunk_sizes`] makes them known.
+    pub fn mask(&self, mask: &Array) -> Result<Array> {
+        if mask.dtype != DType::Bool {
+            return Err(ArrayError::Value(format!("a mask must be bool, got {}", mask.dtype)));
+        }
+        if self.shape() != mask.shape() || self.grid != mask.grid {
+            return Err(ArrayError::Shape(format!(
+                "mask of shape {:?} chunked {:?} does not match array of shape {:?} chunked {:?}",
+                mask.shape(),
+                mask.grid,
+                self.shape(),
+                self.grid
+            )));
+        }
+        // Whole rows first, so the selected elements come out in numpy's order.
+        let (x, m) = (self.whole_rows(), mask.whole_rows());
+        let name: Arc<str> = Arc::from(format!("getitem-{}", token_of(&[x.name.as_bytes(), m.name.as_bytes()])));
+        let blocks = (0..x.blocks.len())
+            .map(|i| {
+                let key = block_key(&name, &[i]);
+                Delayed::from_task(
+                    key,
+                    kernels::MASK,
+                    Params::default(),
+                    vec![ArgPart::of(&x.blocks[i]), ArgPart::of(&m.blocks[i])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid: ChunkGrid::unknown_1d(x.blocks.len()), blocks })
+    }
+
+    /// Computes the lengths of blocks whose sizes are unknown (1-d arrays).
+    pub fn compute_chunk_sizes(&self) -> Result<Array> {
+        if self.grid.shape().iter().all(Option::is_some) {
+            return Ok(self.clone());
+        }
+        if self.ndim() != 1 {
+            return Err(ArrayError::UnknownChunks("compute_chunk_sizes supports 1-d arrays".into()));
+        }
+        let client = Client::current()?;
+        let lens: Vec<Delayed<i64>> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let key = block_key(&Arc::from(format!("len-{}", self.name)), &[i]);
+                Delayed::from_task(key, kernels::LEN, Params::default(), vec![ArgPart::of(b)])
+            })
+            .collect();
+        let refs: Vec<&Delayed<i64>> = lens.iter().collect();
+        let sizes = client
+            .compute_many(&refs)
+            .iter()
+            .map(|f| f.result().map(|n| n.max(0) as usize))
+            .collect::<rask::Result<Vec<_>>>()?;
+        Ok(Array { grid: ChunkGrid::from_sizes(vec![sizes]), ..self.clone() })
+    }
+
+    /// `histogram(x, bins, range=(low, high))`, as `da.histogram`: counts per
+    /// block, summed in a tree. Returns the counts and the `bins + 1` edges.
+    pub fn histogram(&self, bins: usize, range: (f64, f64)) -> Result<(Array, Vec<f64>)> {
+        let (low, high) = range;
+        if bins == 0
+            || low.partial_cmp(&high) != Some(std::cmp::Ordering::Less)
+            || !low.is_finite()
+            || !high.is_finite()
+        {
+            return Err(ArrayError::Value(format!(
+                "histogram needs bins > 0 and a finite range low < high, got {bins} bins over ({low}, {high})"
+            )));
+        }
+        let params = Params::encode(&kernels::HistogramParams { bins, low, high });
+        let name: Arc<str> = Arc::from(format!("histogram-{}", token_of(&[self.name.as_bytes(), &params.0])));
+        let per_block: Vec<Delayed<ArrayValue>> = (0..self.blocks.len())
+            .map(|i| {
+                Delayed::from_task(
+                    block_key(&name, &[i, 0]),
+                    kernels::HISTOGRAM,
+                    params.clone(),
+                    vec![ArgPart::of(&self.blocks[i])],
+                )
+            })
+            .collect();
+        let counts = Array {
+            name,
+            dtype: DType::I64,
+            grid: ChunkGrid::from_sizes(vec![vec![1; per_block.len()], vec![bins]]),
+            blocks: per_block,
+        };
+        let total = counts.reduce(Reduction::Sum, Some(&[0]), false, 8)?;
+        Ok((total, kernels::histogram_edges(bins, low, high)))
+    }
+
     // ------------------------------------------------------------ reductions
 
     /// A tree reduction over `axes` (all when `None`): one partial per block,
@@ -447,50 +539,35 @@ impl Array {
     }
 
     fn assemble(&self, values: Vec<ArrayValue>) -> Result<ArrayValue> {
-        if values.len() == 1 {
-            return values.into_iter().next().ok_or_else(|| ArrayError::Value("no blocks".into()));
+        kernels::stitch(values, &self.grid.numblocks()).map_err(|e| ArrayError::Value(e.message))
+    }
+
+    /// Merges blocks along every axis but the first, so each block holds whole
+    /// rows and block order is C order (what boolean indexing needs to give
+    /// numpy's element order).
+    fn whole_rows(&self) -> Array {
+        let nb = self.grid.numblocks();
+        if nb.iter().skip(1).all(|&n| n == 1) {
+            return self.clone();
         }
-        let shape = self.known_shape()?;
-        let indices = self.grid.indices();
-        macro_rules! stitch {
-            ($t:ty, $variant:ident) => {{
-                let mut out = ArrayD::<$t>::default(IxDyn(&shape));
-                for (idx, v) in indices.iter().zip(values) {
-                    let ArrayValue::$variant(block) = v else {
-                        return Err(ArrayError::Value(format!(
-                            "block {idx:?} has dtype {}, expected {}",
-                            v.dtype(),
-                            self.dtype
-                        )));
-                    };
-                    let off = self.grid.block_offset(idx).unwrap_or_default();
-                    let info: Vec<SliceInfoElem> = off
-                        .iter()
-                        .zip(block.shape())
-                        .map(|(&o, &n)| SliceInfoElem::Slice {
-                            start: o as isize,
-                            end: Some((o + n) as isize),
-                            step: 1,
-                        })
-                        .collect();
-                    out.slice_mut(info.as_slice()).assign(&block);
-                }
-                ArrayValue::$variant(out.into_shared())
-            }};
+        let per_row: usize = nb.iter().skip(1).product();
+        let mut trailing = nb.clone();
+        trailing[0] = 1;
+        let params = Params::encode(&trailing);
+        let name: Arc<str> = Arc::from(format!("rechunk-rows-{}", token_of(&[self.name.as_bytes()])));
+        let blocks = (0..nb[0])
+            .map(|i| {
+                let parts = self.blocks[i * per_row..(i + 1) * per_row].iter().map(ArgPart::of).collect();
+                let mut idx = vec![0; nb.len()];
+                idx[0] = i;
+                Delayed::from_task(block_key(&name, &idx), kernels::CONCAT, params.clone(), vec![ArgPart::list(parts)])
+            })
+            .collect();
+        let mut sizes: Vec<Vec<Option<usize>>> = (0..nb.len()).map(|ax| self.grid.axis(ax).to_vec()).collect();
+        for s in sizes.iter_mut().skip(1) {
+            *s = vec![s.iter().copied().sum::<Option<usize>>()];
         }
-        Ok(match self.dtype {
-            DType::Bool => stitch!(bool, Bool),
-            DType::I8 => stitch!(i8, I8),
-            DType::I16 => stitch!(i16, I16),
-            DType::I32 => stitch!(i32, I32),
-            DType::I64 => stitch!(i64, I64),
-            DType::U8 => stitch!(u8, U8),
-            DType::U16 => stitch!(u16, U16),
-            DType::U32 => stitch!(u32, U32),
-            DType::U64 => stitch!(u64, U64),
-            DType::F32 => stitch!(f32, F32),
-            DType::F64 => stitch!(f64, F64),
-        })
+        Array { name, dtype: self.dtype, grid: ChunkGrid::from_options(sizes), blocks }
     }
 }
 

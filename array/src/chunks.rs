@@ -52,6 +52,15 @@ impl fmt::Debug for ChunkGrid {
 }
 
 impl ChunkGrid {
+    /// One axis of `n` blocks whose sizes are not known yet.
+    pub fn unknown_1d(n: usize) -> Self {
+        Self { sizes: vec![vec![None; n]] }
+    }
+
+    pub fn from_options(sizes: Vec<Vec<Option<usize>>>) -> Self {
+        Self { sizes }
+    }
+
     pub fn from_sizes(sizes: Vec<Vec<usize>>) -> Self {
         Self { sizes: sizes.into_iter().map(|a| a.into_iter().map(Some).collect()).collect() }
     }

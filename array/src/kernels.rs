@@ -4,7 +4,7 @@
 
 use ndarray::{ArcArray, ArrayD, Axis, IxDyn, Zip};
 use rask_core::ops::OpEntry;
-use rask_core::{ArrayValue, DType, OpError, Params, Value, with_array};
+use rask_core::{ArrayValue, DType, Element, OpError, Params, Value, with_array};
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{Scalar, cast, is_float, mean_dtype, sum_dtype};
@@ -16,6 +16,10 @@ pub const RANDOM: &str = "array.random";
 pub const BINARY: &str = "array.binary";
 pub const REDUCE: &str = "array.reduce";
 pub const ASTYPE: &str = "array.astype";
+pub const MASK: &str = "array.mask";
+pub const HISTOGRAM: &str = "array.histogram";
+pub const LEN: &str = "array.len";
+pub const CONCAT: &str = "array.concat";
 
 fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
     postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
@@ -169,7 +173,9 @@ fn random_block(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
             ArrayValue::F64(fill_block(&p, |i| loc + scale * random::normal(seed, i)).into_shared())
         }
         Distribution::RandInt { low, high } => {
-            ArrayValue::I64(fill_block(&p, |i| random::randint(seed, i, low, high)).into_shared())
+            let stream = random::Stream::new(seed, 3);
+            let range = high.wrapping_sub(low) as u64;
+            ArrayValue::I64(fill_block(&p, |i| stream.randint(i, low, range)).into_shared())
         }
     };
     Ok(Value::Array(a))
@@ -439,10 +445,7 @@ fn fold_axes<T: Arith>(
 ) -> ArcArray<T, IxDyn> {
     if axes.len() == a.ndim() && a.is_standard_layout() {
         // Whole block: one pass over contiguous memory.
-        let total = a.as_slice().map_or_else(
-            || a.iter().copied().reduce(f).unwrap_or(init),
-            |s| s.iter().copied().reduce(f).unwrap_or(init),
-        );
+        let total = a.as_slice().map_or_else(|| a.iter().copied().reduce(f).unwrap_or(init), |s| lane_fold(s, init, f));
         return ArrayD::from_elem(IxDyn(&vec![1; a.ndim()]), total).into_shared();
     }
     let mut out = a.to_owned();
@@ -452,6 +455,30 @@ fn fold_axes<T: Arith>(
         out = out.map_axis(Axis(ax), |lane| lane.iter().copied().reduce(f).unwrap_or(init)).insert_axis(Axis(ax));
     }
     out.into_shared()
+}
+
+/// Folds a slice in 8 independent lanes, so the loop vectorises instead of
+/// waiting on one accumulator. The ops folded here are associative (float
+/// addition up to rounding, which lanes make smaller, as numpy's pairwise
+/// summation does).
+fn lane_fold<T: Arith>(s: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
+    if s.len() < 16 {
+        return s.iter().copied().reduce(f).unwrap_or(init);
+    }
+    let mut lanes = [s[0]; 8];
+    lanes.copy_from_slice(&s[..8]);
+    let chunks = s[8..].chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = f(*l, x);
+        }
+    }
+    let mut acc = lanes.into_iter().reduce(f).unwrap_or(init);
+    for &x in rest {
+        acc = f(acc, x);
+    }
+    acc
 }
 
 fn sum_f64<T: Scalar>(a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<f64, IxDyn> {
@@ -593,6 +620,191 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     }
 }
 
+// ------------------------------------------------------- masks and histograms
+
+/// `block[mask]`: the selected elements, flattened in C order.
+fn mask_select(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let [Value::Array(a), Value::Array(ArrayValue::Bool(m))] =
+        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{MASK} takes an array and a mask")))?
+    else {
+        return Err(OpError::new(format!("{MASK} takes an array and a boolean mask")));
+    };
+    if a.shape() != m.shape() {
+        return Err(OpError::new(format!("mask shape {:?} does not match block shape {:?}", m.shape(), a.shape())));
+    }
+    let out = with_array!(&a, x => {
+        let picked: Vec<_> = x.iter().zip(m.iter()).filter(|(_, keep)| **keep).map(|(v, _)| *v).collect();
+        let n = picked.len();
+        Element::wrap(ArrayD::from_shape_vec(IxDyn(&[n]), picked).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared())
+    });
+    Ok(Value::Array(out))
+}
+
+/// The length of a 1-d block, for `compute_chunk_sizes`.
+fn block_len(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let a = one_array(args, LEN)?;
+    Ok(Value::Int(a.len() as i64))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistogramParams {
+    pub bins: usize,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// numpy's bin edges for `bins` equal bins over `[low, high]`.
+pub fn histogram_edges(bins: usize, low: f64, high: f64) -> Vec<f64> {
+    // np.linspace: start + i * step, with the last edge exactly `high`.
+    let step = (high - low) / bins as f64;
+    let mut edges: Vec<f64> = (0..=bins).map(|i| low + i as f64 * step).collect();
+    if let Some(last) = edges.last_mut() {
+        *last = high;
+    }
+    edges
+}
+
+/// Counts per bin as `np.histogram` does: the last bin includes `high`,
+/// values outside the range and NaNs are ignored, and bin indices are
+/// corrected against the edges so float rounding never moves a value.
+fn histogram(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: HistogramParams = params(p, HISTOGRAM)?;
+    if p.bins == 0 || p.low.partial_cmp(&p.high) != Some(std::cmp::Ordering::Less) {
+        return Err(OpError::new(format!(
+            "histogram needs bins > 0 and low < high, got {} bins over [{}, {}]",
+            p.bins, p.low, p.high
+        )));
+    }
+    let a = one_array(args, HISTOGRAM)?;
+    let edges = histogram_edges(p.bins, p.low, p.high);
+    let norm = p.bins as f64 / (p.high - p.low);
+    let mut counts = vec![0i64; p.bins];
+    let mut add = |x: f64| {
+        if !(x >= p.low && x <= p.high) {
+            return;
+        }
+        let mut i = (((x - p.low) * norm) as usize).min(p.bins - 1);
+        if x < edges[i] {
+            i = i.saturating_sub(1);
+        } else if i + 1 < p.bins && x >= edges[i + 1] {
+            i += 1;
+        }
+        counts[i] += 1;
+    };
+    with_array!(&a, x => x.iter().for_each(|v| add(v.to_f64())));
+    // Shape (1, bins): one row of the per-block counts that are summed over axis 0.
+    Ok(Value::Array(ArrayValue::I64(
+        ArrayD::from_shape_vec(IxDyn(&[1, p.bins]), counts)
+            .unwrap_or_else(|_| ArrayD::default(IxDyn(&[0])))
+            .into_shared(),
+    )))
+}
+
+/// Joins blocks given in C order of a `numblocks` grid into one array. Block
+/// sizes are read from the blocks themselves, so unknown chunk sizes work.
+pub fn stitch(values: Vec<ArrayValue>, numblocks: &[usize]) -> Result<ArrayValue, OpError> {
+    if values.len() == 1 {
+        return values.into_iter().next().ok_or_else(|| OpError::new("no blocks"));
+    }
+    let total: usize = numblocks.iter().product();
+    if values.len() != total {
+        return Err(OpError::new(format!("{} blocks for a grid of {numblocks:?}", values.len())));
+    }
+    let dtype = values.first().map(ArrayValue::dtype).ok_or_else(|| OpError::new("no blocks"))?;
+    // Index of each block, and the size of each block along each axis.
+    let mut indices = Vec::with_capacity(total);
+    let mut idx = vec![0usize; numblocks.len()];
+    for _ in 0..total {
+        indices.push(idx.clone());
+        for ax in (0..numblocks.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < numblocks[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    let mut sizes: Vec<Vec<usize>> = numblocks.iter().map(|&n| vec![0; n]).collect();
+    for (idx, v) in indices.iter().zip(&values) {
+        if v.shape().len() != idx.len() {
+            return Err(OpError::new(format!(
+                "block {idx:?} has {} dimensions, expected {}",
+                v.shape().len(),
+                idx.len()
+            )));
+        }
+        for (ax, &i) in idx.iter().enumerate() {
+            sizes[ax][i] = v.shape()[ax];
+        }
+    }
+    let offsets: Vec<Vec<usize>> = sizes
+        .iter()
+        .map(|s| {
+            s.iter()
+                .scan(0, |acc, &n| {
+                    let o = *acc;
+                    *acc += n;
+                    Some(o)
+                })
+                .collect()
+        })
+        .collect();
+    let shape: Vec<usize> = sizes.iter().map(|s| s.iter().sum()).collect();
+    macro_rules! join {
+        ($t:ty, $variant:ident) => {{
+            let mut out = ArrayD::<$t>::default(IxDyn(&shape));
+            for (idx, v) in indices.iter().zip(values) {
+                let ArrayValue::$variant(block) = v else {
+                    return Err(OpError::new(format!("block {idx:?} has dtype {}, expected {dtype}", v.dtype())));
+                };
+                let info: Vec<ndarray::SliceInfoElem> = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(ax, &i)| {
+                        let o = offsets[ax][i];
+                        ndarray::SliceInfoElem::Slice {
+                            start: o as isize,
+                            end: Some((o + block.shape()[ax]) as isize),
+                            step: 1,
+                        }
+                    })
+                    .collect();
+                out.slice_mut(info.as_slice()).assign(&block);
+            }
+            ArrayValue::$variant(out.into_shared())
+        }};
+    }
+    Ok(match dtype {
+        DType::Bool => join!(bool, Bool),
+        DType::I8 => join!(i8, I8),
+        DType::I16 => join!(i16, I16),
+        DType::I32 => join!(i32, I32),
+        DType::I64 => join!(i64, I64),
+        DType::U8 => join!(u8, U8),
+        DType::U16 => join!(u16, U16),
+        DType::U32 => join!(u32, U32),
+        DType::U64 => join!(u64, U64),
+        DType::F32 => join!(f32, F32),
+        DType::F64 => join!(f64, F64),
+    })
+}
+
+fn concat(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let numblocks: Vec<usize> = params(p, CONCAT)?;
+    let items = match <[Value; 1]>::try_from(args) {
+        Ok([Value::List(items)]) => items,
+        _ => return Err(OpError::new(format!("{CONCAT} takes a list of blocks"))),
+    };
+    let blocks = items
+        .iter()
+        .map(|v| match v {
+            Value::Array(a) => Ok(a.clone()),
+            other => Err(OpError::new(format!("{CONCAT}: expected array blocks, found {}", other.type_name()))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    stitch(blocks, &numblocks).map(Value::Array)
+}
+
 /// Whether a dtype is a float; re-exported for the array API.
 pub fn float_dtype(d: DType) -> bool {
     is_float(d)
@@ -604,6 +816,10 @@ rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }
 rask_core::inventory::submit! { OpEntry { name: BINARY, func: binary } }
 rask_core::inventory::submit! { OpEntry { name: REDUCE, func: reduce } }
 rask_core::inventory::submit! { OpEntry { name: ASTYPE, func: astype } }
+rask_core::inventory::submit! { OpEntry { name: MASK, func: mask_select } }
+rask_core::inventory::submit! { OpEntry { name: HISTOGRAM, func: histogram } }
+rask_core::inventory::submit! { OpEntry { name: LEN, func: block_len } }
+rask_core::inventory::submit! { OpEntry { name: CONCAT, func: concat } }
 
 #[cfg(test)]
 mod tests {

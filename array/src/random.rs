@@ -9,9 +9,38 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 64 random bits for element `index` of stream `stream` under `seed`.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The starting point of one stream of a seed.
+fn start(seed: u64, stream: u64) -> u64 {
+    mix(seed ^ mix(stream.wrapping_add(1).wrapping_mul(GOLDEN)))
+}
+
+/// 64 random bits for element `index` of stream `stream` under `seed`:
+/// SplitMix64 evaluated at position `index`, one mix per element.
 pub fn bits(seed: u64, stream: u64, index: u64) -> u64 {
-    mix(mix(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03)))
+    Stream::new(seed, stream).bits(index)
+}
+
+/// A seeded stream, with its start computed once per block.
+#[derive(Clone, Copy, Debug)]
+pub struct Stream(u64);
+
+impl Stream {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Stream(start(seed, stream))
+    }
+
+    #[inline]
+    pub fn bits(self, index: u64) -> u64 {
+        mix(self.0.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN)))
+    }
+
+    #[inline]
+    pub fn randint(self, index: u64, low: i64, range: u64) -> i64 {
+        let r = ((u128::from(self.bits(index)) * u128::from(range)) >> 64) as u64;
+        low.wrapping_add(r as i64)
+    }
 }
 
 /// Uniform in [0, 1) with 53 random bits.

@@ -82,6 +82,30 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mask_and_histogram_do_not_depend_on_chunks((shape, block) in shape_and_chunks(), seed in 0u64..1000) {
+        let x = Array::random_normal(9.0, 1.0, &shape, seed, Chunks::Uniform(block.clone())).unwrap();
+        let ones = Array::ones(&shape, DType::F64, Chunks::Uniform(block)).unwrap();
+        let added = x.add(&ones).unwrap();
+        let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))).unwrap();
+        prop_assert!(masked.shape()[0].is_none(), "mask results have unknown chunk sizes");
+        let whole = f64s(added.compute().unwrap());
+        let want: Vec<f64> = whole.iter().copied().filter(|v| *v < 10.0).collect();
+        let got = f64s(masked.compute().unwrap()).into_raw_vec_and_offset().0;
+        prop_assert_eq!(&got, &want);
+        let sized = masked.compute_chunk_sizes().unwrap();
+        prop_assert_eq!(sized.shape(), vec![Some(want.len())]);
+        let (counts, _) = masked.histogram(10, (7.0, 11.0)).unwrap();
+        let c = i64s(counts.compute().unwrap());
+        let single = Array::from_ndarray(&ArrayD::from_shape_vec(IxDyn(&[want.len()]), want.clone()).unwrap(), Chunks::Auto).unwrap();
+        let (c1, _) = single.histogram(10, (7.0, 11.0)).unwrap();
+        prop_assert_eq!(c, i64s(c1.compute().unwrap()));
+    }
+}
+
 #[test]
 fn tutorial_randint_summary_and_mean() {
     let x = Array::randint(0, 100, &[10000, 1000, 100], 42, Chunks::Auto).unwrap();

@@ -217,6 +217,35 @@ fn elementwise_promotion_matches_numpy() {
 }
 
 #[test]
+fn histogram_matches_numpy() {
+    // Normal values around 9 with the tutorial's range, plus values exactly
+    // on edges and outside the range.
+    let shape = [40usize, 50];
+    let x = Array::random_normal(9.0, 1.0, &shape, 5, Chunks::Uniform(vec![15, 20])).unwrap();
+    let ArrayValue::F64(data) = x.compute().unwrap() else { unreachable!() };
+    let mut values: Vec<f64> = data.iter().copied().collect();
+    values.extend([-9.0, 11.0, 10.8, -9.2, 11.5, 0.0, 1.0]);
+    let n = values.len();
+    let edge_cases = array_of(DType::F64, &[n], &values, &[300]);
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (bins, range) in [(100usize, (-9.0, 11.0)), (7, (8.0, 10.0)), (1, (0.0, 1.0))] {
+        let (counts, edges) = edge_cases.histogram(bins, range).unwrap();
+        let ArrayValue::I64(c) = counts.compute().unwrap() else { unreachable!() };
+        ours.push((bins, c.iter().copied().collect::<Vec<i64>>(), edges));
+        cases.push(json!({"op": "histogram", "a": values, "dtype": "float64", "shape": [n], "bins": bins, "range": [range.0, range.1]}));
+    }
+    for ((bins, counts, edges), want) in ours.iter().zip(&numpy(&cases)) {
+        let want_counts: Vec<i64> = want["counts"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(counts, &want_counts, "{bins} bins");
+        let want_edges: Vec<f64> = want["edges"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        for (g, w) in edges.iter().zip(&want_edges) {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{bins} bins: edge {g} vs {w}");
+        }
+    }
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];

@@ -30,6 +30,20 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// `randint(0, 100, shape).mean()` with automatic chunks.
+    ArrayMean {
+        #[arg(long, value_delimiter = ',', default_value = "10000,1000,100")]
+        shape: Vec<usize>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// The sum of an in-memory float64 array, in GB/s.
+    ArraySum {
+        #[arg(long, default_value_t = 1 << 27)]
+        n: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// The scheduler alone, on simulated workers: scheduler time per task and
     /// makespan against the ideal.
     Simulate {
@@ -127,8 +141,57 @@ fn simulate_bench(n: usize, workers: usize, threads: usize) -> anyhow::Result<()
     Ok(())
 }
 
+fn array_mean(shape: &[usize], threads: usize) -> anyhow::Result<()> {
+    use rask_array::{Array, Chunks};
+    let cluster = LocalCluster::new(1, threads)?;
+    let client = Client::without_default(&cluster);
+    let x = Array::randint(0, 100, shape, 42, Chunks::Auto)?;
+    let t = Instant::now();
+    let v = x.mean()?.compute_with(&client)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mean = match rask_array::dtype::cast(&v, rask_core::DType::F64) {
+        rask_core::ArrayValue::F64(a) => a.iter().copied().next().unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    };
+    anyhow::ensure!((mean - 49.5).abs() < 0.1, "mean {mean} is off");
+    let bytes = shape.iter().product::<usize>() * 8;
+    println!(
+        "{}",
+        json!({"bench": "randint-mean", "engine": "rask-local", "seconds": secs, "bytes": bytes,
+               "chunks": x.npartitions(), "value": mean, "threads": threads})
+    );
+    Ok(())
+}
+
+fn array_sum(n: usize, threads: usize) -> anyhow::Result<()> {
+    use rask_array::{Array, Chunks};
+    let cluster = LocalCluster::new(1, threads)?;
+    let client = Client::without_default(&cluster);
+    let data = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[n]), |i| (i[0] % 1000) as f64 * 0.001);
+    let expected: f64 = data.sum();
+    let x = Array::from_ndarray(&data, Chunks::Auto)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let v = x.sum()?.compute_with(&client)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        let rask_core::ArrayValue::F64(a) = v else { anyhow::bail!("sum of float64 is not float64") };
+        let got = a.iter().copied().next().unwrap_or(f64::NAN);
+        anyhow::ensure!((got - expected).abs() <= 1e-9 * expected.abs(), "sum {got} vs {expected}");
+    }
+    let bytes = n * 8;
+    println!(
+        "{}",
+        json!({"bench": "inmemory-sum", "engine": "rask-local", "seconds": best, "bytes": bytes,
+               "gb_per_second": bytes as f64 / best / 1e9, "threads": threads})
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::ArrayMean { shape, threads } => array_mean(&shape, threads),
+        Command::ArraySum { n, threads } => array_sum(n, threads),
         Command::Tasks { n, workers, threads, repeat } => tasks(n, workers, threads, repeat),
         Command::Simulate { tasks, workers, threads } => simulate_bench(tasks, workers, threads),
     }

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Also write the task graph of the first example here (.dot, .svg or .png).
     #[arg(long)]
     visualize: Option<std::path::PathBuf>,
+    /// Where the histogram exercise writes its plot.
+    #[arg(long, default_value = "histogram.png")]
+    histogram_png: std::path::PathBuf,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -86,7 +89,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for section in sections {
         match section {
             Section::Delayed => delayed_section(&client, &cluster, args)?,
-            Section::Array => array_section(&client)?,
+            Section::Array => array_section(&client, args)?,
         }
     }
     shutdown();
@@ -156,7 +159,7 @@ fn delayed_section(client: &Client, cluster: &LocalCluster, args: &DemoArgs) -> 
     Ok(())
 }
 
-fn array_section(client: &Client) -> anyhow::Result<()> {
+fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
     use rask_array::{Array, BinaryOp, Chunks, Fill};
     println!("\n== array: chunked n-dimensional arrays ==");
     let x = Array::randint(0, 100, &[10000, 1000, 100], 42, Chunks::Auto)?;
@@ -177,6 +180,26 @@ fn array_section(client: &Client) -> anyhow::Result<()> {
     let started = Instant::now();
     let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2)))?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(y + 2 * y).mean(), y = random((10000, 10000))", format!("{s:.6}"), started);
+
+    // The exercise: normal(9, 1) + 1, keep values below 10, histogram, plot.
+    let started = Instant::now();
+    let normal = Array::random_normal(9.0, 1.0, &[5000, 5000], 1, Chunks::Auto)?;
+    let added = normal.add(&Array::ones(&[5000, 5000], rask::core::DType::F64, Chunks::Auto)?)?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    println!("  masked = added[added < 10]: {masked:?}");
+    let (counts, edges) = masked.histogram(100, (-9.0, 11.0))?;
+    let rask::core::ArrayValue::I64(counts) = counts.compute_with(client)? else {
+        anyhow::bail!("histogram counts are not int64");
+    };
+    let counts: Vec<i64> = counts.iter().copied().collect();
+    let peak = counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
+    crate::plot::bar_chart(&counts, &args.histogram_png)?;
+    report(
+        "histogram(added[added < 10], 100, (-9, 11))",
+        format!("{} values, peak bin [{:.1}, {:.1})", counts.iter().sum::<i64>(), edges[peak], edges[peak + 1]),
+        started,
+    );
+    println!("  plot written to {}", args.histogram_png.display());
     Ok(())
 }
 

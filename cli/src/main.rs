@@ -2,6 +2,7 @@
 //! arguments, sets up logging and Ctrl-C, and calls into `demo`.
 
 mod demo;
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -22,6 +22,9 @@ def run(case):
         s = case["scalar"]
         fn = getattr(np, case["fn"])
         out = fn(s, a) if case["scalar_first"] else fn(a, s)
+    elif op == "histogram":
+        counts, edges = np.histogram(a, bins=case["bins"], range=tuple(case["range"]))
+        return {"counts": counts.tolist(), "edges": edges.tolist()}
     elif op == "astype":
         with np.errstate(all="ignore"):
             out = a.astype(case["to"])
