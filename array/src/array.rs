@@ -17,7 +17,7 @@ use crate::chunks::{ChunkGrid, Chunks};
 use crate::dtype::{promote, promote_scalar};
 use crate::kernels::{
     self, ArangeParams, BinaryOp, BinaryParams, Distribution, Fill, FullParams, RandomParams, ReduceParams, Reduction,
-    Stage,
+    Sel, Stage,
 };
 use crate::{ArrayError, Result};
 
@@ -219,14 +219,14 @@ impl Array {
                 other.shape()
             )));
         }
-        if self.grid != other.grid {
-            return Err(ArrayError::Shape(format!(
-                "elementwise {} of arrays chunked {:?} and {:?}: rechunk one to match the other",
-                op.symbol(),
-                self.grid,
-                other.grid
-            )));
-        }
+        // Operands chunked differently are unified by rechunking the second.
+        let rechunked;
+        let other = if self.grid == other.grid {
+            other
+        } else {
+            rechunked = other.rechunk_to(&self.grid)?;
+            &rechunked
+        };
         let dtype = promote(self.dtype, other.dtype);
         let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
         let params = Params::encode(&BinaryParams { op, dtype, scalar: None });
@@ -309,6 +309,234 @@ impl Array {
             let at = self.grid_pos(i);
             Delayed::from_task(key, kernels::ASTYPE, params.clone(), vec![ArgPart::of(&self.blocks[at])])
         })
+    }
+
+    // ------------------------------------------------------ slicing and layout
+
+    /// numpy basic indexing: integers, slices with any step (negative too),
+    /// `NewAxis` and `Ellipsis`, like `x[:2500, ::2]` or `x[-1, ..., None]`.
+    /// Each output block is a slice of one input block.
+    pub fn slice(&self, index: &[Index]) -> Result<Array> {
+        let sizes: Vec<Vec<usize>> = (0..self.ndim())
+            .map(|ax| self.grid.axis(ax).iter().copied().collect::<Option<Vec<_>>>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ArrayError::UnknownChunks("slicing needs known chunk sizes; call compute_chunk_sizes() first".into())
+            })?;
+        let expanded = expand_ellipsis(index, self.ndim())?;
+        // The plan, in index order. A range or new axis gives an output axis
+        // with one piece per output block; an integer picks one input block.
+        enum Step {
+            Out(Vec<Piece>),
+            At { axis: usize, block: usize, local: usize },
+        }
+        #[derive(Clone, Copy)]
+        struct Piece {
+            input: Option<(usize, usize)>, // (input axis, input block)
+            sel: Sel,
+            len: usize,
+        }
+        let mut plan = Vec::new();
+        let mut in_axis = 0;
+        for ix in &expanded {
+            match *ix {
+                Index::NewAxis => plan.push(Step::Out(vec![Piece { input: None, sel: Sel::NewAxis, len: 1 }])),
+                Index::At(i) => {
+                    let n: usize = sizes[in_axis].iter().sum();
+                    let g = if i < 0 { i + n as isize } else { i };
+                    if g < 0 || g as usize >= n {
+                        return Err(ArrayError::Shape(format!(
+                            "index {i} is out of bounds for axis {in_axis} with size {n}"
+                        )));
+                    }
+                    let (block, local) = locate(&sizes[in_axis], g as usize);
+                    plan.push(Step::At { axis: in_axis, block, local });
+                    in_axis += 1;
+                }
+                Index::Range { start, stop, step } => {
+                    if step == 0 {
+                        return Err(ArrayError::Value("slice step cannot be zero".into()));
+                    }
+                    let n: usize = sizes[in_axis].iter().sum();
+                    let (first, count) = normalize_slice(start, stop, step, n);
+                    let pieces = range_pieces(&sizes[in_axis], first, count, step)
+                        .into_iter()
+                        .map(|(b, sel, len)| Piece { input: Some((in_axis, b)), sel, len })
+                        .collect();
+                    plan.push(Step::Out(pieces));
+                    in_axis += 1;
+                }
+                Index::Ellipsis => unreachable_ellipsis()?,
+            }
+        }
+        let outs: Vec<&Vec<Piece>> = plan
+            .iter()
+            .filter_map(|s| match s {
+                Step::Out(p) => Some(p),
+                Step::At { .. } => None,
+            })
+            .collect();
+        let grid = ChunkGrid::from_sizes(outs.iter().map(|p| p.iter().map(|x| x.len).collect()).collect());
+        let token = format!("{expanded:?}");
+        let name: Arc<str> = Arc::from(format!("getitem-{}", token_of(&[self.name.as_bytes(), token.as_bytes()])));
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|out_idx| {
+                let mut in_idx = vec![0usize; self.ndim()];
+                let mut sel = Vec::with_capacity(plan.len());
+                let mut o = 0;
+                for step in &plan {
+                    match step {
+                        Step::Out(pieces) => {
+                            let piece = pieces[out_idx[o]];
+                            if let Some((axis, block)) = piece.input {
+                                in_idx[axis] = block;
+                            }
+                            sel.push(piece.sel);
+                            o += 1;
+                        }
+                        Step::At { axis, block, local } => {
+                            in_idx[*axis] = *block;
+                            sel.push(Sel::Index(*local));
+                        }
+                    }
+                }
+                let at = self.grid_pos(&in_idx);
+                Delayed::from_task(
+                    block_key(&name, &out_idx),
+                    kernels::SLICE,
+                    Params::encode(&sel),
+                    vec![ArgPart::of(&self.blocks[at])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid, blocks })
+    }
+
+    /// Permutes the axes (`np.transpose(x, axes)`).
+    pub fn transpose(&self, perm: &[usize]) -> Result<Array> {
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        if sorted != (0..self.ndim()).collect::<Vec<_>>() {
+            return Err(ArrayError::Shape(format!("axes {perm:?} are not a permutation of {} axes", self.ndim())));
+        }
+        let sizes: Vec<Vec<Option<usize>>> = perm.iter().map(|&ax| self.grid.axis(ax).to_vec()).collect();
+        let grid = ChunkGrid::from_options(sizes);
+        let params = Params::encode(&perm.to_vec());
+        let name: Arc<str> = Arc::from(format!("transpose-{}", token_of(&[self.name.as_bytes(), &params.0])));
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|out_idx| {
+                let mut in_idx = vec![0; perm.len()];
+                for (o, &ax) in perm.iter().enumerate() {
+                    in_idx[ax] = out_idx[o];
+                }
+                let at = self.grid_pos(&in_idx);
+                Delayed::from_task(
+                    block_key(&name, &out_idx),
+                    kernels::TRANSPOSE,
+                    params.clone(),
+                    vec![ArgPart::of(&self.blocks[at])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid, blocks })
+    }
+
+    /// `x.T`: all axes reversed.
+    pub fn t(&self) -> Array {
+        let perm: Vec<usize> = (0..self.ndim()).rev().collect();
+        self.transpose(&perm).unwrap_or_else(|_| self.clone())
+    }
+
+    /// Changes the chunking. Each new block is cut from the old blocks it
+    /// overlaps, so the graph has one task per new block.
+    pub fn rechunk(&self, chunks: Chunks) -> Result<Array> {
+        let shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ArrayError::UnknownChunks("rechunk needs known chunk sizes; call compute_chunk_sizes() first".into())
+        })?;
+        let target = ChunkGrid::normalize(&shape, &chunks, self.dtype.itemsize())?;
+        self.rechunk_to(&target)
+    }
+
+    fn rechunk_to(&self, target: &ChunkGrid) -> Result<Array> {
+        if *target == self.grid {
+            return Ok(self.clone());
+        }
+        let old: Vec<Vec<usize>> =
+            (0..self.ndim()).map(|ax| self.grid.axis(ax).iter().map(|s| s.unwrap_or(0)).collect()).collect();
+        let new: Vec<Vec<usize>> =
+            (0..self.ndim()).map(|ax| target.axis(ax).iter().map(|s| s.unwrap_or(0)).collect()).collect();
+        // Per axis and new block: the overlapping (old block, local range).
+        let overlaps: Vec<Vec<Vec<(usize, Sel)>>> = old.iter().zip(&new).map(|(o, n)| axis_overlaps(o, n)).collect();
+        let token = format!("{target:?}");
+        let name: Arc<str> = Arc::from(format!("rechunk-{}", token_of(&[self.name.as_bytes(), token.as_bytes()])));
+        let blocks = target
+            .indices()
+            .into_iter()
+            .map(|out_idx| {
+                let per_axis: Vec<&Vec<(usize, Sel)>> =
+                    out_idx.iter().enumerate().map(|(ax, &i)| &overlaps[ax][i]).collect();
+                let numblocks: Vec<usize> = per_axis.iter().map(|v| v.len()).collect();
+                let grid = ChunkGrid::from_sizes(numblocks.iter().map(|&n| vec![1; n]).collect());
+                let mut parts = Vec::new();
+                let mut selections = Vec::new();
+                for combo in grid.indices() {
+                    let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].0).collect();
+                    selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].1).collect::<Vec<_>>());
+                    parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
+                }
+                let params = Params::encode(&kernels::PiecesParams { selections, numblocks });
+                Delayed::from_task(block_key(&name, &out_idx), kernels::PIECES, params, vec![ArgPart::list(parts)])
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid: target.clone(), blocks })
+    }
+
+    /// Matrix product of 2-d arrays (`da.dot`): block products summed over
+    /// the shared axis. `other` is rechunked to match when needed.
+    pub fn dot(&self, other: &Array) -> Result<Array> {
+        if self.ndim() != 2 || other.ndim() != 2 {
+            return Err(ArrayError::Shape(format!(
+                "dot supports 2-d arrays, got {} and {} dimensions",
+                self.ndim(),
+                other.ndim()
+            )));
+        }
+        if self.shape()[1] != other.shape()[0] || self.shape()[1].is_none() {
+            return Err(ArrayError::Shape(format!(
+                "shapes {:?} and {:?} are not aligned",
+                self.shape(),
+                other.shape()
+            )));
+        }
+        let k_chunks: Vec<usize> = self.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
+        let b_cols: Vec<usize> = other.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
+        let other = other.rechunk_to(&ChunkGrid::from_sizes(vec![k_chunks.clone(), b_cols.clone()]))?;
+        let dtype = match promote(self.dtype, other.dtype) {
+            DType::F32 => DType::F32,
+            d if crate::dtype::is_float(d) => DType::F64,
+            DType::U64 => DType::U64,
+            DType::Bool => DType::I64,
+            _ => DType::I64,
+        };
+        let params = Params::encode(&dtype);
+        let name: Arc<str> = Arc::from(format!("dot-{}", token_of(&[self.name.as_bytes(), other.name.as_bytes()])));
+        let grid = ChunkGrid::from_options(vec![self.grid.axis(0).to_vec(), other.grid.axis(1).to_vec()]);
+        let (nk, nj) = (k_chunks.len(), b_cols.len());
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let (i, j) = (idx[0], idx[1]);
+                let a = ArgPart::list((0..nk).map(|k| ArgPart::of(&self.blocks[i * nk + k])).collect());
+                let b = ArgPart::list((0..nk).map(|k| ArgPart::of(&other.blocks[k * nj + j])).collect());
+                Delayed::from_task(block_key(&name, &idx), kernels::MATMUL, params.clone(), vec![a, b])
+            })
+            .collect();
+        Ok(Array { name, dtype, grid, blocks })
     }
 
     // -------------------------------------------------- masks and histograms
@@ -629,4 +857,157 @@ impl fmt::Display for Array {
         )?;
         write!(f, "{:<8} {:>24} {:>24}", "Type", self.dtype.name(), "ndarray")
     }
+}
+
+/// One entry of a numpy index expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Index {
+    /// An integer: the axis goes away. Negative counts from the end.
+    At(isize),
+    /// `start:stop:step`, with numpy's defaults when `None`.
+    Range { start: Option<isize>, stop: Option<isize>, step: isize },
+    /// `None` / `np.newaxis`.
+    NewAxis,
+    /// `...`
+    Ellipsis,
+}
+
+impl Index {
+    /// `:`
+    pub const ALL: Index = Index::Range { start: None, stop: None, step: 1 };
+
+    pub fn range(start: Option<isize>, stop: Option<isize>, step: isize) -> Index {
+        Index::Range { start, stop, step }
+    }
+}
+
+fn unreachable_ellipsis() -> Result<()> {
+    Err(ArrayError::Value("an ellipsis was left after expansion".into()))
+}
+
+/// Replaces `...` by as many `:` as needed, and pads missing axes with `:`.
+fn expand_ellipsis(index: &[Index], ndim: usize) -> Result<Vec<Index>> {
+    let ellipses = index.iter().filter(|i| matches!(i, Index::Ellipsis)).count();
+    if ellipses > 1 {
+        return Err(ArrayError::Value("an index can only have a single ellipsis ('...')".into()));
+    }
+    let used = index.iter().filter(|i| matches!(i, Index::At(_) | Index::Range { .. })).count();
+    if used > ndim {
+        return Err(ArrayError::Shape(format!(
+            "too many indices for array: array is {ndim}-dimensional, but {used} were indexed"
+        )));
+    }
+    let mut out = Vec::new();
+    for ix in index {
+        if matches!(ix, Index::Ellipsis) {
+            out.extend(std::iter::repeat_n(Index::ALL, ndim - used));
+        } else {
+            out.push(*ix);
+        }
+    }
+    if ellipses == 0 {
+        out.extend(std::iter::repeat_n(Index::ALL, ndim - used));
+    }
+    Ok(out)
+}
+
+/// numpy's `slice.indices(n)`: the first index and the count selected.
+fn normalize_slice(start: Option<isize>, stop: Option<isize>, step: isize, n: usize) -> (isize, usize) {
+    let n = n as isize;
+    let clamp = |v: isize, lo: isize, hi: isize| v.max(lo).min(hi);
+    let (lo, hi) = if step > 0 { (0, n) } else { (-1, n - 1) };
+    let fix = |v: Option<isize>, default: isize| match v {
+        None => default,
+        Some(v) if v < 0 => clamp(v + n, lo, hi),
+        Some(v) => clamp(v, lo, hi),
+    };
+    let (s, e) = if step > 0 { (fix(start, 0), fix(stop, n)) } else { (fix(start, n - 1), fix(stop, -1)) };
+    let count = if step > 0 {
+        if e > s { (e - s + step - 1) / step } else { 0 }
+    } else if s > e {
+        (s - e + (-step) - 1) / (-step)
+    } else {
+        0
+    };
+    (s, count as usize)
+}
+
+/// Which block holds global position `g`, and where in it.
+fn locate(sizes: &[usize], g: usize) -> (usize, usize) {
+    let mut off = 0;
+    for (b, &n) in sizes.iter().enumerate() {
+        if g < off + n {
+            return (b, g - off);
+        }
+        off += n;
+    }
+    (sizes.len().saturating_sub(1), 0)
+}
+
+/// Splits the progression `first, first + step, ...` (`count` terms) over
+/// the blocks of one axis, in output order.
+fn range_pieces(sizes: &[usize], first: isize, count: usize, step: isize) -> Vec<(usize, Sel, usize)> {
+    let mut out: Vec<(usize, Sel, usize)> = Vec::new();
+    let offsets: Vec<usize> = sizes
+        .iter()
+        .scan(0, |acc, &n| {
+            let o = *acc;
+            *acc += n;
+            Some(o)
+        })
+        .collect();
+    let mut k = 0usize;
+    while k < count {
+        let g = (first + k as isize * step) as usize;
+        let (b, local) = locate(sizes, g);
+        let (lo, hi) = (offsets[b], offsets[b] + sizes[b]);
+        // How many further terms stay inside this block.
+        let room = if step > 0 { (hi - 1 - g) / step as usize + 1 } else { (g - lo) / (-step) as usize + 1 };
+        let take = room.min(count - k);
+        let last_local = local as isize + (take as isize - 1) * step;
+        let stop = if step > 0 {
+            Some(last_local + 1)
+        } else if last_local - 1 < 0 {
+            None
+        } else {
+            Some(last_local - 1)
+        };
+        out.push((b, Sel::Range { start: local as isize, stop, step }, take));
+        k += take;
+    }
+    if out.is_empty() {
+        out.push((0, Sel::Range { start: 0, stop: Some(0), step: 1 }, 0));
+    }
+    out
+}
+
+/// For each new block of an axis, the old blocks it overlaps and the range
+/// taken from each.
+fn axis_overlaps(old: &[usize], new: &[usize]) -> Vec<Vec<(usize, Sel)>> {
+    let old_off: Vec<usize> = old
+        .iter()
+        .scan(0, |a, &n| {
+            let o = *a;
+            *a += n;
+            Some(o)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(new.len());
+    let mut start = 0usize;
+    for &n in new {
+        let end = start + n;
+        let mut parts = Vec::new();
+        for (b, (&o, &len)) in old_off.iter().zip(old).enumerate() {
+            let (lo, hi) = (start.max(o), end.min(o + len));
+            if lo < hi {
+                parts.push((b, Sel::Range { start: (lo - o) as isize, stop: Some((hi - o) as isize), step: 1 }));
+            }
+        }
+        if parts.is_empty() {
+            parts.push((0, Sel::Range { start: 0, stop: Some(0), step: 1 }));
+        }
+        out.push(parts);
+        start = end;
+    }
+    out
 }

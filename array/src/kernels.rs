@@ -20,6 +20,10 @@ pub const MASK: &str = "array.mask";
 pub const HISTOGRAM: &str = "array.histogram";
 pub const LEN: &str = "array.len";
 pub const CONCAT: &str = "array.concat";
+pub const SLICE: &str = "array.slice";
+pub const TRANSPOSE: &str = "array.transpose";
+pub const PIECES: &str = "array.pieces";
+pub const MATMUL: &str = "array.matmul";
 
 fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
     postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
@@ -805,6 +809,158 @@ fn concat(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     stitch(blocks, &numblocks).map(Value::Array)
 }
 
+// ------------------------------------------------------- slicing and layout
+
+/// One axis of a block-local selection.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Sel {
+    /// Elements `start, start + step, ...` while before `stop` (after it,
+    /// for negative steps); `stop = None` runs to the end.
+    Range { start: isize, stop: Option<isize>, step: isize },
+    /// One element; the axis goes away.
+    Index(usize),
+    /// A new axis of length 1.
+    NewAxis,
+}
+
+fn to_info(sel: &[Sel]) -> Vec<ndarray::SliceInfoElem> {
+    sel.iter()
+        .map(|s| match *s {
+            Sel::Range { start, stop, step } => {
+                if step > 0 {
+                    ndarray::SliceInfoElem::Slice { start, end: stop, step }
+                } else {
+                    // ndarray slices [start, end) then reverses for negative
+                    // steps; numpy walks down from `start`. Convert.
+                    let hi = start + 1;
+                    let lo = stop.map_or(0, |s| s + 1);
+                    let n = (hi - lo).max(0);
+                    let m = (n + (-step) - 1) / (-step);
+                    let first = hi - 1 - (m - 1) * (-step);
+                    if m == 0 {
+                        ndarray::SliceInfoElem::Slice { start: 0, end: Some(0), step: 1 }
+                    } else {
+                        ndarray::SliceInfoElem::Slice { start: first, end: Some(hi), step }
+                    }
+                }
+            }
+            Sel::Index(i) => ndarray::SliceInfoElem::Index(i as isize),
+            Sel::NewAxis => ndarray::SliceInfoElem::NewAxis,
+        })
+        .collect()
+}
+
+/// Applies a selection to a block, copying into standard layout.
+pub fn slice_value(a: &ArrayValue, sel: &[Sel]) -> Result<ArrayValue, OpError> {
+    let info = to_info(sel);
+    let dims = sel.iter().filter(|s| !matches!(s, Sel::NewAxis)).count();
+    if dims != a.shape().len() {
+        return Err(OpError::new(format!("selection for {dims} axes applied to a block of shape {:?}", a.shape())));
+    }
+    Ok(on_typed!(a, x => x.slice(info.as_slice()).to_owned().into_shared()))
+}
+
+fn slice(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let sel: Vec<Sel> = params(p, SLICE)?;
+    slice_value(&one_array(args, SLICE)?, &sel).map(Value::Array)
+}
+
+fn transpose(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let perm: Vec<usize> = params(p, TRANSPOSE)?;
+    let a = one_array(args, TRANSPOSE)?;
+    if perm.len() != a.shape().len() {
+        return Err(OpError::new(format!("axes {perm:?} do not match a block of {} dimensions", a.shape().len())));
+    }
+    Ok(Value::Array(
+        on_typed!(&a, x => x.clone().permuted_axes(perm.clone()).as_standard_layout().into_owned().into_shared()),
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PiecesParams {
+    /// The selection applied to each input block, in order.
+    pub selections: Vec<Vec<Sel>>,
+    /// How the selected pieces tile the output block.
+    pub numblocks: Vec<usize>,
+}
+
+/// A rechunked block: slices of several input blocks, joined.
+fn pieces(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: PiecesParams = params(p, PIECES)?;
+    let items = match <[Value; 1]>::try_from(args) {
+        Ok([Value::List(items)]) => items,
+        _ => return Err(OpError::new(format!("{PIECES} takes a list of blocks"))),
+    };
+    if items.len() != p.selections.len() {
+        return Err(OpError::new(format!("{PIECES}: {} blocks for {} selections", items.len(), p.selections.len())));
+    }
+    let parts = items
+        .iter()
+        .zip(&p.selections)
+        .map(|(v, sel)| match v {
+            Value::Array(a) => slice_value(a, sel),
+            other => Err(OpError::new(format!("{PIECES}: expected arrays, found {}", other.type_name()))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    stitch(parts, &p.numblocks).map(Value::Array)
+}
+
+fn matmul_typed<T>(a: &[ArcArray<T, IxDyn>], b: &[ArcArray<T, IxDyn>]) -> Result<ArcArray<T, IxDyn>, OpError>
+where
+    T: ndarray::LinalgScalar,
+{
+    let mut acc: Option<ndarray::Array2<T>> = None;
+    for (x, y) in a.iter().zip(b) {
+        let x = x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| OpError::new(format!("dot: {e}")))?;
+        let y = y.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| OpError::new(format!("dot: {e}")))?;
+        if x.ncols() != y.nrows() {
+            return Err(OpError::new(format!("dot: shapes {:?} and {:?} are not aligned", x.shape(), y.shape())));
+        }
+        match acc.as_mut() {
+            None => acc = Some(x.dot(&y)),
+            Some(sum) => ndarray::linalg::general_mat_mul(T::one(), &x, &y, T::one(), sum),
+        }
+    }
+    acc.map(|m| m.into_dyn().into_shared()).ok_or_else(|| OpError::new("dot of no blocks"))
+}
+
+/// One output block of `dot`: the sum over k of a[i, k] @ b[k, j].
+fn matmul(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let dtype: DType = params(p, MATMUL)?;
+    let [Value::List(a), Value::List(b)] =
+        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{MATMUL} takes two lists of blocks")))?
+    else {
+        return Err(OpError::new(format!("{MATMUL} takes two lists of blocks")));
+    };
+    let arrays = |l: &[Value]| -> Result<Vec<ArrayValue>, OpError> {
+        l.iter()
+            .map(|v| match v {
+                Value::Array(x) => Ok(cast(x, dtype)),
+                _ => Err(OpError::new("dot: blocks must be arrays")),
+            })
+            .collect()
+    };
+    let (a, b) = (arrays(&a)?, arrays(&b)?);
+    macro_rules! typed {
+        ($variant:ident) => {{
+            let xs: Vec<_> =
+                a.iter().filter_map(|v| if let ArrayValue::$variant(x) = v { Some(x.clone()) } else { None }).collect();
+            let ys: Vec<_> =
+                b.iter().filter_map(|v| if let ArrayValue::$variant(x) = v { Some(x.clone()) } else { None }).collect();
+            ArrayValue::$variant(matmul_typed(&xs, &ys)?)
+        }};
+    }
+    let out = match dtype {
+        DType::F64 => typed!(F64),
+        DType::F32 => typed!(F32),
+        DType::I64 => typed!(I64),
+        DType::I32 => typed!(I32),
+        DType::U64 => typed!(U64),
+        other => return Err(OpError::new(format!("dot is not supported for {other}; cast to int64 or float64"))),
+    };
+    Ok(Value::Array(out))
+}
+
 /// Whether a dtype is a float; re-exported for the array API.
 pub fn float_dtype(d: DType) -> bool {
     is_float(d)
@@ -820,6 +976,10 @@ rask_core::inventory::submit! { OpEntry { name: MASK, func: mask_select } }
 rask_core::inventory::submit! { OpEntry { name: HISTOGRAM, func: histogram } }
 rask_core::inventory::submit! { OpEntry { name: LEN, func: block_len } }
 rask_core::inventory::submit! { OpEntry { name: CONCAT, func: concat } }
+rask_core::inventory::submit! { OpEntry { name: SLICE, func: slice } }
+rask_core::inventory::submit! { OpEntry { name: TRANSPOSE, func: transpose } }
+rask_core::inventory::submit! { OpEntry { name: PIECES, func: pieces } }
+rask_core::inventory::submit! { OpEntry { name: MATMUL, func: matmul } }
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ pub mod dtype;
 pub mod kernels;
 pub mod random;
 
-pub use array::{Array, format_bytes};
+pub use array::{Array, Index, format_bytes};
 pub use chunks::{ChunkGrid, Chunks, DEFAULT_CHUNK_BYTES};
 pub use kernels::{BinaryOp, Fill, Reduction};
 

@@ -5,7 +5,7 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use rask::core::{ArrayValue, DType};
-use rask_array::{Array, BinaryOp, Chunks, Fill, Reduction};
+use rask_array::{Array, BinaryOp, Chunks, Fill, Index, Reduction};
 
 fn f64s(a: ArrayValue) -> ArrayD<f64> {
     match rask_array::dtype::cast(&a, DType::F64) {
@@ -106,6 +106,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn slicing_transpose_rechunk_do_not_depend_on_chunks(
+        (shape, block) in shape_and_chunks(),
+        starts in proptest::collection::vec(-12isize..12, 3),
+        stops in proptest::collection::vec(proptest::option::of(-12isize..12), 3),
+        steps in proptest::collection::vec(prop::sample::select(vec![-3isize, -2, -1, 1, 2, 3]), 3),
+        new_block in proptest::collection::vec(1usize..6, 3),
+    ) {
+        let x = Array::randint(0, 1000, &shape, 9, Chunks::Uniform(block)).unwrap();
+        let one = Array::randint(0, 1000, &shape, 9, Chunks::Uniform(shape.clone())).unwrap();
+        let index: Vec<Index> = (0..shape.len()).map(|i| Index::range(Some(starts[i]), stops[i], steps[i])).collect();
+        prop_assert_eq!(x.slice(&index).unwrap().compute().unwrap(), one.slice(&index).unwrap().compute().unwrap());
+        prop_assert_eq!(x.t().compute().unwrap(), one.t().compute().unwrap());
+        let nb: Vec<usize> = new_block[..shape.len()].to_vec();
+        let r = x.rechunk(Chunks::Uniform(nb)).unwrap();
+        prop_assert_eq!(r.compute().unwrap(), one.compute().unwrap());
+    }
+}
+
 #[test]
 fn tutorial_randint_summary_and_mean() {
     let x = Array::randint(0, 100, &[10000, 1000, 100], 42, Chunks::Auto).unwrap();
@@ -147,7 +169,12 @@ fn bad_input_is_a_clear_error() {
     );
     let a = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![2])).unwrap();
     let b = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![3])).unwrap();
-    assert!(a.add(&b).unwrap_err().to_string().contains("rechunk"));
+    // Different chunkings are unified by rechunking the second operand.
+    let sum = a.add(&b.scalar(BinaryOp::Add, Fill::Int(2))).unwrap();
+    assert_eq!(sum.chunks(), a.chunks());
+    assert_eq!(f64s(sum.compute().unwrap()).into_raw_vec_and_offset().0, vec![2.0; 4]);
+    let c = Array::zeros(&[5], DType::F64, Chunks::Auto).unwrap();
+    assert!(a.add(&c).unwrap_err().to_string().contains("shapes"));
     assert!(a.reduce(Reduction::Sum, Some(&[3]), false, 4).unwrap_err().to_string().contains("out of bounds"));
     assert!(Array::arange(Fill::Int(0), Fill::Int(3), Fill::Int(0), Chunks::Auto).is_err());
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use ndarray::{ArrayD, IxDyn};
 use rask::core::{ArrayValue, DType};
-use rask_array::{Array, BinaryOp, Chunks, Fill, Reduction};
+use rask_array::{Array, BinaryOp, Chunks, Fill, Index, Reduction};
 use serde_json::{Value as Json, json};
 
 const DTYPES: [DType; 11] = [
@@ -243,6 +243,81 @@ fn histogram_matches_numpy() {
             assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{bins} bins: edge {g} vs {w}");
         }
     }
+}
+
+fn index_json(ix: &Index) -> Json {
+    match ix {
+        Index::At(i) => json!(["int", i]),
+        Index::Range { start, stop, step } => json!(["slice", start, stop, step]),
+        Index::NewAxis => json!(["newaxis"]),
+        Index::Ellipsis => json!(["ellipsis"]),
+    }
+}
+
+#[test]
+fn slicing_matches_numpy() {
+    let shape = [6usize, 7, 5];
+    let n: usize = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let x = array_of(DType::I64, &shape, &values, &[4, 3, 2]);
+    let r = Index::range;
+    let indexes: Vec<Vec<Index>> = vec![
+        vec![r(None, Some(4), 1), r(None, None, 2)],
+        vec![r(None, None, -1)],
+        vec![Index::At(-1), r(Some(5), Some(0), -2)],
+        vec![Index::Ellipsis, Index::At(3)],
+        vec![Index::NewAxis, r(Some(1), Some(-1), 3), Index::Ellipsis, Index::NewAxis],
+        vec![r(Some(-2), None, 1), Index::At(0), r(None, None, -3)],
+        vec![r(Some(10), Some(20), 1)],
+        vec![r(Some(4), Some(1), 1), Index::ALL, Index::At(2)],
+        vec![Index::At(2), Index::NewAxis, r(None, None, -2), r(Some(-1), Some(-6), -1)],
+    ];
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for ix in &indexes {
+        ours.push((format!("x[{ix:?}]"), x.slice(ix).unwrap().compute().unwrap()));
+        cases.push(json!({"op": "getitem", "a": json_list(&values, DType::I64), "dtype": "int64", "shape": shape,
+                          "index": ix.iter().map(index_json).collect::<Vec<_>>()}));
+    }
+    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
+        check(label, got, want);
+    }
+    assert!(x.slice(&[Index::At(6)]).unwrap_err().to_string().contains("out of bounds"));
+    assert!(
+        x.slice(&[Index::ALL, Index::ALL, Index::ALL, Index::ALL])
+            .unwrap_err()
+            .to_string()
+            .contains("too many indices")
+    );
+}
+
+#[test]
+fn transpose_rechunk_and_dot_match_numpy() {
+    let (m, k, p) = (7usize, 9usize, 5usize);
+    let a_vals: Vec<f64> = (0..m * k).map(|i| ((i * 13) % 17) as f64 - 8.0).collect();
+    let b_vals: Vec<f64> = (0..k * p).map(|i| ((i * 7) % 11) as f64 * 0.5).collect();
+    let a = array_of(DType::F64, &[m, k], &a_vals, &[3, 4]);
+    let b = array_of(DType::F64, &[k, p], &b_vals, &[2, 5]);
+    let sq_vals: Vec<f64> = (0..k * k).map(|i| i as f64).collect();
+    let sq = array_of(DType::I64, &[k, k], &sq_vals, &[4, 3]);
+    let ours = [
+        ("dot".to_string(), a.dot(&b).unwrap().compute().unwrap()),
+        ("x + x.T".to_string(), sq.add(&sq.t()).unwrap().compute().unwrap()),
+        ("dot(x, x + x.T)".to_string(), sq.dot(&sq.add(&sq.t()).unwrap()).unwrap().compute().unwrap()),
+    ];
+    let cases = vec![
+        json!({"op": "dot", "a": a_vals, "dtype": "float64", "shape": [m, k], "b": b_vals, "b_dtype": "float64", "b_shape": [k, p]}),
+        json!({"op": "xxt", "a": json_list(&sq_vals, DType::I64), "dtype": "int64", "shape": [k, k]}),
+        json!({"op": "dot", "a": json_list(&sq_vals, DType::I64), "dtype": "int64", "shape": [k, k],
+               "b": (0..k * k).map(|i| { let (r, c) = (i / k, i % k); (r * k + c + c * k + r) as i64 }).collect::<Vec<_>>(),
+               "b_dtype": "int64", "b_shape": [k, k]}),
+    ];
+    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
+        check(label, got, want);
+    }
+    let r = a.rechunk(Chunks::Uniform(vec![5, 2])).unwrap();
+    assert_eq!(format!("{:?}", r.chunks()), "((5, 2), (2, 2, 2, 2, 1))");
+    assert_eq!(r.compute().unwrap(), a.compute().unwrap());
 }
 
 #[test]

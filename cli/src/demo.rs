@@ -181,6 +181,21 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
     let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2)))?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(y + 2 * y).mean(), y = random((10000, 10000))", format!("{s:.6}"), started);
 
+    let z = Array::random_uniform(&[5000, 5000], 3, Chunks::Uniform(vec![2500, 2500]))?;
+    let part = z.slice(&[rask_array::Index::range(None, Some(2500), 1), rask_array::Index::range(None, None, 2)])?;
+    println!("  z[:2500, ::2] -> {part:?}");
+    let started = Instant::now();
+    let s = part.sum()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    report("z[:2500, ::2].sum()", format!("{s:.3}"), started);
+    let started = Instant::now();
+    let col = z.sum_axis(0)?.compute_with(client)?;
+    report("z.sum(axis=0)", format!("shape {:?}", col.shape()), started);
+    let small = Array::random_uniform(&[2000, 2000], 4, Chunks::Uniform(vec![1000, 1000]))?;
+    let sym = small.add(&small.t())?;
+    let started = Instant::now();
+    let d = small.dot(&sym)?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    report("dot(x, x + x.T).mean(), x: 2000 x 2000", format!("{d:.4}"), started);
+
     // The exercise: normal(9, 1) + 1, keep values below 10, histogram, plot.
     let started = Instant::now();
     let normal = Array::random_normal(9.0, 1.0, &[5000, 5000], 1, Chunks::Auto)?;

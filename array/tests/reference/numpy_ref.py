@@ -22,6 +22,23 @@ def run(case):
         s = case["scalar"]
         fn = getattr(np, case["fn"])
         out = fn(s, a) if case["scalar_first"] else fn(a, s)
+    elif op == "getitem":
+        parts = []
+        for p in case["index"]:
+            if p[0] == "slice":
+                parts.append(slice(p[1], p[2], p[3]))
+            elif p[0] == "int":
+                parts.append(p[1])
+            elif p[0] == "newaxis":
+                parts.append(np.newaxis)
+            else:
+                parts.append(Ellipsis)
+        out = a[tuple(parts)]
+    elif op == "dot":
+        b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["b_shape"])
+        out = np.dot(a, b)
+    elif op == "xxt":
+        out = a + a.T
     elif op == "histogram":
         counts, edges = np.histogram(a, bins=case["bins"], range=tuple(case["range"]))
         return {"counts": counts.tolist(), "edges": edges.tolist()}
