@@ -17,7 +17,7 @@ use crate::chunks::{ChunkGrid, Chunks};
 use crate::dtype::{promote, promote_scalar};
 use crate::kernels::{
     self, ArangeParams, BinaryOp, BinaryParams, Distribution, Fill, FullParams, RandomParams, ReduceParams, Reduction,
-    Sel, Stage,
+    Sel, Stage, UnaryOp,
 };
 use crate::{ArrayError, Result};
 
@@ -298,6 +298,69 @@ impl Array {
     /// `scalar op self`, e.g. `10 - x`.
     pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Array {
         self.with_scalar(value, true, op)
+    }
+
+    /// A numpy ufunc of one argument (`abs`, `sqrt`, `exp`, `log`, `sin`,
+    /// `cos`, `floor`, `ceil`, `round`, `isnan`, `logical_not`, `clip`).
+    pub fn map_unary(&self, op: UnaryOp) -> Array {
+        let params = Params::encode(&op);
+        let dtype = op.output_dtype(self.dtype);
+        Self::build(op.name(), &[self.name.as_bytes(), &params.0], dtype, self.grid.clone(), |i, key| {
+            let at = self.grid_pos(i);
+            Delayed::from_task(key, kernels::UNARY, params.clone(), vec![ArgPart::of(&self.blocks[at])])
+        })
+    }
+
+    pub fn abs(&self) -> Array {
+        self.map_unary(UnaryOp::Abs)
+    }
+    pub fn sqrt(&self) -> Array {
+        self.map_unary(UnaryOp::Sqrt)
+    }
+    pub fn exp(&self) -> Array {
+        self.map_unary(UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Array {
+        self.map_unary(UnaryOp::Log)
+    }
+    pub fn isnan(&self) -> Array {
+        self.map_unary(UnaryOp::IsNan)
+    }
+    pub fn clip(&self, low: Fill, high: Fill) -> Array {
+        self.map_unary(UnaryOp::Clip { low, high })
+    }
+
+    /// `np.where(self, a, b)`: `self` must be a boolean array of the same shape.
+    pub fn where_(&self, a: &Array, b: &Array) -> Result<Array> {
+        if self.dtype != DType::Bool {
+            return Err(ArrayError::Value(format!("where needs a boolean condition, got {}", self.dtype)));
+        }
+        if self.shape() != a.shape() || self.shape() != b.shape() {
+            return Err(ArrayError::Shape(format!(
+                "where: condition {:?}, a {:?} and b {:?} must have one shape",
+                self.shape(),
+                a.shape(),
+                b.shape()
+            )));
+        }
+        let (a, b) = (a.rechunk_to(&self.grid)?, b.rechunk_to(&self.grid)?);
+        let dtype = promote(a.dtype, b.dtype);
+        let params = Params::encode(&dtype);
+        Ok(Self::build(
+            "where",
+            &[self.name.as_bytes(), a.name.as_bytes(), b.name.as_bytes()],
+            dtype,
+            self.grid.clone(),
+            |i, key| {
+                let at = self.grid_pos(i);
+                Delayed::from_task(
+                    key,
+                    kernels::WHERE,
+                    params.clone(),
+                    vec![ArgPart::of(&self.blocks[at]), ArgPart::of(&a.blocks[at]), ArgPart::of(&b.blocks[at])],
+                )
+            },
+        ))
     }
 
     pub fn astype(&self, dtype: DType) -> Array {

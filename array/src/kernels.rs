@@ -24,6 +24,8 @@ pub const SLICE: &str = "array.slice";
 pub const TRANSPOSE: &str = "array.transpose";
 pub const PIECES: &str = "array.pieces";
 pub const MATMUL: &str = "array.matmul";
+pub const UNARY: &str = "array.unary";
+pub const WHERE: &str = "array.where";
 
 fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
     postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
@@ -809,6 +811,196 @@ fn concat(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     stitch(blocks, &numblocks).map(Value::Array)
 }
 
+// ------------------------------------------------------------------- unary
+
+/// numpy ufuncs of one argument.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub enum UnaryOp {
+    Abs,
+    Negative,
+    Sqrt,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Floor,
+    Ceil,
+    /// `np.round(x, decimals)`: half to even, as numpy.
+    Round(i32),
+    IsNan,
+    LogicalNot,
+    /// Bounds follow NEP 50: float bounds make an integer array float64.
+    Clip {
+        low: Fill,
+        high: Fill,
+    },
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Abs => "absolute",
+            UnaryOp::Negative => "negative",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::Round(_) => "round",
+            UnaryOp::IsNan => "isnan",
+            UnaryOp::LogicalNot => "logical_not",
+            UnaryOp::Clip { .. } => "clip",
+        }
+    }
+
+    /// numpy's output dtype for an input dtype.
+    pub fn output_dtype(self, input: DType) -> DType {
+        match self {
+            UnaryOp::Sqrt | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sin | UnaryOp::Cos => {
+                match input {
+                    DType::F32 => DType::F32,
+                    // Small ints compute in float32 in numpy (float16 for 8-bit,
+                    // which rask does not have; float32 is the nearest).
+                    DType::Bool | DType::I8 | DType::U8 | DType::I16 | DType::U16 => DType::F32,
+                    _ => DType::F64,
+                }
+            }
+            UnaryOp::IsNan | UnaryOp::LogicalNot => DType::Bool,
+            UnaryOp::Clip { low, high } => {
+                crate::dtype::promote_scalar(input, matches!(low, Fill::Float(_)) || matches!(high, Fill::Float(_)))
+            }
+            UnaryOp::Floor | UnaryOp::Ceil if !is_float(input) => input,
+            _ => input,
+        }
+    }
+}
+
+fn fill_f64(f: Fill) -> f64 {
+    match f {
+        Fill::Int(i) => i as f64,
+        Fill::Float(x) => x,
+        Fill::Bool(b) => f64::from(u8::from(b)),
+    }
+}
+
+fn round_half_even(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let y = x * scale;
+    let r = y.round();
+    let r = if (y - y.trunc()).abs() == 0.5 { 2.0 * (y / 2.0).round() } else { r };
+    r / scale
+}
+
+fn unary_float(op: UnaryOp, x: f64) -> f64 {
+    match op {
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Negative => -x,
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Round(d) => round_half_even(x, d),
+        UnaryOp::Clip { low, high } => {
+            if x.is_nan() {
+                x
+            } else {
+                x.max(fill_f64(low)).min(fill_f64(high))
+            }
+        }
+        UnaryOp::IsNan | UnaryOp::LogicalNot => x,
+    }
+}
+
+fn unary(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let op: UnaryOp = params(p, UNARY)?;
+    let a = one_array(args, UNARY)?;
+    let out_dtype = op.output_dtype(a.dtype());
+    let out = match op {
+        UnaryOp::IsNan => ArrayValue::Bool(with_array!(&a, x => x.mapv(|v| v.to_f64().is_nan()).into_shared())),
+        UnaryOp::LogicalNot => ArrayValue::Bool(with_array!(&a, x => x.mapv(|v| v.is_zero()).into_shared())),
+        // Integer abs/negative wrap like numpy; integer clip stays integer.
+        UnaryOp::Abs
+        | UnaryOp::Negative
+        | UnaryOp::Clip { .. }
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round(_)
+            if !is_float(a.dtype()) && !is_float(out_dtype) =>
+        {
+            on_typed!(&a, x => x.mapv(|v| {
+                let i = v.to_i64();
+                let r = match op {
+                    UnaryOp::Abs => i.wrapping_abs(),
+                    UnaryOp::Negative => i.wrapping_neg(),
+                    UnaryOp::Clip { low, high } => i.max(fill_f64(low) as i64).min(fill_f64(high) as i64),
+                    UnaryOp::Round(d) if d < 0 => round_half_even(i as f64, d) as i64,
+                    _ => i,
+                };
+                Scalar::from_i64(r)
+            }).into_shared())
+        }
+        _ if out_dtype == DType::F32 => {
+            let f = cast(&a, DType::F32);
+            let ArrayValue::F32(x) = f else { return Err(OpError::new("cast to float32 failed")) };
+            ArrayValue::F32(x.mapv(|v| unary_float(op, f64::from(v)) as f32).into_shared())
+        }
+        _ => {
+            let f = cast(&a, DType::F64);
+            let ArrayValue::F64(x) = f else { return Err(OpError::new("cast to float64 failed")) };
+            cast(&ArrayValue::F64(x.mapv(|v| unary_float(op, v)).into_shared()), out_dtype)
+        }
+    };
+    Ok(Value::Array(out))
+}
+
+/// `np.where(cond, a, b)` on blocks of one shape, in dtype `dtype`.
+fn where_(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let dtype: DType = params(p, WHERE)?;
+    let [Value::Array(ArrayValue::Bool(c)), Value::Array(a), Value::Array(b)] =
+        <[Value; 3]>::try_from(args).map_err(|_| OpError::new(format!("{WHERE} takes a condition and two arrays")))?
+    else {
+        return Err(OpError::new(format!("{WHERE} takes a boolean condition and two arrays")));
+    };
+    let (a, b) = (cast(&a, dtype), cast(&b, dtype));
+    macro_rules! pick {
+        ($variant:ident) => {{
+            let (ArrayValue::$variant(x), ArrayValue::$variant(y)) = (&a, &b) else {
+                return Err(OpError::new("where: operands were not cast"));
+            };
+            let shape = broadcast_shape(c.shape(), x.shape())
+                .and_then(|s| broadcast_shape(&s, y.shape()))
+                .ok_or_else(|| OpError::new("where: shapes do not broadcast"))?;
+            let (Some(cv), Some(xv), Some(yv)) =
+                (c.broadcast(IxDyn(&shape)), x.broadcast(IxDyn(&shape)), y.broadcast(IxDyn(&shape)))
+            else {
+                return Err(OpError::new("where: broadcast failed"));
+            };
+            ArrayValue::$variant(
+                Zip::from(&cv).and(&xv).and(&yv).map_collect(|&k, &u, &v| if k { u } else { v }).into_shared(),
+            )
+        }};
+    }
+    let out = match dtype {
+        DType::Bool => pick!(Bool),
+        DType::I8 => pick!(I8),
+        DType::I16 => pick!(I16),
+        DType::I32 => pick!(I32),
+        DType::I64 => pick!(I64),
+        DType::U8 => pick!(U8),
+        DType::U16 => pick!(U16),
+        DType::U32 => pick!(U32),
+        DType::U64 => pick!(U64),
+        DType::F32 => pick!(F32),
+        DType::F64 => pick!(F64),
+    };
+    Ok(Value::Array(out))
+}
+
 // ------------------------------------------------------- slicing and layout
 
 /// One axis of a block-local selection.
@@ -980,6 +1172,8 @@ rask_core::inventory::submit! { OpEntry { name: SLICE, func: slice } }
 rask_core::inventory::submit! { OpEntry { name: TRANSPOSE, func: transpose } }
 rask_core::inventory::submit! { OpEntry { name: PIECES, func: pieces } }
 rask_core::inventory::submit! { OpEntry { name: MATMUL, func: matmul } }
+rask_core::inventory::submit! { OpEntry { name: UNARY, func: unary } }
+rask_core::inventory::submit! { OpEntry { name: WHERE, func: where_ } }
 
 #[cfg(test)]
 mod tests {

@@ -39,6 +39,17 @@ def run(case):
         out = np.dot(a, b)
     elif op == "xxt":
         out = a + a.T
+    elif op == "unary":
+        fn = case["fn"]
+        if fn == "round":
+            out = np.round(a, case["decimals"])
+        elif fn == "clip":
+            out = np.clip(a, case["low"], case["high"])
+        else:
+            out = getattr(np, fn)(a)
+    elif op == "where":
+        b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["shape"])
+        out = np.where(a > 0, a, b)
     elif op == "histogram":
         counts, edges = np.histogram(a, bins=case["bins"], range=tuple(case["range"]))
         return {"counts": counts.tolist(), "edges": edges.tolist()}
