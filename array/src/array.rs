@@ -802,6 +802,27 @@ impl Array {
     pub fn prod(&self) -> Result<Array> {
         self.reduce(Reduction::Prod, None, false, 4)
     }
+    pub fn var(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::Var { ddof }, None, false, 4)
+    }
+    pub fn std(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::Std { ddof }, None, false, 4)
+    }
+    pub fn any(&self) -> Result<Array> {
+        self.reduce(Reduction::Any, None, false, 4)
+    }
+    pub fn all(&self) -> Result<Array> {
+        self.reduce(Reduction::All, None, false, 4)
+    }
+    pub fn count_nonzero(&self) -> Result<Array> {
+        self.reduce(Reduction::CountNonzero, None, false, 4)
+    }
+    pub fn nansum(&self) -> Result<Array> {
+        self.reduce(Reduction::NanSum, None, false, 4)
+    }
+    pub fn nanmean(&self) -> Result<Array> {
+        self.reduce(Reduction::NanMean, None, false, 4)
+    }
     pub fn sum_axis(&self, axis: usize) -> Result<Array> {
         self.reduce(Reduction::Sum, Some(&[axis]), false, 4)
     }

@@ -395,6 +395,19 @@ pub enum Reduction {
     Min,
     Max,
     Mean,
+    /// `var(ddof=..)`, from per-block counts, means and squared deviations
+    /// combined with Chan's parallel formula (stable, one pass per block).
+    Var {
+        ddof: u32,
+    },
+    Std {
+        ddof: u32,
+    },
+    Any,
+    All,
+    CountNonzero,
+    NanSum,
+    NanMean,
 }
 
 impl Reduction {
@@ -405,22 +418,43 @@ impl Reduction {
             Reduction::Min => "min",
             Reduction::Max => "max",
             Reduction::Mean => "mean",
+            Reduction::Var { .. } => "var",
+            Reduction::Std { .. } => "std",
+            Reduction::Any => "any",
+            Reduction::All => "all",
+            Reduction::CountNonzero => "count_nonzero",
+            Reduction::NanSum => "nansum",
+            Reduction::NanMean => "nanmean",
         }
+    }
+
+    /// Reductions kept as (count, mean, M2) moments rather than one array.
+    pub fn uses_moments(self) -> bool {
+        matches!(self, Reduction::Mean | Reduction::NanMean | Reduction::Var { .. } | Reduction::Std { .. })
     }
 
     /// The dtype partial results are kept in.
     pub fn partial_dtype(self, input: DType) -> DType {
         match self {
-            Reduction::Sum | Reduction::Prod => sum_dtype(input),
+            Reduction::Sum | Reduction::Prod | Reduction::NanSum => sum_dtype(input),
             Reduction::Min | Reduction::Max => input,
-            Reduction::Mean => DType::F64,
+            Reduction::Any | Reduction::All => DType::Bool,
+            Reduction::CountNonzero => DType::I64,
+            _ => DType::F64,
         }
     }
 
     pub fn output_dtype(self, input: DType) -> DType {
+        if self.uses_moments() { mean_dtype(input) } else { self.partial_dtype(input) }
+    }
+
+    /// The elementwise op that merges two partials of the simple kind.
+    fn combine_op(self) -> BinaryOp {
         match self {
-            Reduction::Mean => mean_dtype(input),
-            other => other.partial_dtype(input),
+            Reduction::Prod => BinaryOp::Mul,
+            Reduction::Min | Reduction::All => BinaryOp::Min,
+            Reduction::Max | Reduction::Any => BinaryOp::Max,
+            _ => BinaryOp::Add,
         }
     }
 }
@@ -510,12 +544,80 @@ fn sum_f64<T: Scalar>(a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<f64, I
 
 fn partial_typed<T: Arith>(op: Reduction, a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<T, IxDyn> {
     match op {
-        Reduction::Sum => fold_axes(a, axes, T::from_i64(0), T::add),
         Reduction::Prod => fold_axes(a, axes, T::from_i64(1), T::mul),
-        Reduction::Min => fold_axes(a, axes, first(a), T::min_nan),
-        Reduction::Max => fold_axes(a, axes, first(a), T::max_nan),
-        Reduction::Mean => fold_axes(a, axes, T::from_i64(0), T::add),
+        Reduction::Min | Reduction::All => fold_axes(a, axes, first(a), T::min_nan),
+        Reduction::Max | Reduction::Any => fold_axes(a, axes, first(a), T::max_nan),
+        _ => fold_axes(a, axes, T::from_i64(0), T::add),
     }
+}
+
+/// Per-lane moments of a block: counts, means and sums of squared
+/// deviations (kept with the reduced axes as length 1). NaNs are skipped
+/// when `skip_nan`; squared deviations only when `with_m2`.
+fn moments(a: &ArrayValue, axes: &[usize], skip_nan: bool, with_m2: bool) -> [ArcArray<f64, IxDyn>; 3] {
+    let ArrayValue::F64(x) = cast(a, DType::F64) else { unreachable_f64() };
+    let valid = |v: f64| !(skip_nan && v.is_nan());
+    let counts = fold_axes(&x.mapv(|v| f64::from(u8::from(valid(v)))).into_shared(), axes, 0.0, |p, q| p + q);
+    let sums = fold_axes(&x.mapv(|v| if valid(v) { v } else { 0.0 }).into_shared(), axes, 0.0, |p, q| p + q);
+    let means: ArcArray<f64, IxDyn> = Zip::from(&sums).and(&counts).map_collect(|&s, &c| s / c).into_shared();
+    let m2 = if with_m2 {
+        let b = means.broadcast(x.raw_dim());
+        let dev: ArcArray<f64, IxDyn> = match b {
+            Some(m) => Zip::from(&x)
+                .and(&m)
+                .map_collect(|&v, &mu| if valid(v) { (v - mu) * (v - mu) } else { 0.0 })
+                .into_shared(),
+            None => x.mapv(|_| f64::NAN).into_shared(),
+        };
+        fold_axes(&dev, axes, 0.0, |p, q| p + q)
+    } else {
+        counts.mapv(|_| 0.0).into_shared()
+    };
+    [counts, means, m2]
+}
+
+fn unreachable_f64() -> ! {
+    // cast(.., F64) always returns an F64 array.
+    unreachable!("a cast to float64 returned another dtype")
+}
+
+/// Chan et al.'s pairwise update of (count, mean, M2).
+fn merge_moments(a: &[ArcArray<f64, IxDyn>; 3], b: &[ArcArray<f64, IxDyn>; 3]) -> [ArcArray<f64, IxDyn>; 3] {
+    let n: ArcArray<f64, IxDyn> = (&a[0] + &b[0]).into_shared();
+    let mean = Zip::from(&a[0]).and(&b[0]).and(&a[1]).and(&b[1]).map_collect(|&na, &nb, &ma, &mb| {
+        let n = na + nb;
+        if n == 0.0 {
+            f64::NAN
+        } else if na == 0.0 {
+            mb
+        } else if nb == 0.0 {
+            ma
+        } else {
+            ma + (mb - ma) * nb / n
+        }
+    });
+    let cross = Zip::from(&a[0]).and(&b[0]).and(&a[1]).and(&b[1]).map_collect(|&na, &nb, &ma, &mb| {
+        if na == 0.0 || nb == 0.0 { 0.0 } else { (mb - ma) * (mb - ma) * na * nb / (na + nb) }
+    });
+    let m2 = &a[2] + &b[2] + &cross;
+    [n, mean.into_shared(), m2.into_shared()]
+}
+
+fn moments_of(v: &Value) -> Result<[ArcArray<f64, IxDyn>; 3], OpError> {
+    match v {
+        Value::List(items) if items.len() == 3 => {
+            let get = |i: usize| match &items[i] {
+                Value::Array(ArrayValue::F64(x)) => Ok(x.clone()),
+                _ => Err(OpError::new("malformed moments partial")),
+            };
+            Ok([get(0)?, get(1)?, get(2)?])
+        }
+        _ => Err(OpError::new("malformed moments partial")),
+    }
+}
+
+fn moments_value(m: [ArcArray<f64, IxDyn>; 3]) -> Value {
+    Value::list(m.into_iter().map(|x| Value::Array(ArrayValue::F64(x))))
 }
 
 fn first<T: Scalar>(a: &ArcArray<T, IxDyn>) -> T {
@@ -541,16 +643,25 @@ macro_rules! on_typed {
 }
 
 fn combine_two(op: Reduction, a: &ArrayValue, b: &ArrayValue) -> Result<ArrayValue, OpError> {
-    let bin = match op {
-        Reduction::Sum | Reduction::Mean => BinaryOp::Add,
-        Reduction::Prod => BinaryOp::Mul,
-        Reduction::Min => BinaryOp::Min,
-        Reduction::Max => BinaryOp::Max,
-    };
-    let p = Params::encode(&BinaryParams { op: bin, dtype: a.dtype(), scalar: None });
+    let p = Params::encode(&BinaryParams { op: op.combine_op(), dtype: a.dtype(), scalar: None });
     match binary(&p, vec![Value::Array(a.clone()), Value::Array(b.clone())])? {
         Value::Array(x) => Ok(x),
         _ => Err(OpError::new("combine produced a non-array")),
+    }
+}
+
+/// Prepares a block for a simple reduction: the casts and NaN handling that
+/// turn any/all/count_nonzero/nansum into max/min/sum.
+fn prepare(op: Reduction, a: &ArrayValue) -> ArrayValue {
+    match op {
+        Reduction::Any | Reduction::All => cast(a, DType::Bool),
+        Reduction::CountNonzero => cast(&cast(a, DType::Bool), DType::I64),
+        Reduction::NanSum => match cast(a, sum_dtype(a.dtype())) {
+            ArrayValue::F64(x) => ArrayValue::F64(x.mapv(|v| if v.is_nan() { 0.0 } else { v }).into_shared()),
+            ArrayValue::F32(x) => ArrayValue::F32(x.mapv(|v| if v.is_nan() { 0.0 } else { v }).into_shared()),
+            other => other,
+        },
+        _ => cast(a, op.partial_dtype(a.dtype())),
     }
 }
 
@@ -565,12 +676,21 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                     p.op.name()
                 )));
             }
-            if p.op == Reduction::Mean {
-                let count: usize = p.axes.iter().map(|&ax| a.shape()[ax]).product();
+            if p.op == Reduction::Mean && p.axes.len() == a.shape().len() {
+                // Whole-block mean: one fast pass, no NaN skipping needed.
+                let count: f64 = a.len() as f64;
                 let sums = with_array!(&a, x => sum_f64(x, &p.axes));
-                return Ok(Value::list([Value::Array(ArrayValue::F64(sums)), Value::Int(count as i64)]));
+                let means = sums.mapv(|s| s / count).into_shared();
+                let counts = means.mapv(|_| count).into_shared();
+                let m2 = means.mapv(|_| 0.0).into_shared();
+                return Ok(moments_value([counts, means, m2]));
             }
-            let a = cast(&a, p.op.partial_dtype(a.dtype()));
+            if p.op.uses_moments() {
+                let skip_nan = p.op == Reduction::NanMean;
+                let with_m2 = matches!(p.op, Reduction::Var { .. } | Reduction::Std { .. });
+                return Ok(moments_value(moments(&a, &p.axes, skip_nan, with_m2)));
+            }
+            let a = prepare(p.op, &a);
             Ok(Value::Array(on_typed!(&a, x => partial_typed(p.op, x, &p.axes))))
         }
         Stage::Combine => {
@@ -578,37 +698,44 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 Ok([Value::List(items)]) => items,
                 _ => return Err(OpError::new(format!("{REDUCE} combine takes a list of partials"))),
             };
-            let mut it = items.iter();
-            let first = it.next().cloned().ok_or_else(|| OpError::new("nothing to combine"))?;
-            let mut acc = first;
-            for item in it {
-                acc = match (acc, item) {
-                    (Value::Array(a), Value::Array(b)) => Value::Array(combine_two(p.op, &a, b)?),
-                    (Value::List(a), Value::List(b)) if a.len() == 2 && b.len() == 2 => {
-                        let (Value::Array(sa), Value::Int(ca), Value::Array(sb), Value::Int(cb)) =
-                            (&a[0], &a[1], &b[0], &b[1])
-                        else {
-                            return Err(OpError::new("malformed mean partial"));
-                        };
-                        Value::list([Value::Array(combine_two(p.op, sa, sb)?), Value::Int(ca + cb)])
-                    }
-                    _ => return Err(OpError::new("partials of different kinds")),
-                };
+            if p.op.uses_moments() {
+                let mut acc: Option<[ArcArray<f64, IxDyn>; 3]> = None;
+                for item in items.iter() {
+                    let m = moments_of(item)?;
+                    acc = Some(match acc {
+                        None => m,
+                        Some(a) => merge_moments(&a, &m),
+                    });
+                }
+                return acc.map(moments_value).ok_or_else(|| OpError::new("nothing to combine"));
             }
-            Ok(acc)
+            let mut acc: Option<ArrayValue> = None;
+            for item in items.iter() {
+                let Value::Array(b) = item else { return Err(OpError::new("partials of different kinds")) };
+                acc = Some(match acc {
+                    None => b.clone(),
+                    Some(a) => combine_two(p.op, &a, b)?,
+                });
+            }
+            acc.map(Value::Array).ok_or_else(|| OpError::new("nothing to combine"))
         }
         Stage::Finalize { keepdims } => {
             let [partial]: [Value; 1] = args.try_into().map_err(|_| OpError::new("finalize takes one partial"))?;
-            let mut out = match partial {
-                Value::Array(a) => a,
-                Value::List(items) if p.op == Reduction::Mean => match (&items[0], &items[1]) {
-                    (Value::Array(ArrayValue::F64(s)), Value::Int(c)) => {
-                        let mean = s.mapv(|x| x / *c as f64).into_shared();
-                        cast(&ArrayValue::F64(mean), p.op.output_dtype(p.input_dtype))
+            let mut out = if p.op.uses_moments() {
+                let [n, mean, m2] = moments_of(&partial)?;
+                let v = match p.op {
+                    Reduction::Var { ddof } => Zip::from(&m2).and(&n).map_collect(|&q, &c| q / (c - f64::from(ddof))),
+                    Reduction::Std { ddof } => {
+                        Zip::from(&m2).and(&n).map_collect(|&q, &c| (q / (c - f64::from(ddof))).sqrt())
                     }
-                    _ => return Err(OpError::new("malformed mean partial")),
-                },
-                _ => return Err(OpError::new("finalize got no partial")),
+                    _ => mean.to_owned(),
+                };
+                cast(&ArrayValue::F64(v.into_shared()), p.op.output_dtype(p.input_dtype))
+            } else {
+                match partial {
+                    Value::Array(a) => a,
+                    _ => return Err(OpError::new("finalize got no partial")),
+                }
             };
             if !keepdims {
                 let mut axes = p.axes.clone();

@@ -64,6 +64,10 @@ proptest! {
         prop_assert!((mean - want).abs() <= 1e-12 * want.abs().max(1.0), "{} vs {}", mean, want);
         let min: i64 = x.min().unwrap().compute_scalar().unwrap();
         prop_assert_eq!(min, *whole.iter().min().unwrap());
+        // Variance from merged per-block moments equals the two-pass formula.
+        let var: f64 = x.reduce(Reduction::Var { ddof: 0 }, None, false, split_every).unwrap().compute_scalar().unwrap();
+        let two_pass = whole.iter().map(|&v| (v as f64 - want) * (v as f64 - want)).sum::<f64>() / whole.len() as f64;
+        prop_assert!((var - two_pass).abs() <= 1e-9 * two_pass.max(1.0), "{} vs {}", var, two_pass);
     }
 
     #[test]

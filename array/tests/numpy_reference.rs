@@ -122,23 +122,45 @@ fn reductions_match_numpy() {
     let mut ours = Vec::new();
     let axes_options: [Option<Vec<usize>>; 5] = [None, Some(vec![0]), Some(vec![1]), Some(vec![2]), Some(vec![0, 2])];
     for dtype in DTYPES {
-        let values = data(dtype, n, 0);
-        let x = array_of(dtype, &shape, &values, &chunks);
-        for (op, fname) in [
-            (Reduction::Sum, "sum"),
-            (Reduction::Prod, "prod"),
-            (Reduction::Min, "min"),
-            (Reduction::Max, "max"),
-            (Reduction::Mean, "mean"),
+        let mut values = data(dtype, n, 0);
+        // Floats get a few NaNs for the nan-aware reductions.
+        let with_nans = matches!(dtype, DType::F32 | DType::F64);
+        for (op, fname, ddof) in [
+            (Reduction::Sum, "sum", None),
+            (Reduction::Prod, "prod", None),
+            (Reduction::Min, "min", None),
+            (Reduction::Max, "max", None),
+            (Reduction::Mean, "mean", None),
+            (Reduction::Var { ddof: 0 }, "var", Some(0)),
+            (Reduction::Var { ddof: 1 }, "var", Some(1)),
+            (Reduction::Std { ddof: 1 }, "std", Some(1)),
+            (Reduction::Any, "any", None),
+            (Reduction::All, "all", None),
+            (Reduction::CountNonzero, "count_nonzero", None),
+            (Reduction::NanSum, "nansum", None),
+            (Reduction::NanMean, "nanmean", None),
         ] {
+            let nan_op = matches!(op, Reduction::NanSum | Reduction::NanMean);
+            if nan_op && with_nans {
+                for i in (0..n).step_by(7) {
+                    values[i] = f64::NAN;
+                }
+            } else {
+                values = data(dtype, n, 0);
+            }
+            let x = array_of(dtype, &shape, &values, &chunks);
             for axes in &axes_options {
                 for keepdims in [false, true] {
                     let got = x.reduce(op, axes.as_deref(), keepdims, 2).unwrap().compute().unwrap();
-                    ours.push((format!("{fname}({dtype}, axis={axes:?}, keepdims={keepdims})"), got));
-                    cases.push(json!({
+                    ours.push((format!("{fname}({dtype}, axis={axes:?}, keepdims={keepdims}, ddof={ddof:?})"), got));
+                    let mut case = json!({
                         "op": "reduce", "fn": fname, "a": json_list(&values, dtype), "dtype": dtype.name(),
                         "shape": shape, "axis": axes, "keepdims": keepdims,
-                    }));
+                    });
+                    if let Some(d) = ddof {
+                        case["ddof"] = json!(d);
+                    }
+                    cases.push(case);
                 }
             }
         }

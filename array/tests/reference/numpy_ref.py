@@ -10,11 +10,14 @@ import numpy as np
 
 
 def run(case):
-    a = np.array(case["a"], dtype=case["dtype"]).reshape(case["shape"])
+    # JSON null stands for NaN (serde_json writes NaN as null).
+    raw = [np.nan if v is None else v for v in case["a"]]
+    a = np.array(raw, dtype=case["dtype"]).reshape(case["shape"])
     op = case["op"]
     if op == "reduce":
         axis = None if case["axis"] is None else tuple(case["axis"])
-        out = getattr(np, case["fn"])(a, axis=axis, keepdims=case["keepdims"])
+        extra = {"ddof": case["ddof"]} if "ddof" in case else {}
+        out = getattr(np, case["fn"])(a, axis=axis, keepdims=case["keepdims"], **extra)
     elif op == "binary":
         b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["shape"])
         out = getattr(np, case["fn"])(a, b)
