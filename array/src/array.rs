@@ -135,9 +135,50 @@ impl Array {
         Ok(Self::build("arange", &[&tok], dtype, grid, |idx, key| {
             let offset = g.block_offset(idx).unwrap_or_default()[0];
             let len = g.block_shape(idx).unwrap_or_default()[0];
-            let p = ArangeParams { start, step, offset, len, dtype };
+            let p = ArangeParams { start, step, offset, len, dtype, exact_last: None };
             Delayed::from_task(key, kernels::ARANGE, Params::encode(&p), vec![])
         }))
+    }
+
+    /// `linspace(start, stop, num)` (endpoint included), float64.
+    pub fn linspace(start: f64, stop: f64, num: usize, chunks: Chunks) -> Result<Self> {
+        let grid = ChunkGrid::normalize(&[num], &chunks, 8)?;
+        let step = if num > 1 { (stop - start) / (num - 1) as f64 } else { 0.0 };
+        let tok = postcard::to_stdvec(&(start, stop, num, format!("{grid:?}"))).unwrap_or_default();
+        let g = grid.clone();
+        Ok(Self::build("linspace", &[&tok], DType::F64, grid, |idx, key| {
+            let p = ArangeParams {
+                start: Fill::Float(start),
+                step: Fill::Float(step),
+                offset: g.block_offset(idx).unwrap_or_default()[0],
+                len: g.block_shape(idx).unwrap_or_default()[0],
+                dtype: DType::F64,
+                exact_last: (num > 1).then_some((num - 1, stop)),
+            };
+            Delayed::from_task(key, kernels::ARANGE, Params::encode(&p), vec![])
+        }))
+    }
+
+    /// `eye(n, m, k)`: ones on the k-th diagonal.
+    pub fn eye(n: usize, m: Option<usize>, k: isize, dtype: DType, chunks: Chunks) -> Result<Self> {
+        let shape = [n, m.unwrap_or(n)];
+        let grid = ChunkGrid::normalize(&shape, &chunks, dtype.itemsize())?;
+        let tok = postcard::to_stdvec(&(shape, k, dtype, format!("{grid:?}"))).unwrap_or_default();
+        let g = grid.clone();
+        Ok(Self::build("eye", &[&tok], dtype, grid, |idx, key| {
+            let p = kernels::EyeParams {
+                offset: g.block_offset(idx).unwrap_or_default(),
+                block: g.block_shape(idx).unwrap_or_default(),
+                k,
+                dtype,
+            };
+            Delayed::from_task(key, kernels::EYE, Params::encode(&p), vec![])
+        }))
+    }
+
+    /// `empty`: rask fills with zeros rather than leaving memory unset.
+    pub fn empty(shape: &[usize], dtype: DType, chunks: Chunks) -> Result<Self> {
+        Self::zeros(shape, dtype, chunks)
     }
 
     fn random(prefix: &str, distribution: Distribution, seed: u64, shape: &[usize], chunks: Chunks) -> Result<Self> {
@@ -506,6 +547,211 @@ impl Array {
             })
             .collect();
         Ok(Array { name, dtype: self.dtype, grid, blocks })
+    }
+
+    /// `np.swapaxes`.
+    pub fn swapaxes(&self, a: usize, b: usize) -> Result<Array> {
+        if a >= self.ndim() || b >= self.ndim() {
+            return Err(ArrayError::Shape(format!("axes {a} and {b} out of range for {} dimensions", self.ndim())));
+        }
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        perm.swap(a, b);
+        self.transpose(&perm)
+    }
+
+    /// `np.moveaxis(x, source, destination)`.
+    pub fn moveaxis(&self, source: usize, destination: usize) -> Result<Array> {
+        if source >= self.ndim() || destination >= self.ndim() {
+            return Err(ArrayError::Shape(format!("axis out of range for {} dimensions", self.ndim())));
+        }
+        let mut perm: Vec<usize> = (0..self.ndim()).filter(|&a| a != source).collect();
+        perm.insert(destination, source);
+        self.transpose(&perm)
+    }
+
+    /// `np.expand_dims(x, axis)`.
+    pub fn expand_dims(&self, axis: usize) -> Result<Array> {
+        if axis > self.ndim() {
+            return Err(ArrayError::Shape(format!("axis {axis} out of range for {} dimensions", self.ndim() + 1)));
+        }
+        let mut index = vec![Index::ALL; self.ndim()];
+        index.insert(axis, Index::NewAxis);
+        self.slice(&index)
+    }
+
+    /// `np.squeeze(x, axis)`: removes length-1 axes (all of them when `None`).
+    pub fn squeeze(&self, axes: Option<&[usize]>) -> Result<Array> {
+        let shape = self.shape();
+        let mut index = Vec::with_capacity(self.ndim());
+        for (ax, n) in shape.iter().enumerate() {
+            let chosen = axes.is_none_or(|a| a.contains(&ax));
+            if chosen && *n == Some(1) {
+                index.push(Index::At(0));
+            } else if chosen && axes.is_some() {
+                return Err(ArrayError::Shape(format!(
+                    "cannot select an axis to squeeze out which has size not equal to one: axis {ax} has {n:?}"
+                )));
+            } else {
+                index.push(Index::ALL);
+            }
+        }
+        self.slice(&index)
+    }
+
+    /// `np.concatenate(arrays, axis)`: dtypes are promoted, and every array
+    /// is rechunked to the first one's chunks on the other axes.
+    pub fn concatenate(arrays: &[Array], axis: usize) -> Result<Array> {
+        let first = arrays.first().ok_or_else(|| ArrayError::Value("need at least one array to concatenate".into()))?;
+        let nd = first.ndim();
+        if axis >= nd {
+            return Err(ArrayError::Shape(format!("axis {axis} is out of bounds for an array of dimension {nd}")));
+        }
+        let dtype = arrays.iter().map(|a| a.dtype).reduce(promote).unwrap_or(first.dtype);
+        let mut parts = Vec::with_capacity(arrays.len());
+        for a in arrays {
+            if a.ndim() != nd {
+                return Err(ArrayError::Shape(format!("all arrays must have {nd} dimensions, one has {}", a.ndim())));
+            }
+            for ax in (0..nd).filter(|&x| x != axis) {
+                if a.shape()[ax] != first.shape()[ax] {
+                    return Err(ArrayError::Shape(format!(
+                        "all dimensions except {axis} must match: {:?} vs {:?}",
+                        a.shape(),
+                        first.shape()
+                    )));
+                }
+            }
+            let target: Vec<Vec<Option<usize>>> = (0..nd)
+                .map(|ax| if ax == axis { a.grid.axis(ax).to_vec() } else { first.grid.axis(ax).to_vec() })
+                .collect();
+            let aligned = a.rechunk_to(&ChunkGrid::from_options(target))?;
+            parts.push(aligned.astype(dtype));
+        }
+        let mut sizes: Vec<Vec<Option<usize>>> = (0..nd).map(|ax| first.grid.axis(ax).to_vec()).collect();
+        sizes[axis] = parts.iter().flat_map(|p| p.grid.axis(axis).to_vec()).collect();
+        let grid = ChunkGrid::from_options(sizes);
+        let names: Vec<&[u8]> = parts.iter().map(|p| p.name.as_bytes()).collect();
+        let name: Arc<str> = Arc::from(format!("concatenate-{}", token_of(&names)));
+        // Each output block along `axis` comes from one part's block.
+        let owner: Vec<(usize, usize)> =
+            parts.iter().enumerate().flat_map(|(pi, p)| (0..p.grid.numblocks()[axis]).map(move |b| (pi, b))).collect();
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let (pi, b) = owner[idx[axis]];
+                let mut src = idx.clone();
+                src[axis] = b;
+                let p = &parts[pi];
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    rask::core::ops::builtin::IDENTITY,
+                    Params::default(),
+                    vec![ArgPart::of(&p.blocks[p.grid_pos(&src)])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype, grid, blocks })
+    }
+
+    /// `np.stack(arrays, axis)`: a new axis, then concatenation along it.
+    pub fn stack(arrays: &[Array], axis: usize) -> Result<Array> {
+        let expanded = arrays.iter().map(|a| a.expand_dims(axis)).collect::<Result<Vec<_>>>()?;
+        Self::concatenate(&expanded, axis)
+    }
+
+    /// `x.reshape(shape)`, with one `-1` allowed. It works chunk-wise: every
+    /// axis but the first is merged into whole blocks and, when needed, rows
+    /// are regrouped so each block holds whole output rows. C order is kept,
+    /// so the result is never silently reordered.
+    pub fn reshape(&self, shape: &[isize]) -> Result<Array> {
+        let in_shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ArrayError::UnknownChunks("reshape needs known chunk sizes; call compute_chunk_sizes() first".into())
+        })?;
+        let total: usize = in_shape.iter().product();
+        if shape.iter().filter(|&&d| d == -1).count() > 1 || shape.iter().any(|&d| d < -1) {
+            return Err(ArrayError::Value(format!("can only specify one unknown dimension; got {shape:?}")));
+        }
+        let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+        let out: Vec<usize> =
+            shape.iter().map(|&d| if d == -1 { total.checked_div(known).unwrap_or(0) } else { d as usize }).collect();
+        if out.iter().product::<usize>() != total {
+            return Err(ArrayError::Shape(format!("cannot reshape array of size {total} into shape {shape:?}")));
+        }
+        if out == in_shape {
+            return Ok(self.clone());
+        }
+        let whole_block = |a: &Array| -> Result<Array> {
+            a.rechunk_to(&ChunkGrid::from_sizes(in_shape.iter().map(|&n| vec![n]).collect()))
+        };
+        if in_shape.is_empty() || out.is_empty() {
+            let whole = whole_block(self)?;
+            let params = Params::encode(&out);
+            let name: Arc<str> = Arc::from(format!("reshape-{}", token_of(&[whole.name.as_bytes(), &params.0])));
+            let block = Delayed::from_task(
+                block_key(&name, &vec![0; out.len()]),
+                kernels::RESHAPE,
+                params,
+                vec![ArgPart::of(&whole.blocks[0])],
+            );
+            let grid = ChunkGrid::from_sizes(out.iter().map(|&n| vec![n]).collect());
+            return Ok(Array { name, dtype: self.dtype, grid, blocks: vec![block] });
+        }
+        let in_rest: usize = in_shape[1..].iter().product::<usize>().max(1);
+        let out_rest: usize = out[1..].iter().product::<usize>().max(1);
+        // Input rows that make whole output rows.
+        let step = lcm(in_rest, out_rest) / in_rest;
+        let rows: Vec<usize> = self.grid.axis(0).iter().map(|s| s.unwrap_or(0)).collect();
+        let row_chunks: Vec<usize> = if rows.len() > 1 && rows.iter().any(|&r| !r.is_multiple_of(step)) {
+            let target = rows.iter().copied().max().unwrap_or(step).div_ceil(step) * step;
+            let mut v = vec![target; in_shape[0] / target];
+            if !in_shape[0].is_multiple_of(target) {
+                v.push(in_shape[0] % target);
+            }
+            v
+        } else {
+            rows
+        };
+        let mut sizes: Vec<Vec<usize>> = vec![row_chunks];
+        sizes.extend(in_shape[1..].iter().map(|&n| vec![n]));
+        let merged = self.rechunk_to(&ChunkGrid::from_sizes(sizes))?;
+        let mut out_rows = Vec::new();
+        for r in merged.grid.axis(0).iter().map(|s| s.unwrap_or(0)) {
+            let elements = r * in_rest;
+            if !elements.is_multiple_of(out_rest) {
+                return Err(ArrayError::Shape(format!(
+                    "reshape from {in_shape:?} to {out:?} cannot be done chunk-wise: a block of {r} rows does not hold whole output rows; rechunk the first axis to multiples of {step} first"
+                )));
+            }
+            out_rows.push(elements / out_rest);
+        }
+        let label = format!("{out:?}");
+        let name: Arc<str> = Arc::from(format!("reshape-{}", token_of(&[merged.name.as_bytes(), label.as_bytes()])));
+        let mut grid_sizes: Vec<Vec<usize>> = vec![out_rows.clone()];
+        grid_sizes.extend(out[1..].iter().map(|&n| vec![n]));
+        let grid = ChunkGrid::from_sizes(grid_sizes);
+        let blocks = out_rows
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let mut bshape = vec![r];
+                bshape.extend_from_slice(&out[1..]);
+                let mut idx = vec![0; out.len()];
+                idx[0] = i;
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    kernels::RESHAPE,
+                    Params::encode(&bshape),
+                    vec![ArgPart::of(&merged.blocks[i])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid, blocks })
+    }
+
+    /// `x.ravel()`: the elements in C order, 1-d.
+    pub fn ravel(&self) -> Result<Array> {
+        self.reshape(&[-1])
     }
 
     /// `x.T`: all axes reversed.
@@ -1094,4 +1340,11 @@ fn axis_overlaps(old: &[usize], new: &[usize]) -> Vec<Vec<(usize, Sel)>> {
         start = end;
     }
     out
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    if a == 0 || b == 0 { 0 } else { a / gcd(a, b) * b }
 }

@@ -26,6 +26,8 @@ pub const PIECES: &str = "array.pieces";
 pub const MATMUL: &str = "array.matmul";
 pub const UNARY: &str = "array.unary";
 pub const WHERE: &str = "array.where";
+pub const EYE: &str = "array.eye";
+pub const RESHAPE: &str = "array.reshape";
 
 fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
     postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
@@ -88,12 +90,38 @@ fn full(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub struct EyeParams {
+    pub offset: Vec<usize>,
+    pub block: Vec<usize>,
+    pub k: isize,
+    pub dtype: DType,
+}
+
+fn eye_block<T: Scalar>(p: &EyeParams) -> ArcArray<T, IxDyn> {
+    ArrayD::from_shape_fn(IxDyn(&p.block), |ix| {
+        let (r, c) = ((p.offset[0] + ix[0]) as isize, (p.offset[1] + ix[1]) as isize);
+        T::from_i64(i64::from(c - r == p.k))
+    })
+    .into_shared()
+}
+
+fn eye(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
+    let p: EyeParams = params(p, EYE)?;
+    if p.block.len() != 2 || p.offset.len() != 2 {
+        return Err(OpError::new("eye blocks are 2-d"));
+    }
+    Ok(Value::Array(by_dtype!(p.dtype, eye_block(&p))))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ArangeParams {
     pub start: Fill,
     pub step: Fill,
     pub offset: usize,
     pub len: usize,
     pub dtype: DType,
+    /// `linspace`: the element at this global position is exactly this value.
+    pub exact_last: Option<(usize, f64)>,
 }
 
 fn ramp<T: Scalar>(p: &ArangeParams) -> ArcArray<T, IxDyn> {
@@ -108,7 +136,15 @@ fn ramp<T: Scalar>(p: &ArangeParams) -> ArcArray<T, IxDyn> {
                 Fill::Bool(b) => f64::from(u8::from(b)),
             };
             let (a, s) = (f(a), f(s));
-            (0..p.len).map(|i| T::from_f64(a + s * (p.offset + i) as f64)).collect()
+            (0..p.len)
+                .map(|i| {
+                    let g = p.offset + i;
+                    match p.exact_last {
+                        Some((last, v)) if g == last => T::from_f64(v),
+                        _ => T::from_f64((g as f64) * s + a),
+                    }
+                })
+                .collect()
         }
     };
     ArrayD::from_shape_vec(IxDyn(&[p.len]), v).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared()
@@ -1285,6 +1321,20 @@ pub fn float_dtype(d: DType) -> bool {
     is_float(d)
 }
 
+fn reshape(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let shape: Vec<usize> = params(p, RESHAPE)?;
+    let a = one_array(args, RESHAPE)?;
+    if shape.iter().product::<usize>() != a.len() {
+        return Err(OpError::new(format!("cannot reshape a block of {} elements into {shape:?}", a.len())));
+    }
+    Ok(Value::Array(on_typed!(&a, x => x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|e| OpError::new(format!("reshape: {e}")))?
+        .into_shared())))
+}
+
 rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
 rask_core::inventory::submit! { OpEntry { name: ARANGE, func: arange } }
 rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }
@@ -1301,6 +1351,8 @@ rask_core::inventory::submit! { OpEntry { name: PIECES, func: pieces } }
 rask_core::inventory::submit! { OpEntry { name: MATMUL, func: matmul } }
 rask_core::inventory::submit! { OpEntry { name: UNARY, func: unary } }
 rask_core::inventory::submit! { OpEntry { name: WHERE, func: where_ } }
+rask_core::inventory::submit! { OpEntry { name: EYE, func: eye } }
+rask_core::inventory::submit! { OpEntry { name: RESHAPE, func: reshape } }
 
 #[cfg(test)]
 mod tests {

@@ -126,6 +126,9 @@ proptest! {
         let index: Vec<Index> = (0..shape.len()).map(|i| Index::range(Some(starts[i]), stops[i], steps[i])).collect();
         prop_assert_eq!(x.slice(&index).unwrap().compute().unwrap(), one.slice(&index).unwrap().compute().unwrap());
         prop_assert_eq!(x.t().compute().unwrap(), one.t().compute().unwrap());
+        prop_assert_eq!(x.ravel().unwrap().compute().unwrap(), one.ravel().unwrap().compute().unwrap());
+        let rows = shape[0] as isize;
+        prop_assert_eq!(x.reshape(&[rows, -1]).unwrap().compute().unwrap(), one.reshape(&[rows, -1]).unwrap().compute().unwrap());
         let nb: Vec<usize> = new_block[..shape.len()].to_vec();
         let r = x.rechunk(Chunks::Uniform(nb)).unwrap();
         prop_assert_eq!(r.compute().unwrap(), one.compute().unwrap());

@@ -423,6 +423,48 @@ fn unary_functions_and_where_match_numpy() {
 }
 
 #[test]
+fn creation_and_structure_match_numpy() {
+    let shape = [6usize, 4, 3];
+    let n: usize = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let x = array_of(DType::I64, &shape, &values, &[4, 3, 2]);
+    let b_shape = [2usize, 4, 3];
+    let b_vals: Vec<f64> = (0..24).map(|i| 100.0 + i as f64).collect();
+    let b = array_of(DType::I32, &b_shape, &b_vals, &[1, 2, 3]);
+    let u = Chunks::Uniform;
+    let cases: Vec<(&str, Array)> = vec![
+        ("np.linspace(-3.0, 7.5, 11)", Array::linspace(-3.0, 7.5, 11, u(vec![4])).unwrap()),
+        ("np.linspace(0.0, 1.0, 7)", Array::linspace(0.0, 1.0, 7, u(vec![3])).unwrap()),
+        ("np.eye(5, 7, 2)", Array::eye(5, Some(7), 2, DType::F64, u(vec![2, 3])).unwrap()),
+        ("np.eye(4, dtype='int32', k=-1)", Array::eye(4, None, -1, DType::I32, u(vec![3, 3])).unwrap()),
+        ("a.reshape(24, 3)", x.reshape(&[24, 3]).unwrap()),
+        ("a.reshape(-1, 6)", x.reshape(&[-1, 6]).unwrap()),
+        ("a.reshape(8, 9)", x.reshape(&[8, 9]).unwrap()),
+        ("a.reshape(3, 2, 12)", x.reshape(&[3, 2, 12]).unwrap()),
+        ("a.ravel()", x.ravel().unwrap()),
+        ("np.concatenate([a, b], axis=0)", Array::concatenate(&[x.clone(), b.clone()], 0).unwrap()),
+        ("np.stack([a, a], axis=1)", Array::stack(&[x.clone(), x.clone()], 1).unwrap()),
+        ("np.swapaxes(a, 0, 2)", x.swapaxes(0, 2).unwrap()),
+        ("np.moveaxis(a, 0, 2)", x.moveaxis(0, 2).unwrap()),
+        ("np.expand_dims(a, 1)", x.expand_dims(1).unwrap()),
+        ("np.squeeze(np.expand_dims(a, 3))", x.expand_dims(3).unwrap().squeeze(None).unwrap()),
+    ];
+    let mut reqs = Vec::new();
+    for (expr, _) in &cases {
+        reqs.push(
+            json!({"op": "expr", "expr": expr, "a": json_list(&values, DType::I64), "dtype": "int64", "shape": shape,
+                          "b": json_list(&b_vals, DType::I32), "b_dtype": "int32", "b_shape": b_shape}),
+        );
+    }
+    let reference = numpy(&reqs);
+    for ((expr, arr), want) in cases.iter().zip(&reference) {
+        check(expr, &arr.compute().unwrap(), want);
+    }
+    assert!(x.reshape(&[5, -1]).unwrap_err().to_string().contains("cannot reshape"));
+    assert!(x.squeeze(Some(&[0])).unwrap_err().to_string().contains("size not equal to one"));
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];

@@ -53,6 +53,12 @@ def run(case):
     elif op == "where":
         b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["shape"])
         out = np.where(a > 0, a, b)
+    elif op == "expr":
+        # A numpy expression over `a` (and `b`), written by the Rust test.
+        b = None
+        if "b" in case:
+            b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["b_shape"])
+        out = eval(case["expr"], {"np": np, "a": a, "b": b})
     elif op == "histogram":
         counts, edges = np.histogram(a, bins=case["bins"], range=tuple(case["range"]))
         return {"counts": counts.tolist(), "edges": edges.tolist()}
