@@ -7,6 +7,7 @@
 //! expressions share work.
 
 use std::fmt;
+use std::io::Write;
 use std::sync::Arc;
 
 use ndarray::{ArrayD, SliceInfoElem};
@@ -174,6 +175,51 @@ impl Array {
             };
             Delayed::from_task(key, kernels::EYE, Params::encode(&p), vec![])
         }))
+    }
+
+    /// `da.from_npy`-like: a lazy array over a `.npy` file. Only the header is
+    /// read now; each block later reads just the rows it spans.
+    pub fn from_npy(path: impl AsRef<std::path::Path>, chunks: Chunks) -> Result<Self> {
+        let path = path.as_ref();
+        let header = crate::npy::read_header(path)?;
+        let grid = ChunkGrid::normalize(&header.shape, &chunks, header.dtype.itemsize())?;
+        let abs = std::fs::canonicalize(path).map_err(|e| ArrayError::Value(format!("{}: {e}", path.display())))?;
+        let path_text = abs.to_string_lossy().to_string();
+        let modified = std::fs::metadata(&abs).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
+        let tok = format!("{path_text}-{modified}-{grid:?}");
+        let g = grid.clone();
+        let dtype = header.dtype;
+        Ok(Self::build("from-npy", &[tok.as_bytes()], dtype, grid, |idx, key| {
+            let p = crate::npy::ReadParams {
+                path: path_text.clone(),
+                header: header.clone(),
+                offset: g.block_offset(idx).unwrap_or_default(),
+                block: g.block_shape(idx).unwrap_or_default(),
+            };
+            Delayed::from_task(key, kernels::NPY_READ, Params::encode(&p), vec![])
+        }))
+    }
+
+    /// Writes the array to one `.npy` file that numpy reads. Blocks are
+    /// computed a row-band at a time and streamed, so the array never has to
+    /// fit in memory; the file appears under its name only when complete.
+    pub fn to_npy(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = path.as_ref();
+        let shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ArrayError::UnknownChunks("to_npy needs known chunk sizes; call compute_chunk_sizes() first".into())
+        })?;
+        let rows = self.whole_rows();
+        let client = Client::current()?;
+        let (mut w, tmp) = crate::npy::create(path)?;
+        let io = |e: std::io::Error| ArrayError::Value(format!("{}: {e}", path.display()));
+        crate::npy::write_header(&mut w, self.dtype, &shape).map_err(io)?;
+        for block in &rows.blocks {
+            let value = client.compute(block).result()?;
+            crate::npy::write_values(&mut w, &value).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+        drop(w);
+        std::fs::rename(&tmp, path).map_err(io)
     }
 
     /// `empty`: rask fills with zeros rather than leaving memory unset.

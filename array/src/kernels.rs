@@ -1335,7 +1335,10 @@ fn reshape(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
         .into_shared())))
 }
 
+pub const NPY_READ: &str = "array.npy_read";
+
 rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
+rask_core::inventory::submit! { OpEntry { name: NPY_READ, func: crate::npy::read_block } }
 rask_core::inventory::submit! { OpEntry { name: ARANGE, func: arange } }
 rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }
 rask_core::inventory::submit! { OpEntry { name: BINARY, func: binary } }

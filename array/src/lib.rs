@@ -10,6 +10,7 @@ mod array;
 mod chunks;
 pub mod dtype;
 pub mod kernels;
+pub mod npy;
 pub mod random;
 
 pub use array::{Array, Index, format_bytes};

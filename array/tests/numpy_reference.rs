@@ -465,6 +465,46 @@ fn creation_and_structure_match_numpy() {
 }
 
 #[test]
+fn npy_files_round_trip_with_numpy() {
+    let dir = std::env::temp_dir().join(format!("rask-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shape = [7usize, 5, 3];
+    let n: usize = shape.iter().product();
+    for dtype in DTYPES {
+        let values = data(dtype, n, 1);
+        // rask writes (from a multi-axis chunking), numpy reads.
+        let x = array_of(dtype, &shape, &values, &[3, 2, 2]);
+        let ours = dir.join(format!("rask-{}.npy", dtype.name()));
+        x.to_npy(&ours).unwrap();
+        assert!(!ours.with_extension("npy.partial").exists());
+        let read_back = numpy(&[json!({"op": "expr", "expr": format!("np.load({:?})", ours.to_string_lossy()),
+                                        "a": [0], "dtype": "int64", "shape": [1]})]);
+        check(&format!("numpy reads rask's {dtype}"), &x.compute().unwrap(), &read_back[0]);
+        // numpy writes, rask reads with several chunkings.
+        let theirs = dir.join(format!("numpy-{}.npy", dtype.name()));
+        numpy(&[json!({"op": "expr", "expr": format!("(np.save({:?}, a), a)[1]", theirs.to_string_lossy()),
+                        "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape})]);
+        for chunks in [vec![7, 5, 3], vec![2, 5, 3], vec![3, 2, 2]] {
+            let y = Array::from_npy(&theirs, Chunks::Uniform(chunks.clone())).unwrap();
+            assert_eq!(y.dtype(), dtype);
+            assert_eq!(y.compute().unwrap(), x.compute().unwrap(), "{dtype} chunks {chunks:?}");
+        }
+    }
+    // Bad files are clear errors.
+    let bad = dir.join("bad.npy");
+    std::fs::write(&bad, b"not numpy").unwrap();
+    assert!(Array::from_npy(&bad, Chunks::Auto).unwrap_err().to_string().contains("magic"));
+    let good = std::fs::read(dir.join("rask-float64.npy")).unwrap();
+    std::fs::write(&bad, &good[..good.len() - 8]).unwrap();
+    assert!(Array::from_npy(&bad, Chunks::Auto).unwrap_err().to_string().contains("data bytes"));
+    numpy(&[json!({"op": "expr", "expr": format!("(np.save({:?}, a.astype('>f8')), a)[1]", bad.to_string_lossy()),
+                    "a": [1.0, 2.0], "dtype": "float64", "shape": [2]})]);
+    assert!(Array::from_npy(&bad, Chunks::Auto).unwrap_err().to_string().contains("not supported"));
+    assert!(Array::from_npy(dir.join("missing.npy"), Chunks::Auto).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];
