@@ -800,6 +800,99 @@ impl Array {
         self.reshape(&[-1])
     }
 
+    /// `map_blocks`: applies a registered op (e.g. one defined with
+    /// `rask::op!` taking and returning an array) to every block. `dtype` is
+    /// the result's dtype; blocks keep their shapes.
+    pub fn map_blocks(&self, op: &str, op_params: Params, dtype: DType) -> Array {
+        let params = Params::encode(&(op.to_string(), op_params.0.to_vec()));
+        Self::build("map_blocks", &[self.name.as_bytes(), &params.0], dtype, self.grid.clone(), |i, key| {
+            let at = self.grid_pos(i);
+            Delayed::from_task(key, kernels::MAP_BLOCKS, params.clone(), vec![ArgPart::of(&self.blocks[at])])
+        })
+    }
+
+    /// `map_overlap`: each block is extended by `depth[axis]` elements from
+    /// its neighbours (and beyond the edges by `boundary`), the registered op
+    /// runs on the extended block, and the halo is trimmed off. Results are
+    /// identical to running the op on the whole array, whatever the chunks,
+    /// as long as the op reads no further than `depth`.
+    pub fn map_overlap(
+        &self,
+        op: &str,
+        op_params: Params,
+        depth: &[usize],
+        boundary: kernels::Boundary,
+        dtype: DType,
+    ) -> Result<Array> {
+        if depth.len() != self.ndim() {
+            return Err(ArrayError::Shape(format!("depth {depth:?} must give one value per axis ({})", self.ndim())));
+        }
+        let sizes: Vec<Vec<usize>> = (0..self.ndim())
+            .map(|ax| self.grid.axis(ax).iter().copied().collect::<Option<Vec<_>>>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ArrayError::UnknownChunks("map_overlap needs known chunk sizes".into()))?;
+        for (ax, (&d, s)) in depth.iter().zip(&sizes).enumerate() {
+            let n: usize = s.iter().sum();
+            if d > n && matches!(boundary, kernels::Boundary::Reflect | kernels::Boundary::Periodic) {
+                return Err(ArrayError::Value(format!("depth {d} on axis {ax} is larger than the axis ({n})")));
+            }
+        }
+        // Per axis and block: the runs to gather, constant padding and trims.
+        let plans: Vec<Vec<HaloPlan>> = sizes
+            .iter()
+            .zip(depth)
+            .map(|(s, &d)| {
+                let n: usize = s.iter().sum();
+                let mut lo = 0;
+                s.iter()
+                    .map(|&len| {
+                        let hi = lo + len;
+                        let plan = halo_plan(s, n, lo, hi, d, boundary);
+                        lo = hi;
+                        plan
+                    })
+                    .collect()
+            })
+            .collect();
+        let constant = if let kernels::Boundary::Constant(c) = boundary { c } else { 0.0 };
+        let tok = format!("{op}-{depth:?}-{boundary:?}-{dtype:?}");
+        let name: Arc<str> =
+            Arc::from(format!("overlap-{}", token_of(&[self.name.as_bytes(), tok.as_bytes(), &op_params.0])));
+        let blocks = self
+            .grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let per_axis: Vec<&HaloPlan> = idx.iter().enumerate().map(|(ax, &i)| &plans[ax][i]).collect();
+                let numblocks: Vec<usize> = per_axis.iter().map(|p| p.0.len()).collect();
+                let combos = ChunkGrid::from_sizes(numblocks.iter().map(|&n| vec![1; n]).collect());
+                let mut parts = Vec::new();
+                let mut selections = Vec::new();
+                for combo in combos.indices() {
+                    let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].0).collect();
+                    selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].1).collect::<Vec<_>>());
+                    parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
+                }
+                let p = kernels::OverlapParams {
+                    selections,
+                    numblocks,
+                    pad: per_axis.iter().map(|p| p.1).collect(),
+                    constant,
+                    op: op.to_string(),
+                    op_params: op_params.0.to_vec(),
+                    trim: per_axis.iter().map(|p| p.2).collect(),
+                };
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    kernels::OVERLAP,
+                    Params::encode(&p),
+                    vec![ArgPart::list(parts)],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype, grid: self.grid.clone(), blocks })
+    }
+
     /// `x.T`: all axes reversed.
     pub fn t(&self) -> Array {
         let perm: Vec<usize> = (0..self.ndim()).rev().collect();
@@ -1393,4 +1486,90 @@ fn lcm(a: usize, b: usize) -> usize {
         if b == 0 { a } else { gcd(b, a % b) }
     }
     if a == 0 || b == 0 { 0 } else { a / gcd(a, b) * b }
+}
+
+/// The halo plan of one block along one axis: the runs of input elements
+/// to gather (block, local selection), constant padding (before, after) and
+/// the trim (before, after) that removes the halo from the result.
+type HaloPlan = (Vec<(usize, Sel)>, (usize, usize), (usize, usize));
+
+fn halo_plan(sizes: &[usize], n: usize, lo: usize, hi: usize, d: usize, boundary: kernels::Boundary) -> HaloPlan {
+    use kernels::Boundary;
+    let mut globals: Vec<usize> = Vec::with_capacity(hi - lo + 2 * d);
+    let (mut pad_before, mut pad_after) = (0, 0);
+    let start = lo as isize - d as isize;
+    let end = (hi + d) as isize;
+    for i in start..end {
+        let mapped = if (0..n as isize).contains(&i) {
+            Some(i as usize)
+        } else {
+            match boundary {
+                Boundary::Reflect => {
+                    let m = if i < 0 { -i - 1 } else { 2 * n as isize - i - 1 };
+                    (0..n as isize).contains(&m).then_some(m as usize)
+                }
+                Boundary::Nearest => Some(if i < 0 { 0 } else { n - 1 }),
+                Boundary::Periodic => Some(i.rem_euclid(n as isize) as usize),
+                Boundary::Constant(_) => {
+                    if i < 0 {
+                        pad_before += 1;
+                    } else {
+                        pad_after += 1;
+                    }
+                    None
+                }
+                Boundary::None => None,
+            }
+        };
+        if let Some(g) = mapped {
+            globals.push(g);
+        }
+    }
+    let trim = match boundary {
+        Boundary::None => (d.min(lo), d.min(n - hi)),
+        _ => (d, d),
+    };
+    // Group consecutive indices in one block into runs of step +1 or -1.
+    let offsets: Vec<usize> = sizes
+        .iter()
+        .scan(0, |acc, &len| {
+            let o = *acc;
+            *acc += len;
+            Some(o)
+        })
+        .collect();
+    let block_of = |g: usize| offsets.iter().rposition(|&o| o <= g).unwrap_or(0);
+    let mut runs: Vec<(usize, Sel)> = Vec::new();
+    let mut k = 0;
+    while k < globals.len() {
+        let b = block_of(globals[k]);
+        let mut step = 1isize;
+        let mut j = k + 1;
+        if j < globals.len() && block_of(globals[j]) == b {
+            let diff = globals[j] as isize - globals[k] as isize;
+            if diff == 1 || diff == -1 {
+                step = diff;
+                while j < globals.len()
+                    && block_of(globals[j]) == b
+                    && globals[j] as isize - globals[j - 1] as isize == step
+                {
+                    j += 1;
+                }
+            } else {
+                j = k + 1;
+            }
+        }
+        let first = (globals[k] - offsets[b]) as isize;
+        let last = (globals[j - 1] - offsets[b]) as isize;
+        let stop = if step > 0 {
+            Some(last + 1)
+        } else if last == 0 {
+            None
+        } else {
+            Some(last - 1)
+        };
+        runs.push((b, Sel::Range { start: first, stop, step }));
+        k = j;
+    }
+    (runs, (pad_before, pad_after), trim)
 }

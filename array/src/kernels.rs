@@ -1336,9 +1336,108 @@ fn reshape(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 }
 
 pub const NPY_READ: &str = "array.npy_read";
+pub const OVERLAP: &str = "array.overlap";
+pub const MAP_BLOCKS: &str = "array.map_blocks";
+
+// ------------------------------------------------------ map_blocks / overlap
+
+/// How `map_overlap` fills the halo beyond the array's edges.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Boundary {
+    /// Mirror including the edge element (numpy's `symmetric`, Dask's `reflect`).
+    Reflect,
+    /// Repeat the edge element.
+    Nearest,
+    /// Wrap around to the other end of the array.
+    Periodic,
+    /// A constant value.
+    Constant(f64),
+    /// No halo at the array's edges.
+    None,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OverlapParams {
+    /// Selections of the gathered input blocks, in C order of `numblocks`.
+    pub selections: Vec<Vec<Sel>>,
+    pub numblocks: Vec<usize>,
+    /// Constant padding (before, after) per axis, for `Boundary::Constant`.
+    pub pad: Vec<(usize, usize)>,
+    pub constant: f64,
+    /// The registered op applied to the extended block, and its parameters.
+    pub op: String,
+    pub op_params: Vec<u8>,
+    /// Elements trimmed from each side of the op's result, per axis.
+    pub trim: Vec<(usize, usize)>,
+}
+
+fn pad_constant<T: Scalar>(x: &ArcArray<T, IxDyn>, pad: &[(usize, usize)], c: T) -> ArcArray<T, IxDyn> {
+    let shape: Vec<usize> = x.shape().iter().zip(pad).map(|(&n, &(b, a))| n + b + a).collect();
+    let mut out = ArrayD::from_elem(IxDyn(&shape), c);
+    let info: Vec<ndarray::SliceInfoElem> = x
+        .shape()
+        .iter()
+        .zip(pad)
+        .map(|(&n, &(b, _))| ndarray::SliceInfoElem::Slice { start: b as isize, end: Some((b + n) as isize), step: 1 })
+        .collect();
+    out.slice_mut(info.as_slice()).assign(x);
+    out.into_shared()
+}
+
+/// Gathers a block with its halo, applies the op, trims the halo.
+fn overlap(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: OverlapParams = params(p, OVERLAP)?;
+    let items = match <[Value; 1]>::try_from(args) {
+        Ok([Value::List(items)]) => items,
+        _ => return Err(OpError::new(format!("{OVERLAP} takes a list of blocks"))),
+    };
+    let parts = items
+        .iter()
+        .zip(&p.selections)
+        .map(|(v, sel)| match v {
+            Value::Array(a) => slice_value(a, sel),
+            other => Err(OpError::new(format!("{OVERLAP}: expected arrays, found {}", other.type_name()))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut extended = stitch(parts, &p.numblocks)?;
+    if p.pad.iter().any(|&(b, a)| b + a > 0) {
+        let c = p.constant;
+        extended = on_typed!(&extended, x => pad_constant(x, &p.pad, Scalar::from_f64(c)));
+    }
+    let f = rask_core::OpRegistry::global()
+        .get(&p.op)
+        .ok_or_else(|| OpError::new(format!("map_overlap: op {:?} is not registered in this binary", p.op)))?;
+    let result = match f(&Params(p.op_params.clone().into()), vec![Value::Array(extended)])? {
+        Value::Array(a) => a,
+        other => {
+            return Err(OpError::new(format!("map_overlap: {} returned {}, not an array", p.op, other.type_name())));
+        }
+    };
+    if result.shape().len() != p.trim.len() {
+        return Err(OpError::new(format!("map_overlap: {} changed the number of dimensions", p.op)));
+    }
+    let sel: Vec<Sel> = result
+        .shape()
+        .iter()
+        .zip(&p.trim)
+        .map(|(&n, &(b, a))| Sel::Range { start: b as isize, stop: Some(n.saturating_sub(a) as isize), step: 1 })
+        .collect();
+    slice_value(&result, &sel).map(Value::Array)
+}
+
+/// `map_blocks`: a registered op applied to each block.
+fn map_blocks(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let (op, op_params): (String, Vec<u8>) = params(p, MAP_BLOCKS)?;
+    let f = rask_core::OpRegistry::global()
+        .get(&op)
+        .ok_or_else(|| OpError::new(format!("map_blocks: op {op:?} is not registered in this binary")))?;
+    f(&Params(op_params.into()), args)
+}
 
 rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
 rask_core::inventory::submit! { OpEntry { name: NPY_READ, func: crate::npy::read_block } }
+rask_core::inventory::submit! { OpEntry { name: OVERLAP, func: overlap } }
+rask_core::inventory::submit! { OpEntry { name: MAP_BLOCKS, func: map_blocks } }
 rask_core::inventory::submit! { OpEntry { name: ARANGE, func: arange } }
 rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }
 rask_core::inventory::submit! { OpEntry { name: BINARY, func: binary } }

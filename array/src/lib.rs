@@ -15,7 +15,7 @@ pub mod random;
 
 pub use array::{Array, Index, format_bytes};
 pub use chunks::{ChunkGrid, Chunks, DEFAULT_CHUNK_BYTES};
-pub use kernels::{BinaryOp, Fill, Reduction, UnaryOp};
+pub use kernels::{BinaryOp, Boundary, Fill, Reduction, UnaryOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArrayError {

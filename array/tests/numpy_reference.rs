@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use ndarray::{ArrayD, IxDyn};
 use rask::core::{ArrayValue, DType};
-use rask_array::{Array, BinaryOp, Chunks, Fill, Index, Reduction, UnaryOp};
+use rask_array::{Array, BinaryOp, Boundary, Chunks, Fill, Index, Reduction, UnaryOp};
 use serde_json::{Value as Json, json};
 
 const DTYPES: [DType; 11] = [
@@ -80,6 +80,14 @@ fn flat(a: &ArrayValue) -> (String, Vec<usize>, Vec<f64>) {
     let f = rask_array::dtype::cast(a, DType::F64);
     let ArrayValue::F64(x) = f else { unreachable!() };
     (a.dtype().name().to_string(), a.shape().to_vec(), x.iter().copied().collect())
+}
+
+/// Checks every result against its reference; the lists must be as long.
+fn check_all<L: AsRef<str>>(ours: &[(L, ArrayValue)], reference: &[Json]) {
+    assert_eq!(ours.len(), reference.len(), "one numpy result per case");
+    for ((label, got), want) in ours.iter().zip(reference) {
+        check(label.as_ref(), got, want);
+    }
 }
 
 fn check(label: &str, ours: &ArrayValue, reference: &Json) {
@@ -166,9 +174,7 @@ fn reductions_match_numpy() {
         }
     }
     let reference = numpy(&cases);
-    for ((label, got), want) in ours.iter().zip(&reference) {
-        check(label, got, want);
-    }
+    check_all(&ours, &reference);
 }
 
 #[test]
@@ -233,9 +239,7 @@ fn elementwise_promotion_matches_numpy() {
     }
     let reference = numpy(&cases);
     assert_eq!(reference.len(), ours.len());
-    for ((label, got), want) in ours.iter().zip(&reference) {
-        check(label, got, want);
-    }
+    check_all(&ours, &reference);
 }
 
 #[test]
@@ -257,7 +261,9 @@ fn histogram_matches_numpy() {
         ours.push((bins, c.iter().copied().collect::<Vec<i64>>(), edges));
         cases.push(json!({"op": "histogram", "a": values, "dtype": "float64", "shape": [n], "bins": bins, "range": [range.0, range.1]}));
     }
-    for ((bins, counts, edges), want) in ours.iter().zip(&numpy(&cases)) {
+    let reference = numpy(&cases);
+    assert_eq!(reference.len(), ours.len());
+    for ((bins, counts, edges), want) in ours.iter().zip(&reference) {
         let want_counts: Vec<i64> = want["counts"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         assert_eq!(counts, &want_counts, "{bins} bins");
         let want_edges: Vec<f64> = want["edges"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -301,9 +307,7 @@ fn slicing_matches_numpy() {
         cases.push(json!({"op": "getitem", "a": json_list(&values, DType::I64), "dtype": "int64", "shape": shape,
                           "index": ix.iter().map(index_json).collect::<Vec<_>>()}));
     }
-    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
-        check(label, got, want);
-    }
+    check_all(&ours, &numpy(&cases));
     assert!(x.slice(&[Index::At(6)]).unwrap_err().to_string().contains("out of bounds"));
     assert!(
         x.slice(&[Index::ALL, Index::ALL, Index::ALL, Index::ALL])
@@ -334,9 +338,7 @@ fn transpose_rechunk_and_dot_match_numpy() {
                "b": (0..k * k).map(|i| { let (r, c) = (i / k, i % k); (r * k + c + c * k + r) as i64 }).collect::<Vec<_>>(),
                "b_dtype": "int64", "b_shape": [k, k]}),
     ];
-    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
-        check(label, got, want);
-    }
+    check_all(&ours, &numpy(&cases));
     let r = a.rechunk(Chunks::Uniform(vec![5, 2])).unwrap();
     assert_eq!(format!("{:?}", r.chunks()), "((5, 2), (2, 2, 2, 2, 1))");
     assert_eq!(r.compute().unwrap(), a.compute().unwrap());
@@ -417,9 +419,7 @@ fn unary_functions_and_where_match_numpy() {
     }
     let reference = numpy(&cases);
     assert_eq!(reference.len(), ours.len());
-    for ((label, got), want) in ours.iter().zip(&reference) {
-        check(label, got, want);
-    }
+    check_all(&ours, &reference);
 }
 
 #[test]
@@ -457,6 +457,7 @@ fn creation_and_structure_match_numpy() {
         );
     }
     let reference = numpy(&reqs);
+    assert_eq!(reference.len(), cases.len());
     for ((expr, arr), want) in cases.iter().zip(&reference) {
         check(expr, &arr.compute().unwrap(), want);
     }
@@ -504,6 +505,59 @@ fn npy_files_round_trip_with_numpy() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+rask::op! {
+    /// A 3-point sum along axis 0, then along axis 1; edges are copied (the
+    /// halo makes them irrelevant after trimming).
+    fn box3(x: ndarray::ArrayD<f64>) -> ndarray::ArrayD<f64> {
+        let mut y = x.clone();
+        for ax in 0..2 {
+            let src = y.clone();
+            let n = src.shape()[ax];
+            for i in 1..n.saturating_sub(1) {
+                let s = &src.index_axis(ndarray::Axis(ax), i - 1) + &src.index_axis(ndarray::Axis(ax), i) + &src.index_axis(ndarray::Axis(ax), i + 1);
+                y.index_axis_mut(ndarray::Axis(ax), i).assign(&s);
+            }
+        }
+        y
+    }
+}
+
+#[test]
+fn map_overlap_matches_numpy_pad_modes() {
+    let shape = [9usize, 7];
+    let values: Vec<f64> = (0..63).map(|i| ((i * 5) % 11) as f64 - 3.0).collect();
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (boundary, mode) in [
+        (Boundary::Reflect, "mode='symmetric'"),
+        (Boundary::Nearest, "mode='edge'"),
+        (Boundary::Periodic, "mode='wrap'"),
+        (Boundary::Constant(2.5), "mode='constant', constant_values=2.5"),
+    ] {
+        for chunks in [vec![9, 7], vec![4, 3], vec![2, 5]] {
+            let x = array_of(DType::F64, &shape, &values, &chunks);
+            let y = x.map_overlap(box3::NAME, rask::core::Params::default(), &[1, 1], boundary, DType::F64).unwrap();
+            ours.push((format!("box3 {boundary:?} chunks {chunks:?}"), y.compute().unwrap()));
+            cases.push(json!({"op": "expr", "a": values, "dtype": "float64", "shape": shape,
+                "expr": format!("(lambda p: (lambda q: q[:, :-2] + q[:, 1:-1] + q[:, 2:])(p[:-2] + p[1:-1] + p[2:]))(np.pad(a, 1, {mode}))")}));
+        }
+    }
+    check_all(&ours, &numpy(&cases));
+    // map_blocks applies the op per block.
+    let x = array_of(DType::F64, &shape, &values, &[9, 7]);
+    let whole = x.map_blocks(box3::NAME, rask::core::Params::default(), DType::F64).compute().unwrap();
+    let direct = box3(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values.clone()).unwrap());
+    assert_eq!(whole, ArrayValue::F64(direct.into_shared()));
+    // With no halo at the edges, results still do not depend on chunks.
+    let none_one = array_of(DType::F64, &shape, &values, &[9, 7])
+        .map_overlap(box3::NAME, rask::core::Params::default(), &[1, 1], Boundary::None, DType::F64)
+        .unwrap();
+    let none_many = array_of(DType::F64, &shape, &values, &[2, 3])
+        .map_overlap(box3::NAME, rask::core::Params::default(), &[1, 1], Boundary::None, DType::F64)
+        .unwrap();
+    assert_eq!(none_one.compute().unwrap(), none_many.compute().unwrap());
+}
+
 #[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
@@ -515,7 +569,5 @@ fn astype_matches_numpy() {
         ours.push((format!("astype({to})"), x.astype(to).compute().unwrap()));
         cases.push(json!({"op": "astype", "a": values, "dtype": "float64", "shape": shape, "to": to.name()}));
     }
-    for ((label, got), want) in ours.iter().zip(&numpy(&cases)) {
-        check(label, got, want);
-    }
+    check_all(&ours, &numpy(&cases));
 }
