@@ -865,10 +865,9 @@ impl Array {
             .map(|idx| {
                 let per_axis: Vec<&HaloPlan> = idx.iter().enumerate().map(|(ax, &i)| &plans[ax][i]).collect();
                 let numblocks: Vec<usize> = per_axis.iter().map(|p| p.0.len()).collect();
-                let combos = ChunkGrid::from_sizes(numblocks.iter().map(|&n| vec![1; n]).collect());
                 let mut parts = Vec::new();
                 let mut selections = Vec::new();
-                for combo in combos.indices() {
+                for combo in crate::chunks::c_order_indices(&numblocks) {
                     let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].0).collect();
                     selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].1).collect::<Vec<_>>());
                     parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
@@ -928,10 +927,9 @@ impl Array {
                 let per_axis: Vec<&Vec<(usize, Sel)>> =
                     out_idx.iter().enumerate().map(|(ax, &i)| &overlaps[ax][i]).collect();
                 let numblocks: Vec<usize> = per_axis.iter().map(|v| v.len()).collect();
-                let grid = ChunkGrid::from_sizes(numblocks.iter().map(|&n| vec![1; n]).collect());
                 let mut parts = Vec::new();
                 let mut selections = Vec::new();
-                for combo in grid.indices() {
+                for combo in crate::chunks::c_order_indices(&numblocks) {
                     let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].0).collect();
                     selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].1).collect::<Vec<_>>());
                     parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));

@@ -167,21 +167,7 @@ impl ChunkGrid {
 
     /// Every block index, in C order.
     pub fn indices(&self) -> Vec<Vec<usize>> {
-        let nb = self.numblocks();
-        let total: usize = nb.iter().product();
-        let mut out = Vec::with_capacity(total);
-        let mut idx = vec![0usize; nb.len()];
-        for _ in 0..total {
-            out.push(idx.clone());
-            for ax in (0..nb.len()).rev() {
-                idx[ax] += 1;
-                if idx[ax] < nb[ax] {
-                    break;
-                }
-                idx[ax] = 0;
-            }
-        }
-        out
+        c_order_indices(&self.numblocks())
     }
 
     /// Replaces the sizes of `axes` by one block of size 1 (or removes them),
@@ -199,6 +185,24 @@ impl ChunkGrid {
             .collect();
         Self { sizes }
     }
+}
+
+/// Every index of a grid with `counts` entries per axis, in C order.
+pub fn c_order_indices(counts: &[usize]) -> Vec<Vec<usize>> {
+    let total: usize = counts.iter().product();
+    let mut out = Vec::with_capacity(total);
+    let mut idx = vec![0usize; counts.len()];
+    for _ in 0..total {
+        out.push(idx.clone());
+        for ax in (0..counts.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < counts[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
 }
 
 /// Splits `n` into blocks of `block`, the last one shorter.

@@ -881,18 +881,7 @@ pub fn stitch(values: Vec<ArrayValue>, numblocks: &[usize]) -> Result<ArrayValue
     }
     let dtype = values.first().map(ArrayValue::dtype).ok_or_else(|| OpError::new("no blocks"))?;
     // Index of each block, and the size of each block along each axis.
-    let mut indices = Vec::with_capacity(total);
-    let mut idx = vec![0usize; numblocks.len()];
-    for _ in 0..total {
-        indices.push(idx.clone());
-        for ax in (0..numblocks.len()).rev() {
-            idx[ax] += 1;
-            if idx[ax] < numblocks[ax] {
-                break;
-            }
-            idx[ax] = 0;
-        }
-    }
+    let indices = crate::chunks::c_order_indices(numblocks);
     let mut sizes: Vec<Vec<usize>> = numblocks.iter().map(|&n| vec![0; n]).collect();
     for (idx, v) in indices.iter().zip(&values) {
         if v.shape().len() != idx.len() {

@@ -101,32 +101,20 @@ impl<T> Delayed<T> {
     }
 
     fn build(op: Arc<str>, prefix: &str, args: Vec<ArgPart>, local: Option<LocalOp>) -> Self {
-        let key = fresh_key(prefix);
-        let mut deps = Vec::new();
-        let args = args
-            .into_iter()
-            .map(|p| {
-                deps.extend(p.deps);
-                p.arg
-            })
-            .collect();
-        let task = Task::new(key.clone(), op, Params::default(), args);
-        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task: Arc::new(task), deps, local } }))
+        Self::node(fresh_key(prefix), op, Params::default(), args, local)
     }
 
     /// A lazy call with a chosen key and parameters: the building block of
     /// collections, whose chunk keys are `(name, i, j, ...)`.
     pub fn from_task(key: Key, op: &str, params: Params, args: Vec<ArgPart>) -> Self {
-        let mut deps = Vec::new();
-        let args = args
-            .into_iter()
-            .map(|p| {
-                deps.extend(p.deps);
-                p.arg
-            })
-            .collect();
+        Self::node(key, op.into(), params, args, None)
+    }
+
+    fn node(key: Key, op: Arc<str>, params: Params, args: Vec<ArgPart>, local: Option<LocalOp>) -> Self {
+        let part = ArgPart::list(args);
+        let Arg::List(args) = part.arg else { unreachable!("ArgPart::list builds a list") };
         let task = Arc::new(Task::new(key.clone(), op, params, args));
-        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task, deps, local: None } }))
+        Self::from_node(Arc::new(Node { key, kind: NodeKind::Task { task, deps: part.deps, local } }))
     }
 
     /// Reinterprets the value type; for collections that know better.

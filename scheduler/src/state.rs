@@ -1016,18 +1016,7 @@ impl SchedulerState {
             if !state.is_active() && state != TState::Released {
                 continue;
             }
-            match state {
-                TState::Queued => {
-                    let prio = self.task(id).priority;
-                    self.queued.remove(&(prio, id));
-                }
-                TState::Processing(_) => {
-                    if let Some(w) = self.unassign(id) {
-                        self.commands.push(Command::Release { worker: w, key: self.task(id).key.clone() });
-                    }
-                }
-                _ => {}
-            }
+            self.stop_running(id);
             self.set_state(id, TState::Erred);
             self.erred_total += 1;
             self.task_mut(id).error = Some(error.clone());
@@ -1044,6 +1033,23 @@ impl SchedulerState {
                     stack.push(d);
                 }
             }
+        }
+    }
+
+    /// Takes a queued task off the queue, or a processing one off its worker
+    /// (telling the worker to drop it).
+    fn stop_running(&mut self, id: TaskId) {
+        match self.task(id).state {
+            TState::Queued => {
+                let prio = self.task(id).priority;
+                self.queued.remove(&(prio, id));
+            }
+            TState::Processing(_) => {
+                if let Some(w) = self.unassign(id) {
+                    self.commands.push(Command::Release { worker: w, key: self.task(id).key.clone() });
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1095,18 +1101,7 @@ impl SchedulerState {
                 }
                 state if state.is_active() => {
                     // Nobody needs this running work any more (cancelled).
-                    match state {
-                        TState::Queued => {
-                            let prio = self.task(id).priority;
-                            self.queued.remove(&(prio, id));
-                        }
-                        TState::Processing(_) => {
-                            if let Some(w) = self.unassign(id) {
-                                self.commands.push(Command::Release { worker: w, key: self.task(id).key.clone() });
-                            }
-                        }
-                        _ => {}
-                    }
+                    self.stop_running(id);
                     self.set_state(id, TState::Released);
                     self.done_with_inputs(id);
                 }
