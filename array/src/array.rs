@@ -297,45 +297,100 @@ impl Array {
 
     // ------------------------------------------------------------ elementwise
 
+    /// Elementwise `self op other` with numpy broadcasting across blocks:
+    /// shapes are aligned from the right; an axis of length 1 is stretched
+    /// (kept as one block), and equal axes share the first operand's chunks
+    /// (the second is rechunked to match).
     fn binary(&self, other: &Array, op: BinaryOp) -> Result<Array> {
-        if self.shape() != other.shape() {
-            return Err(ArrayError::Shape(format!(
-                "elementwise {} of shapes {:?} and {:?}: chunked broadcasting between different shapes is not supported yet",
-                op.symbol(),
-                self.shape(),
-                other.shape()
-            )));
-        }
-        // Operands chunked differently are unified by rechunking the second.
-        let rechunked;
-        let other = if self.grid == other.grid {
-            other
-        } else {
-            rechunked = other.rechunk_to(&self.grid)?;
-            &rechunked
+        let (sa, sb) = (self.shape(), other.shape());
+        let nd = sa.len().max(sb.len());
+        let pad = |s: &[Option<usize>]| -> Vec<Option<usize>> {
+            std::iter::repeat_n(Some(1), nd - s.len()).chain(s.iter().copied()).collect()
         };
-        let dtype = promote(self.dtype, other.dtype);
+        let (pa, pb) = (pad(&sa), pad(&sb));
+        let incompatible = || {
+            ArrayError::Shape(format!(
+                "operands could not be broadcast together with shapes {sa:?} {sb:?} ({})",
+                op.symbol()
+            ))
+        };
+        // Per output axis: which operands stretch, and the output chunks.
+        let mut out_sizes: Vec<Vec<Option<usize>>> = Vec::with_capacity(nd);
+        let mut target_a: Vec<Vec<Option<usize>>> = Vec::new();
+        let mut target_b: Vec<Vec<Option<usize>>> = Vec::new();
+        let (off_a, off_b) = (nd - sa.len(), nd - sb.len());
+        for ax in 0..nd {
+            let ca = (ax >= off_a).then(|| self.grid.axis(ax - off_a).to_vec());
+            let cb = (ax >= off_b).then(|| other.grid.axis(ax - off_b).to_vec());
+            match (pa[ax], pb[ax]) {
+                (x, y) if x == y => {
+                    let chunks = ca.clone().or(cb.clone()).unwrap_or_else(|| vec![Some(1)]);
+                    out_sizes.push(chunks.clone());
+                    if ax >= off_a {
+                        target_a.push(chunks.clone());
+                    }
+                    if ax >= off_b {
+                        target_b.push(chunks);
+                    }
+                }
+                (Some(1), _) => {
+                    let chunks = cb.clone().ok_or_else(incompatible)?;
+                    out_sizes.push(chunks);
+                    if ax >= off_a {
+                        target_a.push(vec![Some(1)]);
+                    }
+                    if let Some(c) = cb {
+                        target_b.push(c);
+                    }
+                }
+                (_, Some(1)) => {
+                    let chunks = ca.clone().ok_or_else(incompatible)?;
+                    out_sizes.push(chunks);
+                    if let Some(c) = ca {
+                        target_a.push(c);
+                    }
+                    if ax >= off_b {
+                        target_b.push(vec![Some(1)]);
+                    }
+                }
+                _ => return Err(incompatible()),
+            }
+        }
+        let a = if self.shape().iter().all(Option::is_some) {
+            self.rechunk_to(&ChunkGrid::from_options(target_a))?
+        } else {
+            self.clone()
+        };
+        let b = if other.shape().iter().all(Option::is_some) {
+            other.rechunk_to(&ChunkGrid::from_options(target_b))?
+        } else {
+            other.clone()
+        };
+        if a.grid.numblocks().len() + off_a != nd || b.grid.numblocks().len() + off_b != nd {
+            return Err(incompatible());
+        }
+        let dtype = compute_dtype(op, promote(a.dtype, b.dtype));
         let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
         let params = Params::encode(&BinaryParams { op, dtype, scalar: None });
-        Ok(Self::build(
-            op.symbol(),
-            &[self.name.as_bytes(), other.name.as_bytes(), &params.0],
-            out,
-            self.grid.clone(),
-            |i, key| {
-                let at = self.grid_pos(i);
-                Delayed::from_task(
-                    key,
-                    kernels::BINARY,
-                    params.clone(),
-                    vec![ArgPart::of(&self.blocks[at]), ArgPart::of(&other.blocks[at])],
-                )
-            },
-        ))
+        let grid = ChunkGrid::from_options(out_sizes);
+        let (nba, nbb) = (a.grid.numblocks(), b.grid.numblocks());
+        // Output block index -> operand block index (stretched axes use block 0).
+        let source = |idx: &[usize], off: usize, nb: &[usize]| -> Vec<usize> {
+            idx[off..].iter().zip(nb).map(|(&i, &n)| if n == 1 { 0 } else { i }).collect()
+        };
+        Ok(Self::build(op.symbol(), &[a.name.as_bytes(), b.name.as_bytes(), &params.0], out, grid, |i, key| {
+            let (ia, ib) = (a.grid_pos(&source(i, off_a, &nba)), b.grid_pos(&source(i, off_b, &nbb)));
+            Delayed::from_task(
+                key,
+                kernels::BINARY,
+                params.clone(),
+                vec![ArgPart::of(&a.blocks[ia]), ArgPart::of(&b.blocks[ib])],
+            )
+        }))
     }
 
     fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Array {
-        let dtype = promote_scalar(self.dtype, matches!(scalar, Fill::Float(_)));
+        let dtype = compute_dtype(op, promote_scalar(self.dtype, matches!(scalar, Fill::Float(_))));
         let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
         let params = Params::encode(&BinaryParams { op, dtype, scalar: Some((scalar, scalar_first)) });
         Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
@@ -375,6 +430,10 @@ impl Array {
     }
     pub fn eq_elementwise(&self, o: &Array) -> Result<Array> {
         self.binary(o, BinaryOp::Eq)
+    }
+    /// Any binary operation, with broadcasting.
+    pub fn apply(&self, op: BinaryOp, o: &Array) -> Result<Array> {
+        self.binary(o, op)
     }
 
     /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`.
@@ -1263,6 +1322,15 @@ impl Array {
             *s = vec![s.iter().copied().sum::<Option<usize>>()];
         }
         Array { name, dtype: self.dtype, grid: ChunkGrid::from_options(sizes), blocks }
+    }
+}
+
+/// numpy has no boolean loops for `//`, `%` and `**`: they compute in int8.
+fn compute_dtype(op: BinaryOp, promoted: DType) -> DType {
+    if promoted == DType::Bool && matches!(op, BinaryOp::FloorDiv | BinaryOp::Mod | BinaryOp::Pow) {
+        DType::I8
+    } else {
+        promoted
     }
 }
 

@@ -244,11 +244,30 @@ pub enum BinaryOp {
     Ne,
     Min,
     Max,
+    /// `//`: floor division (integer division by zero gives 0, as numpy).
+    FloorDiv,
+    /// `%`: remainder with the divisor's sign (numpy `remainder`).
+    Mod,
+    /// `**`.
+    Pow,
+    LogicalAnd,
+    LogicalOr,
 }
 
 impl BinaryOp {
+    /// Operations whose result is boolean whatever the operands.
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne)
+        matches!(
+            self,
+            BinaryOp::Lt
+                | BinaryOp::Le
+                | BinaryOp::Gt
+                | BinaryOp::Ge
+                | BinaryOp::Eq
+                | BinaryOp::Ne
+                | BinaryOp::LogicalAnd
+                | BinaryOp::LogicalOr
+        )
     }
 
     pub fn symbol(self) -> &'static str {
@@ -265,6 +284,11 @@ impl BinaryOp {
             BinaryOp::Ne => "ne",
             BinaryOp::Min => "minimum",
             BinaryOp::Max => "maximum",
+            BinaryOp::FloorDiv => "floordiv",
+            BinaryOp::Mod => "mod",
+            BinaryOp::Pow => "pow",
+            BinaryOp::LogicalAnd => "logical_and",
+            BinaryOp::LogicalOr => "logical_or",
         }
     }
 }
@@ -286,6 +310,10 @@ pub trait Arith: Scalar {
     /// numpy's minimum/maximum: NaN wins.
     fn min_nan(self, o: Self) -> Self;
     fn max_nan(self, o: Self) -> Self;
+    fn floor_div(self, o: Self) -> Self;
+    fn modulo(self, o: Self) -> Self;
+    /// `None` for a negative integer exponent, which numpy refuses.
+    fn power(self, o: Self) -> Option<Self>;
 }
 
 macro_rules! arith_int {
@@ -296,6 +324,23 @@ macro_rules! arith_int {
             fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
             fn min_nan(self, o: Self) -> Self { Ord::min(self, o) }
             fn max_nan(self, o: Self) -> Self { Ord::max(self, o) }
+            #[allow(unused_comparisons)] // the sign checks are no-ops for unsigned types
+            fn floor_div(self, o: Self) -> Self {
+                if o == 0 { return 0; }
+                let q = self.wrapping_div(o);
+                if (self % o != 0) && ((self < 0) != (o < 0)) { q.wrapping_sub(1) } else { q }
+            }
+            #[allow(unused_comparisons)]
+            fn modulo(self, o: Self) -> Self {
+                if o == 0 { return 0; }
+                let r = self.wrapping_rem(o);
+                if r != 0 && ((r < 0) != (o < 0)) { r.wrapping_add(o) } else { r }
+            }
+            #[allow(unused_comparisons)]
+            fn power(self, o: Self) -> Option<Self> {
+                if o < 0 { return None; }
+                Some(self.wrapping_pow(o as u32))
+            }
         }
     )*};
 }
@@ -309,6 +354,13 @@ macro_rules! arith_float {
             fn mul(self, o: Self) -> Self { self * o }
             fn min_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.min(o) } }
             fn max_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.max(o) } }
+            fn floor_div(self, o: Self) -> Self { (self / o).floor() }
+            fn modulo(self, o: Self) -> Self {
+                // numpy: the result takes the divisor's sign.
+                let r = self % o;
+                if r != 0.0 && ((r < 0.0) != (o < 0.0)) { r + o } else { r }
+            }
+            fn power(self, o: Self) -> Option<Self> { Some(self.powf(o)) }
         }
     )*};
 }
@@ -329,6 +381,15 @@ impl Arith for bool {
     }
     fn max_nan(self, o: Self) -> Self {
         self || o
+    }
+    fn floor_div(self, o: Self) -> Self {
+        self && o
+    }
+    fn modulo(self, _: Self) -> Self {
+        false
+    }
+    fn power(self, o: Self) -> Option<Self> {
+        Some(self || !o)
     }
 }
 
@@ -370,6 +431,17 @@ fn apply<T: Arith>(op: BinaryOp, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>)
         BinaryOp::Mul => T::wrap(zip_map(a, b, T::mul)?.into_shared()),
         BinaryOp::Min => T::wrap(zip_map(a, b, T::min_nan)?.into_shared()),
         BinaryOp::Max => T::wrap(zip_map(a, b, T::max_nan)?.into_shared()),
+        BinaryOp::FloorDiv => T::wrap(zip_map(a, b, T::floor_div)?.into_shared()),
+        BinaryOp::Mod => T::wrap(zip_map(a, b, T::modulo)?.into_shared()),
+        BinaryOp::Pow => {
+            let out = zip_map(a, b, |x, y| x.power(y))?;
+            if out.iter().any(Option::is_none) {
+                return Err(OpError::new("Integers to negative integer powers are not allowed"));
+            }
+            T::wrap(out.mapv(Option::unwrap_or_default).into_shared())
+        }
+        BinaryOp::LogicalAnd => ArrayValue::Bool(zip_map(a, b, |x, y| !x.is_zero() && !y.is_zero())?.into_shared()),
+        BinaryOp::LogicalOr => ArrayValue::Bool(zip_map(a, b, |x, y| !x.is_zero() || !y.is_zero())?.into_shared()),
         BinaryOp::Div => {
             // True division: integers divide as float64, as in numpy.
             if T::DTYPE == DType::F32 {

@@ -19,7 +19,7 @@ def run(case):
         extra = {"ddof": case["ddof"]} if "ddof" in case else {}
         out = getattr(np, case["fn"])(a, axis=axis, keepdims=case["keepdims"], **extra)
     elif op == "binary":
-        b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case["shape"])
+        b = np.array(case["b"], dtype=case["b_dtype"]).reshape(case.get("b_shape", case["shape"]))
         out = getattr(np, case["fn"])(a, b)
     elif op == "scalar":
         s = case["scalar"]
