@@ -1157,7 +1157,20 @@ impl Array {
         }
         let split_every = split_every.max(2);
         let input_dtype = self.dtype;
-        let stage = |stage| Params::encode(&ReduceParams { op, axes: axes.clone(), stage, input_dtype });
+        if matches!(op, Reduction::ArgMin | Reduction::ArgMax) && axes.len() != 1 && axes.len() != ndim {
+            return Err(ArrayError::Value(format!("{} takes one axis or None, got {axes:?}", op.name())));
+        }
+        let global_shape: Vec<usize> = self.shape().into_iter().map(|s| s.unwrap_or(0)).collect();
+        let stage = |stage| {
+            Params::encode(&ReduceParams {
+                op,
+                axes: axes.clone(),
+                stage,
+                input_dtype,
+                block_offset: Vec::new(),
+                global_shape: Vec::new(),
+            })
+        };
         let base = format!("{}-{:?}-{keepdims}-{split_every}", op.name(), axes);
 
         // Partials: same block grid, reduced axes become length 1.
@@ -1171,15 +1184,20 @@ impl Array {
             .map(|idx| {
                 let at = self.grid_pos(&idx);
                 let key = block_key(&name, &idx);
-                (
-                    idx,
-                    Delayed::from_task(
-                        key,
-                        kernels::REDUCE,
-                        partial_params.clone(),
-                        vec![ArgPart::of(&self.blocks[at])],
-                    ),
-                )
+                // Arg-reductions need to know where each block sits.
+                let params = if matches!(op, Reduction::ArgMin | Reduction::ArgMax) {
+                    Params::encode(&ReduceParams {
+                        op,
+                        axes: axes.clone(),
+                        stage: Stage::Partial,
+                        input_dtype,
+                        block_offset: self.grid.block_offset(&idx).unwrap_or_default(),
+                        global_shape: global_shape.clone(),
+                    })
+                } else {
+                    partial_params.clone()
+                };
+                (idx, Delayed::from_task(key, kernels::REDUCE, params, vec![ArgPart::of(&self.blocks[at])]))
             })
             .collect();
         let mut counts = self.grid.numblocks();
@@ -1261,6 +1279,13 @@ impl Array {
     }
     pub fn nansum(&self) -> Result<Array> {
         self.reduce(Reduction::NanSum, None, false, 4)
+    }
+    /// `np.argmin(x, axis)`: flat index when `axis` is `None`.
+    pub fn argmin(&self, axis: Option<usize>) -> Result<Array> {
+        self.reduce(Reduction::ArgMin, axis.as_ref().map(std::slice::from_ref), false, 4)
+    }
+    pub fn argmax(&self, axis: Option<usize>) -> Result<Array> {
+        self.reduce(Reduction::ArgMax, axis.as_ref().map(std::slice::from_ref), false, 4)
     }
     pub fn nanmean(&self) -> Result<Array> {
         self.reduce(Reduction::NanMean, None, false, 4)

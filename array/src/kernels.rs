@@ -516,6 +516,9 @@ pub enum Reduction {
     CountNonzero,
     NanSum,
     NanMean,
+    /// Index of the first minimum (a NaN counts as the minimum, as in numpy).
+    ArgMin,
+    ArgMax,
 }
 
 impl Reduction {
@@ -533,6 +536,8 @@ impl Reduction {
             Reduction::CountNonzero => "count_nonzero",
             Reduction::NanSum => "nansum",
             Reduction::NanMean => "nanmean",
+            Reduction::ArgMin => "argmin",
+            Reduction::ArgMax => "argmax",
         }
     }
 
@@ -547,7 +552,7 @@ impl Reduction {
             Reduction::Sum | Reduction::Prod | Reduction::NanSum => sum_dtype(input),
             Reduction::Min | Reduction::Max => input,
             Reduction::Any | Reduction::All => DType::Bool,
-            Reduction::CountNonzero => DType::I64,
+            Reduction::CountNonzero | Reduction::ArgMin | Reduction::ArgMax => DType::I64,
             _ => DType::F64,
         }
     }
@@ -583,6 +588,116 @@ pub struct ReduceParams {
     pub axes: Vec<usize>,
     pub stage: Stage,
     pub input_dtype: DType,
+    /// For arg-reductions: where this block starts and the whole shape, to
+    /// turn block positions into the array's (flat) indices.
+    pub block_offset: Vec<usize>,
+    pub global_shape: Vec<usize>,
+}
+
+/// Is `x` a better extreme than `best` (NaN wins, as numpy's argmin/argmax)?
+fn better<T: Scalar>(x: T, best: T, want_max: bool) -> bool {
+    let (xf, bf) = (x.to_f64(), best.to_f64());
+    if bf.is_nan() {
+        return false;
+    }
+    if xf.is_nan() {
+        return true;
+    }
+    if want_max { x > best } else { x < best }
+}
+
+/// Per-lane (value, global index) of a block's first extreme.
+fn arg_partial<T: Scalar>(
+    a: &ArcArray<T, IxDyn>,
+    p: &ReduceParams,
+    want_max: bool,
+) -> (ArcArray<T, IxDyn>, ArcArray<i64, IxDyn>) {
+    let nd = a.ndim();
+    if p.axes.len() == nd {
+        // Flat index in the whole array, C order.
+        let mut best: Option<(T, i64)> = None;
+        for (ix, &v) in a.indexed_iter() {
+            let mut flat = 0i64;
+            for ax in 0..nd {
+                flat = flat * p.global_shape[ax] as i64 + (p.block_offset[ax] + ix[ax]) as i64;
+            }
+            if best.is_none_or(|(b, _)| better(v, b, want_max)) {
+                best = Some((v, flat));
+            }
+        }
+        let (v, i) = best.unwrap_or((T::default(), 0));
+        let shape = vec![1; nd];
+        return (ArrayD::from_elem(IxDyn(&shape), v).into_shared(), ArrayD::from_elem(IxDyn(&shape), i).into_shared());
+    }
+    let ax = p.axes[0];
+    let off = p.block_offset[ax] as i64;
+    let pairs = a.map_axis(Axis(ax), |lane| {
+        let mut best: Option<(T, i64)> = None;
+        for (k, &v) in lane.iter().enumerate() {
+            if best.is_none_or(|(b, _)| better(v, b, want_max)) {
+                best = Some((v, off + k as i64));
+            }
+        }
+        best.unwrap_or((T::default(), 0))
+    });
+    (
+        pairs.mapv(|(v, _)| v).insert_axis(Axis(ax)).into_shared(),
+        pairs.mapv(|(_, i)| i).insert_axis(Axis(ax)).into_shared(),
+    )
+}
+
+/// Merges two (value, index) partials: the better value, then the smaller index.
+fn arg_merge<T: Scalar>(
+    a: (&ArcArray<T, IxDyn>, &ArcArray<i64, IxDyn>),
+    b: (&ArcArray<T, IxDyn>, &ArcArray<i64, IxDyn>),
+    want_max: bool,
+) -> (ArcArray<T, IxDyn>, ArcArray<i64, IxDyn>) {
+    let pairs = Zip::from(a.0).and(a.1).and(b.0).and(b.1).map_collect(|&va, &ia, &vb, &ib| {
+        // b wins if strictly better, or on a tie (equal, or both NaN) when it
+        // comes first.
+        if better(vb, va, want_max) || (!better(va, vb, want_max) && ib < ia) { (vb, ib) } else { (va, ia) }
+    });
+    (pairs.mapv(|(v, _)| v).into_shared(), pairs.mapv(|(_, i)| i).into_shared())
+}
+
+fn arg_value(v: ArrayValue, i: ArcArray<i64, IxDyn>) -> Value {
+    Value::list([Value::Array(v), Value::Array(ArrayValue::I64(i))])
+}
+
+fn arg_parts(v: &Value) -> Result<(ArrayValue, ArcArray<i64, IxDyn>), OpError> {
+    match v {
+        Value::List(items) if items.len() == 2 => match (&items[0], &items[1]) {
+            (Value::Array(a), Value::Array(ArrayValue::I64(i))) => Ok((a.clone(), i.clone())),
+            _ => Err(OpError::new("malformed arg-reduction partial")),
+        },
+        _ => Err(OpError::new("malformed arg-reduction partial")),
+    }
+}
+
+fn arg_combine(items: &[Value], want_max: bool) -> Result<Value, OpError> {
+    let mut acc: Option<(ArrayValue, ArcArray<i64, IxDyn>)> = None;
+    for item in items {
+        let (v, i) = arg_parts(item)?;
+        acc = Some(match acc {
+            None => (v, i),
+            Some((av, ai)) => {
+                macro_rules! merge {
+                    ($($variant:ident),*) => {
+                        match (&av, &v) {
+                            $((ArrayValue::$variant(x), ArrayValue::$variant(y)) => {
+                                let (mv, mi) = arg_merge((x, &ai), (y, &i), want_max);
+                                (ArrayValue::$variant(mv), mi)
+                            })*
+                            _ => return Err(OpError::new("arg-reduction partials of different dtypes")),
+                        }
+                    };
+                }
+                merge!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)
+            }
+        });
+    }
+    let (v, i) = acc.ok_or_else(|| OpError::new("nothing to combine"))?;
+    Ok(arg_value(v, i))
 }
 
 fn fold_axes<T: Arith>(
@@ -778,6 +893,14 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     match p.stage {
         Stage::Partial => {
             let a = one_array(args, REDUCE)?;
+            if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
+                if a.is_empty() {
+                    return Err(OpError::new(format!("attempt to get {} of an empty sequence", p.op.name())));
+                }
+                let want_max = p.op == Reduction::ArgMax;
+                let (v, i) = on_arg_typed(&a, &p, want_max);
+                return Ok(arg_value(v, i));
+            }
             if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max) {
                 return Err(OpError::new(format!(
                     "zero-size array to reduction operation {} which has no identity",
@@ -806,6 +929,9 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 Ok([Value::List(items)]) => items,
                 _ => return Err(OpError::new(format!("{REDUCE} combine takes a list of partials"))),
             };
+            if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
+                return arg_combine(&items, p.op == Reduction::ArgMax);
+            }
             if p.op.uses_moments() {
                 let mut acc: Option<[ArcArray<f64, IxDyn>; 3]> = None;
                 for item in items.iter() {
@@ -829,7 +955,9 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
         }
         Stage::Finalize { keepdims } => {
             let [partial]: [Value; 1] = args.try_into().map_err(|_| OpError::new("finalize takes one partial"))?;
-            let mut out = if p.op.uses_moments() {
+            let mut out = if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
+                ArrayValue::I64(arg_parts(&partial)?.1)
+            } else if p.op.uses_moments() {
                 let [n, mean, m2] = moments_of(&partial)?;
                 let v = match p.op {
                     Reduction::Var { ddof } => Zip::from(&m2).and(&n).map_collect(|&q, &c| q / (c - f64::from(ddof))),
@@ -859,6 +987,20 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
             Ok(Value::Array(out))
         }
     }
+}
+
+fn on_arg_typed(a: &ArrayValue, p: &ReduceParams, want_max: bool) -> (ArrayValue, ArcArray<i64, IxDyn>) {
+    macro_rules! go {
+        ($($variant:ident),*) => {
+            match a {
+                $(ArrayValue::$variant(x) => {
+                    let (v, i) = arg_partial(x, p, want_max);
+                    (ArrayValue::$variant(v), i)
+                })*
+            }
+        };
+    }
+    go!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)
 }
 
 // ------------------------------------------------------- masks and histograms

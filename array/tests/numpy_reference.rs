@@ -147,8 +147,10 @@ fn reductions_match_numpy() {
             (Reduction::CountNonzero, "count_nonzero", None),
             (Reduction::NanSum, "nansum", None),
             (Reduction::NanMean, "nanmean", None),
+            (Reduction::ArgMin, "argmin", None),
+            (Reduction::ArgMax, "argmax", None),
         ] {
-            let nan_op = matches!(op, Reduction::NanSum | Reduction::NanMean);
+            let nan_op = matches!(op, Reduction::NanSum | Reduction::NanMean | Reduction::ArgMin | Reduction::ArgMax);
             if nan_op && with_nans {
                 for i in (0..n).step_by(7) {
                     values[i] = f64::NAN;
@@ -158,12 +160,19 @@ fn reductions_match_numpy() {
             }
             let x = array_of(dtype, &shape, &values, &chunks);
             for axes in &axes_options {
+                // numpy's argmin/argmax take one axis or None.
+                let arg = matches!(op, Reduction::ArgMin | Reduction::ArgMax);
+                if arg && axes.as_ref().is_some_and(|a| a.len() > 1) {
+                    assert!(x.reduce(op, axes.as_deref(), false, 2).is_err());
+                    continue;
+                }
                 for keepdims in [false, true] {
                     let got = x.reduce(op, axes.as_deref(), keepdims, 2).unwrap().compute().unwrap();
                     ours.push((format!("{fname}({dtype}, axis={axes:?}, keepdims={keepdims}, ddof={ddof:?})"), got));
+                    let axis_json = if arg { json!(axes.as_ref().map(|a| a[0])) } else { json!(axes) };
                     let mut case = json!({
                         "op": "reduce", "fn": fname, "a": json_list(&values, dtype), "dtype": dtype.name(),
-                        "shape": shape, "axis": axes, "keepdims": keepdims,
+                        "shape": shape, "axis": axis_json, "keepdims": keepdims, "scalar_axis": arg,
                     });
                     if let Some(d) = ddof {
                         case["ddof"] = json!(d);

@@ -15,7 +15,7 @@ def run(case):
     a = np.array(raw, dtype=case["dtype"]).reshape(case["shape"])
     op = case["op"]
     if op == "reduce":
-        axis = None if case["axis"] is None else tuple(case["axis"])
+        axis = None if case["axis"] is None else (case["axis"] if case.get("scalar_axis") else tuple(case["axis"]))
         extra = {"ddof": case["ddof"]} if "ddof" in case else {}
         out = getattr(np, case["fn"])(a, axis=axis, keepdims=case["keepdims"], **extra)
     elif op == "binary":
