@@ -951,6 +951,128 @@ impl Array {
         Ok(Array { name, dtype, grid: self.grid.clone(), blocks })
     }
 
+    /// Integer-array indexing along one axis, `x[[3, 0, 3], :]` or
+    /// `np.take(x, indices, axis)`. Runs of indices in one block become one
+    /// output block, so the output keeps the requested order.
+    pub fn take(&self, indices: &[isize], axis: usize) -> Result<Array> {
+        if axis >= self.ndim() {
+            return Err(ArrayError::Shape(format!("axis {axis} is out of bounds for {} dimensions", self.ndim())));
+        }
+        let sizes: Vec<usize> = self
+            .grid
+            .axis(axis)
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ArrayError::UnknownChunks("take needs known chunk sizes".into()))?;
+        let n: usize = sizes.iter().sum();
+        let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &i in indices {
+            let g = if i < 0 { i + n as isize } else { i };
+            if g < 0 || g as usize >= n {
+                return Err(ArrayError::Shape(format!("index {i} is out of bounds for axis {axis} with size {n}")));
+            }
+            let (b, local) = locate(&sizes, g as usize);
+            match runs.last_mut() {
+                Some((rb, locals)) if *rb == b => locals.push(local),
+                _ => runs.push((b, vec![local])),
+            }
+        }
+        let mut out_sizes: Vec<Vec<Option<usize>>> = (0..self.ndim()).map(|ax| self.grid.axis(ax).to_vec()).collect();
+        out_sizes[axis] =
+            if runs.is_empty() { vec![Some(0)] } else { runs.iter().map(|(_, l)| Some(l.len())).collect() };
+        let grid = ChunkGrid::from_options(out_sizes);
+        let tok = format!("{axis}-{indices:?}");
+        let name: Arc<str> = Arc::from(format!("take-{}", token_of(&[self.name.as_bytes(), tok.as_bytes()])));
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let (b, locals) = runs.get(idx[axis]).cloned().unwrap_or((0, Vec::new()));
+                let mut src = idx.clone();
+                src[axis] = b;
+                let params = Params::encode(&(axis, locals));
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    kernels::TAKE,
+                    params,
+                    vec![ArgPart::of(&self.blocks[self.grid_pos(&src)])],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype: self.dtype, grid, blocks })
+    }
+
+    /// Combines per-block results pairwise-ish in a tree of `op` tasks.
+    fn tree(&self, prefix: &str, leaves: Vec<Delayed<ArrayValue>>, op: &str) -> Delayed<ArrayValue> {
+        let mut level = leaves;
+        let mut depth = 0;
+        while level.len() > 1 {
+            depth += 1;
+            let name: Arc<str> = Arc::from(format!("{prefix}-agg{depth}-{}", token_of(&[self.name.as_bytes()])));
+            level = level
+                .chunks(8)
+                .enumerate()
+                .map(|(i, group)| {
+                    let list = ArgPart::list(group.iter().map(ArgPart::of).collect());
+                    Delayed::from_task(block_key(&name, &[i]), op, Params::default(), vec![list])
+                })
+                .collect();
+        }
+        level.pop().unwrap_or_else(|| {
+            Delayed::value(ArrayValue::I64(ArrayD::from_elem(ndarray::IxDyn(&[0]), 0).into_shared()))
+        })
+    }
+
+    /// `np.bincount(x, minlength)` of a 1-d array of non-negative integers.
+    /// The length depends on the data, so it is unknown until computed.
+    pub fn bincount(&self, minlength: usize) -> Result<Array> {
+        if self.ndim() != 1 {
+            return Err(ArrayError::Shape(format!("bincount needs a 1-d array, got {} dimensions", self.ndim())));
+        }
+        let params = Params::encode(&minlength);
+        let name: Arc<str> = Arc::from(format!("bincount-{}", token_of(&[self.name.as_bytes(), &params.0])));
+        let leaves = (0..self.blocks.len())
+            .map(|i| {
+                Delayed::from_task(
+                    block_key(&name, &[i]),
+                    kernels::BINCOUNT,
+                    params.clone(),
+                    vec![ArgPart::of(&self.blocks[i])],
+                )
+            })
+            .collect();
+        let total = self.tree("bincount", leaves, kernels::BINCOUNT_SUM);
+        Ok(Array {
+            name: Arc::from(total.key().name()),
+            dtype: DType::I64,
+            grid: ChunkGrid::unknown_1d(1),
+            blocks: vec![total],
+        })
+    }
+
+    /// `np.unique(x)`: sorted unique values (flattened), unknown length.
+    pub fn unique(&self) -> Result<Array> {
+        let name: Arc<str> = Arc::from(format!("unique-{}", token_of(&[self.name.as_bytes()])));
+        let leaves = (0..self.blocks.len())
+            .map(|i| {
+                Delayed::from_task(
+                    block_key(&name, &[i]),
+                    kernels::UNIQUE,
+                    Params::default(),
+                    vec![ArgPart::of(&self.blocks[i])],
+                )
+            })
+            .collect();
+        let total = self.tree("unique", leaves, kernels::UNIQUE);
+        Ok(Array {
+            name: Arc::from(total.key().name()),
+            dtype: self.dtype,
+            grid: ChunkGrid::unknown_1d(1),
+            blocks: vec![total],
+        })
+    }
+
     /// `x.T`: all axes reversed.
     pub fn t(&self) -> Array {
         let perm: Vec<usize> = (0..self.ndim()).rev().collect();

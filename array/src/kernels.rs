@@ -1540,6 +1540,112 @@ fn reshape(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 
 pub const NPY_READ: &str = "array.npy_read";
 pub const OVERLAP: &str = "array.overlap";
+pub const TAKE: &str = "array.take";
+pub const BINCOUNT: &str = "array.bincount";
+pub const BINCOUNT_SUM: &str = "array.bincount_sum";
+pub const UNIQUE: &str = "array.unique";
+
+/// `x.take(indices, axis)` on one block (indices are local to it).
+fn take(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let (axis, indices): (usize, Vec<usize>) = params(p, TAKE)?;
+    let a = one_array(args, TAKE)?;
+    if axis >= a.shape().len() || indices.iter().any(|&i| i >= a.shape()[axis]) {
+        return Err(OpError::new(format!("take: index out of range for a block of shape {:?}", a.shape())));
+    }
+    Ok(Value::Array(on_typed!(&a, x => x.select(Axis(axis), &indices).into_shared())))
+}
+
+/// Per-block `np.bincount` of non-negative integers.
+fn bincount(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let minlength: usize = params(p, BINCOUNT)?;
+    let a = one_array(args, BINCOUNT)?;
+    if crate::dtype::is_float(a.dtype()) {
+        return Err(OpError::new(format!("bincount needs integers, got {}", a.dtype())));
+    }
+    let values: Vec<i64> = with_array!(&a, x => x.iter().map(|v| v.to_i64()).collect());
+    if let Some(neg) = values.iter().find(|v| **v < 0) {
+        return Err(OpError::new(format!("bincount: input contains the negative value {neg}")));
+    }
+    let len = values.iter().max().map_or(0, |m| *m as usize + 1).max(minlength);
+    let mut counts = vec![0i64; len];
+    for v in values {
+        counts[v as usize] += 1;
+    }
+    Ok(Value::Array(ArrayValue::I64(
+        ArrayD::from_shape_vec(IxDyn(&[len]), counts).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared(),
+    )))
+}
+
+/// Adds bincount partials of different lengths.
+fn bincount_sum(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let items = match <[Value; 1]>::try_from(args) {
+        Ok([Value::List(items)]) => items,
+        _ => return Err(OpError::new(format!("{BINCOUNT_SUM} takes a list"))),
+    };
+    let mut total: Vec<i64> = Vec::new();
+    for item in items.iter() {
+        let Value::Array(ArrayValue::I64(c)) = item else { return Err(OpError::new("bincount partial is not int64")) };
+        if c.len() > total.len() {
+            total.resize(c.len(), 0);
+        }
+        for (t, v) in total.iter_mut().zip(c.iter()) {
+            *t += v;
+        }
+    }
+    let n = total.len();
+    Ok(Value::Array(ArrayValue::I64(
+        ArrayD::from_shape_vec(IxDyn(&[n]), total).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared(),
+    )))
+}
+
+fn sorted_unique<T: Scalar>(mut v: Vec<T>) -> Vec<T> {
+    // Total order with NaN last; NaNs collapse to one, as numpy >= 1.21.
+    v.sort_by(|a, b| {
+        let (x, y) = (a.to_f64(), b.to_f64());
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+        }
+    });
+    v.dedup_by(|a, b| a == b || (a.to_f64().is_nan() && b.to_f64().is_nan()));
+    v
+}
+
+/// Sorted unique values of a block, or of a list of partials.
+fn unique(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let parts: Vec<ArrayValue> = match <[Value; 1]>::try_from(args) {
+        Ok([Value::Array(a)]) => vec![a],
+        Ok([Value::List(items)]) => items
+            .iter()
+            .map(|v| match v {
+                Value::Array(a) => Ok(a.clone()),
+                _ => Err(OpError::new("unique partials must be arrays")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(OpError::new(format!("{UNIQUE} takes an array or a list"))),
+    };
+    let first = parts.first().ok_or_else(|| OpError::new("unique of nothing"))?;
+    macro_rules! go {
+        ($($variant:ident),*) => {
+            match first {
+                $(ArrayValue::$variant(_) => {
+                    let mut all = Vec::new();
+                    for p in &parts {
+                        let ArrayValue::$variant(x) = p else { return Err(OpError::new("unique partials of different dtypes")) };
+                        all.extend(x.iter().copied());
+                    }
+                    let u = sorted_unique(all);
+                    let n = u.len();
+                    ArrayValue::$variant(ArrayD::from_shape_vec(IxDyn(&[n]), u).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared())
+                })*
+            }
+        };
+    }
+    Ok(Value::Array(go!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)))
+}
+
 pub const MAP_BLOCKS: &str = "array.map_blocks";
 
 // ------------------------------------------------------ map_blocks / overlap
@@ -1640,6 +1746,10 @@ fn map_blocks(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
 rask_core::inventory::submit! { OpEntry { name: NPY_READ, func: crate::npy::read_block } }
 rask_core::inventory::submit! { OpEntry { name: OVERLAP, func: overlap } }
+rask_core::inventory::submit! { OpEntry { name: TAKE, func: take } }
+rask_core::inventory::submit! { OpEntry { name: BINCOUNT, func: bincount } }
+rask_core::inventory::submit! { OpEntry { name: BINCOUNT_SUM, func: bincount_sum } }
+rask_core::inventory::submit! { OpEntry { name: UNIQUE, func: unique } }
 rask_core::inventory::submit! { OpEntry { name: MAP_BLOCKS, func: map_blocks } }
 rask_core::inventory::submit! { OpEntry { name: ARANGE, func: arange } }
 rask_core::inventory::submit! { OpEntry { name: RANDOM, func: random_block } }

@@ -617,6 +617,39 @@ fn broadcasting_between_chunked_arrays_matches_numpy() {
 }
 
 #[test]
+fn take_bincount_and_unique_match_numpy() {
+    let shape = [7usize, 4];
+    let values: Vec<f64> = (0..28).map(|i| ((i * 7) % 9) as f64).collect();
+    let x = array_of(DType::I64, &shape, &values, &[3, 3]);
+    let mut ours = vec![
+        ("a[[6, 0, 0, -1, 3, 4]]".to_string(), x.take(&[6, 0, 0, -1, 3, 4], 0).unwrap().compute().unwrap()),
+        ("a[:, [3, 1, 2]]".to_string(), x.take(&[3, 1, 2], 1).unwrap().compute().unwrap()),
+        ("np.unique(a)".to_string(), x.unique().unwrap().compute().unwrap()),
+        ("np.bincount(a.ravel())".to_string(), x.ravel().unwrap().bincount(0).unwrap().compute().unwrap()),
+        (
+            "np.bincount(a.ravel(), minlength=15)".to_string(),
+            x.ravel().unwrap().bincount(15).unwrap().compute().unwrap(),
+        ),
+    ];
+    let mut floats: Vec<f64> = (0..20).map(|i| ((i * 3) % 7) as f64 * 0.5).collect();
+    floats[4] = f64::NAN;
+    floats[11] = f64::NAN;
+    let f = array_of(DType::F64, &[20], &floats, &[6]);
+    ours.push(("np.unique(b)".to_string(), f.unique().unwrap().compute().unwrap()));
+    let reqs: Vec<Json> = ours
+        .iter()
+        .map(|(expr, _)| {
+            json!({"op": "expr", "expr": expr, "a": json_list(&values, DType::I64), "dtype": "int64", "shape": shape,
+                   "b": floats, "b_dtype": "float64", "b_shape": [20]})
+        })
+        .collect();
+    check_all(&ours, &numpy(&reqs));
+    assert!(x.take(&[7], 0).unwrap_err().to_string().contains("out of bounds"));
+    let neg = array_of(DType::I64, &[3], &[1.0, -2.0, 0.0], &[2]);
+    assert!(neg.bincount(0).unwrap().compute().unwrap_err().to_string().contains("negative"));
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];
