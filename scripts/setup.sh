@@ -23,8 +23,8 @@ apt_install graphviz
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.
 PYREF="${RASK_PYREF:-$HOME/.cache/rask/pyref}"
-if ! "$PYREF/bin/python" -c "import numpy" >/dev/null 2>&1; then
-    echo "setup: creating $PYREF with numpy" >&2
-    python3 -m venv "$PYREF"
-    "$PYREF/bin/python" -m pip install -q --disable-pip-version-check "numpy>=2,<3"
+if ! "$PYREF/bin/python" -c "import numpy, zarr" >/dev/null 2>&1; then
+    echo "setup: creating $PYREF with numpy and zarr" >&2
+    [ -x "$PYREF/bin/python" ] || python3 -m venv "$PYREF"
+    "$PYREF/bin/python" -m pip install -q --disable-pip-version-check "numpy>=2,<3" "zarr>=3,<4"
 fi

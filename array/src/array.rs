@@ -222,6 +222,80 @@ impl Array {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
+    /// `da.from_zarr`: a lazy array over a local Zarr store (format 2 or 3),
+    /// one block per Zarr chunk.
+    pub fn from_zarr(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let meta = crate::zarr::read_meta(path)?;
+        let grid = ChunkGrid::normalize(&meta.shape, &Chunks::Uniform(meta.chunks.clone()), meta.dtype.itemsize())?;
+        let abs = std::fs::canonicalize(path).map_err(|e| ArrayError::Value(format!("{}: {e}", path.display())))?;
+        let path_text = abs.to_string_lossy().to_string();
+        let tok = format!("{path_text}-{meta:?}");
+        let g = grid.clone();
+        Ok(Self::build("from-zarr", &[tok.as_bytes()], meta.dtype, grid, |idx, key| {
+            let p = crate::zarr::ChunkParams {
+                path: path_text.clone(),
+                meta: meta.clone(),
+                index: idx.to_vec(),
+                block: g.block_shape(idx).unwrap_or_default(),
+            };
+            Delayed::from_task(key, kernels::ZARR_READ, Params::encode(&p), vec![])
+        }))
+    }
+
+    /// `da.to_zarr`: writes a Zarr store (format 2 or 3, uncompressed) that
+    /// zarr-python reads. Each block is written by the task that computes it,
+    /// in parallel; blocks are first made regular if they are not.
+    pub fn to_zarr(&self, path: impl AsRef<std::path::Path>, format: crate::zarr::ZarrFormat) -> Result<()> {
+        let path = path.as_ref();
+        let shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ArrayError::UnknownChunks("to_zarr needs known chunk sizes; call compute_chunk_sizes() first".into())
+        })?;
+        let chunk: Vec<usize> = self.grid.chunksize().into_iter().map(|c| c.unwrap_or(1).max(1)).collect();
+        let regular = self.rechunk(Chunks::Uniform(chunk.clone()))?;
+        let meta = crate::zarr::ZarrMeta {
+            format,
+            shape,
+            chunks: chunk,
+            dtype: self.dtype,
+            fill_value: 0.0,
+            separator: match format {
+                crate::zarr::ZarrFormat::V2 => '.',
+                crate::zarr::ZarrFormat::V3 => '/',
+            },
+        };
+        crate::zarr::write_meta(path, &meta)?;
+        let abs = std::fs::canonicalize(path).map_err(|e| ArrayError::Value(format!("{}: {e}", path.display())))?;
+        let name: Arc<str> =
+            Arc::from(format!("to-zarr-{}", token_of(&[regular.name.as_bytes(), abs.to_string_lossy().as_bytes()])));
+        let writes: Vec<Delayed<i64>> = regular
+            .grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let p = crate::zarr::ChunkParams {
+                    path: abs.to_string_lossy().to_string(),
+                    meta: meta.clone(),
+                    index: idx.clone(),
+                    block: regular.grid.block_shape(&idx).unwrap_or_default(),
+                };
+                let block = &regular.blocks[regular.grid_pos(&idx)];
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    kernels::ZARR_WRITE,
+                    Params::encode(&p),
+                    vec![ArgPart::of(block)],
+                )
+            })
+            .collect();
+        let client = Client::current()?;
+        let refs: Vec<&Delayed<i64>> = writes.iter().collect();
+        for f in client.compute_many(&refs) {
+            f.result()?;
+        }
+        Ok(())
+    }
+
     /// `empty`: rask fills with zeros rather than leaving memory unset.
     pub fn empty(shape: &[usize], dtype: DType, chunks: Chunks) -> Result<Self> {
         Self::zeros(shape, dtype, chunks)

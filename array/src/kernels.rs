@@ -1541,6 +1541,18 @@ fn reshape(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 pub const NPY_READ: &str = "array.npy_read";
 pub const OVERLAP: &str = "array.overlap";
 pub const TAKE: &str = "array.take";
+pub const ZARR_READ: &str = "array.zarr_read";
+pub const ZARR_WRITE: &str = "array.zarr_write";
+
+/// An array of `shape` filled with `value` (for absent Zarr chunks).
+pub fn filled_value(shape: &[usize], dtype: DType, value: f64) -> ArrayValue {
+    by_dtype!(dtype, filled(shape, Fill::Float(value)))
+}
+
+/// Pads an array at the end of each axis with a constant.
+pub fn pad_value(a: &ArrayValue, pad: &[(usize, usize)], value: f64) -> ArrayValue {
+    on_typed!(a, x => pad_constant(x, pad, Scalar::from_f64(value)))
+}
 pub const BINCOUNT: &str = "array.bincount";
 pub const BINCOUNT_SUM: &str = "array.bincount_sum";
 pub const UNIQUE: &str = "array.unique";
@@ -1747,6 +1759,8 @@ rask_core::inventory::submit! { OpEntry { name: FULL, func: full } }
 rask_core::inventory::submit! { OpEntry { name: NPY_READ, func: crate::npy::read_block } }
 rask_core::inventory::submit! { OpEntry { name: OVERLAP, func: overlap } }
 rask_core::inventory::submit! { OpEntry { name: TAKE, func: take } }
+rask_core::inventory::submit! { OpEntry { name: ZARR_READ, func: crate::zarr::read_chunk } }
+rask_core::inventory::submit! { OpEntry { name: ZARR_WRITE, func: crate::zarr::write_chunk } }
 rask_core::inventory::submit! { OpEntry { name: BINCOUNT, func: bincount } }
 rask_core::inventory::submit! { OpEntry { name: BINCOUNT_SUM, func: bincount_sum } }
 rask_core::inventory::submit! { OpEntry { name: UNIQUE, func: unique } }

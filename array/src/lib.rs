@@ -12,6 +12,7 @@ pub mod dtype;
 pub mod kernels;
 pub mod npy;
 pub mod random;
+pub mod zarr;
 
 pub use array::{Array, Index, format_bytes};
 pub use chunks::{ChunkGrid, Chunks, DEFAULT_CHUNK_BYTES};

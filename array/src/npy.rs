@@ -149,7 +149,8 @@ pub struct ReadParams {
     pub block: Vec<usize>,
 }
 
-fn decode(dtype: DType, bytes: &[u8], shape: &[usize]) -> std::result::Result<ArrayValue, OpError> {
+/// Little-endian bytes to an array of `shape`.
+pub fn decode_le(dtype: DType, bytes: &[u8], shape: &[usize]) -> std::result::Result<ArrayValue, OpError> {
     macro_rules! le {
         ($t:ty, $variant:ident, $n:expr) => {{
             let v: Vec<$t> =
@@ -194,7 +195,7 @@ pub fn read_block(p: &Params, _: Vec<Value>) -> std::result::Result<Value, OpErr
     f.read_exact(&mut buf).map_err(io)?;
     let mut full_shape = if h.shape.is_empty() { vec![] } else { vec![rows] };
     full_shape.extend(&rest_shape);
-    let rows_value = decode(h.dtype, &buf, &full_shape)?;
+    let rows_value = decode_le(h.dtype, &buf, &full_shape)?;
     if h.shape.len() <= 1 || p.block[1..] == h.shape[1..] {
         return Ok(Value::Array(rows_value));
     }

@@ -650,6 +650,44 @@ fn take_bincount_and_unique_match_numpy() {
 }
 
 #[test]
+fn zarr_stores_round_trip_with_zarr_python() {
+    use rask_array::zarr::ZarrFormat;
+    let dir = std::env::temp_dir().join(format!("rask-zarr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shape = [7usize, 5];
+    let n = 35;
+    for (format, fmt) in [(ZarrFormat::V2, 2), (ZarrFormat::V3, 3)] {
+        for dtype in [DType::Bool, DType::I16, DType::U8, DType::I64, DType::F32, DType::F64] {
+            let values = data(dtype, n, 3);
+            let x = array_of(dtype, &shape, &values, &[3, 2]);
+            // rask writes, zarr-python reads.
+            let ours = dir.join(format!("rask-v{fmt}-{}.zarr", dtype.name()));
+            x.to_zarr(&ours, format).unwrap();
+            let read = numpy(&[json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+                "expr": format!("np.asarray(__import__('zarr').open_array({:?}, mode='r')[...])", ours.to_string_lossy())})]);
+            check(&format!("zarr-python reads rask's v{fmt} {dtype}"), &x.compute().unwrap(), &read[0]);
+            // zarr-python writes (uncompressed), rask reads.
+            let theirs = dir.join(format!("zarr-v{fmt}-{}.zarr", dtype.name()));
+            numpy(&[json!({"op": "expr", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
+                "expr": format!("(lambda z: (z.__setitem__(Ellipsis, a), a)[1])(__import__('zarr').create_array(store={:?}, shape=a.shape, chunks=(4, 3), dtype=a.dtype, compressors=None, zarr_format={fmt}, fill_value=0))", theirs.to_string_lossy())})]);
+            let y = Array::from_zarr(&theirs).unwrap();
+            assert_eq!(format!("{:?}", y.chunks()), "((4, 3), (3, 2))");
+            assert_eq!(y.compute().unwrap(), x.compute().unwrap(), "v{fmt} {dtype}");
+        }
+    }
+    // A compressed store (zarr-python's default) is refused by name.
+    let compressed = dir.join("compressed.zarr");
+    numpy(&[json!({"op": "expr", "a": [1.0, 2.0], "dtype": "float64", "shape": [2],
+        "expr": format!("(lambda z: (z.__setitem__(Ellipsis, a), a)[1])(__import__('zarr').create_array(store={:?}, shape=a.shape, chunks=(2,), dtype=a.dtype))", compressed.to_string_lossy())})]);
+    let err = Array::from_zarr(&compressed).unwrap_err().to_string();
+    assert!(err.contains("not supported") && err.contains("uncompressed"), "{err}");
+    assert!(
+        Array::from_zarr(dir.join("missing.zarr")).unwrap_err().to_string().contains("neither zarr.json nor .zarray")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];
