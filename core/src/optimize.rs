@@ -54,21 +54,35 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
     }
     let is_output: FxHashSet<&Key> = outputs.iter().collect();
     // `fuses_into(a) = Some(b)` when a runs inside b.
+    // `a` runs inside its only dependent `b` when `b` reads nothing else
+    // (a linear chain), or when `b` is blockwise: every input of `b` is the
+    // block at `b`'s own position (`x + y` then `.sum()` becomes one task per
+    // block, so inputs and intermediates never reach memory). A step that
+    // reads blocks at other positions (a tree-reduction combine, a matrix
+    // product) is never fused into, which keeps the parallelism.
+    let blockwise: Vec<bool> = (0..n)
+        .map(|b| {
+            let idx = graph.tasks()[b].key.index();
+            !idx.is_empty() && analysis.external[b] == 0 && deps[b].iter().all(|&d| graph.tasks()[d].key.index() == idx)
+        })
+        .collect();
     let fuses_into = |a: usize| -> Option<usize> {
         if dependents[a] != 1 || is_output.contains(&graph.tasks()[a].key) {
             return None;
         }
         let b = only_dependent[a];
-        (deps[b].len() == 1 && analysis.external[b] == 0).then_some(b)
+        (deps[b].len() == 1 || blockwise[b]).then_some(b)
     };
     let mut fused_away = vec![false; n];
     let mut chain_into: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
     for &i in &analysis.order {
         if let Some(b) = fuses_into(i) {
             fused_away[i] = true;
+            // Topological order: everything `i` absorbed, then `i`, appended
+            // after whatever `b` absorbed from its other inputs.
             let mut chain = chain_into.remove(&i).unwrap_or_default();
             chain.push(i);
-            chain_into.insert(b, chain);
+            chain_into.entry(b).or_default().extend(chain);
         }
     }
     if chain_into.is_empty() {
@@ -161,6 +175,53 @@ mod tests {
         // Asking for b keeps it.
         let g = fuse_all(chain_graph(), &["b".into(), "d".into()]);
         assert!(g.contains(&"b".into()));
+    }
+
+    #[test]
+    fn blockwise_tasks_fuse_per_block_but_reductions_do_not() {
+        // x[i] and y[i] feed add[i] feeds part[i]; part[0], part[1] feed total.
+        let mut g = Graph::new();
+        let idx = |name: &str, i: u32| Key::chunk(name.into(), &[i]);
+        for i in 0..2 {
+            for (name, v) in [("x", 2), ("y", 3)] {
+                g.insert(Task::new(
+                    idx(name, i),
+                    builtin::IDENTITY,
+                    Params::default(),
+                    vec![Arg::Value(Value::Int(v + i64::from(i)))],
+                ))
+                .unwrap();
+            }
+            g.insert(Task::new(
+                idx("add", i),
+                builtin::ADD,
+                Params::default(),
+                vec![Arg::Key(idx("x", i)), Arg::Key(idx("y", i))],
+            ))
+            .unwrap();
+            g.insert(Task::new(idx("part", i), builtin::NEG, Params::default(), vec![Arg::Key(idx("add", i))]))
+                .unwrap();
+        }
+        g.insert(Task::new(
+            "total".into(),
+            builtin::ADD,
+            Params::default(),
+            vec![Arg::Key(idx("part", 0)), Arg::Key(idx("part", 1))],
+        ))
+        .unwrap();
+        let f = fuse_all(g.clone(), &["total".into()]);
+        let mut keys: Vec<String> = f.tasks().iter().map(|t| t.key.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["('part', 0)", "('part', 1)", "total"]);
+        for graph in [&g, &f] {
+            let mut results: FxHashMap<Key, Value> = FxHashMap::default();
+            for i in graph.toposort().unwrap() {
+                let t = &graph.tasks()[i];
+                let v = execute(t, OpRegistry::global(), &no_local_ops, &|k| results.get(k).cloned()).unwrap();
+                results.insert(t.key.clone(), v);
+            }
+            assert_eq!(results[&Key::from("total")], Value::Int(-(2 + 3) - (3 + 4)));
+        }
     }
 
     #[test]
