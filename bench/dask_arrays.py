@@ -41,15 +41,28 @@ def inmemory_sum(n, threads):
     emit(bench="inmemory-sum", engine="dask-threads", seconds=best, bytes=n * 8, gb_per_second=n * 8 / best / 1e9, threads=threads)
 
 
+def dot(n, threads):
+    a = np.random.random((n, n))
+    t = time.perf_counter()
+    np.dot(a, a + a.T).sum()
+    emit(bench="dot", engine="numpy", seconds=time.perf_counter() - t, n=n, chunks=1, threads=threads)
+    x = da.random.random((n, n))
+    t = time.perf_counter()
+    da.dot(x, x + x.T).sum().compute(scheduler="threads", num_workers=threads)
+    emit(bench="dot", engine="dask-threads", seconds=time.perf_counter() - t, n=n, chunks=x.npartitions, threads=threads)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--shape", default="10000,1000,100")
     p.add_argument("--n", type=int, default=1 << 27)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dot-n", type=int, default=5000)
     p.add_argument("--numpy-mean", action="store_true", help="also time numpy on the whole array in memory")
     a = p.parse_args()
     shape = tuple(int(s) for s in a.shape.split(","))
     inmemory_sum(a.n, a.threads)
+    dot(a.dot_n, a.threads)
     randint_mean(shape, a.threads)
     from dask.distributed import Client, LocalCluster
     with LocalCluster(n_workers=1, threads_per_worker=a.threads, dashboard_address=None) as c, Client(c) as client:

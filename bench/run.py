@@ -61,10 +61,10 @@ def tasks():
 
 
 def arrays():
-    rows = rask("array-sum") + rask("array-mean")
+    rows = rask("array-sum") + rask("array-mean") + rask("array-dot")
     rows += lines([python(), str(ROOT / "bench" / "dask_arrays.py"), "--numpy-mean"])
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    for bench, metric in [("inmemory-sum", "gb_per_second"), ("randint-mean", "seconds")]:
+    for bench, metric in [("inmemory-sum", "gb_per_second"), ("randint-mean", "seconds"), ("dot", "seconds")]:
         mine = [r for r in rows if r["bench"] == bench]
         base = next(r for r in mine if r["engine"] == "rask-local")
         print(f"\n{bench}")

@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// `dot(x, x + x.T)` for a random n x n float64 array.
+    ArrayDot {
+        #[arg(long, default_value_t = 5000)]
+        n: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// The scheduler alone, on simulated workers: scheduler time per task and
     /// makespan against the ideal.
     Simulate {
@@ -188,8 +195,29 @@ fn array_sum(n: usize, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn array_dot(n: usize, threads: usize) -> anyhow::Result<()> {
+    use rask_array::{Array, Chunks};
+    let cluster = LocalCluster::new(1, threads)?;
+    let client = Client::without_default(&cluster);
+    let x = Array::random_uniform(&[n, n], 11, Chunks::Auto)?;
+    let t = Instant::now();
+    let v = x.dot(&x.add(&x.t())?)?.sum()?.compute_with(&client)?;
+    let secs = t.elapsed().as_secs_f64();
+    let rask_core::ArrayValue::F64(a) = v else { anyhow::bail!("dot of float64 is not float64") };
+    let total = a.iter().copied().next().unwrap_or(f64::NAN);
+    // E[x_ik (x_kj + x_jk)] = 0.5 per term, n^3 terms.
+    let expected = 0.5 * (n as f64).powi(3);
+    anyhow::ensure!((total / expected - 1.0).abs() < 0.01, "sum {total} far from {expected}");
+    println!(
+        "{}",
+        json!({"bench": "dot", "engine": "rask-local", "seconds": secs, "n": n, "chunks": x.npartitions(), "threads": threads})
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::ArrayDot { n, threads } => array_dot(n, threads),
         Command::ArrayMean { shape, threads } => array_mean(&shape, threads),
         Command::ArraySum { n, threads } => array_sum(n, threads),
         Command::Tasks { n, workers, threads, repeat } => tasks(n, workers, threads, repeat),
