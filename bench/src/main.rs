@@ -5,6 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+// mimalloc keeps freed blocks for reuse: 100 MiB array chunks and millions
+// of small task records no longer go back to the OS (and fault back in).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use rask::{Client, Delayed, LocalCluster, delayed, op};
 use rask_core::{Arg, Key, Params, Task};
