@@ -1240,6 +1240,57 @@ impl Array {
         Ok(Array { name, dtype, grid, blocks })
     }
 
+    /// `np.tensordot(a, b, axes=(a_axes, b_axes))`, as numpy defines it:
+    /// the summed axes move to the end of `a` and the front of `b`, both
+    /// become matrices, `dot` multiplies them, and the result takes the free
+    /// axes of `a` then of `b`.
+    pub fn tensordot(&self, other: &Array, a_axes: &[usize], b_axes: &[usize]) -> Result<Array> {
+        if a_axes.len() != b_axes.len() {
+            return Err(ArrayError::Shape(format!(
+                "tensordot: {} axes of a against {} of b",
+                a_axes.len(),
+                b_axes.len()
+            )));
+        }
+        let (sa, sb) = (self.shape(), other.shape());
+        for (&x, &y) in a_axes.iter().zip(b_axes) {
+            if x >= sa.len() || y >= sb.len() || sa[x] != sb[y] || sa[x].is_none() {
+                return Err(ArrayError::Shape(format!(
+                    "shape-mismatch for sum: {sa:?} axes {a_axes:?} vs {sb:?} axes {b_axes:?}"
+                )));
+            }
+        }
+        let free_a: Vec<usize> = (0..sa.len()).filter(|x| !a_axes.contains(x)).collect();
+        let free_b: Vec<usize> = (0..sb.len()).filter(|y| !b_axes.contains(y)).collect();
+        let size = |s: &[Option<usize>], axes: &[usize]| axes.iter().map(|&a| s[a].unwrap_or(0)).product::<usize>();
+        let (m, k, n) = (size(&sa, &free_a), size(&sa, a_axes), size(&sb, &free_b));
+        let perm_a: Vec<usize> = free_a.iter().chain(a_axes).copied().collect();
+        let perm_b: Vec<usize> = b_axes.iter().chain(&free_b).copied().collect();
+        let a2 = self.transpose(&perm_a)?.reshape(&[m as isize, k as isize])?;
+        let b2 = other.transpose(&perm_b)?.reshape(&[k as isize, n as isize])?;
+        let out_shape: Vec<isize> = free_a
+            .iter()
+            .map(|&x| sa[x].unwrap_or(0) as isize)
+            .chain(free_b.iter().map(|&y| sb[y].unwrap_or(0) as isize))
+            .collect();
+        a2.dot(&b2)?.reshape(&out_shape)
+    }
+
+    /// `a @ b` for 1-d and 2-d operands, numpy's `matmul` rules: a 1-d
+    /// operand acts as a row (left) or column (right) vector that is then
+    /// dropped from the result.
+    pub fn matmul(&self, other: &Array) -> Result<Array> {
+        match (self.ndim(), other.ndim()) {
+            (2, 2) => self.dot(other),
+            (1, 2) => self.expand_dims(0)?.dot(other)?.squeeze(Some(&[0])),
+            (2, 1) => self.dot(&other.expand_dims(1)?)?.squeeze(Some(&[1])),
+            (1, 1) => self.tensordot(other, &[0], &[0]),
+            (x, y) => Err(ArrayError::Shape(format!(
+                "matmul of {x}-d and {y}-d arrays: stacks of matrices are not supported yet; use tensordot"
+            ))),
+        }
+    }
+
     // -------------------------------------------------- masks and histograms
 
     /// `x[mask]` with a boolean array of the same shape and chunks. The

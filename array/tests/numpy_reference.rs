@@ -688,6 +688,43 @@ fn zarr_stores_round_trip_with_zarr_python() {
 }
 
 #[test]
+fn tensordot_and_matmul_match_numpy() {
+    let a_vals: Vec<f64> = (0..60).map(|i| ((i * 7) % 13) as f64 - 6.0).collect();
+    let b_vals: Vec<f64> = (0..40).map(|i| ((i * 3) % 11) as f64 * 0.5).collect();
+    let a = array_of(DType::F64, &[3, 4, 5], &a_vals, &[2, 3, 2]);
+    let b = array_of(DType::F64, &[5, 4, 2], &b_vals, &[3, 2, 2]);
+    let m = array_of(DType::F64, &[4, 5], &a_vals[..20], &[3, 2]);
+    let v = array_of(DType::F64, &[5], &b_vals[..5], &[2]);
+    let w = array_of(DType::F64, &[4], &b_vals[..4], &[3]);
+    let ours = [
+        ("np.tensordot(a, b, axes=([1, 2], [1, 0]))", a.tensordot(&b, &[1, 2], &[1, 0]).unwrap()),
+        ("np.tensordot(a, b, axes=([2], [0]))", a.tensordot(&b, &[2], &[0]).unwrap()),
+        ("a.ravel()[:20].reshape(4, 5) @ b.ravel()[:5]", m.matmul(&v).unwrap()),
+        ("b.ravel()[:4] @ a.ravel()[:20].reshape(4, 5)", w.matmul(&m).unwrap()),
+        ("b.ravel()[:5] @ b.ravel()[:5]", v.matmul(&v).unwrap()),
+    ];
+    // The numpy side rebuilds the same operands from a and b.
+    let exprs = [
+        "np.tensordot(a, b, axes=([1, 2], [1, 0]))",
+        "np.tensordot(a, b, axes=([2], [0]))",
+        "a.ravel()[:20].reshape(4, 5) @ b.ravel()[:5]",
+        "b.ravel()[:4] @ a.ravel()[:20].reshape(4, 5)",
+        "b.ravel()[:5] @ b.ravel()[:5]",
+    ];
+    let reqs: Vec<Json> = exprs
+        .iter()
+        .map(|e| {
+            json!({"op": "expr", "expr": e, "a": a_vals, "dtype": "float64", "shape": [3, 4, 5],
+                        "b": b_vals, "b_dtype": "float64", "b_shape": [5, 4, 2]})
+        })
+        .collect();
+    let results: Vec<(String, ArrayValue)> = ours.iter().map(|(l, x)| (l.to_string(), x.compute().unwrap())).collect();
+    check_all(&results, &numpy(&reqs));
+    assert!(a.matmul(&b).unwrap_err().to_string().contains("not supported"));
+    assert!(a.tensordot(&b, &[0], &[0]).unwrap_err().to_string().contains("shape-mismatch"));
+}
+
+#[test]
 fn astype_matches_numpy() {
     let shape = [10usize];
     let values: Vec<f64> = vec![0.0, 1.7, 2.5, 3.9, 100.2, 250.0, 7.0, 0.4, 65.5, 12.0];
