@@ -52,17 +52,34 @@ def dot(n, threads):
     emit(bench="dot", engine="dask-threads", seconds=time.perf_counter() - t, n=n, chunks=x.npartitions, threads=threads)
 
 
+def histogram(n, threads):
+    t = time.perf_counter()
+    added = da.random.normal(9, 1, (n, n)) + da.ones((n, n))
+    masked = added[added < 10]
+    counts, _ = da.histogram(masked, bins=100, range=[-9, 11])
+    counts.compute(scheduler="threads", num_workers=threads)
+    emit(bench="histogram", engine="dask-threads", seconds=time.perf_counter() - t, n=n, threads=threads)
+    t = time.perf_counter()
+    added = np.random.normal(9, 1, (n, n)) + np.ones((n, n))
+    np.histogram(added[added < 10], bins=100, range=[-9, 11])
+    emit(bench="histogram", engine="numpy", seconds=time.perf_counter() - t, n=n, threads=1)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--shape", default="10000,1000,100")
     p.add_argument("--n", type=int, default=1 << 27)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dot-n", type=int, default=5000)
+    p.add_argument("--dot-big", type=int, default=10000)
     p.add_argument("--numpy-mean", action="store_true", help="also time numpy on the whole array in memory")
     a = p.parse_args()
     shape = tuple(int(s) for s in a.shape.split(","))
     inmemory_sum(a.n, a.threads)
     dot(a.dot_n, a.threads)
+    if a.dot_big:
+        dot(a.dot_big, a.threads)
+    histogram(5000, a.threads)
     randint_mean(shape, a.threads)
     from dask.distributed import Client, LocalCluster
     with LocalCluster(n_workers=1, threads_per_worker=a.threads, dashboard_address=None) as c, Client(c) as client:

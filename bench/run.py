@@ -61,13 +61,14 @@ def tasks():
 
 
 def arrays():
-    rows = rask("array-sum") + rask("array-mean") + rask("array-dot")
+    rows = rask("array-sum") + rask("array-mean") + rask("array-dot") + rask("array-dot", "--n", "10000") + rask("array-hist")
     rows += lines([python(), str(ROOT / "bench" / "dask_arrays.py"), "--numpy-mean"])
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    for bench, metric in [("inmemory-sum", "gb_per_second"), ("randint-mean", "seconds"), ("dot", "seconds")]:
-        mine = [r for r in rows if r["bench"] == bench]
+    for bench, metric in [("inmemory-sum", "gb_per_second"), ("randint-mean", "seconds"), ("dot", "seconds"), ("histogram", "seconds")]:
+      for size in sorted({r.get("n") for r in rows if r["bench"] == bench}, key=lambda x: x or 0):
+        mine = [r for r in rows if r["bench"] == bench and r.get("n") == size]
         base = next(r for r in mine if r["engine"] == "rask-local")
-        print(f"\n{bench}")
+        print(f"\n{bench}" + (f" n={size}" if size else ""))
         for r in mine:
             if metric == "seconds":
                 ratio = r["seconds"] / base["seconds"]

@@ -56,6 +56,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// The tutorial's histogram exercise.
+    ArrayHist {
+        #[arg(long, default_value_t = 5000)]
+        n: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// The scheduler alone, on simulated workers: scheduler time per task and
     /// makespan against the ideal.
     Simulate {
@@ -220,8 +227,29 @@ fn array_dot(n: usize, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn array_hist(n: usize, threads: usize) -> anyhow::Result<()> {
+    use rask_array::{Array, BinaryOp, Chunks, Fill};
+    let cluster = LocalCluster::new(1, threads)?;
+    let client = Client::without_default(&cluster);
+    let t = Instant::now();
+    let added = Array::random_normal(9.0, 1.0, &[n, n], 1, Chunks::Auto)?.add(&Array::ones(
+        &[n, n],
+        rask_core::DType::F64,
+        Chunks::Auto,
+    )?)?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    let (counts, _) = masked.histogram(100, (-9.0, 11.0))?;
+    let rask_core::ArrayValue::I64(c) = counts.compute_with(&client)? else { anyhow::bail!("counts are not int64") };
+    let secs = t.elapsed().as_secs_f64();
+    let total: i64 = c.iter().sum();
+    anyhow::ensure!((total as f64 / (n * n) as f64 - 0.5).abs() < 0.01, "{total} values below 10");
+    println!("{}", json!({"bench": "histogram", "engine": "rask-local", "seconds": secs, "n": n, "threads": threads}));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::ArrayHist { n, threads } => array_hist(n, threads),
         Command::ArrayDot { n, threads } => array_dot(n, threads),
         Command::ArrayMean { shape, threads } => array_mean(&shape, threads),
         Command::ArraySum { n, threads } => array_sum(n, threads),
