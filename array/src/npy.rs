@@ -27,7 +27,8 @@ pub struct NpyHeader {
     pub data_offset: u64,
 }
 
-fn descr(d: DType) -> &'static str {
+/// numpy's type string (`<f8`), shared with Zarr 2 metadata.
+pub(crate) fn descr(d: DType) -> &'static str {
     match d {
         DType::Bool => "|b1",
         DType::I8 => "|i1",
@@ -43,7 +44,7 @@ fn descr(d: DType) -> &'static str {
     }
 }
 
-fn parse_descr(s: &str) -> Option<DType> {
+pub(crate) fn parse_descr(s: &str) -> Option<DType> {
     Some(match s {
         "|b1" => DType::Bool,
         "|i1" => DType::I8,

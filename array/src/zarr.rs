@@ -46,44 +46,6 @@ impl ZarrMeta {
     }
 }
 
-fn v3_name(d: DType) -> &'static str {
-    d.name()
-}
-
-fn from_v3_name(s: &str) -> Option<DType> {
-    [
-        DType::Bool,
-        DType::I8,
-        DType::I16,
-        DType::I32,
-        DType::I64,
-        DType::U8,
-        DType::U16,
-        DType::U32,
-        DType::U64,
-        DType::F32,
-        DType::F64,
-    ]
-    .into_iter()
-    .find(|d| d.name() == s)
-}
-
-fn v2_descr(d: DType) -> &'static str {
-    match d {
-        DType::Bool => "|b1",
-        DType::I8 => "|i1",
-        DType::I16 => "<i2",
-        DType::I32 => "<i4",
-        DType::I64 => "<i8",
-        DType::U8 => "|u1",
-        DType::U16 => "<u2",
-        DType::U32 => "<u4",
-        DType::U64 => "<u8",
-        DType::F32 => "<f4",
-        DType::F64 => "<f8",
-    }
-}
-
 fn fill_of(v: &Json) -> f64 {
     match v {
         Json::Bool(b) => f64::from(u8::from(*b)),
@@ -114,7 +76,7 @@ pub fn read_meta(path: &Path) -> Result<ZarrMeta> {
         }
         let dtype_name = m["data_type"].as_str().ok_or_else(|| bad("no data_type".into()))?;
         let dtype =
-            from_v3_name(dtype_name).ok_or_else(|| bad(format!("data type {dtype_name:?} is not supported")))?;
+            DType::from_name(dtype_name).ok_or_else(|| bad(format!("data type {dtype_name:?} is not supported")))?;
         if m["chunk_grid"]["name"] != "regular" {
             return Err(bad(format!("chunk grid {} is not supported (regular is)", m["chunk_grid"]["name"])));
         }
@@ -154,22 +116,8 @@ pub fn read_meta(path: &Path) -> Result<ZarrMeta> {
         return Err(bad(format!("zarr_format {} in .zarray", m["zarr_format"])));
     }
     let descr = m["dtype"].as_str().ok_or_else(|| bad("no dtype".into()))?;
-    let dtype = [
-        DType::Bool,
-        DType::I8,
-        DType::I16,
-        DType::I32,
-        DType::I64,
-        DType::U8,
-        DType::U16,
-        DType::U32,
-        DType::U64,
-        DType::F32,
-        DType::F64,
-    ]
-    .into_iter()
-    .find(|d| v2_descr(*d) == descr)
-    .ok_or_else(|| bad(format!("dtype {descr:?} is not supported (little-endian numeric types are)")))?;
+    let dtype = crate::npy::parse_descr(descr)
+        .ok_or_else(|| bad(format!("dtype {descr:?} is not supported (little-endian numeric types are)")))?;
     if !m["compressor"].is_null() {
         return Err(bad(format!(
             "compressor {} is not supported: rask reads uncompressed chunks (compressor: null)",
@@ -214,7 +162,7 @@ pub fn write_meta(path: &Path, meta: &ZarrMeta) -> Result<()> {
                 "zarr_format": 3,
                 "node_type": "array",
                 "shape": meta.shape,
-                "data_type": v3_name(meta.dtype),
+                "data_type": meta.dtype.name(),
                 "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta.chunks}},
                 "chunk_key_encoding": {"name": "default", "configuration": {"separator": meta.separator.to_string()}},
                 "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
@@ -228,7 +176,7 @@ pub fn write_meta(path: &Path, meta: &ZarrMeta) -> Result<()> {
                 "zarr_format": 2,
                 "shape": meta.shape,
                 "chunks": meta.chunks,
-                "dtype": v2_descr(meta.dtype),
+                "dtype": crate::npy::descr(meta.dtype),
                 "compressor": null,
                 "fill_value": fill,
                 "order": "C",

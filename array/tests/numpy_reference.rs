@@ -12,19 +12,7 @@ use rask::core::{ArrayValue, DType};
 use rask_array::{Array, BinaryOp, Boundary, Chunks, Fill, Index, Reduction, UnaryOp};
 use serde_json::{Value as Json, json};
 
-const DTYPES: [DType; 11] = [
-    DType::Bool,
-    DType::I8,
-    DType::I16,
-    DType::I32,
-    DType::I64,
-    DType::U8,
-    DType::U16,
-    DType::U32,
-    DType::U64,
-    DType::F32,
-    DType::F64,
-];
+const DTYPES: [DType; 11] = DType::ALL;
 
 fn python() -> String {
     let default = format!("{}/.cache/rask/pyref/bin/python", std::env::var("HOME").unwrap_or_default());
