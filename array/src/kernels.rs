@@ -212,7 +212,24 @@ fn random_block(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
             ArrayValue::F64(fill_block(&p, |i| low + (high - low) * random::uniform(seed, i)).into_shared())
         }
         Distribution::Normal { loc, scale } => {
-            ArrayValue::F64(fill_block(&p, |i| loc + scale * random::normal(seed, i)).into_shared())
+            // Elements come in index order, so the second of each pair reuses
+            // the first one's logarithm and square root.
+            let cache = std::cell::Cell::new((u64::MAX, 0.0f64, 0.0f64));
+            ArrayValue::F64(
+                fill_block(&p, |i| {
+                    let pair = i / 2;
+                    let (cp, c, s) = cache.get();
+                    let (c, s) = if cp == pair {
+                        (c, s)
+                    } else {
+                        let (c, s) = random::normal_pair(seed, pair);
+                        cache.set((pair, c, s));
+                        (c, s)
+                    };
+                    loc + scale * if i.is_multiple_of(2) { c } else { s }
+                })
+                .into_shared(),
+            )
         }
         Distribution::RandInt { low, high } => {
             let stream = random::Stream::new(seed, 3);

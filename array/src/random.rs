@@ -48,11 +48,21 @@ pub fn uniform(seed: u64, index: u64) -> f64 {
     (bits(seed, 0, index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// Standard normal by Box–Muller over two independent uniforms.
+/// Standard normal by Box–Muller: elements 2k and 2k+1 take the cosine and
+/// sine branches of one pair of uniforms, so each element is still a pure
+/// function of its index.
 pub fn normal(seed: u64, index: u64) -> f64 {
-    let u1 = ((bits(seed, 1, index) >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64); // (0, 1]
-    let u2 = (bits(seed, 2, index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    let (c, s) = normal_pair(seed, index / 2);
+    if index.is_multiple_of(2) { c } else { s }
+}
+
+/// Both normals of pair `pair`.
+pub fn normal_pair(seed: u64, pair: u64) -> (f64, f64) {
+    let u1 = ((bits(seed, 1, pair) >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64); // (0, 1]
+    let u2 = (bits(seed, 2, pair) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let r = (-2.0 * u1.ln()).sqrt();
+    let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+    (r * c, r * s)
 }
 
 /// Uniform integer in [low, high) by multiply-shift (Lemire), unbiased
