@@ -473,6 +473,22 @@ impl Array {
         })
     }
 
+    /// For one output block built from pieces of input blocks: per axis the
+    /// (input block, selection) runs; returns the input blocks in C order of
+    /// the piece grid, their selections, and the piece grid's shape — what
+    /// the `pieces` and `overlap` kernels gather.
+    fn gather_parts(&self, runs: &[&[(usize, Sel)]]) -> (Vec<ArgPart>, Vec<Vec<Sel>>, Vec<usize>) {
+        let numblocks: Vec<usize> = runs.iter().map(|r| r.len()).collect();
+        let mut parts = Vec::new();
+        let mut selections = Vec::new();
+        for combo in crate::chunks::c_order_indices(&numblocks) {
+            let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| runs[ax][k].0).collect();
+            selections.push(combo.iter().enumerate().map(|(ax, &k)| runs[ax][k].1).collect());
+            parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
+        }
+        (parts, selections, numblocks)
+    }
+
     fn grid_pos(&self, index: &[usize]) -> usize {
         let nb = self.grid.numblocks();
         index.iter().zip(&nb).fold(0, |acc, (&i, &n)| acc * n + i)
@@ -997,14 +1013,8 @@ impl Array {
             .into_iter()
             .map(|idx| {
                 let per_axis: Vec<&HaloPlan> = idx.iter().enumerate().map(|(ax, &i)| &plans[ax][i]).collect();
-                let numblocks: Vec<usize> = per_axis.iter().map(|p| p.0.len()).collect();
-                let mut parts = Vec::new();
-                let mut selections = Vec::new();
-                for combo in crate::chunks::c_order_indices(&numblocks) {
-                    let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].0).collect();
-                    selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax].0[k].1).collect::<Vec<_>>());
-                    parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
-                }
+                let runs: Vec<&[(usize, Sel)]> = per_axis.iter().map(|p| p.0.as_slice()).collect();
+                let (parts, selections, numblocks) = self.gather_parts(&runs);
                 let p = kernels::OverlapParams {
                     selections,
                     numblocks,
@@ -1179,16 +1189,9 @@ impl Array {
             .indices()
             .into_iter()
             .map(|out_idx| {
-                let per_axis: Vec<&Vec<(usize, Sel)>> =
-                    out_idx.iter().enumerate().map(|(ax, &i)| &overlaps[ax][i]).collect();
-                let numblocks: Vec<usize> = per_axis.iter().map(|v| v.len()).collect();
-                let mut parts = Vec::new();
-                let mut selections = Vec::new();
-                for combo in crate::chunks::c_order_indices(&numblocks) {
-                    let in_idx: Vec<usize> = combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].0).collect();
-                    selections.push(combo.iter().enumerate().map(|(ax, &k)| per_axis[ax][k].1).collect::<Vec<_>>());
-                    parts.push(ArgPart::of(&self.blocks[self.grid_pos(&in_idx)]));
-                }
+                let runs: Vec<&[(usize, Sel)]> =
+                    out_idx.iter().enumerate().map(|(ax, &i)| overlaps[ax][i].as_slice()).collect();
+                let (parts, selections, numblocks) = self.gather_parts(&runs);
                 let params = Params::encode(&kernels::PiecesParams { selections, numblocks });
                 Delayed::from_task(block_key(&name, &out_idx), kernels::PIECES, params, vec![ArgPart::list(parts)])
             })

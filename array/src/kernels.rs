@@ -1459,25 +1459,31 @@ pub struct PiecesParams {
     pub numblocks: Vec<usize>,
 }
 
-/// A rechunked block: slices of several input blocks, joined.
-fn pieces(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
-    let p: PiecesParams = params(p, PIECES)?;
+/// Slices each block of a list argument by its selection and joins the
+/// pieces on a `numblocks` grid: the gather step of rechunk and overlap.
+fn gather(op: &str, args: Vec<Value>, selections: &[Vec<Sel>], numblocks: &[usize]) -> Result<ArrayValue, OpError> {
     let items = match <[Value; 1]>::try_from(args) {
         Ok([Value::List(items)]) => items,
-        _ => return Err(OpError::new(format!("{PIECES} takes a list of blocks"))),
+        _ => return Err(OpError::new(format!("{op} takes a list of blocks"))),
     };
-    if items.len() != p.selections.len() {
-        return Err(OpError::new(format!("{PIECES}: {} blocks for {} selections", items.len(), p.selections.len())));
+    if items.len() != selections.len() {
+        return Err(OpError::new(format!("{op}: {} blocks for {} selections", items.len(), selections.len())));
     }
     let parts = items
         .iter()
-        .zip(&p.selections)
+        .zip(selections)
         .map(|(v, sel)| match v {
             Value::Array(a) => slice_value(a, sel),
-            other => Err(OpError::new(format!("{PIECES}: expected arrays, found {}", other.type_name()))),
+            other => Err(OpError::new(format!("{op}: expected arrays, found {}", other.type_name()))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    stitch(parts, &p.numblocks).map(Value::Array)
+    stitch(parts, numblocks)
+}
+
+/// A rechunked block: slices of several input blocks, joined.
+fn pieces(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: PiecesParams = params(p, PIECES)?;
+    gather(PIECES, args, &p.selections, &p.numblocks).map(Value::Array)
 }
 
 fn matmul_typed<T>(a: &[ArcArray<T, IxDyn>], b: &[ArcArray<T, IxDyn>]) -> Result<ArcArray<T, IxDyn>, OpError>
@@ -1725,19 +1731,7 @@ fn pad_constant<T: Scalar>(x: &ArcArray<T, IxDyn>, pad: &[(usize, usize)], c: T)
 /// Gathers a block with its halo, applies the op, trims the halo.
 fn overlap(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let p: OverlapParams = params(p, OVERLAP)?;
-    let items = match <[Value; 1]>::try_from(args) {
-        Ok([Value::List(items)]) => items,
-        _ => return Err(OpError::new(format!("{OVERLAP} takes a list of blocks"))),
-    };
-    let parts = items
-        .iter()
-        .zip(&p.selections)
-        .map(|(v, sel)| match v {
-            Value::Array(a) => slice_value(a, sel),
-            other => Err(OpError::new(format!("{OVERLAP}: expected arrays, found {}", other.type_name()))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut extended = stitch(parts, &p.numblocks)?;
+    let mut extended = gather(OVERLAP, args, &p.selections, &p.numblocks)?;
     if p.pad.iter().any(|&(b, a)| b + a > 0) {
         let c = p.constant;
         extended = on_typed!(&extended, x => pad_constant(x, &p.pad, Scalar::from_f64(c)));

@@ -130,6 +130,17 @@ mod tests {
         Task::new(key.into(), builtin::NEG, Params::default(), vec![Arg::Key(dep.into())])
     }
 
+    /// Runs every task of a graph in dependency order, in this thread.
+    fn run_all(graph: &Graph) -> FxHashMap<Key, Value> {
+        let mut results: FxHashMap<Key, Value> = FxHashMap::default();
+        for i in graph.toposort().unwrap() {
+            let t = &graph.tasks()[i];
+            let v = execute(t, OpRegistry::global(), &no_local_ops, &|k| results.get(k).cloned()).unwrap();
+            results.insert(t.key.clone(), v);
+        }
+        results
+    }
+
     fn fuse_all(g: Graph, outputs: &[Key]) -> Graph {
         let analysis = g.validate(|_| false, |_| true).unwrap();
         fuse(g, &analysis, outputs).unwrap()
@@ -214,13 +225,7 @@ mod tests {
         keys.sort();
         assert_eq!(keys, ["('part', 0)", "('part', 1)", "total"]);
         for graph in [&g, &f] {
-            let mut results: FxHashMap<Key, Value> = FxHashMap::default();
-            for i in graph.toposort().unwrap() {
-                let t = &graph.tasks()[i];
-                let v = execute(t, OpRegistry::global(), &no_local_ops, &|k| results.get(k).cloned()).unwrap();
-                results.insert(t.key.clone(), v);
-            }
-            assert_eq!(results[&Key::from("total")], Value::Int(-(2 + 3) - (3 + 4)));
+            assert_eq!(run_all(graph)[&Key::from("total")], Value::Int(-(2 + 3) - (3 + 4)));
         }
     }
 
@@ -229,13 +234,7 @@ mod tests {
         let g = chain_graph();
         let f = fuse_all(g.clone(), &["d".into()]);
         for graph in [&g, &f] {
-            let mut results: FxHashMap<Key, Value> = FxHashMap::default();
-            for i in graph.toposort().unwrap() {
-                let t = &graph.tasks()[i];
-                let v = execute(t, OpRegistry::global(), &no_local_ops, &|k| results.get(k).cloned()).unwrap();
-                results.insert(t.key.clone(), v);
-            }
-            assert_eq!(results[&Key::from("d")], Value::Int(0));
+            assert_eq!(run_all(graph)[&Key::from("d")], Value::Int(0));
         }
     }
 }
