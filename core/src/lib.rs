@@ -13,6 +13,7 @@ pub mod graph;
 pub mod key;
 pub mod ops;
 pub mod optimize;
+pub mod table;
 pub mod task;
 pub mod value;
 
@@ -20,6 +21,7 @@ pub use error::{Error, OpError, Result};
 pub use graph::{Analysis, Graph};
 pub use key::Key;
 pub use ops::{LocalOp, OpEntry, OpFn, OpRegistry};
+pub use table::TableValue;
 pub use task::{Arg, Body, Call, Params, Task};
 pub use value::{ArrayValue, DType, Element, FromValue, IntoValue, OpOutput, Value};
 

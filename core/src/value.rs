@@ -172,6 +172,8 @@ pub enum Value {
     Bytes(Bytes),
     List(Arc<[Value]>),
     Array(ArrayValue),
+    /// A partition of a dataframe: an Arrow record batch.
+    Table(crate::TableValue),
 }
 
 /// Fixed per-value overhead counted in [`Value::nbytes`], so that a million
@@ -188,6 +190,7 @@ impl Value {
                 Value::Bytes(b) => b.len(),
                 Value::List(items) => items.iter().map(Value::nbytes).sum(),
                 Value::Array(a) => a.nbytes(),
+                Value::Table(t) => t.nbytes(),
             }
     }
 
@@ -202,6 +205,7 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::List(_) => "list",
             Value::Array(_) => "array",
+            Value::Table(_) => "table",
         }
     }
 
@@ -221,6 +225,7 @@ impl fmt::Debug for Value {
             Value::Bytes(b) => write!(f, "bytes[{}]", b.len()),
             Value::List(items) => f.debug_list().entries(items.iter()).finish(),
             Value::Array(a) => write!(f, "{a:?}"),
+            Value::Table(t) => write!(f, "{t:?}"),
         }
     }
 }

@@ -1,0 +1,601 @@
+//! `read_csv`: files split into partitions on record boundaries.
+//!
+//! Building the graph reads only the header and a sample of the first file
+//! (256 kB, as Dask does) to name and type the columns. Each file larger
+//! than `blocksize` gets a *scan* task: one pass that tracks quoting and
+//! counts lines, and returns for every block the byte offset of the first
+//! record that starts in it and that record's line number. Splitting at a
+//! newline inside a quoted field would be wrong, and only a pass from the
+//! start of the file knows whether a newline is quoted; the pass runs at
+//! memchr speed and gives exact line numbers for error messages too. Each
+//! partition task then parses its byte range with the `csv` crate, only the
+//! columns the plan needs, and runs the plan's steps on the result.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampNanosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::{Column, dtype_name, parse_dtype};
+use crate::error::{FrameError, Result};
+use crate::plan::{self, Step};
+
+/// pandas' default missing-value markers.
+const DEFAULT_NA: &[&str] = &[
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+    "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// Options of [`read_csv`](crate::read_csv), named as in pandas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CsvOptions {
+    /// Target bytes per partition; `None` makes one partition per file.
+    /// Dask's default is 64 MB.
+    pub blocksize: Option<u64>,
+    /// Whether the first line names the columns.
+    pub header: bool,
+    pub sep: u8,
+    /// Read only these columns.
+    pub usecols: Option<Vec<String>>,
+    /// Extra strings read as missing.
+    pub na_values: Vec<String>,
+    /// Whether pandas' default missing markers apply too.
+    pub keep_default_na: bool,
+    /// Columns parsed as `datetime64[ns]`.
+    pub parse_dates: Vec<String>,
+    /// Dtype overrides, by column name (`"float64"`, `"object"`, ...).
+    pub dtype: Vec<(String, String)>,
+    /// Bytes of the first file read to infer dtypes.
+    pub sample: usize,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            blocksize: Some(64_000_000),
+            header: true,
+            sep: b',',
+            usecols: None,
+            na_values: Vec::new(),
+            keep_default_na: true,
+            parse_dates: Vec::new(),
+            dtype: Vec::new(),
+            sample: 256_000,
+        }
+    }
+}
+
+impl CsvOptions {
+    pub fn blocksize(mut self, bytes: Option<u64>) -> Self {
+        self.blocksize = bytes;
+        self
+    }
+    pub fn header(mut self, header: bool) -> Self {
+        self.header = header;
+        self
+    }
+    pub fn sep(mut self, sep: u8) -> Self {
+        self.sep = sep;
+        self
+    }
+    pub fn usecols(mut self, cols: &[&str]) -> Self {
+        self.usecols = Some(cols.iter().map(|c| c.to_string()).collect());
+        self
+    }
+    pub fn na_values(mut self, values: &[&str]) -> Self {
+        self.na_values = values.iter().map(|c| c.to_string()).collect();
+        self
+    }
+    pub fn parse_dates(mut self, cols: &[&str]) -> Self {
+        self.parse_dates = cols.iter().map(|c| c.to_string()).collect();
+        self
+    }
+    pub fn dtype(mut self, col: &str, dtype: &str) -> Self {
+        self.dtype.push((col.to_string(), dtype.to_string()));
+        self
+    }
+
+    fn is_na(&self, field: &[u8]) -> bool {
+        (self.keep_default_na && DEFAULT_NA.iter().any(|n| n.as_bytes() == field))
+            || self.na_values.iter().any(|n| n.as_bytes() == field)
+    }
+}
+
+/// One input file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CsvFile {
+    pub path: String,
+    pub size: u64,
+    /// Partitions this file is split into.
+    pub parts: usize,
+}
+
+/// Everything a partition task needs to parse its range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadSpec {
+    pub file: CsvFile,
+    pub part: usize,
+    /// Partition number across all files, for per-partition steps.
+    pub global_part: usize,
+    pub blocksize: u64,
+    /// Every column of the file, in file order, with its type.
+    pub columns: Vec<Column>,
+    /// Positions (in `columns`) to parse.
+    pub projection: Vec<usize>,
+    pub options: CsvOptions,
+    pub steps: Vec<Step>,
+}
+
+/// Where each block starts: `(byte offset, line number)` of its first record.
+pub type Boundaries = Vec<(u64, u64)>;
+
+/// Reads `len` bytes at `offset` of a local file.
+pub(crate) fn read_range(path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 30));
+    f.take(len).read_to_end(&mut buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    Ok(buf)
+}
+
+/// The file's size, or a clear error if it is missing.
+pub(crate) fn file_size(path: &str) -> Result<u64> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|e| FrameError::Read(format!("{path}: {e}")))
+}
+
+/// Splits `size` bytes into blocks of `blocksize`.
+pub(crate) fn parts_for(size: u64, blocksize: Option<u64>) -> usize {
+    match blocksize {
+        Some(b) if b > 0 => usize::try_from(size.div_ceil(b)).unwrap_or(usize::MAX).max(1),
+        _ => 1,
+    }
+}
+
+/// One pass over a file: the first record boundary at or after each block
+/// start, outside quotes, with its line number.
+pub fn scan_boundaries(path: &str, size: u64, blocksize: u64, parts: usize) -> Result<Boundaries> {
+    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    let mut out: Boundaries = vec![(0, 1)];
+    let mut next_target = blocksize;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut pos, mut line, mut quoted) = (0u64, 1u64, false);
+    while out.len() < parts {
+        let n = f.read(&mut buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+            if buf[i] == b'"' {
+                quoted = !quoted;
+                continue;
+            }
+            line += 1;
+            if quoted {
+                continue;
+            }
+            let start = pos + i as u64 + 1;
+            while start >= next_target && out.len() < parts {
+                out.push((start, line));
+                next_target = next_target.saturating_add(blocksize);
+            }
+        }
+        pos += n as u64;
+    }
+    // Blocks past the last record boundary are empty.
+    while out.len() < parts {
+        out.push((size, line));
+    }
+    Ok(out)
+}
+
+/// Column names from a header record, as pandas makes them: an empty name
+/// becomes `Unnamed: i`, a repeated one gets `.1`, `.2`, ...
+fn column_names(header: &csv::ByteRecord) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(header.len());
+    for (i, raw) in header.iter().enumerate() {
+        let base = String::from_utf8_lossy(raw).trim().to_string();
+        let base = if base.is_empty() { format!("Unnamed: {i}") } else { base };
+        let mut name = base.clone();
+        let mut k = 1;
+        while names.contains(&name) {
+            name = format!("{base}.{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// What a sample says a column is, in pandas' order of preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Guess {
+    Empty,
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+fn guess(field: &[u8]) -> Guess {
+    let Ok(s) = std::str::from_utf8(field) else { return Guess::Str };
+    let t = s.trim();
+    if t.parse::<i64>().is_ok() {
+        Guess::Int
+    } else if parse_float(t).is_some() {
+        Guess::Float
+    } else if parse_bool(t).is_some() {
+        Guess::Bool
+    } else {
+        Guess::Str
+    }
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    // Rust also accepts "infinity" and "nan" spellings pandas does.
+    s.parse::<f64>().ok()
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "True" | "TRUE" | "true" => Some(true),
+        "False" | "FALSE" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The schema of a CSV source: names from the header, types from a sample
+/// of the first file, overridden by `dtype` and `parse_dates`.
+pub fn infer_schema(path: &str, options: &CsvOptions) -> Result<Vec<(String, DataType)>> {
+    let size = file_size(path)?;
+    let sample_len = (options.sample as u64).min(size);
+    let bytes = read_range(path, 0, sample_len)?;
+    let whole = sample_len == size;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(options.sep)
+        .from_reader(bytes.as_slice());
+    let mut rec = csv::ByteRecord::new();
+    let mut records: Vec<csv::ByteRecord> = Vec::new();
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => records.push(rec.clone()),
+            Ok(false) => break,
+            // The sample may end inside a quoted field; stop there.
+            Err(_) if !whole => break,
+            Err(e) => return Err(FrameError::Read(format!("{path}: {e}"))),
+        }
+    }
+    // The last record of a partial sample may be cut short.
+    if !whole && records.len() > 1 {
+        records.pop();
+    }
+    let (names, rows): (Vec<String>, &[csv::ByteRecord]) = if options.header {
+        let Some(first) = records.first() else {
+            return Err(FrameError::Read(format!("{path}: the file is empty, there is no header")));
+        };
+        (column_names(first), &records[1..])
+    } else {
+        let n = records.first().map_or(0, csv::ByteRecord::len);
+        ((0..n).map(|i| i.to_string()).collect(), &records[..])
+    };
+    let mut guesses = vec![Guess::Empty; names.len()];
+    let mut has_na = vec![false; names.len()];
+    for r in rows {
+        for (i, g) in guesses.iter_mut().enumerate() {
+            let f = r.get(i).unwrap_or(b"");
+            if options.is_na(f) {
+                has_na[i] = true;
+                continue;
+            }
+            let this = guess(f);
+            *g = match (*g, this) {
+                (Guess::Empty, x) => x,
+                (a, b) if a == b => a,
+                (Guess::Int, Guess::Float) | (Guess::Float, Guess::Int) => Guess::Float,
+                _ => Guess::Str,
+            };
+        }
+    }
+    let mut cols: Vec<(String, DataType)> = names
+        .into_iter()
+        .zip(guesses)
+        .zip(has_na)
+        .map(|((name, g), na)| {
+            let t = match g {
+                // pandas reads an all-missing column, and an integer column
+                // with gaps, as float64.
+                Guess::Empty | Guess::Float => DataType::Float64,
+                Guess::Int if na => DataType::Float64,
+                Guess::Int => DataType::Int64,
+                Guess::Bool if na => DataType::Utf8,
+                Guess::Bool => DataType::Boolean,
+                Guess::Str => DataType::Utf8,
+            };
+            (name, t)
+        })
+        .collect();
+    for c in &options.parse_dates {
+        let slot = cols
+            .iter_mut()
+            .find(|(n, _)| n == c)
+            .ok_or_else(|| FrameError::Schema(format!("parse_dates names {c:?}, which is not a column of {path}")))?;
+        slot.1 = DataType::Timestamp(TimeUnit::Nanosecond, None);
+    }
+    for (c, t) in &options.dtype {
+        let t = parse_dtype(t)?;
+        let slot = cols
+            .iter_mut()
+            .find(|(n, _)| n == c)
+            .ok_or_else(|| FrameError::Schema(format!("dtype names {c:?}, which is not a column of {path}")))?;
+        slot.1 = t;
+    }
+    Ok(cols)
+}
+
+/// The schema of the columns a source exposes after `usecols`.
+pub fn exposed_schema(columns: &[(String, DataType)], options: &CsvOptions) -> Result<SchemaRef> {
+    let fields = columns
+        .iter()
+        .filter(|(n, _)| options.usecols.as_ref().is_none_or(|u| u.contains(n)))
+        .map(|(n, t)| Field::new(n, t.clone(), true))
+        .collect::<Vec<_>>();
+    if let Some(u) = &options.usecols {
+        for c in u {
+            if !columns.iter().any(|(n, _)| n == c) {
+                return Err(FrameError::Schema(format!("usecols names {c:?}, which is not a column")));
+            }
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// A typed column being filled.
+enum Builder {
+    Int64(Int64Builder),
+    Int32(Int32Builder),
+    Float64(Float64Builder),
+    Float32(Float32Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+    Time(TimestampNanosecondBuilder),
+}
+
+impl Builder {
+    fn new(t: &DataType, cap: usize) -> Result<Self> {
+        Ok(match t {
+            DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(cap)),
+            DataType::Int32 => Builder::Int32(Int32Builder::with_capacity(cap)),
+            DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(cap)),
+            DataType::Float32 => Builder::Float32(Float32Builder::with_capacity(cap)),
+            DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(cap)),
+            DataType::Utf8 => Builder::Str(StringBuilder::with_capacity(cap, cap * 8)),
+            DataType::Timestamp(TimeUnit::Nanosecond, None) => {
+                Builder::Time(TimestampNanosecondBuilder::with_capacity(cap))
+            }
+            other => return Err(FrameError::Schema(format!("read_csv cannot produce {}", dtype_name(other)))),
+        })
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Int64(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Float32(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Str(b) => b.append_null(),
+            Builder::Time(b) => b.append_null(),
+        }
+    }
+
+    /// Appends a present value; `Err` carries the dtype it failed to parse as.
+    fn append(&mut self, field: &[u8]) -> std::result::Result<(), &'static str> {
+        let text = || std::str::from_utf8(field).map_err(|_| "valid UTF-8");
+        match self {
+            Builder::Int64(b) => b.append_value(text()?.trim().parse::<i64>().map_err(|_| "int64")?),
+            Builder::Int32(b) => b.append_value(text()?.trim().parse::<i32>().map_err(|_| "int32")?),
+            Builder::Float64(b) => b.append_value(parse_float(text()?.trim()).ok_or("float64")?),
+            Builder::Float32(b) => b.append_value(text()?.trim().parse::<f32>().map_err(|_| "float32")?),
+            Builder::Bool(b) => b.append_value(parse_bool(text()?.trim()).ok_or("bool")?),
+            Builder::Str(b) => b.append_value(text()?),
+            Builder::Time(b) => b.append_value(
+                arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text()?.trim())
+                    .map_err(|_| "datetime64[ns]")?,
+            ),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Int64(mut b) => Arc::new(b.finish()),
+            Builder::Int32(mut b) => Arc::new(b.finish()),
+            Builder::Float64(mut b) => Arc::new(b.finish()),
+            Builder::Float32(mut b) => Arc::new(b.finish()),
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Str(mut b) => Arc::new(b.finish()),
+            Builder::Time(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The error for a value that does not parse as its column's dtype, with
+/// the fix spelled out as Dask does.
+fn mismatch(path: &str, line: u64, column: &str, value: &[u8], wanted: &str) -> FrameError {
+    let shown = String::from_utf8_lossy(value);
+    let suggest = match guess(value) {
+        Guess::Int | Guess::Float => "float64",
+        _ => "object",
+    };
+    FrameError::Read(format!(
+        "{path}:{line}: column {column:?}: value {shown:?} is not {wanted}. Its dtype was inferred from a sample \
+         at the start of the data and a later row does not fit; specify the dtype when reading, e.g. \
+         dtype={{{column:?}: {suggest:?}}}"
+    ))
+}
+
+/// Parses one partition: the records in `[start, end)`, then the plan.
+pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<RecordBatch> {
+    let path = spec.file.path.as_str();
+    let ((start, first_line), end) = match bounds {
+        Some(b) => {
+            let s = *b.get(spec.part).ok_or_else(|| FrameError::Read(format!("{path}: no block {}", spec.part)))?;
+            let e = b.get(spec.part + 1).map_or(spec.file.size, |x| x.0);
+            (s, e)
+        }
+        None => ((0, 1), spec.file.size),
+    };
+    let bytes = read_range(path, start, end.saturating_sub(start))?;
+    let columns: Vec<(usize, (&str, &DataType))> = spec
+        .projection
+        .iter()
+        .map(|&i| {
+            let c = spec.columns.get(i).ok_or_else(|| FrameError::Read(format!("{path}: no column {i}")))?;
+            Ok((i, (c.name.as_str(), &c.dtype)))
+        })
+        .collect::<Result<_>>()?;
+    let estimate = bytes.len() / 32 + 16;
+    let mut builders = columns.iter().map(|(_, (_, t))| Builder::new(t, estimate)).collect::<Result<Vec<_>>>()?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(spec.options.sep)
+        .from_reader(bytes.as_slice());
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0usize;
+    let mut skip_header = spec.part == 0 && spec.options.header;
+    let ncols = spec.columns.len();
+    loop {
+        let more = reader.read_byte_record(&mut rec).map_err(|e| {
+            let line = e.position().map_or(first_line, |p| first_line + p.line() - 1);
+            FrameError::Read(format!("{path}:{line}: malformed CSV: {}", e.kind_message()))
+        })?;
+        if !more {
+            break;
+        }
+        let line = first_line + rec.position().map_or(1, csv::Position::line) - 1;
+        if skip_header {
+            skip_header = false;
+            continue;
+        }
+        if rec.len() > ncols {
+            return Err(FrameError::Read(format!(
+                "{path}:{line}: expected {ncols} fields, saw {} (error tokenizing data)",
+                rec.len()
+            )));
+        }
+        // A blank line is skipped, as pandas does.
+        if rec.len() == 1 && rec.get(0).is_some_and(<[u8]>::is_empty) && ncols > 1 {
+            continue;
+        }
+        for (b, (i, (name, _))) in builders.iter_mut().zip(&columns) {
+            let f = rec.get(*i).unwrap_or(b"");
+            if spec.options.is_na(f) {
+                b.append_null();
+            } else if let Err(wanted) = b.append(f) {
+                return Err(mismatch(path, line, name, f, wanted));
+            }
+        }
+        rows += 1;
+    }
+    let fields: Vec<Field> = columns.iter().map(|(_, (n, t))| Field::new(*n, (*t).clone(), true)).collect();
+    let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
+    let batch = plan::with_rows(Arc::new(Schema::new(fields)), arrays, rows)?;
+    plan::run(&spec.steps, batch, spec.global_part)
+}
+
+trait KindMessage {
+    fn kind_message(&self) -> String;
+}
+
+impl KindMessage for csv::Error {
+    fn kind_message(&self) -> String {
+        match self.kind() {
+            csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                format!("expected {expected_len} fields, saw {len}")
+            }
+            csv::ErrorKind::Io(e) => e.to_string(),
+            _ => self.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_csv(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("rask-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let p = dir.join(name);
+        let mut f = File::create(&p).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        p.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn boundaries_skip_quoted_newlines() {
+        let text = "a,b\n1,\"x\ny\"\n2,z\n3,\"p\nq\nr\"\n4,w\n";
+        let p = temp_csv("quoted.csv", text);
+        let size = text.len() as u64;
+        for bs in 1..size {
+            let parts = parts_for(size, Some(bs));
+            let b = scan_boundaries(&p, size, bs, parts).expect("scan");
+            assert_eq!(b.len(), parts);
+            for (off, line) in &b[1..] {
+                let off = *off as usize;
+                // Every boundary starts a record: right after an unquoted newline.
+                assert!(off == text.len() || [4, 12, 16, 26].contains(&off), "bs {bs}: boundary at {off}");
+                if off < text.len() {
+                    assert_eq!(*line as usize, text[..off].matches('\n').count() + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_follow_pandas() {
+        let rec = csv::ByteRecord::from(vec!["", "a", "a", "b"]);
+        assert_eq!(column_names(&rec), vec!["Unnamed: 0", "a", "a.1", "b"]);
+    }
+
+    #[test]
+    fn inference_and_mismatch_error() {
+        let p = temp_csv("infer.csv", "i,f,s,g,b\n1,1.5,x,1,True\n2,2,y,,False\n3,3,z,3,True\n");
+        let cols = infer_schema(&p, &CsvOptions::default()).expect("infers");
+        let types: Vec<DataType> = cols.iter().map(|c| c.1.clone()).collect();
+        assert_eq!(
+            types,
+            vec![DataType::Int64, DataType::Float64, DataType::Utf8, DataType::Float64, DataType::Boolean]
+        );
+        let p2 = temp_csv("later.csv", "id,v\n1,a\n2,b\n2.5,c\n");
+        let opts = CsvOptions { sample: 10, ..CsvOptions::default() };
+        let cols = infer_schema(&p2, &opts).expect("infers");
+        assert_eq!(cols[0].1, DataType::Int64);
+        let spec = ReadSpec {
+            file: CsvFile { path: p2.clone(), size: file_size(&p2).expect("size"), parts: 1 },
+            part: 0,
+            global_part: 0,
+            blocksize: 1 << 20,
+            columns: cols.iter().map(|(n, t)| Column::new(n, t.clone())).collect(),
+            projection: vec![0, 1],
+            options: opts,
+            steps: vec![],
+        };
+        let err = read_partition(&spec, None).expect_err("2.5 is not int64").to_string();
+        assert!(
+            err.contains(":4:") && err.contains("\"id\"") && err.contains("2.5") && err.contains("float64"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+use thiserror::Error;
+
+/// Everything that can go wrong building or computing a dataframe.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    /// A column, dtype or schema problem found while building the graph.
+    #[error("{0}")]
+    Schema(String),
+    /// Reading or parsing input data.
+    #[error("{0}")]
+    Read(String),
+    /// A problem found while computing.
+    #[error("{0}")]
+    Compute(String),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Rask(#[from] rask::Error),
+}
+
+pub type Result<T, E = FrameError> = std::result::Result<T, E>;
+
+impl From<FrameError> for rask_core::OpError {
+    fn from(e: FrameError) -> Self {
+        rask_core::OpError::new(e.to_string())
+    }
+}

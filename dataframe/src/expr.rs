@@ -1,0 +1,594 @@
+//! Column expressions: what `df.births * 2`, `df.state == "AK"` and
+//! `df.date.dt.year` build. An expression is data (it travels inside task
+//! parameters) and is evaluated on one partition at a time with Arrow's
+//! compute kernels. Its output type is known when the graph is built, so a
+//! misspelt column or a string compared with a number is an error at once,
+//! not in the middle of a computation.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampNanosecondArray, new_null_array,
+};
+use arrow::compute::kernels::{cmp, numeric};
+use arrow::compute::{DatePart, and_kleene, cast, date_part, is_not_null, is_null, not, or_kleene};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::{dtype_name, is_numeric};
+use crate::error::{FrameError, Result};
+
+/// A literal value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl From<i64> for Lit {
+    fn from(v: i64) -> Self {
+        Lit::Int(v)
+    }
+}
+impl From<i32> for Lit {
+    fn from(v: i32) -> Self {
+        Lit::Int(i64::from(v))
+    }
+}
+impl From<f64> for Lit {
+    fn from(v: f64) -> Self {
+        Lit::Float(v)
+    }
+}
+impl From<bool> for Lit {
+    fn from(v: bool) -> Self {
+        Lit::Bool(v)
+    }
+}
+impl From<&str> for Lit {
+    fn from(v: &str) -> Self {
+        Lit::Str(v.to_string())
+    }
+}
+impl From<String> for Lit {
+    fn from(v: String) -> Self {
+        Lit::Str(v)
+    }
+}
+
+impl Lit {
+    fn data_type(&self) -> DataType {
+        match self {
+            Lit::Null => DataType::Null,
+            Lit::Bool(_) => DataType::Boolean,
+            Lit::Int(_) => DataType::Int64,
+            Lit::Float(_) => DataType::Float64,
+            Lit::Str(_) => DataType::Utf8,
+        }
+    }
+
+    /// A one-element array of the literal.
+    pub(crate) fn to_array(&self) -> ArrayRef {
+        match self {
+            Lit::Null => new_null_array(&DataType::Null, 1),
+            Lit::Bool(b) => Arc::new(BooleanArray::from(vec![*b])),
+            Lit::Int(i) => Arc::new(Int64Array::from(vec![*i])),
+            Lit::Float(f) => Arc::new(Float64Array::from(vec![*f])),
+            Lit::Str(s) => Arc::new(StringArray::from(vec![s.as_str()])),
+        }
+    }
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinOp {
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&",
+            BinOp::Or => "|",
+        }
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+    }
+}
+
+/// String operations (`Series.str`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StrOp {
+    Lower,
+    Upper,
+    Len,
+    Contains(String),
+    StartsWith(String),
+    EndsWith(String),
+}
+
+/// Datetime parts (`Series.dt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DtPart {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    /// Monday = 0, as pandas counts.
+    DayOfWeek,
+    DayOfYear,
+}
+
+/// A column expression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    Col(String),
+    Lit(Lit),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    IsNull(Box<Expr>),
+    NotNull(Box<Expr>),
+    IsIn(Box<Expr>, Vec<Lit>),
+    Str(StrOp, Box<Expr>),
+    Dt(DtPart, Box<Expr>),
+    Cast(Box<Expr>, #[serde(with = "datatype_serde")] DataType),
+}
+
+/// A reference to column `name`.
+pub fn col(name: &str) -> Expr {
+    Expr::Col(name.to_string())
+}
+
+/// A literal.
+pub fn lit(v: impl Into<Lit>) -> Expr {
+    Expr::Lit(v.into())
+}
+
+macro_rules! bin_methods {
+    ($($name:ident => $op:ident),* $(,)?) => {$(
+        pub fn $name(self, other: impl Into<Expr>) -> Expr {
+            Expr::Bin(BinOp::$op, Box::new(self), Box::new(other.into()))
+        }
+    )*};
+}
+
+impl Expr {
+    bin_methods!(
+        eq => Eq, ne => Ne, lt => Lt, le => Le, gt => Gt, ge => Ge,
+        and => And, or => Or,
+    );
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(self) -> Expr {
+        Expr::Not(Box::new(self))
+    }
+
+    pub fn is_null(self) -> Expr {
+        Expr::IsNull(Box::new(self))
+    }
+
+    pub fn not_null(self) -> Expr {
+        Expr::NotNull(Box::new(self))
+    }
+
+    pub fn isin<L: Into<Lit>>(self, values: impl IntoIterator<Item = L>) -> Expr {
+        Expr::IsIn(Box::new(self), values.into_iter().map(Into::into).collect())
+    }
+
+    /// `lo <= self <= hi`, pandas' `between` with `inclusive="both"`.
+    pub fn between(self, lo: impl Into<Lit>, hi: impl Into<Lit>) -> Expr {
+        self.clone().ge(Expr::Lit(lo.into())).and(self.le(Expr::Lit(hi.into())))
+    }
+
+    pub fn str(self, op: StrOp) -> Expr {
+        Expr::Str(op, Box::new(self))
+    }
+
+    pub fn dt(self, part: DtPart) -> Expr {
+        Expr::Dt(part, Box::new(self))
+    }
+
+    pub fn cast(self, to: DataType) -> Expr {
+        Expr::Cast(Box::new(self), to)
+    }
+
+    /// Columns the expression reads.
+    pub fn columns(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Col(c) => {
+                if !out.contains(c) {
+                    out.push(c.clone());
+                }
+            }
+            Expr::Lit(_) => {}
+            Expr::Bin(_, a, b) => {
+                a.columns(out);
+                b.columns(out);
+            }
+            Expr::Not(e)
+            | Expr::Neg(e)
+            | Expr::IsNull(e)
+            | Expr::NotNull(e)
+            | Expr::IsIn(e, _)
+            | Expr::Str(_, e)
+            | Expr::Dt(_, e)
+            | Expr::Cast(e, _) => e.columns(out),
+        }
+    }
+
+    /// A short name for the expression's result, as pandas would name the
+    /// series: the column it is built on.
+    pub fn default_name(&self) -> String {
+        match self {
+            Expr::Col(c) => c.clone(),
+            Expr::Lit(_) => "literal".into(),
+            Expr::Bin(_, a, b) => {
+                let n = a.default_name();
+                if n == "literal" { b.default_name() } else { n }
+            }
+            Expr::Not(e)
+            | Expr::Neg(e)
+            | Expr::IsNull(e)
+            | Expr::NotNull(e)
+            | Expr::IsIn(e, _)
+            | Expr::Str(_, e)
+            | Expr::Dt(_, e)
+            | Expr::Cast(e, _) => e.default_name(),
+        }
+    }
+
+    /// The result type over `schema`, or an error saying what is wrong.
+    pub fn data_type(&self, schema: &Schema) -> Result<DataType> {
+        Ok(match self {
+            Expr::Col(c) => schema
+                .field_with_name(c)
+                .map_err(|_| {
+                    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    FrameError::Schema(format!("no column {c:?}; the columns are {names:?}"))
+                })?
+                .data_type()
+                .clone(),
+            Expr::Lit(l) => l.data_type(),
+            Expr::Bin(op, a, b) => {
+                let (ta, tb) = (a.data_type(schema)?, b.data_type(schema)?);
+                binary_type(*op, &ta, &tb).ok_or_else(|| {
+                    FrameError::Schema(format!(
+                        "cannot apply {} to {} ({}) and {} ({})",
+                        op.symbol(),
+                        a.default_name(),
+                        dtype_name(&ta),
+                        b.default_name(),
+                        dtype_name(&tb)
+                    ))
+                })?
+            }
+            Expr::Not(e) => {
+                let t = e.data_type(schema)?;
+                if t != DataType::Boolean {
+                    return Err(FrameError::Schema(format!("~ needs a boolean, got {}", dtype_name(&t))));
+                }
+                t
+            }
+            Expr::Neg(e) => {
+                let t = e.data_type(schema)?;
+                if !t.is_numeric() {
+                    return Err(FrameError::Schema(format!("cannot negate {}", dtype_name(&t))));
+                }
+                t
+            }
+            Expr::IsNull(e) | Expr::NotNull(e) | Expr::IsIn(e, _) => {
+                e.data_type(schema)?;
+                DataType::Boolean
+            }
+            Expr::Str(op, e) => {
+                let t = e.data_type(schema)?;
+                if t != DataType::Utf8 {
+                    return Err(FrameError::Schema(format!(
+                        ".str accessor needs a string column, {} is {}",
+                        e.default_name(),
+                        dtype_name(&t)
+                    )));
+                }
+                match op {
+                    StrOp::Lower | StrOp::Upper => DataType::Utf8,
+                    StrOp::Len => DataType::Int64,
+                    StrOp::Contains(_) | StrOp::StartsWith(_) | StrOp::EndsWith(_) => DataType::Boolean,
+                }
+            }
+            Expr::Dt(_, e) => {
+                let t = e.data_type(schema)?;
+                if !matches!(t, DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64) {
+                    return Err(FrameError::Schema(format!(
+                        ".dt accessor needs a datetime column, {} is {}; parse it with parse_dates or astype",
+                        e.default_name(),
+                        dtype_name(&t)
+                    )));
+                }
+                DataType::Int32
+            }
+            Expr::Cast(e, to) => {
+                e.data_type(schema)?;
+                to.clone()
+            }
+        })
+    }
+
+    /// Evaluates over one partition.
+    pub fn eval(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+        let n = batch.num_rows();
+        Ok(match self {
+            Expr::Col(c) => batch
+                .column_by_name(c)
+                .cloned()
+                .ok_or_else(|| FrameError::Compute(format!("no column {c:?} in partition")))?,
+            Expr::Lit(l) => broadcast(l, n)?,
+            Expr::Bin(op, a, b) => {
+                let (x, y) = (a.eval(batch)?, b.eval(batch)?);
+                eval_binary(*op, &x, &y)?
+            }
+            Expr::Not(e) => Arc::new(not(as_bool(&e.eval(batch)?)?)?),
+            Expr::Neg(e) => numeric::neg(&e.eval(batch)?)?,
+            Expr::IsNull(e) => Arc::new(is_null(&e.eval(batch)?)?),
+            Expr::NotNull(e) => Arc::new(is_not_null(&e.eval(batch)?)?),
+            Expr::IsIn(e, values) => Arc::new(isin(&e.eval(batch)?, values)?),
+            Expr::Str(op, e) => eval_str(op, &e.eval(batch)?)?,
+            Expr::Dt(part, e) => eval_dt(*part, &e.eval(batch)?)?,
+            Expr::Cast(e, to) => cast(&e.eval(batch)?, to)?,
+        })
+    }
+}
+
+macro_rules! arith_ops {
+    ($($trait:ident, $method:ident => $op:ident);* $(;)?) => {$(
+        impl<T: Into<Expr>> std::ops::$trait<T> for Expr {
+            type Output = Expr;
+            fn $method(self, rhs: T) -> Expr {
+                Expr::Bin(BinOp::$op, Box::new(self), Box::new(rhs.into()))
+            }
+        }
+    )*};
+}
+arith_ops!(Add, add => Add; Sub, sub => Sub; Mul, mul => Mul; Div, div => Div; Rem, rem => Rem);
+
+impl std::ops::Neg for Expr {
+    type Output = Expr;
+    fn neg(self) -> Expr {
+        Expr::Neg(Box::new(self))
+    }
+}
+
+impl From<Lit> for Expr {
+    fn from(l: Lit) -> Self {
+        Expr::Lit(l)
+    }
+}
+
+macro_rules! expr_from_lit {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Expr {
+            fn from(v: $t) -> Self {
+                Expr::Lit(v.into())
+            }
+        }
+    )*};
+}
+expr_from_lit!(i64, i32, f64, bool, &str, String);
+
+fn broadcast(l: &Lit, n: usize) -> Result<ArrayRef> {
+    Ok(match l {
+        Lit::Null => new_null_array(&DataType::Null, n),
+        Lit::Bool(b) => Arc::new(BooleanArray::from(vec![*b; n])),
+        Lit::Int(i) => Arc::new(Int64Array::from_value(*i, n)),
+        Lit::Float(f) => Arc::new(Float64Array::from_value(*f, n)),
+        Lit::Str(s) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s.as_str(), n))),
+    })
+}
+
+/// The common type two operands are cast to, pandas-style: ints widen to
+/// int64, any float makes float64.
+fn common_numeric(a: &DataType, b: &DataType) -> Option<DataType> {
+    if !is_numeric(a) || !is_numeric(b) {
+        return None;
+    }
+    if a.is_floating() || b.is_floating() { Some(DataType::Float64) } else { Some(DataType::Int64) }
+}
+
+fn binary_type(op: BinOp, a: &DataType, b: &DataType) -> Option<DataType> {
+    let null = |t: &DataType| *t == DataType::Null;
+    match op {
+        BinOp::And | BinOp::Or => {
+            ((*a == DataType::Boolean || null(a)) && (*b == DataType::Boolean || null(b))).then_some(DataType::Boolean)
+        }
+        _ if op.is_comparison() => {
+            let ok = a == b
+                || common_numeric(a, b).is_some()
+                || null(a)
+                || null(b)
+                || (matches!(a, DataType::Timestamp(..)) && *b == DataType::Utf8)
+                || (matches!(b, DataType::Timestamp(..)) && *a == DataType::Utf8);
+            ok.then_some(DataType::Boolean)
+        }
+        BinOp::Div => common_numeric(a, b).map(|_| DataType::Float64),
+        BinOp::Add if *a == DataType::Utf8 && *b == DataType::Utf8 => Some(DataType::Utf8),
+        _ => common_numeric(a, b),
+    }
+}
+
+fn as_bool(a: &ArrayRef) -> Result<&BooleanArray> {
+    a.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| FrameError::Compute("expected a boolean column".into()))
+}
+
+/// Brings both operands to one type before a kernel runs.
+fn unify(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<(ArrayRef, ArrayRef)> {
+    let (tx, ty) = (x.data_type(), y.data_type());
+    if tx == ty {
+        return Ok((x.clone(), y.clone()));
+    }
+    if *tx == DataType::Null {
+        return Ok((cast(x, ty)?, y.clone()));
+    }
+    if *ty == DataType::Null {
+        return Ok((x.clone(), cast(y, tx)?));
+    }
+    if let DataType::Timestamp(..) = tx {
+        return Ok((x.clone(), cast(y, tx)?));
+    }
+    if let DataType::Timestamp(..) = ty {
+        return Ok((cast(x, ty)?, y.clone()));
+    }
+    let t = common_numeric(tx, ty)
+        .ok_or_else(|| FrameError::Compute(format!("cannot apply {} to {tx} and {ty}", op.symbol())))?;
+    Ok((cast(x, &t)?, cast(y, &t)?))
+}
+
+fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<ArrayRef> {
+    if matches!(op, BinOp::And | BinOp::Or) {
+        let x = if *x.data_type() == DataType::Null { cast(x, &DataType::Boolean)? } else { x.clone() };
+        let y = if *y.data_type() == DataType::Null { cast(y, &DataType::Boolean)? } else { y.clone() };
+        let (a, b) = (as_bool(&x)?, as_bool(&y)?);
+        return Ok(Arc::new(if op == BinOp::And { and_kleene(a, b)? } else { or_kleene(a, b)? }));
+    }
+    if op == BinOp::Div {
+        let (a, b) = (cast(x, &DataType::Float64)?, cast(y, &DataType::Float64)?);
+        return Ok(numeric::div(&a, &b)?);
+    }
+    if op == BinOp::Add && *x.data_type() == DataType::Utf8 && *y.data_type() == DataType::Utf8 {
+        let (a, b) = (strings(x)?, strings(y)?);
+        return Ok(Arc::new(
+            a.iter().zip(b.iter()).map(|(p, q)| Some(format!("{}{}", p?, q?))).collect::<StringArray>(),
+        ));
+    }
+    let (a, b) = unify(op, x, y)?;
+    Ok(match op {
+        BinOp::Add => numeric::add_wrapping(&a, &b)?,
+        BinOp::Sub => numeric::sub_wrapping(&a, &b)?,
+        BinOp::Mul => numeric::mul_wrapping(&a, &b)?,
+        BinOp::Rem => numeric::rem(&a, &b)?,
+        BinOp::Eq => Arc::new(cmp::eq(&a, &b)?),
+        BinOp::Ne => Arc::new(cmp::neq(&a, &b)?),
+        BinOp::Lt => Arc::new(cmp::lt(&a, &b)?),
+        BinOp::Le => Arc::new(cmp::lt_eq(&a, &b)?),
+        BinOp::Gt => Arc::new(cmp::gt(&a, &b)?),
+        BinOp::Ge => Arc::new(cmp::gt_eq(&a, &b)?),
+        BinOp::Div | BinOp::And | BinOp::Or => unreachable_op(op)?,
+    })
+}
+
+fn unreachable_op(op: BinOp) -> Result<ArrayRef> {
+    Err(FrameError::Compute(format!("operator {} was not dispatched", op.symbol())))
+}
+
+pub(crate) fn strings(a: &ArrayRef) -> Result<&StringArray> {
+    a.as_any().downcast_ref::<StringArray>().ok_or_else(|| FrameError::Compute("expected a string column".into()))
+}
+
+fn isin(a: &ArrayRef, values: &[Lit]) -> Result<BooleanArray> {
+    match a.data_type() {
+        DataType::Utf8 => {
+            let set: FxHashSet<&str> =
+                values.iter().filter_map(|v| if let Lit::Str(s) = v { Some(s.as_str()) } else { None }).collect();
+            Ok(strings(a)?.iter().map(|v| Some(v.is_some_and(|s| set.contains(s)))).collect())
+        }
+        t if is_numeric(t) => {
+            let f = cast(a, &DataType::Float64)?;
+            let f = f
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| FrameError::Compute("numeric cast failed".into()))?;
+            let set: Vec<f64> = values
+                .iter()
+                .filter_map(|v| match v {
+                    Lit::Int(i) => Some(*i as f64),
+                    Lit::Float(x) => Some(*x),
+                    Lit::Bool(b) => Some(f64::from(u8::from(*b))),
+                    _ => None,
+                })
+                .collect();
+            Ok(f.iter().map(|v| Some(v.is_some_and(|x| set.contains(&x)))).collect())
+        }
+        t => Err(FrameError::Compute(format!("isin is not supported on {}", dtype_name(t)))),
+    }
+}
+
+fn eval_str(op: &StrOp, a: &ArrayRef) -> Result<ArrayRef> {
+    let s = strings(a)?;
+    Ok(match op {
+        StrOp::Lower => Arc::new(s.iter().map(|v| v.map(str::to_lowercase)).collect::<StringArray>()),
+        StrOp::Upper => Arc::new(s.iter().map(|v| v.map(str::to_uppercase)).collect::<StringArray>()),
+        StrOp::Len => Arc::new(s.iter().map(|v| v.map(|x| x.chars().count() as i64)).collect::<Int64Array>()),
+        StrOp::Contains(p) => Arc::new(s.iter().map(|v| v.map(|x| x.contains(p.as_str()))).collect::<BooleanArray>()),
+        StrOp::StartsWith(p) => {
+            Arc::new(s.iter().map(|v| v.map(|x| x.starts_with(p.as_str()))).collect::<BooleanArray>())
+        }
+        StrOp::EndsWith(p) => Arc::new(s.iter().map(|v| v.map(|x| x.ends_with(p.as_str()))).collect::<BooleanArray>()),
+    })
+}
+
+fn eval_dt(part: DtPart, a: &ArrayRef) -> Result<ArrayRef> {
+    let a = if matches!(a.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, None)) {
+        a.clone()
+    } else {
+        cast(a, &DataType::Timestamp(TimeUnit::Nanosecond, None))?
+    };
+    let p = match part {
+        DtPart::Year => DatePart::Year,
+        DtPart::Month => DatePart::Month,
+        DtPart::Day => DatePart::Day,
+        DtPart::Hour => DatePart::Hour,
+        DtPart::Minute => DatePart::Minute,
+        DtPart::Second => DatePart::Second,
+        DtPart::DayOfWeek => DatePart::DayOfWeekMonday0,
+        DtPart::DayOfYear => DatePart::DayOfYear,
+    };
+    let _: Option<&TimestampNanosecondArray> = a.as_any().downcast_ref();
+    Ok(date_part(&a, p)?)
+}
+
+/// Serde for Arrow data types, by their display name for the few types
+/// dataframes use.
+pub mod datatype_serde {
+    use arrow::datatypes::DataType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DataType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::dtype::dtype_name(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        let name = String::deserialize(d)?;
+        crate::dtype::parse_dtype(&name).map_err(serde::de::Error::custom)
+    }
+}

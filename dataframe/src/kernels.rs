@@ -1,0 +1,243 @@
+//! The ops dataframe tasks run, registered by name so any worker linked
+//! with this crate can run them. Each decodes its parameters and works on
+//! one partition or on a list of partial results.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use rask_core::ops::OpEntry;
+use rask_core::{OpError, Params, TableValue, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::agg::{self, AggSpec};
+use crate::csv::{self, ReadSpec};
+use crate::dtype::Column;
+use crate::error::FrameError;
+use crate::plan::{self, Step};
+
+pub const CSV_SCAN: &str = "df.csv_scan";
+pub const READ_CSV: &str = "df.read_csv";
+pub const APPLY: &str = "df.apply";
+pub const NROWS: &str = "df.nrows";
+pub const AGG_PARTIAL: &str = "df.agg_partial";
+pub const AGG_COMBINE: &str = "df.agg_combine";
+pub const AGG_FINAL: &str = "df.agg_final";
+pub const CONCAT: &str = "df.concat";
+pub const DISTINCT: &str = "df.distinct";
+pub const TOPK: &str = "df.topk";
+pub const SORT: &str = "df.sort";
+pub const SCALAR: &str = "df.scalar";
+
+pub(crate) fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
+    postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Params {
+    Params::encode(v)
+}
+
+pub(crate) fn table(v: Value, op: &str) -> Result<RecordBatch, OpError> {
+    match v {
+        Value::Table(t) => Ok(t.batch().clone()),
+        other => Err(OpError::new(format!("{op}: expected a table, got {}", other.type_name()))),
+    }
+}
+
+fn one_table(args: Vec<Value>, op: &str) -> Result<RecordBatch, OpError> {
+    match <[Value; 1]>::try_from(args) {
+        Ok([v]) => table(v, op),
+        Err(_) => Err(OpError::new(format!("{op} takes one table"))),
+    }
+}
+
+/// A list of tables, as tree reductions pass them.
+pub(crate) fn tables(args: Vec<Value>, op: &str) -> Result<Vec<RecordBatch>, OpError> {
+    let [Value::List(items)] = <[Value; 1]>::try_from(args).map_err(|_| OpError::new(format!("{op} takes a list")))?
+    else {
+        return Err(OpError::new(format!("{op} takes a list of tables")));
+    };
+    items.iter().map(|v| table(v.clone(), op)).collect()
+}
+
+fn out(b: RecordBatch) -> Value {
+    Value::Table(TableValue::new(b))
+}
+
+// ------------------------------------------------------------------ csv
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScanParams {
+    pub path: String,
+    pub size: u64,
+    pub blocksize: u64,
+    pub parts: usize,
+}
+
+fn csv_scan(p: &Params, _args: Vec<Value>) -> Result<Value, OpError> {
+    let p: ScanParams = params(p, CSV_SCAN)?;
+    let b = csv::scan_boundaries(&p.path, p.size, p.blocksize, p.parts)?;
+    Ok(Value::list(
+        b.into_iter().map(|(off, line)| {
+            Value::list([Value::Int(i64::try_from(off).unwrap_or(i64::MAX)), Value::Int(line as i64)])
+        }),
+    ))
+}
+
+fn boundaries(v: &Value) -> Result<csv::Boundaries, OpError> {
+    let bad = || OpError::new("read_csv: malformed block boundaries");
+    let Value::List(items) = v else { return Err(bad()) };
+    items
+        .iter()
+        .map(|it| match it {
+            Value::List(pair) => match pair.as_ref() {
+                [Value::Int(o), Value::Int(l)] => Ok((u64::try_from(*o).map_err(|_| bad())?, *l as u64)),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+fn read_csv(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let spec: ReadSpec = params(p, READ_CSV)?;
+    let bounds = match args.first() {
+        Some(v) => Some(boundaries(v)?),
+        None => None,
+    };
+    Ok(out(csv::read_partition(&spec, bounds.as_ref())?))
+}
+
+// ------------------------------------------------------------------ row-wise
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyParams {
+    pub steps: Vec<Step>,
+    pub part: usize,
+}
+
+fn apply(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: ApplyParams = params(p, APPLY)?;
+    let batch = one_table(args, APPLY)?;
+    Ok(out(plan::run(&p.steps, batch, p.part)?))
+}
+
+fn nrows(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let batch = one_table(args, NROWS)?;
+    Ok(Value::Int(batch.num_rows() as i64))
+}
+
+// ------------------------------------------------------------------ aggregation
+
+/// Final stage parameters: the spec and the result schema.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FinalParams {
+    pub spec: AggSpec,
+    pub fields: Vec<Column>,
+    /// Steps on the result (value_counts sorts by count).
+    pub then: Vec<Post>,
+}
+
+/// What happens to an aggregation's result before it is returned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Post {
+    Sort { by: Vec<String>, ascending: Vec<bool> },
+}
+
+pub(crate) fn schema_of(fields: &[Column]) -> Arc<Schema> {
+    Arc::new(Schema::new(fields.iter().map(|c| Field::new(&c.name, c.dtype.clone(), true)).collect::<Vec<_>>()))
+}
+
+fn agg_partial(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let spec: AggSpec = params(p, AGG_PARTIAL)?;
+    Ok(out(agg::partial(&spec, &one_table(args, AGG_PARTIAL)?)?))
+}
+
+fn agg_combine(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let spec: AggSpec = params(p, AGG_COMBINE)?;
+    Ok(out(agg::combine(&spec, &tables(args, AGG_COMBINE)?)?))
+}
+
+fn agg_final(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: FinalParams = params(p, AGG_FINAL)?;
+    let state = agg::combine(&p.spec, &tables(args, AGG_FINAL)?)?;
+    let mut result = agg::finalize(&p.spec, &state, &schema_of(&p.fields))?;
+    for post in &p.then {
+        match post {
+            Post::Sort { by, ascending } => result = agg::sort_batch(&result, by, ascending)?,
+        }
+    }
+    Ok(out(result))
+}
+
+// ------------------------------------------------------------------ whole-frame
+
+fn concat(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    Ok(out(agg::concat(&tables(args, CONCAT)?)?))
+}
+
+fn distinct(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let cols: Vec<String> = params(p, DISTINCT)?;
+    let all = agg::concat(&tables(args, DISTINCT)?)?;
+    Ok(out(agg::distinct(&all, &cols)?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopKParams {
+    pub column: String,
+    pub n: usize,
+    pub largest: bool,
+}
+
+fn topk(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: TopKParams = params(p, TOPK)?;
+    let all = agg::concat(&tables(args, TOPK)?)?;
+    Ok(out(agg::top_k(&all, &p.column, p.n, p.largest)?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SortParams {
+    pub by: Vec<String>,
+    pub ascending: Vec<bool>,
+}
+
+fn sort(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: SortParams = params(p, SORT)?;
+    let all = agg::concat(&tables(args, SORT)?)?;
+    Ok(out(agg::sort_batch(&all, &p.by, &p.ascending)?))
+}
+
+/// The last column of a one-row table as a plain number.
+fn scalar(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let as_int: bool = params(p, SCALAR)?;
+    let batch = one_table(args, SCALAR)?;
+    let Some(c) = batch.columns().last() else {
+        return Err(OpError::new("scalar: the table has no columns"));
+    };
+    if batch.num_rows() != 1 {
+        return Err(OpError::new(format!("scalar: expected one row, got {}", batch.num_rows())));
+    }
+    if as_int {
+        let v = cast(c, &DataType::Int64).map_err(FrameError::from)?;
+        let v = v.as_any().downcast_ref::<Int64Array>().ok_or_else(|| OpError::new("scalar: not an integer"))?;
+        return Ok(if v.is_null(0) { Value::None } else { Value::Int(v.value(0)) });
+    }
+    let v = cast(c, &DataType::Float64).map_err(FrameError::from)?;
+    let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| OpError::new("scalar: not a number"))?;
+    Ok(Value::Float(if v.is_null(0) { f64::NAN } else { v.value(0) }))
+}
+
+rask_core::inventory::submit! { OpEntry { name: CSV_SCAN, func: csv_scan } }
+rask_core::inventory::submit! { OpEntry { name: READ_CSV, func: read_csv } }
+rask_core::inventory::submit! { OpEntry { name: APPLY, func: apply } }
+rask_core::inventory::submit! { OpEntry { name: NROWS, func: nrows } }
+rask_core::inventory::submit! { OpEntry { name: AGG_PARTIAL, func: agg_partial } }
+rask_core::inventory::submit! { OpEntry { name: AGG_COMBINE, func: agg_combine } }
+rask_core::inventory::submit! { OpEntry { name: AGG_FINAL, func: agg_final } }
+rask_core::inventory::submit! { OpEntry { name: CONCAT, func: concat } }
+rask_core::inventory::submit! { OpEntry { name: DISTINCT, func: distinct } }
+rask_core::inventory::submit! { OpEntry { name: TOPK, func: topk } }
+rask_core::inventory::submit! { OpEntry { name: SORT, func: sort } }
+rask_core::inventory::submit! { OpEntry { name: SCALAR, func: scalar } }

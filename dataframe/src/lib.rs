@@ -1,0 +1,30 @@
+//! Partitioned dataframes on Arrow: the `dask.dataframe` of rask.
+//!
+//! ```no_run
+//! use rask_dataframe::{read_csv, CsvOptions};
+//! # fn main() -> Result<(), rask_dataframe::FrameError> {
+//! let df = read_csv("Birthdays.csv", CsvOptions::default())?;
+//! println!("{df}"); // columns, dtypes, npartitions; nothing read yet
+//! let ak = df.filter(df.col("state").eq("AK"))?;
+//! println!("{}", ak.len()?);
+//! let by_state = df.groupby(&["state"]).mean()?;
+//! println!("{}", by_state.col("births").nlargest(10)?.compute()?);
+//! # Ok(()) }
+//! ```
+
+pub mod agg;
+pub mod csv;
+pub mod datasets;
+pub mod dtype;
+pub mod error;
+pub mod expr;
+pub mod frame;
+pub mod kernels;
+pub mod plan;
+pub mod table;
+
+pub use csv::CsvOptions;
+pub use error::{FrameError, Result};
+pub use expr::{DtPart, Expr, Lit, StrOp, col, lit};
+pub use frame::{DataFrame, GroupBy, Series, from_batch, from_batches, read_csv};
+pub use table::Table;
