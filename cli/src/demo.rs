@@ -30,12 +30,16 @@ pub struct DemoArgs {
     /// Where the histogram exercise writes its plot.
     #[arg(long, default_value = "histogram.png")]
     histogram_png: std::path::PathBuf,
+    /// The tutorial's Birthdays.csv (found beside the repository by default).
+    #[arg(long, env = "RASK_BIRTHDAYS")]
+    birthdays: Option<std::path::PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 enum Section {
     Delayed,
     Array,
+    Dataframe,
 }
 
 static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
@@ -84,12 +88,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
     let sections = match args.section {
         Some(s) => vec![s],
-        None => vec![Section::Delayed, Section::Array],
+        None => vec![Section::Delayed, Section::Array, Section::Dataframe],
     };
     for section in sections {
         match section {
             Section::Delayed => delayed_section(&client, &cluster, args)?,
             Section::Array => array_section(&client, args)?,
+            Section::Dataframe => crate::frames::dataframe_section(args.birthdays.as_deref())?,
         }
     }
     shutdown();
@@ -119,7 +124,7 @@ fn wait<T: rask::core::FromValue>(cluster: &LocalCluster, future: &Future<T>, ta
     }
 }
 
-fn report(label: &str, value: impl std::fmt::Display, started: Instant) {
+pub(crate) fn report(label: &str, value: impl std::fmt::Display, started: Instant) {
     println!("  {label:<44} = {value:<10} ({:.2} s)", started.elapsed().as_secs_f64());
 }
 

@@ -2,6 +2,7 @@
 //! arguments, sets up logging and Ctrl-C, and calls into `demo`.
 
 mod demo;
+mod frames;
 mod plot;
 
 // mimalloc keeps freed blocks for reuse: 100 MiB array chunks and millions of

@@ -16,7 +16,10 @@ use crate::dtype::Column;
 use crate::dtype::{dtype_name, is_numeric, parse_dtype};
 use crate::error::{FrameError, Result};
 use crate::expr::{Expr, Lit, col};
-use crate::kernels::{self, ApplyParams, FinalParams, Post, ScanParams, SortParams, TopKParams, encode};
+use crate::join::{How, JoinSpec};
+use crate::kernels::{
+    self, ApplyParams, FinalParams, JoinParams, Post, ScanParams, SortParams, SplitParams, TopKParams, encode,
+};
 use crate::plan::{self, Step};
 use crate::table::Table;
 
@@ -142,6 +145,17 @@ pub fn from_batches(batches: Vec<RecordBatch>) -> Result<DataFrame> {
     Ok(DataFrame::from_parts(parts, schema, Vec::new(), t))
 }
 
+/// A dataframe over partitions computed by other tasks, which must all
+/// produce `schema`.
+pub fn from_partitions(parts: Vec<Delayed<TableValue>>, schema: SchemaRef) -> Result<DataFrame> {
+    if parts.is_empty() {
+        return Err(FrameError::Schema("a dataframe needs at least one partition".into()));
+    }
+    let keys: Vec<String> = parts.iter().map(|p| p.key().to_string()).collect();
+    let t = token(keys.join(",").as_bytes());
+    Ok(DataFrame::from_parts(parts, schema, Vec::new(), t))
+}
+
 /// Splits one batch into `n` nearly equal partitions.
 pub fn from_batch(batch: &RecordBatch, n: usize) -> Result<DataFrame> {
     let n = n.max(1);
@@ -250,7 +264,7 @@ impl DataFrame {
     }
 
     /// A token naming this frame's whole plan.
-    fn plan_token(&self) -> Result<String> {
+    pub(crate) fn plan_token(&self) -> Result<String> {
         let keys: Vec<String> = self.partitions()?.iter().map(|p| p.key().to_string()).collect();
         Ok(token(keys.join(",").as_bytes()))
     }
@@ -395,18 +409,18 @@ impl DataFrame {
     // ------------------------------------------------------------ reductions
 
     /// A tree of `op` over `parts`, `SPLIT_EVERY` at a time, ending in `last`.
-    fn tree(
-        parts: Vec<Delayed<TableValue>>,
+    pub(crate) fn tree<T>(
+        parts: Vec<Delayed<T>>,
         prefix: &str,
         t: &str,
         combine: (&str, Params),
         last: (&str, Params),
-    ) -> Delayed<TableValue> {
+    ) -> Delayed<T> {
         let mut level = parts;
         let mut depth = 0u32;
         let n = name(prefix, t);
         while level.len() > SPLIT_EVERY {
-            let next: Vec<Delayed<TableValue>> = level
+            let next: Vec<Delayed<T>> = level
                 .chunks(SPLIT_EVERY)
                 .enumerate()
                 .map(|(i, group)| {
@@ -529,6 +543,71 @@ impl DataFrame {
     }
 }
 
+impl DataFrame {
+    fn columns_of(schema: &SchemaRef) -> Vec<Column> {
+        schema.fields().iter().map(|f| Column::new(f.name(), f.data_type().clone())).collect()
+    }
+
+    /// Joins with `other` on key columns, like `pandas.merge`. A right side
+    /// of one partition is broadcast for inner and left joins; otherwise
+    /// both sides are shuffled into buckets by key hash.
+    pub fn merge(&self, other: &DataFrame, on: &[&str], how: How) -> Result<DataFrame> {
+        let spec = JoinSpec { on: on.iter().map(|k| k.to_string()).collect(), how };
+        let schema = Arc::new(crate::join::output_schema(&self.schema, &other.schema, &spec)?);
+        let (left, right) = (self.partitions()?, other.partitions()?);
+        let t = tok(&[ser(&self.plan_token()?), ser(&other.plan_token()?), ser(&spec)]);
+        let n = name("merge", &t);
+        let lf = Self::columns_of(&self.schema);
+        let rf = Self::columns_of(&other.schema);
+        let broadcast = right.len() == 1 && matches!(how, How::Inner | How::Left);
+        let parts: Vec<Delayed<TableValue>> = if broadcast {
+            left.iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let p = JoinParams {
+                        spec: spec.clone(),
+                        bucket: None,
+                        left_fields: lf.clone(),
+                        right_fields: rf.clone(),
+                    };
+                    let whole = ArgPart::list(right.iter().map(ArgPart::of).collect());
+                    let args = vec![ArgPart::list(vec![ArgPart::of(l)]), whole];
+                    Delayed::from_task(key(&n, i), kernels::JOIN, encode(&p), args)
+                })
+                .collect()
+        } else {
+            let buckets = left.len().max(right.len()).max(1);
+            let split = |side: &[Delayed<TableValue>], label: &str| -> Vec<Delayed<Value>> {
+                let sn = name(&format!("merge-split-{label}"), &t);
+                let p = encode(&SplitParams { on: spec.on.clone(), buckets });
+                side.iter()
+                    .enumerate()
+                    .map(|(i, part)| {
+                        Delayed::from_task(key(&sn, i), kernels::HASH_SPLIT, p.clone(), vec![ArgPart::of(part)])
+                    })
+                    .collect()
+            };
+            let (ls, rs) = (split(&left, "left"), split(&right, "right"));
+            (0..buckets)
+                .map(|b| {
+                    let p = JoinParams {
+                        spec: spec.clone(),
+                        bucket: Some(b),
+                        left_fields: lf.clone(),
+                        right_fields: rf.clone(),
+                    };
+                    let args = vec![
+                        ArgPart::list(ls.iter().map(ArgPart::of).collect()),
+                        ArgPart::list(rs.iter().map(ArgPart::of).collect()),
+                    ];
+                    Delayed::from_task(key(&n, b), kernels::JOIN, encode(&p), args)
+                })
+                .collect()
+        };
+        Ok(DataFrame::from_parts(parts, schema, Vec::new(), t))
+    }
+}
+
 impl fmt::Display for DataFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<String> = self.schema.fields().iter().map(|x| x.name().clone()).collect();
@@ -588,6 +667,17 @@ impl Series {
 
     pub fn expr(&self) -> &Expr {
         &self.expr
+    }
+
+    /// A series computed by `expr` over `frame`'s columns.
+    pub fn new(frame: &DataFrame, expr: Expr, name: &str) -> Result<Series> {
+        expr.data_type(&frame.schema)?;
+        Ok(Series { frame: frame.clone(), expr, name: name.to_string() })
+    }
+
+    /// The frame the series' expression reads.
+    pub fn frame(&self) -> &DataFrame {
+        &self.frame
     }
 
     fn map(&self, f: impl FnOnce(Expr) -> Expr) -> Series {

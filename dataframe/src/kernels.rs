@@ -30,6 +30,8 @@ pub const DISTINCT: &str = "df.distinct";
 pub const TOPK: &str = "df.topk";
 pub const SORT: &str = "df.sort";
 pub const SCALAR: &str = "df.scalar";
+pub const HASH_SPLIT: &str = "df.hash_split";
+pub const JOIN: &str = "df.join";
 
 pub(crate) fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
     postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{op}: bad parameters: {e}")))
@@ -229,6 +231,56 @@ fn scalar(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     Ok(Value::Float(if v.is_null(0) { f64::NAN } else { v.value(0) }))
 }
 
+// ------------------------------------------------------------------ joins
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitParams {
+    pub on: Vec<String>,
+    pub buckets: usize,
+}
+
+fn hash_split(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: SplitParams = params(p, HASH_SPLIT)?;
+    let batch = one_table(args, HASH_SPLIT)?;
+    Ok(Value::list(crate::join::hash_split(&batch, &p.on, p.buckets)?.into_iter().map(out)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinParams {
+    pub spec: crate::join::JoinSpec,
+    /// With a shuffle: which bucket of each split input to take.
+    pub bucket: Option<usize>,
+    pub left_fields: Vec<Column>,
+    pub right_fields: Vec<Column>,
+}
+
+/// Collects one side's input: whole tables, or bucket `b` of split lists.
+fn side(v: Value, bucket: Option<usize>, fields: &[Column], op: &str) -> Result<RecordBatch, OpError> {
+    let Value::List(items) = v else { return Err(OpError::new(format!("{op}: expected a list"))) };
+    let mut batches = Vec::with_capacity(items.len());
+    for it in items.iter() {
+        let t = match (bucket, it) {
+            (Some(b), Value::List(pieces)) => {
+                pieces.get(b).cloned().ok_or_else(|| OpError::new(format!("{op}: no bucket {b}")))?
+            }
+            (_, other) => other.clone(),
+        };
+        batches.push(table(t, op)?);
+    }
+    let schema = schema_of(fields);
+    Ok(arrow::compute::concat_batches(&schema, &batches).map_err(FrameError::from)?)
+}
+
+fn join(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: JoinParams = params(p, JOIN)?;
+    let [l, r] = <[Value; 2]>::try_from(args).map_err(|_| OpError::new("df.join takes two sides"))?;
+    let left = side(l, p.bucket, &p.left_fields, JOIN)?;
+    let right = side(r, p.bucket, &p.right_fields, JOIN)?;
+    Ok(out(crate::join::join(&left, &right, &p.spec)?))
+}
+
+rask_core::inventory::submit! { OpEntry { name: HASH_SPLIT, func: hash_split } }
+rask_core::inventory::submit! { OpEntry { name: JOIN, func: join } }
 rask_core::inventory::submit! { OpEntry { name: CSV_SCAN, func: csv_scan } }
 rask_core::inventory::submit! { OpEntry { name: READ_CSV, func: read_csv } }
 rask_core::inventory::submit! { OpEntry { name: APPLY, func: apply } }
