@@ -512,6 +512,45 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
     plan::run(&spec.steps, batch, spec.global_part)
 }
 
+/// Writes a batch as CSV with a header, as pandas' `to_csv(index=False)`
+/// would: missing values empty, booleans `True`/`False`, floats in their
+/// shortest exact form.
+pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
+    use arrow::array::{Array, BooleanArray, Float64Array};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let err = |e: csv::Error| FrameError::Read(format!("{path}: {e}"));
+    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    w.write_record(batch.schema().fields().iter().map(|f| f.name().as_str())).map_err(err)?;
+    let opts = FormatOptions::default();
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut cells: Vec<String> = Vec::with_capacity(batch.num_columns());
+    for r in 0..batch.num_rows() {
+        cells.clear();
+        for (c, f) in batch.columns().iter().zip(&formatters) {
+            let cell = if c.is_null(r) {
+                String::new()
+            } else if let Some(x) = c.as_any().downcast_ref::<Float64Array>() {
+                let v = x.value(r);
+                if v.is_nan() { String::new() } else { format!("{v:?}") }
+            } else if let Some(x) = c.as_any().downcast_ref::<BooleanArray>() {
+                if x.value(r) { "True".into() } else { "False".into() }
+            } else if matches!(c.data_type(), DataType::Timestamp(..)) {
+                f.value(r).to_string().replace('T', " ")
+            } else {
+                f.value(r).to_string()
+            };
+            cells.push(cell);
+        }
+        w.write_record(&cells).map_err(err)?;
+    }
+    w.flush().map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    Ok(batch.num_rows())
+}
+
 trait KindMessage {
     fn kind_message(&self) -> String;
 }

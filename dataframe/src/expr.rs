@@ -383,6 +383,27 @@ macro_rules! arith_ops {
 }
 arith_ops!(Add, add => Add; Sub, sub => Sub; Mul, mul => Mul; Div, div => Div; Rem, rem => Rem);
 
+impl std::ops::BitAnd for Expr {
+    type Output = Expr;
+    fn bitand(self, rhs: Expr) -> Expr {
+        self.and(rhs)
+    }
+}
+
+impl std::ops::BitOr for Expr {
+    type Output = Expr;
+    fn bitor(self, rhs: Expr) -> Expr {
+        self.or(rhs)
+    }
+}
+
+impl std::ops::Not for Expr {
+    type Output = Expr;
+    fn not(self) -> Expr {
+        Expr::Not(Box::new(self))
+    }
+}
+
 impl std::ops::Neg for Expr {
     type Output = Expr;
     fn neg(self) -> Expr {

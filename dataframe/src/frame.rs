@@ -20,6 +20,7 @@ use crate::join::{How, JoinSpec};
 use crate::kernels::{
     self, ApplyParams, FinalParams, JoinParams, Post, ScanParams, SortParams, SplitParams, TopKParams, encode,
 };
+use crate::parquet::{ParquetRead, RowGroup};
 use crate::plan::{self, Step};
 use crate::table::Table;
 
@@ -31,6 +32,7 @@ const SPLIT_EVERY: usize = 8;
 enum Source {
     Csv { files: Vec<CsvFile>, columns: Vec<(String, DataType)>, options: CsvOptions, token: String },
     Parts { parts: Vec<Delayed<TableValue>>, token: String },
+    Parquet { groups: Vec<RowGroup>, columns: Vec<Column>, token: String },
 }
 
 /// A lazy, partitioned dataframe.
@@ -72,8 +74,8 @@ fn key(name: &Arc<str>, i: usize) -> Key {
     Key::chunk(name.clone(), &[i as u32])
 }
 
-/// Reads CSV files matching a path or glob into a dataframe.
-pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
+/// The files a path or glob names, sorted; none is an error.
+fn expand(pattern: &str) -> Result<Vec<String>> {
     let mut paths: Vec<String> = if pattern.contains(['*', '?', '[']) {
         glob::glob(pattern)
             .map_err(|e| FrameError::Read(format!("bad glob {pattern:?}: {e}")))?
@@ -87,6 +89,12 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
     if paths.is_empty() {
         return Err(FrameError::Read(format!("{pattern}: no files match")));
     }
+    Ok(paths)
+}
+
+/// Reads CSV files matching a path or glob into a dataframe.
+pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
+    let paths = expand(pattern)?;
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
         let size = csv::file_size(&path)?;
@@ -113,6 +121,39 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
         index: Vec::new(),
         npartitions,
     })
+}
+
+/// Reads Parquet files matching a path or glob, one partition per row
+/// group, optionally only some columns.
+pub fn read_parquet(pattern: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
+    let paths = expand(pattern)?;
+    let (cols, groups) = crate::parquet::inspect(&paths)?;
+    let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(
+        cols.iter().map(|c| arrow::datatypes::Field::new(&c.name, c.dtype.clone(), true)).collect::<Vec<_>>(),
+    ));
+    let mut stamp: Vec<(String, u128)> = Vec::new();
+    for p in &paths {
+        let mtime = std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        stamp.push((p.clone(), mtime));
+    }
+    let token = tok(&[ser(&stamp), ser(&groups)]);
+    let npartitions = groups.len();
+    let df = DataFrame {
+        source: Arc::new(Source::Parquet { groups, columns: cols, token }),
+        source_schema: schema.clone(),
+        steps: Vec::new(),
+        schema,
+        index: Vec::new(),
+        npartitions,
+    };
+    match columns {
+        Some(c) => df.select(c),
+        None => Ok(df),
+    }
 }
 
 /// A dataframe over in-memory batches, one partition each.
@@ -212,6 +253,16 @@ impl DataFrame {
         &self.index
     }
 
+    /// Parquet row groups the plan's filters let readers skip unread.
+    pub fn pruned_row_groups(&self) -> usize {
+        match self.source.as_ref() {
+            Source::Parquet { groups, .. } => {
+                groups.iter().filter(|g| crate::parquet::prunable(g, &self.steps)).count()
+            }
+            _ => 0,
+        }
+    }
+
     /// The tasks computing each partition.
     pub fn partitions(&self) -> Result<Vec<Delayed<TableValue>>> {
         match self.source.as_ref() {
@@ -226,6 +277,25 @@ impl DataFrame {
                     .map(|(i, p)| {
                         let params = encode(&ApplyParams { steps: self.steps.clone(), part: i });
                         Delayed::from_task(key(&n, i), kernels::APPLY, params, vec![ArgPart::of(p)])
+                    })
+                    .collect())
+            }
+            Source::Parquet { groups, columns, token } => {
+                let projection = plan::needed_columns(&self.source_schema, &self.steps)?;
+                let n = name("read-parquet", &tok(&[ser(token), ser(&self.steps), ser(&projection)]));
+                Ok(groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        let spec = ParquetRead {
+                            group: g.clone(),
+                            part: i,
+                            columns: columns.clone(),
+                            projection: projection.clone(),
+                            pruned: crate::parquet::prunable(g, &self.steps),
+                            steps: self.steps.clone(),
+                        };
+                        Delayed::from_task(key(&n, i), kernels::READ_PARQUET, encode(&spec), vec![])
                     })
                     .collect())
             }
@@ -358,6 +428,47 @@ impl DataFrame {
             arrow::compute::concat_batches(&self.schema, &batches)?
         };
         Ok(Table::new(batch, self.index.clone()))
+    }
+
+    /// Writes one file per partition: `pattern` with `*` replaced by the
+    /// partition number, or `dir/part.N.ext` when it has no `*`.
+    fn write_parts(&self, pattern: &str, ext: &str, op: &str) -> Result<Vec<String>> {
+        let paths: Vec<String> = (0..self.npartitions)
+            .map(|i| {
+                if pattern.contains('*') {
+                    pattern.replace('*', &i.to_string())
+                } else {
+                    format!("{}/part.{i}.{ext}", pattern.trim_end_matches('/'))
+                }
+            })
+            .collect();
+        if !pattern.contains('*') {
+            std::fs::create_dir_all(pattern).map_err(|e| FrameError::Read(format!("{pattern}: {e}")))?;
+        }
+        let t = tok(&[ser(&self.plan_token()?), ser(&paths), ser(op)]);
+        let n = name("write", &t);
+        let writes: Vec<Delayed<i64>> = self
+            .partitions()?
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (p, path))| Delayed::from_task(key(&n, i), op, encode(path), vec![ArgPart::of(p)]))
+            .collect();
+        let refs: Vec<&Delayed<i64>> = writes.iter().collect();
+        for f in Client::current()?.compute_many(&refs) {
+            f.result()?;
+        }
+        Ok(paths)
+    }
+
+    /// Writes the partitions as Parquet files; returns their paths.
+    pub fn to_parquet(&self, dir: &str) -> Result<Vec<String>> {
+        self.write_parts(dir, "parquet", kernels::WRITE_PARQUET)
+    }
+
+    /// Writes the partitions as CSV files with a header; returns their paths.
+    pub fn to_csv(&self, pattern: &str) -> Result<Vec<String>> {
+        self.write_parts(pattern, "csv", kernels::WRITE_CSV)
     }
 
     /// The first `n` rows, reading only the first partition (as Dask does).

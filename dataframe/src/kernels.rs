@@ -31,6 +31,9 @@ pub const TOPK: &str = "df.topk";
 pub const SORT: &str = "df.sort";
 pub const SCALAR: &str = "df.scalar";
 pub const HASH_SPLIT: &str = "df.hash_split";
+pub const READ_PARQUET: &str = "df.read_parquet";
+pub const WRITE_PARQUET: &str = "df.write_parquet";
+pub const WRITE_CSV: &str = "df.write_csv";
 pub const JOIN: &str = "df.join";
 
 pub(crate) fn params<T: for<'de> Deserialize<'de>>(p: &Params, op: &str) -> Result<T, OpError> {
@@ -230,6 +233,29 @@ fn scalar(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| OpError::new("scalar: not a number"))?;
     Ok(Value::Float(if v.is_null(0) { f64::NAN } else { v.value(0) }))
 }
+
+// ------------------------------------------------------------------ files
+
+fn read_parquet(p: &Params, _args: Vec<Value>) -> Result<Value, OpError> {
+    let spec: crate::parquet::ParquetRead = params(p, READ_PARQUET)?;
+    Ok(out(crate::parquet::read(&spec)?))
+}
+
+fn write_parquet(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let path: String = params(p, WRITE_PARQUET)?;
+    let batch = one_table(args, WRITE_PARQUET)?;
+    Ok(Value::Int(crate::parquet::write(&batch, &path)? as i64))
+}
+
+fn write_csv(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let path: String = params(p, WRITE_CSV)?;
+    let batch = one_table(args, WRITE_CSV)?;
+    Ok(Value::Int(csv::write(&batch, &path)? as i64))
+}
+
+rask_core::inventory::submit! { OpEntry { name: READ_PARQUET, func: read_parquet } }
+rask_core::inventory::submit! { OpEntry { name: WRITE_PARQUET, func: write_parquet } }
+rask_core::inventory::submit! { OpEntry { name: WRITE_CSV, func: write_csv } }
 
 // ------------------------------------------------------------------ joins
 

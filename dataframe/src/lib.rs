@@ -22,12 +22,13 @@ pub mod frame;
 pub mod join;
 pub mod kernels;
 pub mod ml;
+pub mod parquet;
 pub mod plan;
 pub mod table;
 
 pub use csv::CsvOptions;
 pub use error::{FrameError, Result};
 pub use expr::{DtPart, Expr, Lit, StrOp, col, lit};
-pub use frame::{DataFrame, GroupBy, Series, from_batch, from_batches, from_partitions, read_csv};
+pub use frame::{DataFrame, GroupBy, Series, from_batch, from_batches, from_partitions, read_csv, read_parquet};
 pub use join::How;
 pub use table::Table;

