@@ -54,6 +54,10 @@ pub struct CsvOptions {
     pub dtype: Vec<(String, String)>,
     /// Bytes of the first file read to infer dtypes.
     pub sample: usize,
+    /// Split inputs smaller than `blocksize` x cores into smaller blocks, so
+    /// that every core has a partition to parse. On by default; setting
+    /// `blocksize` explicitly turns it off.
+    pub split_for_cores: bool,
 }
 
 impl Default for CsvOptions {
@@ -68,6 +72,7 @@ impl Default for CsvOptions {
             parse_dates: Vec::new(),
             dtype: Vec::new(),
             sample: 256_000,
+            split_for_cores: true,
         }
     }
 }
@@ -75,7 +80,18 @@ impl Default for CsvOptions {
 impl CsvOptions {
     pub fn blocksize(mut self, bytes: Option<u64>) -> Self {
         self.blocksize = bytes;
+        self.split_for_cores = false;
         self
+    }
+
+    /// The block size to split `total` bytes of input with.
+    pub(crate) fn effective_blocksize(&self, total: u64) -> Option<u64> {
+        let b = self.blocksize?;
+        if !self.split_for_cores {
+            return Some(b);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as u64;
+        Some(b.min(total.div_ceil(cores).max(1 << 20)))
     }
     pub fn header(mut self, header: bool) -> Self {
         self.header = header;
@@ -105,6 +121,34 @@ impl CsvOptions {
     fn is_na(&self, field: &[u8]) -> bool {
         (self.keep_default_na && DEFAULT_NA.iter().any(|n| n.as_bytes() == field))
             || self.na_values.iter().any(|n| n.as_bytes() == field)
+    }
+}
+
+/// Missing-value markers indexed by length, so the common field that is no
+/// marker at all is rejected by one comparison.
+struct NaSet {
+    by_len: Vec<Vec<Vec<u8>>>,
+}
+
+impl NaSet {
+    fn new(options: &CsvOptions) -> Self {
+        let mut by_len: Vec<Vec<Vec<u8>>> = Vec::new();
+        let defaults = if options.keep_default_na { DEFAULT_NA } else { &[] };
+        for n in defaults.iter().map(|s| s.as_bytes()).chain(options.na_values.iter().map(|s| s.as_bytes())) {
+            if by_len.len() <= n.len() {
+                by_len.resize(n.len() + 1, Vec::new());
+            }
+            by_len[n.len()].push(n.to_vec());
+        }
+        Self { by_len }
+    }
+
+    #[inline]
+    fn contains(&self, field: &[u8]) -> bool {
+        match self.by_len.get(field.len()) {
+            Some(list) => list.iter().any(|n| n.first() == field.first() && n.as_slice() == field),
+            None => false,
+        }
     }
 }
 
@@ -235,6 +279,28 @@ fn guess(field: &[u8]) -> Guess {
     } else {
         Guess::Str
     }
+}
+
+/// Plain decimal integers straight from bytes; anything else (spaces, a
+/// plus sign, overflow) returns `None` for the general parser to judge.
+#[inline]
+fn parse_i64(field: &[u8]) -> Option<i64> {
+    let (neg, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        let x = d.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(x);
+    }
+    Some(if neg { -v } else { v })
 }
 
 fn parse_float(s: &str) -> Option<f64> {
@@ -400,7 +466,10 @@ impl Builder {
     fn append(&mut self, field: &[u8]) -> std::result::Result<(), &'static str> {
         let text = || std::str::from_utf8(field).map_err(|_| "valid UTF-8");
         match self {
-            Builder::Int64(b) => b.append_value(text()?.trim().parse::<i64>().map_err(|_| "int64")?),
+            Builder::Int64(b) => b.append_value(match parse_i64(field) {
+                Some(v) => v,
+                None => text()?.trim().parse::<i64>().map_err(|_| "int64")?,
+            }),
             Builder::Int32(b) => b.append_value(text()?.trim().parse::<i32>().map_err(|_| "int32")?),
             Builder::Float64(b) => b.append_value(parse_float(text()?.trim()).ok_or("float64")?),
             Builder::Float32(b) => b.append_value(text()?.trim().parse::<f32>().map_err(|_| "float32")?),
@@ -464,48 +533,37 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
         .collect::<Result<_>>()?;
     let estimate = bytes.len() / 32 + 16;
     let mut builders = columns.iter().map(|(_, (_, t))| Builder::new(t, estimate)).collect::<Result<Vec<_>>>()?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(spec.options.sep)
-        .from_reader(bytes.as_slice());
-    let mut rec = csv::ByteRecord::new();
+    let na = NaSet::new(&spec.options);
     let mut rows = 0usize;
     let mut skip_header = spec.part == 0 && spec.options.header;
     let ncols = spec.columns.len();
-    loop {
-        let more = reader.read_byte_record(&mut rec).map_err(|e| {
-            let line = e.position().map_or(first_line, |p| first_line + p.line() - 1);
-            FrameError::Read(format!("{path}:{line}: malformed CSV: {}", e.kind_message()))
-        })?;
-        if !more {
-            break;
-        }
-        let line = first_line + rec.position().map_or(1, csv::Position::line) - 1;
+    crate::tokenize::for_each_record(&bytes, spec.options.sep, first_line, |rec| {
         if skip_header {
             skip_header = false;
-            continue;
+            return Ok(());
         }
+        let line = rec.line;
         if rec.len() > ncols {
             return Err(FrameError::Read(format!(
                 "{path}:{line}: expected {ncols} fields, saw {} (error tokenizing data)",
                 rec.len()
             )));
         }
-        // A blank line is skipped, as pandas does.
-        if rec.len() == 1 && rec.get(0).is_some_and(<[u8]>::is_empty) && ncols > 1 {
-            continue;
-        }
         for (b, (i, (name, _))) in builders.iter_mut().zip(&columns) {
             let f = rec.get(*i).unwrap_or(b"");
-            if spec.options.is_na(f) {
+            if na.contains(f) {
                 b.append_null();
             } else if let Err(wanted) = b.append(f) {
                 return Err(mismatch(path, line, name, f, wanted));
             }
         }
         rows += 1;
-    }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        FrameError::Read(m) if !m.starts_with(path) => FrameError::Read(format!("{path}:{first_line}: {m}")),
+        other => other,
+    })?;
     let fields: Vec<Field> = columns.iter().map(|(_, (n, t))| Field::new(*n, (*t).clone(), true)).collect();
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
     let batch = plan::with_rows(Arc::new(Schema::new(fields)), arrays, rows)?;
@@ -549,23 +607,6 @@ pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
     }
     w.flush().map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
     Ok(batch.num_rows())
-}
-
-trait KindMessage {
-    fn kind_message(&self) -> String;
-}
-
-impl KindMessage for csv::Error {
-    fn kind_message(&self) -> String {
-        match self.kind() {
-            csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                format!("expected {expected_len} fields, saw {len}")
-            }
-            csv::ErrorKind::Io(e) => e.to_string(),
-            _ => self.to_string(),
-        }
-    }
 }
 
 #[cfg(test)]

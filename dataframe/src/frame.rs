@@ -95,11 +95,15 @@ fn expand(pattern: &str) -> Result<Vec<String>> {
 /// Reads CSV files matching a path or glob into a dataframe.
 pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
     let paths = expand(pattern)?;
-    let mut files = Vec::with_capacity(paths.len());
+    let mut sized = Vec::with_capacity(paths.len());
     for path in paths {
         let size = csv::file_size(&path)?;
-        files.push(CsvFile { parts: csv::parts_for(size, options.blocksize), path, size });
+        sized.push((path, size));
     }
+    let blocksize = options.effective_blocksize(sized.iter().map(|f| f.1).sum());
+    let files: Vec<CsvFile> =
+        sized.into_iter().map(|(path, size)| CsvFile { parts: csv::parts_for(size, blocksize), path, size }).collect();
+    let options = CsvOptions { blocksize, split_for_cores: false, ..options };
     let columns = csv::infer_schema(&files[0].path, &options)?;
     let schema = csv::exposed_schema(&columns, &options)?;
     let mut stamp: Vec<(String, u64, u128)> = Vec::new();

@@ -25,6 +25,7 @@ pub mod ml;
 pub mod parquet;
 pub mod plan;
 pub mod table;
+pub mod tokenize;
 
 pub use csv::CsvOptions;
 pub use error::{FrameError, Result};
