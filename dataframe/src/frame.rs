@@ -553,9 +553,23 @@ impl DataFrame {
 
     /// Runs an aggregation: partial per partition, tree combine, finalize.
     fn aggregate(&self, spec: AggSpec, then: Vec<Post>, index: Vec<String>) -> Result<DataFrame> {
+        self.aggregate_split(spec, then, index, 1)
+    }
+
+    /// Runs an aggregation into `split_out` partitions: with more than one,
+    /// each partial state table is hash-split on the keys and bucket `b` of
+    /// every partition is combined into output partition `b` (a shuffle),
+    /// so no single task holds every group.
+    fn aggregate_split(
+        &self,
+        spec: AggSpec,
+        then: Vec<Post>,
+        index: Vec<String>,
+        split_out: usize,
+    ) -> Result<DataFrame> {
         let out_schema = Arc::new(spec.output_schema(&self.schema)?);
         let parts = self.partitions()?;
-        let t = tok(&[ser(&self.plan_token()?), ser(&spec), ser(&format!("{then:?}"))]);
+        let t = tok(&[ser(&self.plan_token()?), ser(&spec), ser(&format!("{then:?}")), ser(&split_out)]);
         let pn = name("agg-partial", &t);
         let partials: Vec<Delayed<TableValue>> = parts
             .iter()
@@ -563,10 +577,33 @@ impl DataFrame {
             .map(|(i, p)| Delayed::from_task(key(&pn, i), kernels::AGG_PARTIAL, encode(&spec), vec![ArgPart::of(p)]))
             .collect();
         let fields = out_schema.fields().iter().map(|f| Column::new(f.name(), f.data_type().clone())).collect();
-        let fin = FinalParams { spec: spec.clone(), fields, then };
-        let result =
-            Self::tree(partials, "agg", &t, (kernels::AGG_COMBINE, encode(&spec)), (kernels::AGG_FINAL, encode(&fin)));
-        Ok(DataFrame::from_parts(vec![result], out_schema, index, t))
+        let fin = FinalParams { spec: spec.clone(), fields, then, bucket: None };
+        if split_out <= 1 || spec.keys.is_empty() {
+            let result = Self::tree(
+                partials,
+                "agg",
+                &t,
+                (kernels::AGG_COMBINE, encode(&spec)),
+                (kernels::AGG_FINAL, encode(&fin)),
+            );
+            return Ok(DataFrame::from_parts(vec![result], out_schema, index, t));
+        }
+        let sn = name("agg-split", &t);
+        let split = encode(&SplitParams { on: spec.keys.clone(), buckets: split_out });
+        let pieces: Vec<Delayed<Value>> = partials
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Delayed::from_task(key(&sn, i), kernels::HASH_SPLIT, split.clone(), vec![ArgPart::of(p)]))
+            .collect();
+        let bn = name("agg-bucket", &t);
+        let outputs = (0..split_out)
+            .map(|b| {
+                let p = FinalParams { bucket: Some(b), ..fin.clone() };
+                let args = vec![ArgPart::list(pieces.iter().map(ArgPart::of).collect())];
+                Delayed::from_task(key(&bn, b), kernels::AGG_FINAL, encode(&p), args)
+            })
+            .collect();
+        Ok(DataFrame::from_parts(outputs, out_schema, index, t))
     }
 
     /// A whole-frame aggregation: one row, one column per `(column, func)`.
@@ -581,9 +618,37 @@ impl DataFrame {
         self.aggregate(AggSpec { keys: vec![], aggs, ddof: 1, sort: false }, vec![], vec![])
     }
 
+    /// pandas' `describe()`: count, mean, std, min, quartiles and max of
+    /// every numeric column, indexed by statistic. Counts, means and
+    /// spreads come from the tree aggregation; quartiles are exact (linear
+    /// interpolation, as pandas), from the sorted values of each column.
+    pub fn describe(&self) -> Result<DataFrame> {
+        let numeric: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| !self.index.contains(f.name()) && is_numeric(f.data_type()))
+            .map(|f| f.name().clone())
+            .collect();
+        if numeric.is_empty() {
+            return Err(FrameError::Schema("describe needs at least one numeric column".into()));
+        }
+        let cols: Vec<&str> = numeric.iter().map(String::as_str).collect();
+        let values = self.select_plain(&cols)?;
+        let parts = values.partitions()?;
+        let t = tok(&[ser(&values.plan_token()?), ser("describe")]);
+        let n = name("describe", &t);
+        let args = vec![ArgPart::list(parts.iter().map(ArgPart::of).collect())];
+        let result = Delayed::from_task(Key::new(n.to_string()), kernels::DESCRIBE, encode(&numeric), args);
+        let mut fields = vec![arrow::datatypes::Field::new("statistic", DataType::Utf8, false)];
+        fields.extend(numeric.iter().map(|c| arrow::datatypes::Field::new(c, DataType::Float64, true)));
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        Ok(DataFrame::from_parts(vec![result], schema, vec!["statistic".into()], t))
+    }
+
     /// Groups rows by key columns.
     pub fn groupby(&self, keys: &[&str]) -> GroupBy {
-        GroupBy { frame: self.clone(), keys: keys.iter().map(|k| k.to_string()).collect(), ddof: 1 }
+        GroupBy { frame: self.clone(), keys: keys.iter().map(|k| k.to_string()).collect(), ddof: 1, split_out: 1 }
     }
 
     /// Rows with distinct values in `subset` (every column when empty),
@@ -1011,9 +1076,24 @@ pub struct GroupBy {
     frame: DataFrame,
     keys: Vec<String>,
     ddof: u32,
+    split_out: usize,
 }
 
 impl GroupBy {
+    /// Spreads the result over `n` partitions by a shuffle on the keys, for
+    /// group counts too large for one task (Dask's `split_out`). Each
+    /// output partition is sorted by the keys; the partitions are not.
+    pub fn split_out(mut self, n: usize) -> Self {
+        self.split_out = n.max(1);
+        self
+    }
+
+    /// Delta degrees of freedom for `var` and `std` (pandas' default is 1).
+    pub fn ddof(mut self, ddof: u32) -> Self {
+        self.ddof = ddof;
+        self
+    }
+
     /// Aggregations by column: `agg(&[("births", "mean"), ("births", "max")])`.
     /// A column aggregated once keeps its name; otherwise results are named
     /// `column_func`.
@@ -1032,7 +1112,7 @@ impl GroupBy {
 
     fn run(&self, aggs: Vec<Agg>) -> Result<DataFrame> {
         let spec = AggSpec { keys: self.keys.clone(), aggs, ddof: self.ddof, sort: true };
-        self.frame.aggregate(spec, vec![], self.keys.clone())
+        self.frame.aggregate_split(spec, vec![], self.keys.clone(), self.split_out)
     }
 
     /// `func` over every column it applies to (numeric ones for sum, mean,

@@ -32,6 +32,7 @@ pub const SORT: &str = "df.sort";
 pub const SCALAR: &str = "df.scalar";
 pub const HASH_SPLIT: &str = "df.hash_split";
 pub const READ_PARQUET: &str = "df.read_parquet";
+pub const DESCRIBE: &str = "df.describe";
 pub const WRITE_PARQUET: &str = "df.write_parquet";
 pub const WRITE_CSV: &str = "df.write_csv";
 pub const JOIN: &str = "df.join";
@@ -137,12 +138,14 @@ fn nrows(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 // ------------------------------------------------------------------ aggregation
 
 /// Final stage parameters: the spec and the result schema.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FinalParams {
     pub spec: AggSpec,
     pub fields: Vec<Column>,
     /// Steps on the result (value_counts sorts by count).
     pub then: Vec<Post>,
+    /// After a shuffle: which bucket of each split state table to combine.
+    pub bucket: Option<usize>,
 }
 
 /// What happens to an aggregation's result before it is returned.
@@ -165,9 +168,30 @@ fn agg_combine(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     Ok(out(agg::combine(&spec, &tables(args, AGG_COMBINE)?)?))
 }
 
+/// Bucket `b` of every split list in a list of them.
+fn bucket_of_each(args: Vec<Value>, b: usize, op: &str) -> Result<Vec<RecordBatch>, OpError> {
+    let [Value::List(items)] = <[Value; 1]>::try_from(args).map_err(|_| OpError::new(format!("{op} takes a list")))?
+    else {
+        return Err(OpError::new(format!("{op} takes a list of split tables")));
+    };
+    items
+        .iter()
+        .map(|it| match it {
+            Value::List(pieces) => {
+                table(pieces.get(b).cloned().ok_or_else(|| OpError::new(format!("{op}: no bucket {b}")))?, op)
+            }
+            other => Err(OpError::new(format!("{op}: expected split tables, got {}", other.type_name()))),
+        })
+        .collect()
+}
+
 fn agg_final(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let p: FinalParams = params(p, AGG_FINAL)?;
-    let state = agg::combine(&p.spec, &tables(args, AGG_FINAL)?)?;
+    let inputs = match p.bucket {
+        None => tables(args, AGG_FINAL)?,
+        Some(b) => bucket_of_each(args, b, AGG_FINAL)?,
+    };
+    let state = agg::combine(&p.spec, &inputs)?;
     let mut result = agg::finalize(&p.spec, &state, &schema_of(&p.fields))?;
     for post in &p.then {
         match post {
@@ -233,6 +257,59 @@ fn scalar(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| OpError::new("scalar: not a number"))?;
     Ok(Value::Float(if v.is_null(0) { f64::NAN } else { v.value(0) }))
 }
+
+// ------------------------------------------------------------------ describe
+
+/// pandas' quantile with linear interpolation over sorted values.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q * last as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let (a, b) = (sorted[lo.min(last)], sorted[hi.min(last)]);
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
+fn describe(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    use arrow::array::{Float64Array, StringArray};
+    let columns: Vec<String> = params(p, DESCRIBE)?;
+    let parts = tables(args, DESCRIBE)?;
+    let stats = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"];
+    let mut out: Vec<arrow::array::ArrayRef> = vec![Arc::new(StringArray::from(stats.to_vec()))];
+    let mut fields = vec![Field::new("statistic", DataType::Utf8, false)];
+    for c in &columns {
+        let mut v: Vec<f64> = Vec::new();
+        for b in &parts {
+            let a = b.column_by_name(c).ok_or_else(|| OpError::new(format!("describe: no column {c:?}")))?;
+            let a = cast(a, &DataType::Float64).map_err(FrameError::from)?;
+            let a = a.as_any().downcast_ref::<Float64Array>().ok_or_else(|| OpError::new("not numeric"))?;
+            v.extend(a.iter().flatten().filter(|x| !x.is_nan()));
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len() as f64;
+        let mean = (n > 0.0).then(|| v.iter().sum::<f64>() / n);
+        let std =
+            mean.filter(|_| n > 1.0).map(|m| (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt());
+        let col: Float64Array = vec![
+            Some(n),
+            mean,
+            std,
+            v.first().copied(),
+            quantile(&v, 0.25),
+            quantile(&v, 0.5),
+            quantile(&v, 0.75),
+            v.last().copied(),
+        ]
+        .into_iter()
+        .collect();
+        out.push(Arc::new(col));
+        fields.push(Field::new(c, DataType::Float64, true));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), out).map_err(FrameError::from)?;
+    Ok(Value::Table(TableValue::new(batch)))
+}
+
+rask_core::inventory::submit! { OpEntry { name: DESCRIBE, func: describe } }
 
 // ------------------------------------------------------------------ files
 

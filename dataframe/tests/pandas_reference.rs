@@ -200,6 +200,9 @@ fn run_cases(path: &str, r: &Json, blocksize: u64) {
     let dd = df.select(&["k", "g"]).and_then(|d| d.drop_duplicates(&[])).expect("dedup");
     check("drop_duplicates", r, &dd.compute().expect("dedup"), true, false);
 
+    let described = df.select(&["i", "a", "f"]).and_then(|d| d.describe()).expect("describe");
+    check("describe", r, &described.compute().expect("describe"), false, false);
+
     let red = &r["reductions"];
     let f = df.col("f");
     let close = |name: &str, v: f64| {

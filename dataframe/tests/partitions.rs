@@ -45,6 +45,15 @@ fn results(b: &RecordBatch, parts: usize) -> Vec<String> {
         show(df.drop_duplicates(&["s"]).expect("dd").compute().expect("c")),
         show(df.filter(col("f").gt(0.0)).expect("filter").compute().expect("c")),
     ];
+    let mut shuffled =
+        df.groupby(&["s"]).split_out(3).agg(&[("i", "sum"), ("i", "count")]).expect("agg").compute().expect("c");
+    shuffled = Table::new(
+        rask_dataframe::agg::sort_batch(shuffled.batch(), &["s".into()], &[true]).expect("sort"),
+        vec!["s".into()],
+    );
+    let whole = df.groupby(&["s"]).agg(&[("i", "sum"), ("i", "count")]).expect("agg").compute().expect("c");
+    assert_eq!(shuffled.to_string(), whole.to_string(), "split_out gives the same groups");
+    out.push(shuffled.to_string());
     // Float sums and means can differ in the last bits with the order of
     // additions; compare them rounded.
     let mean = df.groupby(&["s"]).agg(&[("f", "mean"), ("f", "std")]).expect("agg").compute().expect("c");

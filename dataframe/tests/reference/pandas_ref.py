@@ -111,6 +111,7 @@ def evaluate(path):
     r["unique"] = {"values": col_values(pd.Series(df.s.unique()))}
     r["sort_values"] = table(df.sort_values("f", kind="stable")[["id", "f"]], index=False)
     r["drop_duplicates"] = table(df[["k", "g"]].drop_duplicates(), index=False)
+    r["describe"] = table(df[["i", "a", "f"]].describe().rename_axis("statistic"))
     r["reductions"] = {
         "sum": float(df.f.sum()), "mean": float(df.f.mean()), "std": float(df.f.std()), "var": float(df.f.var()),
         "min": float(df.f.min()), "max": float(df.f.max()), "count": int(df.f.count()), "isum": int(df.i.sum()),
