@@ -1,9 +1,8 @@
 //! Splitting CSV bytes into records and fields.
 //!
-//! Most lines of real files hold no quote character. For those a record is
-//! the bytes up to the next newline and its fields are split at the
-//! separator, both found with `memchr`'s vectorised search. A line with a
-//! quote anywhere goes through `csv-core`'s full state machine, which
+//! Most lines of real files hold no quote character. For those one pass
+//! over the bytes finds separators and the newline. A line with a quote
+//! anywhere goes through `csv-core`'s full state machine, which
 //! handles quoted separators, doubled quotes and newlines inside fields, and
 //! may consume several lines. The two paths give the same fields; a property
 //! test checks that against the `csv` crate.
@@ -52,12 +51,23 @@ pub fn for_each_record(
     // One vectorised pass finds every separator, newline and quote; a
     // quote hands the record to the state machine and the pass restarts
     // after it.
-    let mut base = 0usize;
-    let mut hits = memchr::memchr3_iter(sep, b'\n', b'"', bytes);
+    // Which bytes end a field: separators, newlines and quotes. Fields are
+    // short, so a table lookup per byte beats a vector search restarted at
+    // every hit.
+    let mut special = [false; 256];
+    for b in [sep, b'\n', b'"'] {
+        special[usize::from(b)] = true;
+    }
+    let mut cursor = 0usize;
     let mut record_start = 0usize;
     let mut field_start = 0usize;
     loop {
-        let Some(off) = hits.next() else {
+        while cursor < bytes.len() && !special[usize::from(bytes[cursor])] {
+            cursor += 1;
+        }
+        let hit = (cursor < bytes.len()).then_some(cursor);
+        cursor += 1;
+        let Some(i) = hit else {
             if record_start < bytes.len() {
                 let mut end = bytes.len();
                 if bytes[end - 1] == b'\r' {
@@ -70,7 +80,6 @@ pub fn for_each_record(
             }
             return Ok(());
         };
-        let i = base + off;
         match bytes[i] {
             b'\n' => {
                 let end = if i > field_start && bytes[i - 1] == b'\r' { i - 1 } else { i };
@@ -103,8 +112,7 @@ pub fn for_each_record(
                 }
                 record_start += consumed.max(1);
                 field_start = record_start;
-                base = record_start.min(bytes.len());
-                hits = memchr::memchr3_iter(sep, b'\n', b'"', &bytes[base..]);
+                cursor = record_start;
             }
             _ => {
                 fields.push((field_start, i));
