@@ -537,7 +537,8 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
     let mut rows = 0usize;
     let mut skip_header = spec.part == 0 && spec.options.header;
     let ncols = spec.columns.len();
-    crate::tokenize::for_each_record(&bytes, spec.options.sep, first_line, |rec| {
+    let wanted = spec.projection.iter().max().map_or(0, |m| m + 1);
+    crate::tokenize::for_each_record(&bytes, spec.options.sep, first_line, wanted, |rec| {
         if skip_header {
             skip_header = false;
             return Ok(());

@@ -13,18 +13,22 @@ use crate::error::{FrameError, Result};
 #[derive(Debug)]
 pub struct Record<'a> {
     pub base: &'a [u8],
+    /// The leading fields that were split out (at least the number asked
+    /// for, when the record has that many).
     pub fields: &'a [(usize, usize)],
+    /// How many fields the record has in all.
+    pub total: usize,
     /// 1-based line number where the record starts.
     pub line: u64,
 }
 
 impl Record<'_> {
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.total
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.total == 0
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
@@ -33,11 +37,15 @@ impl Record<'_> {
 }
 
 /// Calls `f` for every record of `bytes`; blank lines are skipped, as
-/// pandas does. Stops at the first error `f` returns.
+/// pandas does. Only the first `wanted` fields of a record are split out;
+/// the rest of its line is searched for its end and its separators are
+/// counted, which is much cheaper when a reader needs few columns. Stops
+/// at the first error `f` returns.
 pub fn for_each_record(
     bytes: &[u8],
     sep: u8,
     first_line: u64,
+    wanted: usize,
     mut f: impl FnMut(&Record<'_>) -> Result<()>,
 ) -> Result<()> {
     if sep == b'"' || sep == b'\n' || sep == b'\r' {
@@ -48,9 +56,6 @@ pub fn for_each_record(
     let mut core = csv_core::ReaderBuilder::new().delimiter(sep).build();
     let mut out: Vec<u8> = vec![0; 1024];
     let mut ends: Vec<usize> = vec![0; 64];
-    // One vectorised pass finds every separator, newline and quote; a
-    // quote hands the record to the state machine and the pass restarts
-    // after it.
     // Which bytes end a field: separators, newlines and quotes. Fields are
     // short, so a table lookup per byte beats a vector search restarted at
     // every hit.
@@ -61,32 +66,63 @@ pub fn for_each_record(
     let mut cursor = 0usize;
     let mut record_start = 0usize;
     let mut field_start = 0usize;
-    loop {
-        while cursor < bytes.len() && !special[usize::from(bytes[cursor])] {
-            cursor += 1;
-        }
-        let hit = (cursor < bytes.len()).then_some(cursor);
-        cursor += 1;
+    while record_start < bytes.len() {
+        let hit = if fields.len() >= wanted {
+            // Enough fields: jump to the end of the line (or a quote),
+            // counting the separators passed.
+            let stop = memchr::memchr2(b'\n', b'"', &bytes[cursor..]).map_or(bytes.len(), |o| cursor + o);
+            let skipped = bytes[cursor..stop].iter().filter(|&&b| b == sep).count();
+            let last = (stop < bytes.len()).then_some(stop);
+            let at_quote = last.is_some_and(|i| bytes[i] == b'"');
+            if !at_quote {
+                // The record ends here; its length is what was split, what
+                // was skipped, and the field in progress.
+                let end = last.unwrap_or(bytes.len());
+                let trimmed = if end > field_start && bytes[end - 1] == b'\r' { end - 1 } else { end };
+                let total = fields.len() + skipped + 1;
+                let blank = total == 1 && fields.is_empty() && trimmed == field_start;
+                if fields.len() < total && fields.len() <= wanted && skipped == 0 {
+                    fields.push((field_start, trimmed));
+                }
+                if !blank {
+                    f(&Record { base: bytes, fields: &fields, total, line })?;
+                }
+                fields.clear();
+                line += 1;
+                record_start = end + 1;
+                field_start = record_start;
+                cursor = record_start;
+                continue;
+            }
+            last
+        } else {
+            while cursor < bytes.len() && !special[usize::from(bytes[cursor])] {
+                cursor += 1;
+            }
+            (cursor < bytes.len()).then_some(cursor)
+        };
         let Some(i) = hit else {
-            if record_start < bytes.len() {
-                let mut end = bytes.len();
-                if bytes[end - 1] == b'\r' {
-                    end -= 1;
-                }
-                fields.push((field_start, end));
-                if !(fields.len() == 1 && field_start == end) {
-                    f(&Record { base: bytes, fields: &fields, line })?;
-                }
+            // The last record has no newline.
+            let mut end = bytes.len();
+            if end > field_start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+            fields.push((field_start, end));
+            if !(fields.len() == 1 && field_start == end) {
+                let total = fields.len();
+                f(&Record { base: bytes, fields: &fields, total, line })?;
             }
             return Ok(());
         };
+        cursor = i + 1;
         match bytes[i] {
             b'\n' => {
                 let end = if i > field_start && bytes[i - 1] == b'\r' { i - 1 } else { i };
                 fields.push((field_start, end));
                 // A blank line is skipped, as pandas does.
                 if !(fields.len() == 1 && field_start == end) {
-                    f(&Record { base: bytes, fields: &fields, line })?;
+                    let total = fields.len();
+                    f(&Record { base: bytes, fields: &fields, total, line })?;
                 }
                 fields.clear();
                 line += 1;
@@ -103,7 +139,7 @@ pub fn for_each_record(
                     start = e;
                 }
                 if !(nfields == 1 && fields[0].0 == fields[0].1) {
-                    f(&Record { base: &out, fields: &fields, line })?;
+                    f(&Record { base: &out, fields: &fields, total: nfields, line })?;
                 }
                 fields.clear();
                 line += memchr::memchr_iter(b'\n', &rest[..consumed]).count() as u64;
@@ -120,6 +156,7 @@ pub fn for_each_record(
             }
         }
     }
+    Ok(())
 }
 
 /// Reads one record starting at the beginning of `input` with `csv-core`,
@@ -167,13 +204,30 @@ mod tests {
     }
 
     fn ours(bytes: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
+        ours_wanting(bytes, usize::MAX)
+    }
+
+    /// Records split as far as `wanted` fields, with the total count as
+    /// empty placeholders beyond that.
+    fn ours_wanting(bytes: &[u8], wanted: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
         let mut out = Vec::new();
-        for_each_record(bytes, b',', 1, |r| {
-            out.push((r.line, (0..r.len()).map(|i| r.get(i).unwrap_or_default().to_vec()).collect()));
+        for_each_record(bytes, b',', 1, wanted, |r| {
+            let shown = r.len().min(wanted);
+            let mut v: Vec<Vec<u8>> = (0..shown).map(|i| r.get(i).unwrap_or_default().to_vec()).collect();
+            v.resize(r.len(), b"?".to_vec());
+            out.push((r.line, v));
             Ok(())
         })
         .expect("tokenizes");
         out
+    }
+
+    /// The reference with fields beyond `wanted` replaced by placeholders.
+    fn reference_wanting(bytes: &[u8], wanted: usize) -> Vec<Vec<Vec<u8>>> {
+        fields(reference(bytes))
+            .into_iter()
+            .map(|r| r.into_iter().enumerate().map(|(i, f)| if i < wanted { f } else { b"?".to_vec() }).collect())
+            .collect()
     }
 
     fn reference(bytes: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
@@ -194,6 +248,9 @@ mod tests {
     fn plain_and_quoted() {
         let text = b"a,b,c\n1,\"x,y\",3\r\n\n4,\"multi\nline\",\"q\"\"uote\"\n5,,6";
         assert_eq!(fields(ours(text)), fields(reference(text)));
+        for wanted in 0..4 {
+            assert_eq!(fields(ours_wanting(text, wanted)), reference_wanting(text, wanted), "wanted {wanted}");
+        }
         let got = ours(text);
         assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 4, 6]);
         assert_eq!(got[1].1[1], b"x,y");
@@ -216,6 +273,15 @@ mod tests {
                 text.push_str(nl);
             }
             prop_assert_eq!(fields(ours(text.as_bytes())), fields(reference(text.as_bytes())));
+            for wanted in 0..4 {
+                prop_assert_eq!(
+                    fields(ours_wanting(text.as_bytes(), wanted)),
+                    reference_wanting(text.as_bytes(), wanted)
+                );
+                let lines: Vec<u64> = ours_wanting(text.as_bytes(), wanted).iter().map(|r| r.0).collect();
+                let all: Vec<u64> = ours(text.as_bytes()).iter().map(|r| r.0).collect();
+                prop_assert_eq!(lines, all);
+            }
         }
     }
 }
