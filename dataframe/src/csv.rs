@@ -182,12 +182,29 @@ pub type Boundaries = Vec<(u64, u64)>;
 
 /// Reads `len` bytes at `offset` of a local file.
 pub(crate) fn read_range(path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 30));
-    f.take(len).read_to_end(&mut buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    let mut buf = Vec::new();
+    read_range_into(path, offset, len, &mut buf)?;
     Ok(buf)
 }
+
+/// Reads `len` bytes at `offset` into `buf`, replacing its contents.
+fn read_range_into(path: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    buf.clear();
+    buf.reserve(usize::try_from(len).unwrap_or(0).min(1 << 30));
+    f.take(len).read_to_end(buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    Ok(())
+}
+
+thread_local! {
+    /// The raw bytes of the block this thread parses last, kept so the next
+    /// block reuses the memory instead of faulting in fresh pages.
+    static BLOCK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Blocks up to this size keep their buffer for the thread's next block.
+const KEEP_BLOCK_BYTES: usize = 256 << 20;
 
 /// The file's size, or a clear error if it is missing.
 pub(crate) fn file_size(path: &str) -> Result<u64> {
@@ -522,7 +539,19 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
         }
         None => ((0, 1), spec.file.size),
     };
-    let bytes = read_range(path, start, end.saturating_sub(start))?;
+    let mut bytes = BLOCK.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    read_range_into(path, start, end.saturating_sub(start), &mut bytes)?;
+    let result = parse_block(spec, &bytes, first_line);
+    if bytes.capacity() <= KEEP_BLOCK_BYTES {
+        BLOCK.with(|b| *b.borrow_mut() = bytes);
+    }
+    result
+}
+
+/// Parses the records of one block into the projected columns, then runs
+/// the plan.
+fn parse_block(spec: &ReadSpec, bytes: &[u8], first_line: u64) -> Result<RecordBatch> {
+    let path = spec.file.path.as_str();
     let columns: Vec<(usize, (&str, &DataType))> = spec
         .projection
         .iter()
@@ -538,7 +567,7 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
     let mut skip_header = spec.part == 0 && spec.options.header;
     let ncols = spec.columns.len();
     let wanted = spec.projection.iter().max().map_or(0, |m| m + 1);
-    crate::tokenize::for_each_record(&bytes, spec.options.sep, first_line, wanted, |rec| {
+    crate::tokenize::for_each_record(bytes, spec.options.sep, first_line, wanted, |rec| {
         if skip_header {
             skip_header = false;
             return Ok(());
