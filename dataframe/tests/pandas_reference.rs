@@ -46,6 +46,7 @@ fn fixture(rows: usize, seed: u64) -> (String, Json) {
 /// A column as JSON values, dates as pandas prints them.
 fn column_json(t: &Table, name: &str) -> Vec<Json> {
     let a = t.column(name).unwrap_or_else(|e| panic!("{e}"));
+    let is_time = matches!(a.data_type(), DataType::Timestamp(..));
     let a = match a.data_type() {
         DataType::Timestamp(..) => cast(a, &DataType::Utf8).expect("cast"),
         DataType::Int32 => cast(a, &DataType::Int64).expect("cast"),
@@ -63,7 +64,7 @@ fn column_json(t: &Table, name: &str) -> Vec<Json> {
             } else if let Some(x) = a.as_any().downcast_ref::<BooleanArray>() {
                 json!(x.value(i))
             } else if let Some(x) = a.as_any().downcast_ref::<StringArray>() {
-                json!(x.value(i).replace('T', " "))
+                if is_time { json!(x.value(i).replace('T', " ")) } else { json!(x.value(i)) }
             } else {
                 panic!("unexpected column type {}", a.data_type())
             }
@@ -167,6 +168,23 @@ fn run_cases(path: &str, r: &Json, blocksize: u64) {
         .and_then(|d| d.select(&["bt", "na", "nn"]))
         .expect("flags");
     check("between_isnull", r, &flags.compute().expect("flags"), true, false);
+    let cast = df
+        .select(&["i", "g", "a"])
+        .and_then(|d| d.astype(&[("i", "float64"), ("a", "float64")]))
+        .and_then(|d| d.rename(&[("g", "group")]))
+        .expect("astype");
+    check("astype_rename", r, &cast.compute().expect("astype"), true, false);
+    let head: Vec<Json> = column_json(&df.head(4).expect("head"), "id");
+    assert_eq!(head, r["head_tail"]["head"].as_array().cloned().unwrap_or_default());
+    let tail: Vec<Json> = column_json(&df.tail(3).expect("tail"), "id");
+    assert_eq!(tail, r["head_tail"]["tail"].as_array().cloned().unwrap_or_default());
+    let more = df
+        .assign("upper", col("s").str(StrOp::Upper))
+        .and_then(|d| d.assign("ends", col("s").str(StrOp::EndsWith("e".into()))))
+        .and_then(|d| d.select(&["upper", "ends"]))
+        .and_then(|d| d.dropna())
+        .expect("strings");
+    check("more_strings", r, &more.compute().expect("strings"), false, false);
     let dropped = df.select(&["id", "a", "s"]).and_then(|d| d.dropna()).expect("dropna");
     check("dropna", r, &dropped.compute().expect("dropna"), true, false);
     let filled = df

@@ -93,6 +93,9 @@ def evaluate(path):
         "year": df.d.dt.year, "month": df.d.dt.month, "day": df.d.dt.day, "dow": df.d.dt.dayofweek,
     }).astype("int64"))
     r["between_isnull"] = table(pd.DataFrame({"bt": df.i.between(100, 200), "na": df.a.isnull(), "nn": df.s.notnull()}))
+    r["astype_rename"] = table(df[["i", "g", "a"]].astype({"i": "float64", "a": "float64"}).rename(columns={"g": "group"}))
+    r["head_tail"] = {"head": col_values(df.head(4).id), "tail": col_values(df.tail(3).id)}
+    r["more_strings"] = table(pd.DataFrame({"upper": df.s.str.upper(), "ends": df.s.str.endswith("e")}).dropna())
     r["dropna"] = table(df[["id", "a", "s"]].dropna())
     r["fillna"] = table(df[["id", "a", "s"]].fillna({"a": 0.0, "s": "none"}))
     aggs = {"i": ["count", "sum", "mean", "min", "max", "std", "var"], "f": ["count", "sum", "mean", "min", "max", "std"]}
