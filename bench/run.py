@@ -3,6 +3,7 @@
 this machine and prints a comparison table. Usage:
 
     python3 bench/run.py tasks      # tiny tasks + tree reduction
+    python3 bench/run.py images     # gaussian_filter(sigma=2).mean(): rask vs dask-image vs scipy
 
 Installs dask[distributed] from PyPI into a cached virtualenv on first use.
 """
@@ -25,7 +26,7 @@ def python():
     py = VENV / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "dask[distributed]==2025.*", "numpy", "pandas"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "dask[distributed]==2025.*", "numpy", "pandas", "pyarrow"], check=True)
     return str(py)
 
 
@@ -78,6 +79,64 @@ def arrays():
                 print(f"  {r['engine']:<18} {r[metric]:>8.2f} GB/s  rask is {ratio:>5.2f}x faster")
 
 
+IMAGE_PEERS = ["dask-image", "scipy", "tifffile"]
+
+
+def image_python():
+    py = python()
+    probe = subprocess.run([py, "-c", "import dask_image, scipy, tifffile"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run([py, "-m", "pip", "install", "-q", *IMAGE_PEERS], check=True)
+    return py
+
+
+def images():
+    """A stack of 20 uint16 TIFF volumes 40x1344x1024 read with imread, and a
+    128x512x512 float32 volume in memory: gaussian_filter(sigma=2), mean."""
+    tiff_dir = str(CACHE / "bench-tiffs")
+    rows = rask("image-gauss", "--case", "volume", "--repeat", "3")
+    rows += rask("image-gauss", "--case", "tiff", "--dir", tiff_dir, "--repeat", "2")
+    py = image_python()
+    rows += lines([py, str(ROOT / "bench" / "dask_images.py"), "--case", "volume"])
+    rows += lines([py, str(ROOT / "bench" / "dask_images.py"), "--case", "tiff", "--dir", tiff_dir, "--repeat", "1"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    for case in ["volume-float32", "tiff-stack-uint16"]:
+        mine = [r for r in rows if r.get("case") == case]
+        bests = {}
+        for r in mine:
+            if r["engine"] not in bests or r["seconds"] < bests[r["engine"]]["seconds"]:
+                bests[r["engine"]] = r
+        base = bests["rask-local"]
+        print(f"\n{case}: {base['voxels'] / 1e6:.0f} Mvox")
+        for engine, r in bests.items():
+            print(f"  {engine:<18} {r['seconds']:>8.3f} s {r['mvox_per_second']:>8.1f} Mvox/s  "
+                  f"rask is {r['seconds'] / base['seconds']:>5.2f}x faster  (mean {r['value']:.6g})")
+
+
+def frames():
+    """The Birthdays workflow and str.value_counts() over 4 generated
+    Wikipedia-edits-shaped CSV files (about 1 GB), against dask.dataframe
+    (threads, distributed) and pandas."""
+    birthdays = os.environ.get("RASK_BIRTHDAYS") or str(ROOT.parent / "shared" / "data" / "Birthdays.csv")
+    if not pathlib.Path(birthdays).exists():
+        birthdays = "/work/shared/data/Birthdays.csv"
+    wiki_dir = "/tmp/rask-bench-wiki"
+    rows = rask("df-birthdays", "--path", birthdays, "--repeat", "3")
+    rows += rask("df-wiki", "--dir", wiki_dir, "--repeat", "2")
+    rows += lines([python(), str(ROOT / "bench" / "dask_frames.py"), "birthdays", birthdays, "3"])
+    rows += lines([python(), str(ROOT / "bench" / "dask_frames.py"), "wiki", f"{wiki_dir}/*.csv", "2"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    for workload in ["birthdays", "wiki"]:
+        mine = [r for r in rows if r["workload"] == workload]
+        base = min(r["seconds"] for r in mine if r["engine"] == "rask-local")
+        print(f"\n{workload}")
+        print(f"{'engine':<18} {'best s':>8} {'median s':>9} {'rask x':>7}")
+        for engine in ["rask-local", "dask-threads", "dask-distributed", "pandas"]:
+            secs = [r["seconds"] for r in mine if r["engine"] == engine]
+            if secs:
+                print(f"{engine:<18} {min(secs):>8.3f} {statistics.median(secs):>9.3f} {min(secs) / base:>7.1f}")
+
+
 def simulate():
     for workers, tasks_n in [(1000, 1_000_000)]:
         for r in rask("simulate", "--tasks", str(tasks_n), "--workers", str(workers)):
@@ -85,4 +144,4 @@ def simulate():
 
 
 if __name__ == "__main__":
-    {"tasks": tasks, "arrays": arrays, "simulate": simulate}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()
+    {"tasks": tasks, "arrays": arrays, "frames": frames, "simulate": simulate, "images": images}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()

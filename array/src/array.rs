@@ -59,6 +59,21 @@ impl Array {
         Self { name, dtype, grid, blocks }
     }
 
+    /// Dask's `da.Array(graph, name, chunks, dtype)`: an array whose blocks
+    /// are tasks made by the caller (e.g. one file read per block). `token`
+    /// must identify the content (paths, modification times, parameters), as
+    /// the array's name, and so its keys, are derived from it; `block` gets
+    /// each block's index and the key its task must have.
+    pub fn from_block_tasks(
+        prefix: &str,
+        token: &[u8],
+        dtype: DType,
+        grid: ChunkGrid,
+        block: impl FnMut(&[usize], Key) -> Delayed<ArrayValue>,
+    ) -> Self {
+        Self::build(prefix, &[token], dtype, grid, block)
+    }
+
     pub fn dtype(&self) -> DType {
         self.dtype
     }

@@ -10,6 +10,8 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod frames;
+
 use clap::{Parser, Subcommand};
 use rask::{Client, Delayed, LocalCluster, delayed, op};
 use rask_core::{Arg, Key, Params, Task};
@@ -24,6 +26,54 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The tutorial's Birthdays workflow: read, filter, groupby-mean,
+    /// nlargest, unique, value_counts.
+    DfBirthdays {
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// `read_csv` over a glob of Wikipedia-edits-shaped files, then
+    /// `str.value_counts()`.
+    DfWiki {
+        #[arg(long, default_value = "/tmp/rask-bench-wiki")]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Bytes per file.
+        #[arg(long, default_value_t = 250_000_000)]
+        bytes: u64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
+    /// `gaussian_filter(sigma=2)` then `mean()`: over a stack of uint16 TIFF
+    /// volumes read with `imread` (`--case tiff`), or over an in-memory
+    /// float32 volume (`--case volume`). Prints Mvox/s.
+    ImageGauss {
+        #[arg(long, default_value = "volume")]
+        case: String,
+        /// Directory of the TIFF stack (generated there if missing).
+        #[arg(long, default_value = "/tmp/rask-bench-tiffs")]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 20)]
+        files: usize,
+        #[arg(long, value_delimiter = ',', default_value = "40,1344,1024")]
+        tiff_shape: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "128,512,512")]
+        volume_shape: Vec<usize>,
+        /// Chunk of the in-memory volume (dask's must match).
+        #[arg(long, value_delimiter = ',', default_value = "64,512,512")]
+        chunks: Vec<usize>,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
     /// n tiny independent tasks plus a binary tree reduction over them.
     Tasks {
         #[arg(long, default_value_t = 100_000)]
@@ -247,8 +297,74 @@ fn array_hist(n: usize, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the benchmark's TIFF stack unless it is already there.
+pub fn ensure_tiffs(dir: &std::path::Path, files: usize, shape: [usize; 3]) -> anyhow::Result<()> {
+    let marker = dir.join(format!("done-{files}-{}x{}x{}", shape[0], shape[1], shape[2]));
+    if marker.exists() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    rask_image::synth::tiff_stacks(dir, files, shape, rask_core::DType::U16, 2024)?;
+    std::fs::write(marker, b"")?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one flag per argument, from clap
+fn image_gauss(
+    case: &str,
+    dir: &std::path::Path,
+    files: usize,
+    tiff_shape: &[usize],
+    volume_shape: &[usize],
+    chunks: &[usize],
+    threads: usize,
+    repeat: usize,
+) -> anyhow::Result<()> {
+    use rask_array::{Array, Chunks};
+    let cluster = LocalCluster::new(1, threads)?;
+    let client = Client::without_default(&cluster);
+    let (x, label) = match case {
+        "tiff" => {
+            let shape: [usize; 3] =
+                tiff_shape.try_into().map_err(|_| anyhow::anyhow!("--tiff-shape takes 3 numbers"))?;
+            ensure_tiffs(dir, files, shape)?;
+            (rask_image::imread(&dir.join("vol_*.tif").to_string_lossy())?, "tiff-stack-uint16")
+        }
+        "volume" => {
+            let x =
+                Array::random_uniform(volume_shape, 5, Chunks::Uniform(chunks.to_vec()))?.astype(rask_core::DType::F32);
+            // Materialise first: the benchmark times the filter, not the generator.
+            let value = x.compute_with(&client)?;
+            let rask_core::ArrayValue::F32(a) = value else { anyhow::bail!("not float32") };
+            (Array::from_ndarray(&a.to_owned(), Chunks::Uniform(chunks.to_vec()))?, "volume-float32")
+        }
+        other => anyhow::bail!("unknown case {other:?} (tiff or volume)"),
+    };
+    let voxels: usize = x.shape().iter().map(|s| s.unwrap_or(0)).product();
+    let filtered = rask_image::gaussian_filter(&x, &[2.0], &rask_image::FilterOptions::default())?;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let mean: f64 = match rask_array::dtype::cast(&filtered.mean()?.compute_with(&client)?, rask_core::DType::F64) {
+            rask_core::ArrayValue::F64(a) => a.iter().copied().next().unwrap_or(f64::NAN),
+            _ => f64::NAN,
+        };
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({"bench": "image-gauss", "case": label, "engine": "rask-local", "seconds": secs, "voxels": voxels,
+                   "mvox_per_second": voxels as f64 / secs / 1e6, "value": mean, "chunks": x.npartitions(), "threads": threads})
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::DfBirthdays { path, threads, repeat } => frames::birthdays(path.as_deref(), threads, repeat),
+        Command::DfWiki { dir, files, bytes, threads, repeat } => frames::wiki(&dir, files, bytes, threads, repeat),
+        Command::ImageGauss { case, dir, files, tiff_shape, volume_shape, chunks, threads, repeat } => {
+            image_gauss(&case, &dir, files, &tiff_shape, &volume_shape, &chunks, threads, repeat)
+        }
         Command::ArrayHist { n, threads } => array_hist(n, threads),
         Command::ArrayDot { n, threads } => array_dot(n, threads),
         Command::ArrayMean { shape, threads } => array_mean(&shape, threads),

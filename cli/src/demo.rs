@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Where the histogram exercise writes its plot.
     #[arg(long, default_value = "histogram.png")]
     histogram_png: std::path::PathBuf,
+    /// Where the image section writes its generated inputs and PNGs.
+    #[arg(long, default_value = "rask-image-demo")]
+    image_dir: std::path::PathBuf,
     /// The tutorial's Birthdays.csv (found beside the repository by default).
     #[arg(long, env = "RASK_BIRTHDAYS")]
     birthdays: Option<std::path::PathBuf>,
@@ -40,6 +43,7 @@ enum Section {
     Delayed,
     Array,
     Dataframe,
+    Image,
 }
 
 static SLEEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
@@ -88,13 +92,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
     let sections = match args.section {
         Some(s) => vec![s],
-        None => vec![Section::Delayed, Section::Array, Section::Dataframe],
+        None => vec![Section::Delayed, Section::Array, Section::Dataframe, Section::Image],
     };
     for section in sections {
         match section {
             Section::Delayed => delayed_section(&client, &cluster, args)?,
             Section::Array => array_section(&client, args)?,
             Section::Dataframe => crate::frames::dataframe_section(args.birthdays.as_deref())?,
+            Section::Image => image_section(args)?,
         }
     }
     shutdown();
@@ -220,6 +225,15 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
         started,
     );
     println!("  plot written to {}", args.histogram_png.display());
+    Ok(())
+}
+
+fn image_section(args: &DemoArgs) -> anyhow::Result<()> {
+    println!("\n== image: image stacks and ndimage filters ==");
+    let config = rask_image::demo::DemoConfig { dir: args.image_dir.clone(), ..Default::default() };
+    let started = Instant::now();
+    let outcome = rask_image::demo::run(&config)?;
+    report("max over files of mean(gaussian(im[0:40]))", format!("{:.6}", outcome.max_mean), started);
     Ok(())
 }
 

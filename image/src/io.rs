@@ -1,0 +1,564 @@
+//! Reading and writing image files (dask-image's `imread`, `imsave`).
+//!
+//! [`imread`] expands a glob, reads only the headers (shape, dtype, page
+//! count) and returns a lazy [`Array`] whose axis 0 runs over the frames of
+//! all files in name order: a PNG or JPEG is one frame, a multi-page TIFF one
+//! frame per page. Each file is one block (a big TIFF stack can be cut into
+//! runs of pages), read by its own `image.read` task. PNG and JPEG go through
+//! the `image` crate, TIFF (multi-page, 8/16/32-bit integers, float32 and
+//! float64) through the `tiff` crate.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, IxDyn};
+use rask::Delayed;
+use rask::core::{ArrayValue, DType, Element, OpEntry, OpError, Params, Value};
+use rask_array::{Array, ChunkGrid};
+use serde::{Deserialize, Serialize};
+
+use crate::{ImageError, Result};
+
+/// The registered op reading a run of frames of one file.
+pub const READ_OP: &str = "image.read";
+
+/// The container of an image file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Format {
+    Png,
+    Jpeg,
+    Tiff,
+}
+
+impl Format {
+    /// The format named by a path's extension.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "png" => Format::Png,
+            "jpg" | "jpeg" => Format::Jpeg,
+            "tif" | "tiff" => Format::Tiff,
+            _ => return None,
+        })
+    }
+}
+
+/// What a header says about a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub format: Format,
+    /// Frames (TIFF pages; 1 for PNG and JPEG).
+    pub frames: usize,
+    /// The shape of one frame: `(height, width)` or `(height, width, channels)`.
+    pub frame_shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn decode_error(path: &Path, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Decode { path: path.display().to_string(), message: e.to_string() }
+}
+
+fn detect(path: &Path) -> Result<Format> {
+    Format::from_path(path)
+        .ok_or_else(|| decode_error(path, "unknown extension (expected .png, .jpg/.jpeg or .tif/.tiff)"))
+}
+
+/// Shape and dtype from `image`'s colour type.
+fn from_color(color: image::ColorType, h: usize, w: usize) -> std::result::Result<(Vec<usize>, DType), String> {
+    use image::ColorType as C;
+    let (channels, dtype) = match color {
+        C::L8 => (1, DType::U8),
+        C::La8 => (2, DType::U8),
+        C::Rgb8 => (3, DType::U8),
+        C::Rgba8 => (4, DType::U8),
+        C::L16 => (1, DType::U16),
+        C::La16 => (2, DType::U16),
+        C::Rgb16 => (3, DType::U16),
+        C::Rgba16 => (4, DType::U16),
+        C::Rgb32F => (3, DType::F32),
+        C::Rgba32F => (4, DType::F32),
+        other => return Err(format!("unsupported colour type {other:?}")),
+    };
+    Ok((if channels == 1 { vec![h, w] } else { vec![h, w, channels] }, dtype))
+}
+
+fn tiff_decoder(path: &Path) -> Result<tiff::decoder::Decoder<BufReader<File>>> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    tiff::decoder::Decoder::new(BufReader::new(file))
+        .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
+        .map_err(|e| decode_error(path, e))
+}
+
+/// One TIFF page's frame shape and dtype.
+fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<BufReader<File>>) -> Result<(Vec<usize>, DType)> {
+    use tiff::ColorType as C;
+    let (w, h) = d.dimensions().map_err(|e| decode_error(path, e))?;
+    let color = d.colortype().map_err(|e| decode_error(path, e))?;
+    let (channels, bits) = match color {
+        C::Gray(b) => (1, b),
+        C::GrayA(b) => (2, b),
+        C::RGB(b) => (3, b),
+        C::RGBA(b) => (4, b),
+        other => return Err(decode_error(path, format!("unsupported TIFF colour type {other:?}"))),
+    };
+    let sample_format =
+        d.find_tag_unsigned::<u16>(tiff::tags::Tag::SampleFormat).map_err(|e| decode_error(path, e))?.unwrap_or(1);
+    let dtype = match (sample_format, bits) {
+        (1, 8) => DType::U8,
+        (1, 16) => DType::U16,
+        (1, 32) => DType::U32,
+        (1, 64) => DType::U64,
+        (2, 8) => DType::I8,
+        (2, 16) => DType::I16,
+        (2, 32) => DType::I32,
+        (2, 64) => DType::I64,
+        (3, 32) => DType::F32,
+        (3, 64) => DType::F64,
+        (f, b) => return Err(decode_error(path, format!("unsupported TIFF sample format {f} with {b} bits"))),
+    };
+    let (h, w) = (h as usize, w as usize);
+    Ok((if channels == 1 { vec![h, w] } else { vec![h, w, channels] }, dtype))
+}
+
+/// Reads a file's header: frames, frame shape and dtype. No pixel data is
+/// decoded (TIFF pages are counted by walking their directories).
+pub fn read_info(path: &Path) -> Result<ImageInfo> {
+    let format = detect(path)?;
+    match format {
+        Format::Png | Format::Jpeg => {
+            let reader = image::ImageReader::open(path).map_err(|e| io_error(path, e))?;
+            let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
+            let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
+            let (w, h) = image::ImageDecoder::dimensions(&decoder);
+            let color = image::ImageDecoder::color_type(&decoder);
+            let (frame_shape, dtype) = from_color(color, h as usize, w as usize).map_err(|e| decode_error(path, e))?;
+            Ok(ImageInfo { format, frames: 1, frame_shape, dtype })
+        }
+        Format::Tiff => {
+            let mut d = tiff_decoder(path)?;
+            let (frame_shape, dtype) = tiff_page(path, &mut d)?;
+            let mut frames = 1;
+            while d.more_images() {
+                d.next_image().map_err(|e| decode_error(path, e))?;
+                let (shape, dt) = tiff_page(path, &mut d)?;
+                if shape != frame_shape || dt != dtype {
+                    return Err(ImageError::Mismatch(format!(
+                        "{}: page {frames} is {dt} {shape:?}, page 0 is {dtype} {frame_shape:?}",
+                        path.display()
+                    )));
+                }
+                frames += 1;
+            }
+            Ok(ImageInfo { format, frames, frame_shape, dtype })
+        }
+    }
+}
+
+fn typed<T: Element>(shape: &[usize], data: Vec<T>) -> std::result::Result<ArrayValue, String> {
+    ArrayD::from_shape_vec(IxDyn(shape), data)
+        .map(|a| T::wrap(a.into_shared()))
+        .map_err(|e| format!("decoded data does not fill {shape:?}: {e}"))
+}
+
+/// Decodes a PNG or JPEG file fully (the reference for lossy JPEG).
+pub fn read_png_or_jpeg(path: &Path) -> Result<ArrayValue> {
+    use image::DynamicImage as D;
+    let reader = image::ImageReader::open(path).map_err(|e| io_error(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
+    let img = reader.decode().map_err(|e| decode_error(path, e))?;
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    let (frame, _) = from_color(img.color(), h, w).map_err(|e| decode_error(path, e))?;
+    let mut shape = vec![1];
+    shape.extend(&frame);
+    let out = match img {
+        D::ImageLuma8(b) => typed(&shape, b.into_raw()),
+        D::ImageLumaA8(b) => typed(&shape, b.into_raw()),
+        D::ImageRgb8(b) => typed(&shape, b.into_raw()),
+        D::ImageRgba8(b) => typed(&shape, b.into_raw()),
+        D::ImageLuma16(b) => typed(&shape, b.into_raw()),
+        D::ImageLumaA16(b) => typed(&shape, b.into_raw()),
+        D::ImageRgb16(b) => typed(&shape, b.into_raw()),
+        D::ImageRgba16(b) => typed(&shape, b.into_raw()),
+        D::ImageRgb32F(b) => typed(&shape, b.into_raw()),
+        D::ImageRgba32F(b) => typed(&shape, b.into_raw()),
+        other => Err(format!("unsupported colour type {:?}", other.color())),
+    };
+    out.map_err(|e| decode_error(path, e))
+}
+
+/// Decodes `count` TIFF pages from `first` into one `(count, ...frame)` array.
+pub fn read_tiff_pages(path: &Path, first: usize, count: usize) -> Result<ArrayValue> {
+    use tiff::decoder::DecodingResult as R;
+    let mut d = tiff_decoder(path)?;
+    d.seek_to_image(first).map_err(|e| decode_error(path, e))?;
+    let (frame, dtype) = tiff_page(path, &mut d)?;
+    let mut shape = vec![count];
+    shape.extend(&frame);
+    let per_page: usize = frame.iter().product();
+    let mut pages: Option<R> = None;
+    for k in 0..count {
+        if k > 0 {
+            d.next_image().map_err(|e| decode_error(path, e))?;
+        }
+        let page = d.read_image().map_err(|e| decode_error(path, e))?;
+        pages = Some(match (pages, page) {
+            (None, p) => p,
+            (Some(R::U8(mut a)), R::U8(b)) => {
+                a.extend(b);
+                R::U8(a)
+            }
+            (Some(R::U16(mut a)), R::U16(b)) => {
+                a.extend(b);
+                R::U16(a)
+            }
+            (Some(R::U32(mut a)), R::U32(b)) => {
+                a.extend(b);
+                R::U32(a)
+            }
+            (Some(R::U64(mut a)), R::U64(b)) => {
+                a.extend(b);
+                R::U64(a)
+            }
+            (Some(R::I8(mut a)), R::I8(b)) => {
+                a.extend(b);
+                R::I8(a)
+            }
+            (Some(R::I16(mut a)), R::I16(b)) => {
+                a.extend(b);
+                R::I16(a)
+            }
+            (Some(R::I32(mut a)), R::I32(b)) => {
+                a.extend(b);
+                R::I32(a)
+            }
+            (Some(R::I64(mut a)), R::I64(b)) => {
+                a.extend(b);
+                R::I64(a)
+            }
+            (Some(R::F32(mut a)), R::F32(b)) => {
+                a.extend(b);
+                R::F32(a)
+            }
+            (Some(R::F64(mut a)), R::F64(b)) => {
+                a.extend(b);
+                R::F64(a)
+            }
+            _ => {
+                return Err(decode_error(
+                    path,
+                    format!("page {} has another sample type than page {first}", first + k),
+                ));
+            }
+        });
+    }
+    let data = pages.ok_or_else(|| decode_error(path, "no pages requested"))?;
+    let out = match data {
+        R::U8(v) => typed(&shape, v),
+        R::U16(v) => typed(&shape, v),
+        R::U32(v) => typed(&shape, v),
+        R::U64(v) => typed(&shape, v),
+        R::I8(v) => typed(&shape, v),
+        R::I16(v) => typed(&shape, v),
+        R::I32(v) => typed(&shape, v),
+        R::I64(v) => typed(&shape, v),
+        R::F32(v) => typed(&shape, v),
+        R::F64(v) => typed(&shape, v),
+        _ => Err("unsupported sample type".to_string()),
+    };
+    let out = out.map_err(|e| decode_error(path, e))?;
+    if out.dtype() != dtype || out.len() != per_page * count {
+        return Err(decode_error(
+            path,
+            format!("decoded {} values of {}, header says {dtype}", out.len(), out.dtype()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Parameters of one `image.read` task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadTask {
+    pub path: String,
+    pub format: Format,
+    pub first_frame: usize,
+    pub frames: usize,
+    pub frame_shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+fn read_op(p: &Params, _args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let task: ReadTask =
+        postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{READ_OP}: bad parameters: {e}")))?;
+    let path = Path::new(&task.path);
+    let value = match task.format {
+        Format::Png | Format::Jpeg => read_png_or_jpeg(path),
+        Format::Tiff => read_tiff_pages(path, task.first_frame, task.frames),
+    }
+    .map_err(|e| OpError::new(e.to_string()))?;
+    let mut want = vec![task.frames];
+    want.extend(&task.frame_shape);
+    if value.shape() != want.as_slice() || value.dtype() != task.dtype {
+        return Err(OpError::new(format!(
+            "{}: the file changed since it was opened: read {} {:?}, expected {} {want:?}",
+            task.path,
+            value.dtype(),
+            value.shape(),
+            task.dtype
+        )));
+    }
+    Ok(Value::Array(value))
+}
+
+rask::core::inventory::submit! { OpEntry { name: READ_OP, func: read_op } }
+
+/// Options of [`imread_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImreadOptions {
+    /// Cut multi-page files into blocks of this many frames (`None`: one
+    /// block per file).
+    pub frames_per_block: Option<usize>,
+}
+
+fn has_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// The files a pattern names, sorted; an error if there are none.
+pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+    if !has_glob(pattern) {
+        let p = PathBuf::from(pattern);
+        if !p.is_file() {
+            return Err(io_error(&p, "no such file"));
+        }
+        return Ok(vec![p]);
+    }
+    let paths = glob::glob(pattern).map_err(|e| ImageError::Value(format!("bad glob pattern {pattern:?}: {e}")))?;
+    let mut files = Vec::new();
+    for entry in paths {
+        let p = entry.map_err(|e| io_error(e.path(), e.error()))?;
+        if p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(ImageError::Mismatch(format!("no files match {pattern:?}")));
+    }
+    Ok(files)
+}
+
+/// `dask_image.imread.imread(pattern)`: one block per file.
+pub fn imread(pattern: &str) -> Result<Array> {
+    imread_with(pattern, &ImreadOptions::default())
+}
+
+/// [`imread`] with options. All files must have the same frame shape and
+/// dtype; they may have different page counts.
+pub fn imread_with(pattern: &str, options: &ImreadOptions) -> Result<Array> {
+    let files = expand(pattern)?;
+    let mut infos = Vec::with_capacity(files.len());
+    for f in &files {
+        infos.push(read_info(f)?);
+    }
+    let first = &infos[0];
+    for (f, info) in files.iter().zip(&infos).skip(1) {
+        if info.frame_shape != first.frame_shape || info.dtype != first.dtype {
+            return Err(ImageError::Mismatch(format!(
+                "{} is {} {:?} but {} is {} {:?}: the files of one array must agree",
+                f.display(),
+                info.dtype,
+                info.frame_shape,
+                files[0].display(),
+                first.dtype,
+                first.frame_shape
+            )));
+        }
+    }
+    // Blocks along axis 0: (file, first frame, frames).
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        let step = options.frames_per_block.unwrap_or(info.frames).max(1);
+        let mut start = 0;
+        while start < info.frames {
+            let n = step.min(info.frames - start);
+            runs.push((i, start, n));
+            start += n;
+        }
+    }
+    let mut sizes: Vec<Vec<usize>> = vec![runs.iter().map(|r| r.2).collect()];
+    sizes.extend(first.frame_shape.iter().map(|&s| vec![s]));
+    let grid = ChunkGrid::from_sizes(sizes);
+    let mut token = Vec::new();
+    let mut abs_paths = Vec::with_capacity(files.len());
+    for f in &files {
+        let abs = std::fs::canonicalize(f).map_err(|e| io_error(f, e))?;
+        let modified = std::fs::metadata(&abs).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
+        token.extend_from_slice(format!("{}|{modified}|", abs.display()).as_bytes());
+        abs_paths.push(abs.to_string_lossy().to_string());
+    }
+    token.extend_from_slice(format!("{options:?}").as_bytes());
+    let dtype = first.dtype;
+    Ok(Array::from_block_tasks("imread", &token, dtype, grid, |idx, key| {
+        let (file, start, n) = runs[idx[0]];
+        let task = ReadTask {
+            path: abs_paths[file].clone(),
+            format: infos[file].format,
+            first_frame: start,
+            frames: n,
+            frame_shape: infos[file].frame_shape.clone(),
+            dtype,
+        };
+        Delayed::from_task(key, READ_OP, Params::encode(&task), vec![])
+    }))
+}
+
+fn frame_dims(shape: &[usize], path: &Path) -> Result<(u32, u32, usize)> {
+    let (h, w, c) = match shape {
+        [h, w] => (*h, *w, 1),
+        [h, w, c] if (1..=4).contains(c) => (*h, *w, *c),
+        other => {
+            return Err(ImageError::Value(format!(
+                "{}: an image frame must be (height, width) or (height, width, 1-4 channels), got {other:?}",
+                path.display()
+            )));
+        }
+    };
+    let to_u32 = |v: usize| {
+        u32::try_from(v).map_err(|_| ImageError::Value(format!("{}: {v} pixels is too large", path.display())))
+    };
+    Ok((to_u32(h)?, to_u32(w)?, c))
+}
+
+/// Writes one frame (`(h, w)` or `(h, w, channels)`, uint8 or uint16) as
+/// PNG or JPEG (quality 90), chosen by the extension.
+fn write_png_or_jpeg(path: &Path, frame: &ArrayValue, format: Format) -> Result<()> {
+    use image::ExtendedColorType as E;
+    let (h, w, c) = frame_dims(frame.shape(), path)?;
+    let (bytes, color): (Vec<u8>, E) = match (frame, c) {
+        (ArrayValue::U8(a), _) => (a.iter().copied().collect(), [E::L8, E::La8, E::Rgb8, E::Rgba8][c - 1]),
+        (ArrayValue::U16(a), _) if format == Format::Png => {
+            (a.iter().flat_map(|v| v.to_ne_bytes()).collect(), [E::L16, E::La16, E::Rgb16, E::Rgba16][c - 1])
+        }
+        (other, _) => {
+            return Err(ImageError::Value(format!(
+                "{}: cannot write {} pixels as {format:?} (PNG takes uint8/uint16, JPEG uint8)",
+                path.display(),
+                other.dtype()
+            )));
+        }
+    };
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    let result = match format {
+        Format::Jpeg => {
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+            image::ImageEncoder::write_image(enc, &bytes, w, h, color)
+        }
+        _ => {
+            let enc = image::codecs::png::PngEncoder::new(&mut out);
+            image::ImageEncoder::write_image(enc, &bytes, w, h, color)
+        }
+    };
+    result.map_err(|e| io_error(path, e))?;
+    std::io::Write::flush(&mut out).map_err(|e| io_error(path, e))
+}
+
+/// Writes frames `(pages, h, w[, c])` as one multi-page TIFF.
+fn write_tiff(path: &Path, stack: &ArrayValue) -> Result<()> {
+    use tiff::encoder::{TiffEncoder, colortype};
+    let shape = stack.shape();
+    let Some((&pages, frame)) = shape.split_first() else {
+        return Err(ImageError::Value(format!("{}: a TIFF stack needs at least 3 axes", path.display())));
+    };
+    let (h, w, c) = frame_dims(frame, path)?;
+    let per_page: usize = frame.iter().product();
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut enc = TiffEncoder::new(std::io::BufWriter::new(file)).map_err(|e| io_error(path, e))?;
+    let err = |e: tiff::TiffError| io_error(path, e);
+    macro_rules! pages {
+        ($a:expr, $gray:ty, $rgb:ty, $rgba:ty) => {{
+            let data: Vec<_> = $a.iter().copied().collect();
+            for p in 0..pages {
+                let page = &data[p * per_page..(p + 1) * per_page];
+                match c {
+                    1 => enc.write_image::<$gray>(w, h, page).map_err(err)?,
+                    3 => enc.write_image::<$rgb>(w, h, page).map_err(err)?,
+                    4 => enc.write_image::<$rgba>(w, h, page).map_err(err)?,
+                    _ => {
+                        return Err(ImageError::Value(format!(
+                            "{}: TIFF frames take 1, 3 or 4 channels",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        }};
+    }
+    match stack {
+        ArrayValue::U8(a) => pages!(a, colortype::Gray8, colortype::RGB8, colortype::RGBA8),
+        ArrayValue::U16(a) => pages!(a, colortype::Gray16, colortype::RGB16, colortype::RGBA16),
+        ArrayValue::F32(a) => pages!(a, colortype::Gray32Float, colortype::RGB32Float, colortype::RGBA32Float),
+        ArrayValue::I16(a) => pages!(a, colortype::GrayI16, colortype::GrayI16, colortype::GrayI16),
+        other => {
+            return Err(ImageError::Value(format!(
+                "{}: TIFF writing takes uint8, uint16, int16 or float32, got {}",
+                path.display(),
+                other.dtype()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes an in-memory image: a TIFF holds a `(pages, h, w[, c])` stack (or
+/// one `(h, w)` frame), a PNG or JPEG one `(h, w[, c])` frame.
+pub fn write_image(path: impl AsRef<Path>, image: &ArrayValue) -> Result<()> {
+    let path = path.as_ref();
+    match detect(path)? {
+        Format::Tiff => {
+            if image.shape().len() == 2 {
+                let mut shape = vec![1];
+                shape.extend(image.shape());
+                let reshaped = rask::core::with_array!(image, a => {
+                    let v = a.clone().into_shape_with_order(IxDyn(&shape)).map_err(|e| ImageError::Value(e.to_string()))?;
+                    Element::wrap(v)
+                });
+                write_tiff(path, &reshaped)
+            } else {
+                write_tiff(path, image)
+            }
+        }
+        f => write_png_or_jpeg(path, image, f),
+    }
+}
+
+/// `imwrite`: computes `array` and writes it. A `.tif`/`.tiff` path gets the
+/// whole array as one multi-page file; for PNG and JPEG, `path` must contain
+/// `{}`, replaced by the frame number along axis 0 (one file per frame).
+pub fn imwrite(array: &Array, path: &str) -> Result<Vec<PathBuf>> {
+    let value = array.compute()?;
+    let format = detect(Path::new(path))?;
+    if format == Format::Tiff {
+        write_image(path, &value)?;
+        return Ok(vec![PathBuf::from(path)]);
+    }
+    if !path.contains("{}") {
+        return Err(ImageError::Value(format!(
+            "{path}: a PNG/JPEG path for several frames needs {{}} for the frame number"
+        )));
+    }
+    let frames = value.shape().first().copied().unwrap_or(0);
+    let mut written = Vec::with_capacity(frames);
+    for i in 0..frames {
+        let frame = rask::core::with_array!(&value, a => Element::wrap(a.index_axis(ndarray::Axis(0), i).to_owned().into_shared()));
+        let p = PathBuf::from(path.replace("{}", &format!("{i:04}")));
+        write_image(&p, &frame)?;
+        written.push(p);
+    }
+    Ok(written)
+}

@@ -1,0 +1,57 @@
+//! Image stacks and `scipy.ndimage`-style filters over chunked rask arrays:
+//! the dask-image of rask.
+//!
+//! - [`io`]: `imread` (PNG, JPEG, TIFF stacks) into a lazy [`Array`] with
+//!   one block per file (or per page run of big TIFFs), `imwrite`.
+//! - [`filters`]: Gaussian, uniform, median, minimum/maximum, Sobel, Prewitt,
+//!   Laplace, gradient magnitude, correlate/convolve with scipy's modes,
+//!   dtypes and rounding, through `map_overlap`, so any chunking gives the
+//!   same result.
+//! - [`skimage`]: scikit-image's `gaussian` (float conversion,
+//!   `preserve_range`, `channel_axis`).
+//! - [`measure`]: connected-component `label` across chunks and per-label
+//!   statistics.
+//! - [`synth`]: synthetic images and stacks, so tests and benchmarks download
+//!   nothing; [`demo`]: the dask-image tutorial pipelines.
+//!
+//! [`Array`]: rask_array::Array
+
+pub mod demo;
+pub mod filters;
+pub mod io;
+pub mod kernels;
+pub mod measure;
+pub mod skimage;
+pub mod synth;
+
+pub use filters::{
+    Filter, FilterOptions, Kernel, convolve, correlate, gaussian_filter, gaussian_filter_order,
+    gaussian_gradient_magnitude, laplace, maximum_filter, median_filter, minimum_filter, prewitt, sobel,
+    uniform_filter,
+};
+pub use io::{imread, imread_with, imwrite, write_image};
+pub use kernels::Mode;
+
+/// Errors of image reading, writing and filtering.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// A file is not a readable image of a supported kind.
+    #[error("{path}: not a supported image: {message}")]
+    Decode { path: String, message: String },
+    /// Files of one glob disagree (shape, dtype), or a pattern matched none.
+    #[error("{0}")]
+    Mismatch(String),
+    /// A bad argument.
+    #[error("{0}")]
+    Value(String),
+    #[error(transparent)]
+    Array(#[from] rask_array::ArrayError),
+    #[error(transparent)]
+    Compute(#[from] rask::Error),
+}
+
+/// The result of rask-image's functions.
+pub type Result<T, E = ImageError> = std::result::Result<T, E>;

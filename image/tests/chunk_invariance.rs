@@ -1,0 +1,102 @@
+//! Filters give bit-identical results whatever the chunking: random shapes,
+//! random chunk shapes (down to one element, far smaller than the halo),
+//! every mode, against the same filter on one block.
+#![allow(clippy::unwrap_used)] // proptest bodies: a failure names the case
+
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+use rask::core::{ArrayValue, DType};
+use rask_array::{Array, Chunks};
+use rask_image::{FilterOptions, Kernel, Mode, filters};
+
+fn modes() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Reflect), Just(Mode::Nearest), Just(Mode::Mirror), Just(Mode::Constant), Just(Mode::Wrap)]
+}
+
+/// A shape of 1-3 axes, chunk sizes for it, and values.
+fn case() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<u16>)> {
+    prop::collection::vec(1usize..12, 1..=3).prop_flat_map(|shape| {
+        let n: usize = shape.iter().product();
+        let chunks = shape.iter().map(|&s| 1..=s).collect::<Vec<_>>();
+        (Just(shape), chunks, prop::collection::vec(any::<u16>(), n))
+    })
+}
+
+fn run(
+    filter: &dyn Fn(&Array) -> Array,
+    shape: &[usize],
+    chunks: &[usize],
+    values: &[u16],
+    dtype: DType,
+) -> (ArrayValue, ArrayValue) {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values.to_vec()).unwrap();
+    let whole = Array::from_ndarray(&a, Chunks::Uniform(shape.to_vec())).unwrap().astype(dtype);
+    let split = Array::from_ndarray(&a, Chunks::Uniform(chunks.to_vec())).unwrap().astype(dtype);
+    (filter(&whole).compute().unwrap(), filter(&split).compute().unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gaussian_is_chunk_invariant((shape, chunks, values) in case(), mode in modes(), sigma in 0.0f64..3.0, f32_data in any::<bool>()) {
+        let o = FilterOptions { mode, cval: 3.0, output: None };
+        let dtype = if f32_data { DType::F32 } else { DType::U16 };
+        let (whole, split) = run(&|x| rask_image::gaussian_filter(x, &[sigma], &o).unwrap(), &shape, &chunks, &values, dtype);
+        prop_assert_eq!(whole, split);
+    }
+
+    #[test]
+    fn size_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), size in 1usize..6, which in 0usize..4) {
+        let o = FilterOptions { mode, cval: 7.0, output: None };
+        let f = |x: &Array| match which {
+            0 => filters::uniform_filter(x, &[size], &o).unwrap(),
+            1 => filters::minimum_filter(x, &[size], &o).unwrap(),
+            2 => filters::maximum_filter(x, &[size], &o).unwrap(),
+            _ => filters::median_filter(x, &[size], &o).unwrap(),
+        };
+        let (whole, split) = run(&f, &shape, &chunks, &values, DType::F64);
+        prop_assert_eq!(whole, split);
+    }
+
+    #[test]
+    fn edge_and_kernel_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), which in 0usize..5) {
+        let o = FilterOptions { mode, cval: 1.0, output: None };
+        let nd = shape.len();
+        let kshape: Vec<usize> = (0..nd).map(|a| 2 + a % 2).collect();
+        let n: usize = kshape.iter().product();
+        let kernel = Kernel::new((0..n).map(|i| i as f64 - 1.5).collect(), kshape).unwrap();
+        let f = |x: &Array| match which {
+            0 => filters::sobel(x, -1, &o).unwrap(),
+            1 => filters::laplace(x, &o).unwrap(),
+            2 => filters::gaussian_gradient_magnitude(x, &[1.1], &o).unwrap(),
+            3 => filters::convolve(x, &kernel, &[], &o).unwrap(),
+            _ => filters::correlate(x, &kernel, &[], &o).unwrap(),
+        };
+        let (whole, split) = run(&f, &shape, &chunks, &values, DType::I32);
+        prop_assert_eq!(whole, split);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Labels: the same count and the same components for any chunking.
+    #[test]
+    fn label_is_chunk_invariant((shape, chunks, values) in case(), connectivity in 1usize..=3) {
+        let connectivity = connectivity.min(shape.len());
+        let fg: Vec<u16> = values.iter().map(|v| u16::from(v % 3 == 0)).collect();
+        let a = ArrayD::from_shape_vec(IxDyn(&shape), fg).unwrap();
+        let whole = Array::from_ndarray(&a, Chunks::Uniform(shape.clone())).unwrap();
+        let split = Array::from_ndarray(&a, Chunks::Uniform(chunks.clone())).unwrap();
+        let (lw, cw) = rask_image::measure::label(&whole, connectivity).unwrap();
+        let (ls, cs) = rask_image::measure::label(&split, connectivity).unwrap();
+        prop_assert_eq!(cw, cs);
+        let (ArrayValue::I32(x), ArrayValue::I32(y)) = (lw.compute().unwrap(), ls.compute().unwrap()) else { unreachable!() };
+        let mut map = std::collections::HashMap::new();
+        for (p, q) in x.iter().zip(y.iter()) {
+            prop_assert_eq!(*p == 0, *q == 0);
+            prop_assert_eq!(*map.entry(*p).or_insert(*q), *q);
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The same images through rask-image and scipy.ndimage / scikit-image must
+//! give the same numbers and dtypes. Python comes from PyPI, in the
+//! virtualenv `scripts/setup.sh` makes (`~/.cache/rask/pyref`, or
+//! `$RASK_PYREF`); the tests fail if it is missing.
+//!
+//! Tolerances: integer results must match exactly (rask-image reproduces
+//! scipy's summation order and its C casts). float64 results within 1e-12 and
+//! float32 within 1e-5 of the largest reference magnitude (scipy filters
+//! float32 in double precision, rask-image in single).
+//!
+//! Every case runs on a chunked array whose chunks are smaller than the
+//! filter's reach, so halos span several blocks.
+#![allow(clippy::panic, clippy::unwrap_used)] // test helpers fail loudly, naming the case
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use ndarray::{ArrayD, IxDyn};
+use rask::core::{ArrayValue, DType};
+use rask_array::{Array, Chunks};
+use rask_image::{FilterOptions, Kernel, Mode, filters, skimage};
+use serde_json::{Value as Json, json};
+
+const DTYPES: [DType; 5] = [DType::U8, DType::U16, DType::I32, DType::F32, DType::F64];
+const MODES: [Mode; 5] = [Mode::Reflect, Mode::Nearest, Mode::Mirror, Mode::Constant, Mode::Wrap];
+
+fn python() -> String {
+    let default = format!("{}/.cache/rask/pyref/bin/python", std::env::var("HOME").unwrap_or_default());
+    let py = std::env::var("RASK_PYREF").map(|d| format!("{d}/bin/python")).unwrap_or(default);
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "scipy reference interpreter {py} is missing: run scripts/setup.sh (the test command does)"
+    );
+    py
+}
+
+fn reference(cases: &[Json]) -> Vec<Json> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/ndimage_ref.py");
+    let mut child =
+        Command::new(python()).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start python");
+    child.stdin.take().unwrap().write_all(serde_json::to_string(cases).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scipy reference script failed");
+    let results: Vec<Json> = serde_json::from_slice(&out.stdout).expect("reference output is JSON");
+    assert_eq!(results.len(), cases.len(), "one reference result per case");
+    results
+}
+
+/// Deterministic test values over most of each dtype's range.
+fn data(dtype: DType, n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            match dtype {
+                DType::U8 => (u * 256.0).floor(),
+                DType::U16 => (u * 65536.0).floor(),
+                DType::I32 => (u * 20001.0).floor() - 10000.0,
+                DType::F32 => f64::from(((u - 0.3) * 100.0) as f32),
+                _ => (u - 0.3) * 100.0,
+            }
+        })
+        .collect()
+}
+
+fn json_list(values: &[f64], dtype: DType) -> Json {
+    match dtype {
+        DType::F32 | DType::F64 => json!(values),
+        _ => json!(values.iter().map(|v| *v as i64).collect::<Vec<_>>()),
+    }
+}
+
+fn image(dtype: DType, shape: &[usize], values: &[f64], chunks: &[usize]) -> Array {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values.to_vec()).unwrap();
+    Array::from_ndarray(&a, Chunks::Uniform(chunks.to_vec())).unwrap().astype(dtype)
+}
+
+fn flat(a: &ArrayValue) -> Vec<f64> {
+    let ArrayValue::F64(x) = rask_array::dtype::cast(a, DType::F64) else { unreachable!() };
+    x.iter().copied().collect()
+}
+
+/// One case: our result and what to ask Python.
+struct Case {
+    label: String,
+    ours: ArrayValue,
+    ask: Json,
+}
+
+struct Input {
+    dtype: DType,
+    shape: Vec<usize>,
+    values: Vec<f64>,
+    array: Array,
+}
+
+fn input(dtype: DType, shape: &[usize], chunks: &[usize], seed: u64) -> Input {
+    let n = shape.iter().product();
+    let values = data(dtype, n, seed);
+    let array = image(dtype, shape, &values, chunks);
+    Input { dtype, shape: shape.to_vec(), values, array }
+}
+
+fn ask(inp: &Input, func: &str, kwargs: Json) -> Json {
+    json!({"fn": func, "dtype": inp.dtype.name(), "shape": inp.shape, "a": json_list(&inp.values, inp.dtype), "kwargs": kwargs})
+}
+
+fn mode_kwargs(options: &FilterOptions) -> serde_json::Map<String, Json> {
+    let mut m = serde_json::Map::new();
+    m.insert("mode".into(), json!(options.mode.name()));
+    m.insert("cval".into(), json!(options.cval));
+    m
+}
+
+fn check(cases: Vec<Case>) {
+    let asks: Vec<Json> = cases.iter().map(|c| c.ask.clone()).collect();
+    let results = reference(&asks);
+    let mut failures = Vec::new();
+    for (case, want) in cases.iter().zip(&results) {
+        if let Some(e) = want.get("error") {
+            failures.push(format!("{}: scipy raised {e}", case.label));
+            continue;
+        }
+        let dtype = want["dtype"].as_str().unwrap();
+        if case.ours.dtype().name() != dtype {
+            failures.push(format!("{}: dtype {} != scipy's {dtype}", case.label, case.ours.dtype()));
+            continue;
+        }
+        let shape: Vec<usize> =
+            want["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        if case.ours.shape() != shape.as_slice() {
+            failures.push(format!("{}: shape {:?} != {shape:?}", case.label, case.ours.shape()));
+            continue;
+        }
+        let want: Vec<f64> =
+            want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+        let got = flat(&case.ours);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
+        let tol = match case.ours.dtype() {
+            DType::F32 => 1e-5 * scale,
+            DType::F64 => 1e-12 * scale,
+            _ => 0.0,
+        };
+        let bad: Vec<(usize, f64, f64)> = got
+            .iter()
+            .zip(&want)
+            .enumerate()
+            .filter(|(_, (g, w))| !((*g - *w).abs() <= tol || (g.is_nan() && w.is_nan())))
+            .map(|(i, (g, w))| (i, *g, *w))
+            .collect();
+        if !bad.is_empty() {
+            failures.push(format!(
+                "{}: {} of {} values differ (tol {tol:e}), first (index, ours, scipy): {:?}",
+                case.label,
+                bad.len(),
+                got.len(),
+                &bad[..bad.len().min(3)]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// 2-D and 3-D inputs of every dtype, chunked finer than the filters reach.
+fn inputs() -> Vec<Input> {
+    let mut v = Vec::new();
+    for (k, &dtype) in DTYPES.iter().enumerate() {
+        v.push(input(dtype, &[13, 17], &[5, 6], k as u64));
+        v.push(input(dtype, &[6, 7, 9], &[4, 3, 5], 10 + k as u64));
+    }
+    v
+}
+
+fn options_all() -> Vec<FilterOptions> {
+    MODES
+        .iter()
+        .map(|&mode| FilterOptions { mode, cval: if mode == Mode::Constant { 1.5 } else { 0.0 }, output: None })
+        .collect()
+}
+
+fn label(inp: &Input, what: &str, o: &FilterOptions) -> String {
+    format!("{what} {} {:?} mode={}", inp.dtype, inp.shape, o.mode.name())
+}
+
+#[test]
+fn gaussian_filter_matches_scipy() {
+    let mut cases = Vec::new();
+    for inp in inputs() {
+        for o in options_all() {
+            for sigma in [vec![1.0], vec![2.0], vec![0.0, 1.5], vec![0.7, 0.0, 2.5]] {
+                if sigma.len() != 1 && sigma.len() != inp.shape.len() {
+                    continue;
+                }
+                let ours = rask_image::gaussian_filter(&inp.array, &sigma, &o).unwrap().compute().unwrap();
+                let mut kw = mode_kwargs(&o);
+                kw.insert("sigma".into(), if sigma.len() == 1 { json!(sigma[0]) } else { json!(sigma) });
+                cases.push(Case {
+                    label: label(&inp, &format!("gaussian sigma={sigma:?}"), &o),
+                    ours,
+                    ask: ask(&inp, "gaussian_filter", Json::Object(kw)),
+                });
+            }
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn gaussian_derivatives_and_truncate_match_scipy() {
+    let mut cases = Vec::new();
+    for inp in inputs().into_iter().filter(|i| matches!(i.dtype, DType::F32 | DType::F64 | DType::I32)) {
+        for o in options_all() {
+            for (order, truncate) in [(1usize, 4.0), (2, 4.0), (0, 2.5), (1, 3.0)] {
+                let ours = rask_image::gaussian_filter_order(&inp.array, &[1.3], &[order], truncate, &o)
+                    .unwrap()
+                    .compute()
+                    .unwrap();
+                let mut kw = mode_kwargs(&o);
+                kw.insert("sigma".into(), json!(1.3));
+                kw.insert("order".into(), json!(order));
+                kw.insert("truncate".into(), json!(truncate));
+                let what = format!("gaussian order={order} truncate={truncate}");
+                cases.push(Case {
+                    label: label(&inp, &what, &o),
+                    ours,
+                    ask: ask(&inp, "gaussian_filter", Json::Object(kw)),
+                });
+            }
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn size_filters_match_scipy() {
+    let mut cases = Vec::new();
+    for inp in inputs() {
+        for o in options_all() {
+            for size in [vec![3], vec![4], vec![2, 5], vec![5, 1, 2]] {
+                if size.len() != 1 && size.len() != inp.shape.len() {
+                    continue;
+                }
+                type F = fn(&Array, &[usize], &FilterOptions) -> rask_image::Result<Array>;
+                let all: [(&str, F); 4] = [
+                    ("uniform_filter", filters::uniform_filter),
+                    ("minimum_filter", filters::minimum_filter),
+                    ("maximum_filter", filters::maximum_filter),
+                    ("median_filter", filters::median_filter),
+                ];
+                for (name, f) in all {
+                    let ours = f(&inp.array, &size, &o).unwrap().compute().unwrap();
+                    let mut kw = mode_kwargs(&o);
+                    kw.insert("size".into(), if size.len() == 1 { json!(size[0]) } else { json!(size) });
+                    cases.push(Case {
+                        label: label(&inp, &format!("{name} size={size:?}"), &o),
+                        ours,
+                        ask: ask(&inp, name, Json::Object(kw)),
+                    });
+                }
+            }
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn edge_filters_match_scipy() {
+    let mut cases = Vec::new();
+    for inp in inputs() {
+        for o in options_all() {
+            for axis in [0isize, -1] {
+                for (name, ours) in [
+                    ("sobel", filters::sobel(&inp.array, axis, &o)),
+                    ("prewitt", filters::prewitt(&inp.array, axis, &o)),
+                ] {
+                    let mut kw = mode_kwargs(&o);
+                    kw.insert("axis".into(), json!(axis));
+                    cases.push(Case {
+                        label: label(&inp, &format!("{name} axis={axis}"), &o),
+                        ours: ours.unwrap().compute().unwrap(),
+                        ask: ask(&inp, name, Json::Object(kw)),
+                    });
+                }
+            }
+            let kw = mode_kwargs(&o);
+            cases.push(Case {
+                label: label(&inp, "laplace", &o),
+                ours: filters::laplace(&inp.array, &o).unwrap().compute().unwrap(),
+                ask: ask(&inp, "laplace", Json::Object(kw)),
+            });
+            let mut kw = mode_kwargs(&o);
+            kw.insert("sigma".into(), json!(1.2));
+            cases.push(Case {
+                label: label(&inp, "gaussian_gradient_magnitude", &o),
+                ours: filters::gaussian_gradient_magnitude(&inp.array, &[1.2], &o).unwrap().compute().unwrap(),
+                ask: ask(&inp, "gaussian_gradient_magnitude", Json::Object(kw)),
+            });
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn correlate_and_convolve_match_scipy() {
+    let mut cases = Vec::new();
+    for inp in inputs() {
+        let nd = inp.shape.len();
+        let kernels: Vec<Vec<usize>> =
+            if nd == 2 { vec![vec![3, 3], vec![2, 4], vec![1, 5]] } else { vec![vec![3, 2, 3], vec![1, 1, 4]] };
+        for o in options_all() {
+            for wshape in &kernels {
+                let n: usize = wshape.iter().product();
+                let weights: Vec<f64> = (0..n).map(|i| [0.5, -1.0, 0.0, 2.0, 0.25, 1.0][i % 6]).collect();
+                let kernel = Kernel::new(weights.clone(), wshape.clone()).unwrap();
+                for (name, ours) in [
+                    ("correlate", filters::correlate(&inp.array, &kernel, &[], &o)),
+                    ("convolve", filters::convolve(&inp.array, &kernel, &[], &o)),
+                ] {
+                    let mut ask = ask(&inp, name, Json::Object(mode_kwargs(&o)));
+                    ask["weights"] = json!(weights);
+                    ask["wshape"] = json!(wshape);
+                    cases.push(Case {
+                        label: label(&inp, &format!("{name} {wshape:?}"), &o),
+                        ours: ours.unwrap().compute().unwrap(),
+                        ask,
+                    });
+                }
+            }
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn output_dtype_and_short_axes_match_scipy() {
+    let mut cases = Vec::new();
+    // Axes shorter than the kernel: extensions repeat (reflect of a reflect).
+    for &dtype in &DTYPES {
+        let inp = input(dtype, &[3, 20], &[2, 7], 99);
+        for o in options_all() {
+            let ours = rask_image::gaussian_filter(&inp.array, &[3.0], &o).unwrap().compute().unwrap();
+            let mut kw = mode_kwargs(&o);
+            kw.insert("sigma".into(), json!(3.0));
+            cases.push(Case {
+                label: label(&inp, "gaussian short axis", &o),
+                ours,
+                ask: ask(&inp, "gaussian_filter", Json::Object(kw)),
+            });
+            let ours = filters::uniform_filter(&inp.array, &[7], &o).unwrap().compute().unwrap();
+            let mut kw = mode_kwargs(&o);
+            kw.insert("size".into(), json!(7));
+            cases.push(Case {
+                label: label(&inp, "uniform short axis", &o),
+                ours,
+                ask: ask(&inp, "uniform_filter", Json::Object(kw)),
+            });
+        }
+        // output=float32/float64 from integer input, and narrowing outputs
+        // (scipy's first pass reads the input, not the input cast).
+        for out in [DType::F32, DType::F64, DType::U8, DType::I16] {
+            let o = FilterOptions { output: Some(out), ..FilterOptions::default() };
+            let ours = rask_image::gaussian_filter(&inp.array, &[1.5], &o).unwrap().compute().unwrap();
+            let mut a = ask(&inp, "gaussian_filter", json!({"sigma": 1.5}));
+            a["output"] = json!(out.name());
+            cases.push(Case { label: label(&inp, &format!("gaussian output={out}"), &o), ours, ask: a });
+            let ours = filters::uniform_filter(&inp.array, &[3, 1], &o).unwrap().compute().unwrap();
+            let mut a = ask(&inp, "uniform_filter", json!({"size": [3, 1]}));
+            a["output"] = json!(out.name());
+            cases.push(Case { label: label(&inp, &format!("uniform output={out}"), &o), ours, ask: a });
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn skimage_gaussian_matches_scikit_image() {
+    let mut cases = Vec::new();
+    for &dtype in &DTYPES {
+        let inp = input(dtype, &[9, 11, 3], &[4, 5, 2], 7);
+        for preserve_range in [false, true] {
+            for channel_axis in [None, Some(-1isize)] {
+                let opts = skimage::GaussianOptions { preserve_range, channel_axis, ..Default::default() };
+                let ours = skimage::gaussian(&inp.array, &[1.5], &opts).unwrap().compute().unwrap();
+                let kw = json!({"sigma": 1.5, "preserve_range": preserve_range, "channel_axis": channel_axis});
+                cases.push(Case {
+                    label: format!(
+                        "skimage.gaussian {dtype} preserve_range={preserve_range} channel_axis={channel_axis:?}"
+                    ),
+                    ours,
+                    ask: ask(&inp, "skimage.gaussian", kw),
+                });
+            }
+        }
+    }
+    check(cases);
+}
+
+/// True when two labelings have the same components (a bijection between
+/// their non-zero labels, and the same background).
+fn same_partition(a: &[f64], b: &[f64]) -> bool {
+    let mut ab = std::collections::HashMap::new();
+    let mut ba = std::collections::HashMap::new();
+    a.iter().zip(b).all(|(&x, &y)| {
+        (x == 0.0) == (y == 0.0)
+            && *ab.entry(x.to_bits()).or_insert(y.to_bits()) == y.to_bits()
+            && *ba.entry(y.to_bits()).or_insert(x.to_bits()) == x.to_bits()
+    })
+}
+
+#[test]
+fn label_and_label_stats_match_scipy() {
+    let mut asks = Vec::new();
+    let mut ours = Vec::new();
+    for (k, (shape, chunks)) in
+        [(vec![23, 31], vec![5, 7]), (vec![9, 10, 11], vec![4, 3, 5]), (vec![40], vec![6])].into_iter().enumerate()
+    {
+        let n: usize = shape.iter().product();
+        // Sparse-ish blobs: thresholded smooth noise.
+        let raw = data(DType::F64, n, 100 + k as u64);
+        let values: Vec<f64> = raw.iter().map(|v| f64::from(u8::from(*v > 45.0))).collect();
+        let inp = Input {
+            dtype: DType::U8,
+            shape: shape.clone(),
+            values: values.clone(),
+            array: image(DType::U8, &shape, &values, &chunks),
+        };
+        for connectivity in 1..=shape.len() {
+            let (labels, count) = rask_image::measure::label(&inp.array, connectivity).unwrap();
+            let got = labels.compute().unwrap();
+            assert_eq!(got.dtype(), DType::I32);
+            let mut a = ask(&inp, "label", json!({}));
+            a["connectivity"] = json!(connectivity);
+            asks.push(a);
+            // Statistics of an intensity image over our labels.
+            let intensity = input(DType::U16, &shape, &chunks, 7 + k as u64);
+            let stats = rask_image::measure::label_stats(&intensity.array, &labels, count).unwrap();
+            let index: Vec<usize> = (1..=count).collect();
+            let label_values: Vec<i64> = flat(&got).iter().map(|v| *v as i64).collect();
+            for name in ["sum_labels", "mean", "maximum", "minimum"] {
+                let mut s = ask(&intensity, name, json!({}));
+                s["labels"] = json!(label_values);
+                s["index"] = json!(index);
+                asks.push(s);
+            }
+            ours.push((format!("label {shape:?} connectivity={connectivity}"), got, count, stats));
+        }
+    }
+    let results = reference(&asks);
+    let mut it = results.iter();
+    for (what, got, count, stats) in &ours {
+        let want = it.next().unwrap();
+        assert_eq!(*count as u64, want["count"].as_u64().unwrap(), "{what}: label count");
+        let want_labels: Vec<f64> = want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(same_partition(&flat(got), &want_labels), "{what}: components differ from scipy's");
+        assert!(*count > 1, "{what}: the test image should have several components");
+        for (name, ours) in
+            [("sum", &stats.sum), ("mean", &stats.mean), ("maximum", &stats.maximum), ("minimum", &stats.minimum)]
+        {
+            let want = it.next().unwrap();
+            let want: Vec<f64> = want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(ours.len(), want.len(), "{what} {name}");
+            for (o, w) in ours.iter().zip(&want) {
+                assert!((o - w).abs() <= 1e-9 * w.abs().max(1.0), "{what} {name}: {o} vs {w}");
+            }
+        }
+        assert_eq!(stats.area.iter().sum::<u64>() as usize, flat(got).iter().filter(|v| **v != 0.0).count());
+    }
+}
