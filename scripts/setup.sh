@@ -18,7 +18,8 @@ apt_install() {
     fi
 }
 
-apt_install graphviz
+# Graphviz draws task graphs; protoc compiles proto/ for the gRPC crate.
+apt_install graphviz protobuf-compiler
 
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.
