@@ -238,6 +238,17 @@ impl Expr {
                 a.columns(out);
                 b.columns(out);
             }
+            unary => {
+                if let Some(e) = unary.operand() {
+                    e.columns(out);
+                }
+            }
+        }
+    }
+
+    /// The operand of a one-operand expression.
+    fn operand(&self) -> Option<&Expr> {
+        match self {
             Expr::Not(e)
             | Expr::Neg(e)
             | Expr::IsNull(e)
@@ -245,7 +256,8 @@ impl Expr {
             | Expr::IsIn(e, _)
             | Expr::Str(_, e)
             | Expr::Dt(_, e)
-            | Expr::Cast(e, _) => e.columns(out),
+            | Expr::Cast(e, _) => Some(e),
+            Expr::Col(_) | Expr::Lit(_) | Expr::Bin(..) => None,
         }
     }
 
@@ -259,14 +271,7 @@ impl Expr {
                 let n = a.default_name();
                 if n == "literal" { b.default_name() } else { n }
             }
-            Expr::Not(e)
-            | Expr::Neg(e)
-            | Expr::IsNull(e)
-            | Expr::NotNull(e)
-            | Expr::IsIn(e, _)
-            | Expr::Str(_, e)
-            | Expr::Dt(_, e)
-            | Expr::Cast(e, _) => e.default_name(),
+            unary => unary.operand().map_or_else(|| "literal".into(), Expr::default_name),
         }
     }
 
