@@ -26,6 +26,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// One array of `mib` MiB fetched from a worker's data service over
+    /// TCP on loopback (pieces of 1 MiB), in GB/s.
+    Transfer {
+        #[arg(long, default_value_t = 1024)]
+        mib: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// The tutorial's Birthdays workflow: read, filter, groupby-mean,
     /// nlargest, unique, value_counts.
     DfBirthdays {
@@ -358,8 +366,42 @@ fn image_gauss(
     Ok(())
 }
 
+fn transfer(mib: usize, repeat: usize) -> anyhow::Result<()> {
+    use rask_worker::DataStore;
+    use rask_worker::data::{DataClient, DataService};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let store = Arc::new(DataStore::new());
+        let n = mib * (1 << 20) / 8;
+        let data = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), (0..n).map(|i| i as f64).collect())?;
+        store.insert(Key::new("big"), rask_core::Value::Array(rask_core::ArrayValue::F64(data.into_shared())));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(DataService::new(store).into_server())
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut client = DataClient::connect(&addr, 4 << 30).await?;
+        for _ in 0..repeat {
+            let start = Instant::now();
+            let got = client.fetch(&[Key::new("big")]).await?;
+            let secs = start.elapsed().as_secs_f64();
+            let bytes = got.first().map_or(0, |(_, v)| v.nbytes());
+            println!(
+                "{}",
+                json!({"bench": "transfer", "engine": "rask-grpc-loopback", "bytes": bytes, "seconds": secs,
+                       "gb_per_second": bytes as f64 / secs / 1e9})
+            );
+        }
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Transfer { mib, repeat } => transfer(mib, repeat),
         Command::DfBirthdays { path, threads, repeat } => frames::birthdays(path.as_deref(), threads, repeat),
         Command::DfWiki { dir, files, bytes, threads, repeat } => frames::wiki(&dir, files, bytes, threads, repeat),
         Command::ImageGauss { case, dir, files, tiff_shape, volume_shape, chunks, threads, repeat } => {

@@ -8,6 +8,7 @@
 //! lineage when a worker dies. Results are [`Value`]s, which know their size
 //! in bytes so schedulers and workers can account for memory.
 
+mod array_wire;
 pub mod error;
 pub mod graph;
 pub mod key;

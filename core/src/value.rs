@@ -84,8 +84,9 @@ impl fmt::Display for DType {
     }
 }
 
-/// An n-dimensional array chunk of one of the supported dtypes.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// An n-dimensional array chunk of one of the supported dtypes. It
+/// serializes as dtype, shape and raw little-endian bytes (`array_wire`).
+#[derive(Clone, PartialEq)]
 pub enum ArrayValue {
     Bool(ArcArray<bool, IxDyn>),
     I8(ArcArray<i8, IxDyn>),

@@ -69,7 +69,10 @@ impl From<pb::Key> for Key {
 
 /// A value in rask's encoding (postcard; Arrow IPC inside for tables).
 pub fn encode_value(v: &Value) -> Result<Bytes, WireError> {
-    postcard::to_stdvec(v).map(Bytes::from).map_err(|e| WireError::Value(e.to_string()))
+    // Sized up front: growing a buffer of a large array by doubling copies it
+    // and faults in fresh pages each time.
+    let buf = Vec::with_capacity(v.nbytes() + 64);
+    postcard::to_extend(v, buf).map(Bytes::from).map_err(|e| WireError::Value(e.to_string()))
 }
 
 /// Decodes a value; malformed or truncated bytes are an error.
@@ -197,6 +200,9 @@ impl Assembler {
             }
             self.key = Some(key.clone());
             self.total = p.total;
+            // Bounded by this receiver's own limit, checked above; reserving
+            // touches no pages until data arrives.
+            self.buf = Vec::with_capacity(usize::try_from(p.total).unwrap_or(0));
         }
         let expected = self.buf.len() as u64;
         if self.key.as_ref() != Some(&key) || p.offset != expected || p.total != self.total {

@@ -6,6 +6,7 @@
 //! cluster reads peers' stores directly and reports over a channel, while a
 //! remote worker fetches over the network and reports over its gRPC stream.
 
+pub mod data;
 mod executor;
 mod store;
 

@@ -1,0 +1,116 @@
+//! The worker's data service (`rask.v1.WorkerData`): peers fetch the values
+//! this worker holds, streamed in pieces of at most 1 MiB, so a value of any
+//! size moves without a large message and the receiver bounds what it
+//! accepts. Pieces slice one encoded buffer; nothing is copied per piece.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rask_core::{Key, Value};
+use rask_proto::pb::worker_data_client::WorkerDataClient;
+use rask_proto::pb::worker_data_server::{WorkerData, WorkerDataServer};
+use rask_proto::pb::{self, Keys, Piece};
+use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, decode_value, encode_value, pieces};
+use tokio_stream::Stream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::DataStore;
+
+/// Serves a [`DataStore`] to peers.
+#[derive(Clone, Debug)]
+pub struct DataService {
+    store: Arc<DataStore>,
+}
+
+impl DataService {
+    pub fn new(store: Arc<DataStore>) -> Self {
+        Self { store }
+    }
+
+    /// The tonic service, with rask's message bounds.
+    pub fn into_server(self) -> WorkerDataServer<Self> {
+        WorkerDataServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+type PieceStream = Pin<Box<dyn Stream<Item = Result<Piece, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkerData for DataService {
+    type FetchStream = PieceStream;
+
+    async fn fetch(&self, request: Request<Keys>) -> Result<Response<Self::FetchStream>, Status> {
+        let keys: Vec<Key> = request.into_inner().keys.into_iter().map(Key::from).collect();
+        // Look every key up first: a missing one fails the whole request
+        // before any piece is sent.
+        let mut values = Vec::with_capacity(keys.len());
+        for k in keys {
+            let v = self.store.get(&k).ok_or_else(|| Status::not_found(format!("{k} is not on this worker")))?;
+            values.push((k, v));
+        }
+        // Each value is encoded when the stream reaches it.
+        let items = values.into_iter().flat_map(|(k, v)| -> Vec<Result<Piece, Status>> {
+            match encode_value(&v) {
+                Ok(bytes) => pieces(&k, &bytes, PIECE_BYTES).into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(Status::internal(format!("{k}: {e}")))],
+            }
+        });
+        let stream = tokio_stream::iter(items);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A connection to a peer's data service.
+#[derive(Clone, Debug)]
+pub struct DataClient {
+    inner: WorkerDataClient<Channel>,
+    limit: u64,
+}
+
+/// What can go wrong fetching from a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("{0}")]
+    Status(#[from] Status),
+    #[error(transparent)]
+    Wire(#[from] rask_proto::WireError),
+    #[error("the peer sent {got} of the {wanted} keys asked for")]
+    Incomplete { wanted: usize, got: usize },
+}
+
+impl DataClient {
+    /// Connects to `address` (`http://host:port`), accepting values of at
+    /// most `limit` bytes.
+    pub async fn connect(address: &str, limit: u64) -> Result<Self, FetchError> {
+        let connect_error =
+            |e: &dyn std::fmt::Display| FetchError::Connect { address: address.to_string(), message: e.to_string() };
+        let endpoint = Endpoint::from_shared(address.to_string()).map_err(|e| connect_error(&e))?.tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| connect_error(&e))?;
+        let inner = WorkerDataClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self { inner, limit })
+    }
+
+    /// Fetches values, in the order asked.
+    pub async fn fetch(&mut self, keys: &[Key]) -> Result<Vec<(Key, Value)>, FetchError> {
+        let request = Keys { keys: keys.iter().map(pb::Key::from).collect() };
+        let mut stream = self.inner.fetch(request).await?.into_inner();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut assembler = Assembler::new(self.limit);
+        while let Some(piece) = stream.message().await? {
+            if let Some((key, bytes)) = assembler.push(piece)? {
+                out.push((key, decode_value(&bytes)?));
+            }
+        }
+        if out.len() != keys.len() {
+            return Err(FetchError::Incomplete { wanted: keys.len(), got: out.len() });
+        }
+        Ok(out)
+    }
+}
