@@ -708,4 +708,41 @@ mod tests {
             "{err}"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Whatever a file holds, inference and parsing return a result:
+        /// never a panic, whatever the block size.
+        #[test]
+        fn arbitrary_files_never_panic(
+            data in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b','), proptest::strategy::Just(b'"'), proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(b'1'), proptest::strategy::Just(b'.'), proptest::num::u8::ANY,
+            ], 0..400),
+            blocksize in 1u64..200,
+            case in 0u32..1_000_000,
+        ) {
+            let p = temp_csv(&format!("fuzz-{case}.csv"), "");
+            std::fs::write(&p, &data).expect("write");
+            let size = data.len() as u64;
+            if let Ok(cols) = infer_schema(&p, &CsvOptions::default()) {
+                let parts = parts_for(size, Some(blocksize));
+                let bounds = scan_boundaries(&p, size, blocksize, parts).expect("scan reads the file");
+                for part in 0..parts {
+                    let spec = ReadSpec {
+                        file: CsvFile { path: p.clone(), size, parts },
+                        part,
+                        global_part: part,
+                        blocksize,
+                        columns: cols.iter().map(|(n, t)| Column::new(n, t.clone())).collect(),
+                        projection: (0..cols.len()).collect(),
+                        options: CsvOptions::default(),
+                        steps: vec![],
+                    };
+                    let _ = read_partition(&spec, Some(&bounds));
+                }
+            }
+            std::fs::remove_file(&p).ok();
+        }
+    }
 }

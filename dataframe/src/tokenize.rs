@@ -257,6 +257,25 @@ mod tests {
     }
 
     proptest! {
+        /// Any bytes at all tokenize without a panic, and every field lies
+        /// inside its buffer.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            data in prop::collection::vec(prop_oneof![Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            wanted in 0usize..6,
+        ) {
+            let mut n = 0;
+            for_each_record(&data, b',', 1, wanted, |r| {
+                for i in 0..r.len() {
+                    let _ = r.get(i);
+                }
+                n += 1;
+                Ok(())
+            })
+            .expect("tokenizing never fails on content");
+            prop_assert!(n <= data.len() + 1);
+        }
+
         #[test]
         fn matches_the_csv_crate(rows in prop::collection::vec(
             prop::collection::vec(prop_oneof![
