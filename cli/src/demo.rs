@@ -230,7 +230,9 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
 
 fn image_section(args: &DemoArgs) -> anyhow::Result<()> {
     println!("\n== image: image stacks and ndimage filters ==");
-    let config = rask_image::demo::DemoConfig { dir: args.image_dir.clone(), ..Default::default() };
+    // The tutorial's photos are 3456 x 5184 RGB JPEGs; generate that size.
+    let config =
+        rask_image::demo::DemoConfig { dir: args.image_dir.clone(), photo_shape: (3456, 5184), ..Default::default() };
     let started = Instant::now();
     let outcome = rask_image::demo::run(&config)?;
     report("max over files of mean(gaussian(im[0:40]))", format!("{:.6}", outcome.max_mean), started);
