@@ -24,9 +24,9 @@ apt_install graphviz protobuf-compiler
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.
 PYREF="${RASK_PYREF:-$HOME/.cache/rask/pyref}"
-if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile" >/dev/null 2>&1; then
+if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile, pyarrow" >/dev/null 2>&1; then
     echo "setup: creating $PYREF with numpy, zarr, pandas, scikit-learn, scipy, scikit-image" >&2
     [ -x "$PYREF/bin/python" ] || python3 -m venv "$PYREF"
     "$PYREF/bin/python" -m pip install -q --disable-pip-version-check "numpy>=2,<3" "zarr>=3,<4" \
-        "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1"
+        "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1" "pyarrow>=15"
 fi

@@ -308,3 +308,23 @@ fn matches_pandas_on_generated_data() {
         run_cases(&path, &reference, blocksize);
     }
 }
+
+#[test]
+fn parquet_interoperates_with_pandas() {
+    let (path, reference) = fixture(2500, 3);
+    let dir = std::path::Path::new(&path).parent().expect("dir").to_path_buf();
+    // pandas writes, rask reads: the same values and dtypes as reading the CSV.
+    let from_pandas = dir.join("pandas.parquet").to_string_lossy().into_owned();
+    run_py(&["parquet_write", &path, &from_pandas]);
+    let df = rask_dataframe::read_parquet(&from_pandas, None).expect("reads pandas' Parquet");
+    assert!(df.npartitions() > 1, "one partition per row group");
+    check("read", &reference, &df.compute().expect("computes"), true, false);
+    // rask writes, pandas reads.
+    let out = dir.join("rask-parquet");
+    frame(&path, 37_000).to_parquet(out.to_str().expect("utf-8")).expect("writes");
+    let theirs: Json =
+        serde_json::from_str(&run_py(&["parquet_read", &format!("{}/part.*.parquet", out.display())])).expect("JSON");
+    let wrapped = json!({ "read": theirs });
+    let ours = frame(&path, 37_000).compute().expect("computes");
+    check("read", &wrapped, &ours, true, false);
+}

@@ -134,8 +134,26 @@ def evaluate(path):
     json.dump(r, sys.stdout)
 
 
+def parquet_write(csv_path, out_path):
+    """pandas (pyarrow) writes the generated data as Parquet, in row groups."""
+    df = pd.read_csv(csv_path, parse_dates=["d"])
+    df.to_parquet(out_path, index=False, row_group_size=700)
+
+
+def parquet_read(pattern):
+    """pandas reads Parquet files rask wrote, in file order."""
+    import glob
+    files = sorted(glob.glob(pattern), key=lambda p: int(p.rsplit(".", 2)[-2]))
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    json.dump(table(df, index=False), sys.stdout)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "parquet_write":
+        parquet_write(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "parquet_read":
+        parquet_read(sys.argv[2])
     else:
         evaluate(sys.argv[2])
