@@ -94,10 +94,10 @@ impl AggSpec {
     pub fn output_schema(&self, input: &Schema) -> Result<Schema> {
         let mut fields = Vec::new();
         for k in &self.keys {
-            fields.push(input.field_with_name(k).map_err(|_| missing(k, input))?.clone());
+            fields.push(crate::plan::field(input, k)?.clone());
         }
         for a in &self.aggs {
-            let t = input.field_with_name(&a.column).map_err(|_| missing(&a.column, input))?.data_type();
+            let t = crate::plan::field(input, &a.column)?.data_type();
             if a.func.numeric() && !is_numeric(t) {
                 return Err(FrameError::Schema(format!(
                     "cannot take the {} of column {:?} of dtype {}",
@@ -118,11 +118,6 @@ impl AggSpec {
     }
 }
 
-fn missing(c: &str, schema: &Schema) -> FrameError {
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    FrameError::Schema(format!("no column {c:?}; the columns are {names:?}"))
-}
-
 /// Groups rows by key columns: each row's group id (or `None` for rows with
 /// a null key, which pandas drops) and the first row of every group.
 pub(crate) fn group_rows(keys: &[ArrayRef], rows: usize) -> Result<(Vec<Option<u32>>, Vec<u32>)> {
@@ -131,44 +126,41 @@ pub(crate) fn group_rows(keys: &[ArrayRef], rows: usize) -> Result<(Vec<Option<u
     }
     let valid: Vec<BooleanArray> = keys.iter().map(valid_mask).collect::<Result<_>>()?;
     let present = |r: usize| valid.iter().all(|v| v.value(r));
-    let mut ids = Vec::with_capacity(rows);
-    let mut firsts: Vec<u32> = Vec::new();
     // One string key is the common case (value_counts, groupby on a label);
     // hashing the strings directly avoids building row encodings.
     if let [k] = keys
         && let Some(s) = k.as_any().downcast_ref::<arrow::array::StringArray>()
     {
-        let mut map: FxHashMap<&str, u32> = FxHashMap::default();
-        for r in 0..rows {
-            if !present(r) {
-                ids.push(None);
-                continue;
-            }
-            let next = firsts.len() as u32;
-            let id = *map.entry(s.value(r)).or_insert_with(|| {
-                firsts.push(r as u32);
-                next
-            });
-            ids.push(Some(id));
-        }
-        return Ok((ids, firsts));
+        return Ok(assign_ids(rows, present, |r| s.value(r)));
     }
     let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
     let encoded = converter.convert_columns(keys)?;
-    let mut map: FxHashMap<arrow::row::Row<'_>, u32> = FxHashMap::default();
+    Ok(assign_ids(rows, present, |r| encoded.row(r)))
+}
+
+/// Numbers distinct keys in order of first appearance: each row's id (or
+/// `None` where `present` says its key is missing) and each id's first row.
+fn assign_ids<K: std::hash::Hash + Eq>(
+    rows: usize,
+    present: impl Fn(usize) -> bool,
+    key: impl Fn(usize) -> K,
+) -> (Vec<Option<u32>>, Vec<u32>) {
+    let mut ids = Vec::with_capacity(rows);
+    let mut firsts: Vec<u32> = Vec::new();
+    let mut map: FxHashMap<K, u32> = FxHashMap::default();
     for r in 0..rows {
         if !present(r) {
             ids.push(None);
             continue;
         }
         let next = firsts.len() as u32;
-        let id = *map.entry(encoded.row(r)).or_insert_with(|| {
+        let id = *map.entry(key(r)).or_insert_with(|| {
             firsts.push(r as u32);
             next
         });
         ids.push(Some(id));
     }
-    Ok((ids, firsts))
+    (ids, firsts)
 }
 
 fn f64s(a: &ArrayRef) -> Result<Float64Array> {

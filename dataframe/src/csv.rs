@@ -117,11 +117,6 @@ impl CsvOptions {
         self.dtype.push((col.to_string(), dtype.to_string()));
         self
     }
-
-    fn is_na(&self, field: &[u8]) -> bool {
-        (self.keep_default_na && DEFAULT_NA.iter().any(|n| n.as_bytes() == field))
-            || self.na_values.iter().any(|n| n.as_bytes() == field)
-    }
 }
 
 /// Missing-value markers indexed by length, so the common field that is no
@@ -369,12 +364,13 @@ pub fn infer_schema(path: &str, options: &CsvOptions) -> Result<Vec<(String, Dat
         let n = records.first().map_or(0, csv::ByteRecord::len);
         ((0..n).map(|i| i.to_string()).collect(), &records[..])
     };
+    let na = NaSet::new(options);
     let mut guesses = vec![Guess::Empty; names.len()];
     let mut has_na = vec![false; names.len()];
     for r in rows {
         for (i, g) in guesses.iter_mut().enumerate() {
             let f = r.get(i).unwrap_or(b"");
-            if options.is_na(f) {
+            if na.contains(f) {
                 has_na[i] = true;
                 continue;
             }

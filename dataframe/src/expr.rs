@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampNanosecondArray, new_null_array,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, new_null_array};
 use arrow::compute::kernels::{cmp, numeric};
 use arrow::compute::{DatePart, and_kleene, cast, date_part, is_not_null, is_null, not, or_kleene};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
@@ -278,14 +276,7 @@ impl Expr {
     /// The result type over `schema`, or an error saying what is wrong.
     pub fn data_type(&self, schema: &Schema) -> Result<DataType> {
         Ok(match self {
-            Expr::Col(c) => schema
-                .field_with_name(c)
-                .map_err(|_| {
-                    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    FrameError::Schema(format!("no column {c:?}; the columns are {names:?}"))
-                })?
-                .data_type()
-                .clone(),
+            Expr::Col(c) => crate::plan::field(schema, c)?.data_type().clone(),
             Expr::Lit(l) => l.data_type(),
             Expr::Bin(op, a, b) => {
                 let (ta, tb) = (a.data_type(schema)?, b.data_type(schema)?);
@@ -599,7 +590,6 @@ fn eval_dt(part: DtPart, a: &ArrayRef) -> Result<ArrayRef> {
         DtPart::DayOfWeek => DatePart::DayOfWeekMonday0,
         DtPart::DayOfYear => DatePart::DayOfYear,
     };
-    let _: Option<&TimestampNanosecondArray> = a.as_any().downcast_ref();
     Ok(date_part(&a, p)?)
 }
 

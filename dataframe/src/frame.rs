@@ -74,6 +74,16 @@ fn key(name: &Arc<str>, i: usize) -> Key {
     Key::chunk(name.clone(), &[i as u32])
 }
 
+/// A file's modification time in nanoseconds (0 if unknown), part of a
+/// source's token so that a rewritten file gets new keys.
+fn mtime(path: &str) -> u128 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// The files a path or glob names, sorted; none is an error.
 fn expand(pattern: &str) -> Result<Vec<String>> {
     let mut paths: Vec<String> = if pattern.contains(['*', '?', '[']) {
@@ -106,15 +116,7 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
     let options = CsvOptions { blocksize, split_for_cores: false, ..options };
     let columns = csv::infer_schema(&files[0].path, &options)?;
     let schema = csv::exposed_schema(&columns, &options)?;
-    let mut stamp: Vec<(String, u64, u128)> = Vec::new();
-    for f in &files {
-        let mtime = std::fs::metadata(&f.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        stamp.push((f.path.clone(), f.size, mtime));
-    }
+    let stamp: Vec<(&str, u64, u128)> = files.iter().map(|f| (f.path.as_str(), f.size, mtime(&f.path))).collect();
     let token = tok(&[ser(&stamp), ser(&options), ser(&columns.iter().map(|c| dtype_name(&c.1)).collect::<Vec<_>>())]);
     let npartitions = files.iter().map(|f| f.parts).sum();
     Ok(DataFrame {
@@ -135,15 +137,7 @@ pub fn read_parquet(pattern: &str, columns: Option<&[&str]>) -> Result<DataFrame
     let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(
         cols.iter().map(|c| arrow::datatypes::Field::new(&c.name, c.dtype.clone(), true)).collect::<Vec<_>>(),
     ));
-    let mut stamp: Vec<(String, u128)> = Vec::new();
-    for p in &paths {
-        let mtime = std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        stamp.push((p.clone(), mtime));
-    }
+    let stamp: Vec<(&str, u128)> = paths.iter().map(|p| (p.as_str(), mtime(p))).collect();
     let token = tok(&[ser(&stamp), ser(&groups)]);
     let npartitions = groups.len();
     let df = DataFrame {
@@ -1167,10 +1161,8 @@ impl GroupBy {
         let mut cols: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         cols.push(column);
         let pairs = self.frame.select_plain(&cols)?.dropna_subset(&[column])?.drop_duplicates(&[])?;
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         let aggs = vec![Agg { column: column.to_string(), func: AggFunc::Count, name: column.to_string() }];
         let spec = AggSpec { keys: self.keys.clone(), aggs, ddof: 1, sort: true };
-        let _ = keys;
         Ok(pairs.aggregate(spec, vec![], self.keys.clone())?.col(column))
     }
 }

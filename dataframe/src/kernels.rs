@@ -61,11 +61,30 @@ fn one_table(args: Vec<Value>, op: &str) -> Result<RecordBatch, OpError> {
 
 /// A list of tables, as tree reductions pass them.
 pub(crate) fn tables(args: Vec<Value>, op: &str) -> Result<Vec<RecordBatch>, OpError> {
-    let [Value::List(items)] = <[Value; 1]>::try_from(args).map_err(|_| OpError::new(format!("{op} takes a list")))?
-    else {
-        return Err(OpError::new(format!("{op} takes a list of tables")));
-    };
-    items.iter().map(|v| table(v.clone(), op)).collect()
+    split_tables(args, None, op)
+}
+
+/// The single list argument's tables; with `bucket`, each item is a split
+/// (a list of buckets) and bucket `b` of each is taken.
+fn split_tables(args: Vec<Value>, bucket: Option<usize>, op: &str) -> Result<Vec<RecordBatch>, OpError> {
+    match <[Value; 1]>::try_from(args) {
+        Ok([v]) => list_tables(&v, bucket, op),
+        Err(_) => Err(OpError::new(format!("{op} takes a list"))),
+    }
+}
+
+fn list_tables(v: &Value, bucket: Option<usize>, op: &str) -> Result<Vec<RecordBatch>, OpError> {
+    let Value::List(items) = v else { return Err(OpError::new(format!("{op} takes a list of tables"))) };
+    items
+        .iter()
+        .map(|it| match (bucket, it) {
+            (Some(b), Value::List(pieces)) => {
+                table(pieces.get(b).cloned().ok_or_else(|| OpError::new(format!("{op}: no bucket {b}")))?, op)
+            }
+            (Some(_), other) => Err(OpError::new(format!("{op}: expected split tables, got {}", other.type_name()))),
+            (None, other) => table(other.clone(), op),
+        })
+        .collect()
 }
 
 fn out(b: RecordBatch) -> Value {
@@ -168,29 +187,9 @@ fn agg_combine(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     Ok(out(agg::combine(&spec, &tables(args, AGG_COMBINE)?)?))
 }
 
-/// Bucket `b` of every split list in a list of them.
-fn bucket_of_each(args: Vec<Value>, b: usize, op: &str) -> Result<Vec<RecordBatch>, OpError> {
-    let [Value::List(items)] = <[Value; 1]>::try_from(args).map_err(|_| OpError::new(format!("{op} takes a list")))?
-    else {
-        return Err(OpError::new(format!("{op} takes a list of split tables")));
-    };
-    items
-        .iter()
-        .map(|it| match it {
-            Value::List(pieces) => {
-                table(pieces.get(b).cloned().ok_or_else(|| OpError::new(format!("{op}: no bucket {b}")))?, op)
-            }
-            other => Err(OpError::new(format!("{op}: expected split tables, got {}", other.type_name()))),
-        })
-        .collect()
-}
-
 fn agg_final(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let p: FinalParams = params(p, AGG_FINAL)?;
-    let inputs = match p.bucket {
-        None => tables(args, AGG_FINAL)?,
-        Some(b) => bucket_of_each(args, b, AGG_FINAL)?,
-    };
+    let inputs = split_tables(args, p.bucket, AGG_FINAL)?;
     let state = agg::combine(&p.spec, &inputs)?;
     let mut result = agg::finalize(&p.spec, &state, &schema_of(&p.fields))?;
     for post in &p.then {
@@ -358,27 +357,16 @@ pub struct JoinParams {
 }
 
 /// Collects one side's input: whole tables, or bucket `b` of split lists.
-fn side(v: Value, bucket: Option<usize>, fields: &[Column], op: &str) -> Result<RecordBatch, OpError> {
-    let Value::List(items) = v else { return Err(OpError::new(format!("{op}: expected a list"))) };
-    let mut batches = Vec::with_capacity(items.len());
-    for it in items.iter() {
-        let t = match (bucket, it) {
-            (Some(b), Value::List(pieces)) => {
-                pieces.get(b).cloned().ok_or_else(|| OpError::new(format!("{op}: no bucket {b}")))?
-            }
-            (_, other) => other.clone(),
-        };
-        batches.push(table(t, op)?);
-    }
-    let schema = schema_of(fields);
-    Ok(arrow::compute::concat_batches(&schema, &batches).map_err(FrameError::from)?)
+fn side(v: &Value, bucket: Option<usize>, fields: &[Column], op: &str) -> Result<RecordBatch, OpError> {
+    let batches = list_tables(v, bucket, op)?;
+    Ok(arrow::compute::concat_batches(&schema_of(fields), &batches).map_err(FrameError::from)?)
 }
 
 fn join(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let p: JoinParams = params(p, JOIN)?;
     let [l, r] = <[Value; 2]>::try_from(args).map_err(|_| OpError::new("df.join takes two sides"))?;
-    let left = side(l, p.bucket, &p.left_fields, JOIN)?;
-    let right = side(r, p.bucket, &p.right_fields, JOIN)?;
+    let left = side(&l, p.bucket, &p.left_fields, JOIN)?;
+    let right = side(&r, p.bucket, &p.right_fields, JOIN)?;
     Ok(out(crate::join::join(&left, &right, &p.spec)?))
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array};
 use arrow::compute::kernels::zip::zip;
-use arrow::compute::{and, cast, filter_record_batch, is_not_null, is_null, or};
+use arrow::compute::{and, cast, filter_record_batch, is_not_null, or};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use serde::{Deserialize, Serialize};
@@ -216,7 +216,8 @@ impl Step {
     }
 }
 
-fn field<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
+/// A column of a schema, or an error listing the columns there are.
+pub(crate) fn field<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
     schema.field_with_name(name).map_err(|_| {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         FrameError::Schema(format!("no column {name:?}; the columns are {names:?}"))
@@ -320,12 +321,6 @@ pub fn run(steps: &[Step], mut batch: RecordBatch, part: usize) -> Result<Record
         batch = s.apply(batch, part)?;
     }
     Ok(batch)
-}
-
-/// A boolean column's null positions, for tests.
-#[allow(dead_code)]
-pub(crate) fn nulls(a: &ArrayRef) -> Result<BooleanArray> {
-    Ok(is_null(a)?)
 }
 
 #[cfg(test)]

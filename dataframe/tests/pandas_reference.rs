@@ -11,7 +11,7 @@ use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use rask_dataframe::ml::{LinearRegression, train_test_split};
-use rask_dataframe::{CsvOptions, DataFrame, DtPart, How, Lit, StrOp, Table, col, lit, read_csv};
+use rask_dataframe::{CsvOptions, DataFrame, DtPart, How, Lit, StrOp, Table, col, read_csv};
 use serde_json::{Value as Json, json};
 
 fn python() -> String {
@@ -298,7 +298,6 @@ fn run_cases(path: &str, r: &Json, blocksize: u64) {
     let mut lr2 = LinearRegression::new();
     lr2.fit(&xtr, &ytr).expect("fit");
     assert!(lr2.score(&xte, &yte).expect("score") > 0.98);
-    let _ = lit(0);
 }
 
 #[test]
