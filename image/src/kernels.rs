@@ -661,24 +661,19 @@ fn column_first(shape: &[usize], passes: &[(usize, Vec<f64>)]) -> bool {
         && slab_len * weights.len() > STREAM_LIMIT
 }
 
-/// The passes of [`separable`] when [`column_first`] holds, reading the
-/// input in its own element type `I` (`convert` turns a run of it into
-/// working values), so no full-size working copy of the input is made: each
-/// column tile of all slabs is converted into a cache-sized buffer, the
-/// axis-0 pass reads it from there (each input element leaves memory once),
-/// then the other passes run slab by slab.
-#[allow(clippy::too_many_arguments)] // the passes' geometry, spelled out
-fn column_passes<I: Copy, W: Real>(
+/// The axis-0 pass of the column-tiled kernels: each column tile of all
+/// slabs is converted into a cache-sized buffer, and for every output row
+/// `i` and tile `t0..t1`, `fold(i, t0..t1, taps, weights, symmetry)` gets the
+/// tile's input rows the kernel reads (constant rows beyond the edges).
+fn axis0_tiles<I: Copy, W: Real>(
     src: &[I],
     shape: &[usize],
-    passes: &[(usize, Vec<f64>)],
+    weights: &[f64],
     mode: Mode,
     cval: f64,
-    output: DType,
-    out: &mut [W],
     convert: impl Fn(&[I], &mut [W]),
+    mut fold: impl FnMut(usize, std::ops::Range<usize>, &[&[W]], &[W], Symmetry),
 ) {
-    let Some(((_, weights), rest)) = passes.split_first() else { return };
     let n0 = shape[0];
     let slab_len = src.len() / n0.max(1);
     let before = weights.len() / 2;
@@ -700,10 +695,34 @@ fn column_passes<I: Copy, W: Real>(
                     None => &constant[..m],
                 })
                 .collect();
-            fold_taps(&mut out[i * slab_len + t0..i * slab_len + t1], &taps, &w, sym);
+            fold(i, t0..t1, &taps, &w, sym);
         }
         t0 = t1;
     }
+}
+
+/// The passes of [`separable`] when [`column_first`] holds, reading the
+/// input in its own element type `I` (`convert` turns a run of it into
+/// working values), so no full-size working copy of the input is made: each
+/// column tile of all slabs is converted into a cache-sized buffer, the
+/// axis-0 pass reads it from there (each input element leaves memory once),
+/// then the other passes run slab by slab.
+#[allow(clippy::too_many_arguments)] // the passes' geometry, spelled out
+fn column_passes<I: Copy, W: Real>(
+    src: &[I],
+    shape: &[usize],
+    passes: &[(usize, Vec<f64>)],
+    mode: Mode,
+    cval: f64,
+    output: DType,
+    out: &mut [W],
+    convert: impl Fn(&[I], &mut [W]),
+) {
+    let Some(((_, weights), rest)) = passes.split_first() else { return };
+    let slab_len = src.len() / shape[0].max(1);
+    axis0_tiles(src, shape, weights, mode, cval, convert, |i, tile, taps, w, sym| {
+        fold_taps(&mut out[i * slab_len + tile.start..i * slab_len + tile.end], taps, w, sym);
+    });
     let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
     empty.store_slice(out, output);
     let rest: Vec<(usize, Vec<f64>)> = rest.iter().map(|(a, w)| (a - 1, w.clone())).collect();
@@ -770,37 +789,17 @@ fn column_passes_to<I: Copy, W: Real, O: Stored>(
     convert: impl Fn(&[I], &mut [W]),
 ) {
     let Some(((_, weights), rest)) = passes.split_first() else { return };
-    let n0 = shape[0];
-    let slab_len = src.len() / n0.max(1);
-    let before = weights.len() / 2;
-    let sym = symmetry(weights);
-    let w: Vec<W> = weights.iter().map(|&x| W::of(x)).collect();
-    let constant = [W::of(cval); COLUMN_TILE];
-    let mut column = vec![W::default(); n0 * COLUMN_TILE];
+    let slab_len = src.len() / shape[0].max(1);
     let mut result = [W::default(); COLUMN_TILE];
     let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
-    let mut t0 = 0;
-    while t0 < slab_len {
-        let t1 = (t0 + COLUMN_TILE).min(slab_len);
-        let m = t1 - t0;
-        for r in 0..n0 {
-            convert(&src[r * slab_len + t0..r * slab_len + t1], &mut column[r * m..(r + 1) * m]);
+    axis0_tiles(src, shape, weights, mode, cval, convert, |i, tile, taps, w, sym| {
+        let m = tile.len();
+        fold_taps(&mut result[..m], taps, w, sym);
+        empty.store_slice(&mut result[..m], output);
+        for (o, v) in out[i * slab_len + tile.start..i * slab_len + tile.end].iter_mut().zip(&result[..m]) {
+            *o = O::from_stored(v.get());
         }
-        for i in 0..n0 {
-            let taps: Vec<&[W]> = (0..weights.len())
-                .map(|k| match mode.source(i as isize + k as isize - before as isize, n0) {
-                    Some(r) => &column[r * m..(r + 1) * m],
-                    None => &constant[..m],
-                })
-                .collect();
-            fold_taps(&mut result[..m], &taps, &w, sym);
-            empty.store_slice(&mut result[..m], output);
-            for (o, v) in out[i * slab_len + t0..i * slab_len + t1].iter_mut().zip(&result[..m]) {
-                *o = O::from_stored(v.get());
-            }
-        }
-        t0 = t1;
-    }
+    });
     let rest: Vec<(usize, Vec<f64>)> = rest.iter().map(|(a, w)| (a - 1, w.clone())).collect();
     let mut slab = vec![W::default(); slab_len];
     let mut scratch = vec![W::default(); slab_len];
