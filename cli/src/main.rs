@@ -1,6 +1,7 @@
 //! The `rask` command. A thin layer over the libraries: it parses
 //! arguments, sets up logging and Ctrl-C, and calls into `demo`.
 
+mod cluster;
 mod demo;
 mod frames;
 mod plot;
@@ -34,11 +35,16 @@ enum Command {
     /// Runs the tutorial's workloads on the embedded local cluster and prints
     /// each result with its wall time.
     Demo(demo::DemoArgs),
+    /// Runs a scheduler: gRPC for clients and workers, HTTP for the
+    /// dashboard, the Dask-compatible API and Prometheus metrics.
+    Scheduler(cluster::SchedulerArgs),
+    /// Runs a worker that joins a scheduler.
+    Worker(cluster::WorkerArgs),
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -48,7 +54,18 @@ fn init_tracing(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    match cli.command {
+        // Services log what they do; the demo prints results and logs only warnings.
+        Command::Scheduler(args) => {
+            init_tracing(cli.log_format, "info");
+            return cluster::scheduler(args);
+        }
+        Command::Worker(args) => {
+            init_tracing(cli.log_format, "info");
+            return cluster::worker(args);
+        }
+        Command::Demo(_) => init_tracing(cli.log_format, "warn"),
+    }
     // Ctrl-C ends the process after the local cluster has been told to stop:
     // a small runtime waits for the signal beside the work.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
@@ -56,6 +73,7 @@ fn main() -> anyhow::Result<()> {
     let work = std::thread::spawn(move || {
         let result = match cli.command {
             Command::Demo(args) => demo::run(&args),
+            Command::Scheduler(_) | Command::Worker(_) => Ok(()),
         };
         let _ = done_tx.send(());
         result

@@ -19,6 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::cluster::{ClusterShared, LocalCluster, Msg};
 use crate::delayed::{Node, NodeKind};
+use crate::remote::Remote;
 use crate::{Delayed, Error, Result};
 
 /// The result slot shared by a future and the cluster.
@@ -88,18 +89,40 @@ impl FutureState {
     }
 }
 
+/// Where a client's graphs go.
+enum Backend {
+    Local(Arc<ClusterShared>),
+    Remote(Box<Remote>),
+}
+
 struct ClientInner {
     id: ClientId,
-    cluster: Arc<ClusterShared>,
+    backend: Backend,
     /// Live futures per key: the key is released when the count drops to 0.
     refs: Mutex<FxHashMap<Key, usize>>,
     /// A cluster this client started itself and owns.
     _owned: Option<LocalCluster>,
 }
 
+impl ClientInner {
+    fn release(&self, keys: Vec<Key>) {
+        match &self.backend {
+            Backend::Local(c) => {
+                let _ = c.send(Msg::Release { client: self.id, keys });
+            }
+            Backend::Remote(r) => r.release(keys),
+        }
+    }
+}
+
 impl Drop for ClientInner {
     fn drop(&mut self) {
-        let _ = self.cluster.send(Msg::ClientRemoved(self.id));
+        match &self.backend {
+            Backend::Local(c) => {
+                let _ = c.send(Msg::ClientRemoved(self.id));
+            }
+            Backend::Remote(r) => r.close(),
+        }
     }
 }
 
@@ -111,7 +134,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Client(id={})", self.inner.id.0)
+        match &self.inner.backend {
+            Backend::Local(_) => write!(f, "Client(id={}, local cluster)", self.inner.id.0),
+            Backend::Remote(r) => write!(f, "Client(id={}, scheduler={})", self.inner.id.0, r.address()),
+        }
     }
 }
 
@@ -145,10 +171,35 @@ impl Client {
     fn attach_with(cluster: Arc<ClusterShared>, owned: Option<LocalCluster>, set_as_default: bool) -> Self {
         let inner = Arc::new(ClientInner {
             id: cluster.new_client(),
-            cluster,
+            backend: Backend::Local(cluster),
             refs: Mutex::new(FxHashMap::default()),
             _owned: owned,
         });
+        Self::adopt(inner, set_as_default)
+    }
+
+    /// Connects to a running scheduler (`rask scheduler`), e.g.
+    /// `tcp://127.0.0.1:8786`, and becomes the default client. The API is
+    /// the same as on a local cluster. Functions must be registered ops
+    /// (`rask::op!`): closures cannot cross a process boundary.
+    pub fn connect(address: &str) -> Result<Self> {
+        Self::connect_with_token(address, std::env::var("RASK_TOKEN").ok().filter(|t| !t.is_empty()).as_deref())
+    }
+
+    /// As [`Self::connect`], presenting a shared token to a scheduler that
+    /// requires one.
+    pub fn connect_with_token(address: &str, token: Option<&str>) -> Result<Self> {
+        let remote = Remote::connect(address, token)?;
+        let inner = Arc::new(ClientInner {
+            id: ClientId(remote.id()),
+            backend: Backend::Remote(Box::new(remote)),
+            refs: Mutex::new(FxHashMap::default()),
+            _owned: None,
+        });
+        Ok(Self::adopt(inner, true))
+    }
+
+    fn adopt(inner: Arc<ClientInner>, set_as_default: bool) -> Self {
         if set_as_default {
             *default_slot().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::downgrade(&inner);
         }
@@ -211,8 +262,22 @@ impl Client {
             Err(e) => return fail(e.into()),
         };
         let (tasks, local_ops) = graph.into_parts();
-        for (name, op) in &local_ops {
-            self.inner.cluster.local_ops.register(name.clone(), op);
+        match &self.inner.backend {
+            Backend::Local(cluster) => {
+                for (name, op) in &local_ops {
+                    cluster.local_ops.register(name.clone(), op);
+                }
+            }
+            Backend::Remote(_) if !local_ops.is_empty() => {
+                let mut names: Vec<&str> = local_ops.keys().map(|n| &**n).collect();
+                names.sort_unstable();
+                return fail(Error::Remote(format!(
+                    "the graph calls local functions ({}), which cannot be sent to a remote cluster; \
+                     define them with `rask::op!` so every worker binary has them",
+                    names.join(", ")
+                )));
+            }
+            Backend::Remote(_) => {}
         }
         // The closures stay alive as long as a future of this graph does.
         let mut holders: Vec<Holder> = keep.into_iter().map(|(_, h)| h).collect();
@@ -227,9 +292,14 @@ impl Client {
             registrations.push((key.clone(), state.clone()));
             futures.push(self.make_future(key.clone(), state, vec![holders.clone() as Holder]));
         }
-        let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
-        if self.inner.cluster.send(msg).is_err() {
-            futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));
+        match &self.inner.backend {
+            Backend::Local(cluster) => {
+                let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
+                if cluster.send(msg).is_err() {
+                    futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));
+                }
+            }
+            Backend::Remote(remote) => remote.submit(&tasks, keys, registrations),
         }
         futures
     }
@@ -245,7 +315,7 @@ impl Client {
             *n -= 1;
             if *n == 0 {
                 refs.remove(key);
-                let _ = self.inner.cluster.send(Msg::Release { client: self.inner.id, keys: vec![key.clone()] });
+                self.inner.release(vec![key.clone()]);
             }
         }
     }
@@ -253,13 +323,24 @@ impl Client {
     /// Disconnects: the cluster releases every key this client holds, as when
     /// a remote client goes away. Futures already resolved keep their values.
     pub fn close(&self) {
-        let _ = self.inner.cluster.send(Msg::ClientRemoved(self.inner.id));
+        match &self.inner.backend {
+            Backend::Local(c) => {
+                let _ = c.send(Msg::ClientRemoved(self.inner.id));
+            }
+            Backend::Remote(r) => r.close(),
+        }
     }
 
     /// Cancels the computation of a future's key for this client.
     pub fn cancel<T>(&self, future: &Future<T>) {
         future.state.resolve(Err(Error::Cancelled(future.key_ref.key.clone())));
-        let _ = self.inner.cluster.send(Msg::Cancel { client: self.inner.id, keys: vec![future.key_ref.key.clone()] });
+        let keys = vec![future.key_ref.key.clone()];
+        match &self.inner.backend {
+            Backend::Local(c) => {
+                let _ = c.send(Msg::Cancel { client: self.inner.id, keys });
+            }
+            Backend::Remote(r) => r.cancel(keys),
+        }
     }
 }
 

@@ -25,6 +25,11 @@ pub enum Error {
     Start(String),
     #[error("{0}")]
     Visualize(String),
+    #[error("cannot connect to the scheduler at {address}: {message}")]
+    Connect { address: String, message: String },
+    /// The remote cluster refused or could not carry out a request.
+    #[error("{0}")]
+    Remote(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

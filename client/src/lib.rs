@@ -30,6 +30,7 @@ mod client;
 mod cluster;
 mod delayed;
 mod error;
+mod remote;
 mod visualize;
 
 pub use client::{Client, Future, compute_all};

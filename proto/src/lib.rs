@@ -43,6 +43,17 @@ pub enum WireError {
     Version { theirs: String, ours: String },
 }
 
+/// `tcp://host:port` (Dask's spelling), `host:port` or `http://host:port`,
+/// as the URL gRPC dials.
+pub fn grpc_url(address: &str) -> String {
+    let rest = address.strip_prefix("tcp://").unwrap_or(address);
+    if rest.starts_with("http://") || rest.starts_with("https://") {
+        rest.to_string()
+    } else {
+        format!("http://{rest}")
+    }
+}
+
 /// Refuses a peer of another major version.
 pub fn check_version(theirs: Option<&pb::Version>) -> Result<(), WireError> {
     let theirs = theirs.ok_or(WireError::Missing("protocol version"))?;
@@ -53,6 +64,63 @@ pub fn check_version(theirs: Option<&pb::Version>) -> Result<(), WireError> {
         });
     }
     Ok(())
+}
+
+/// Shared-token authentication: when a token is configured, every request
+/// carries `authorization: Bearer <token>`; others are refused. The token is
+/// compared in constant time and never logged.
+pub mod auth {
+    use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+    use tonic::{Request, Status};
+
+    /// Checks a request's bearer token against the configured one.
+    pub fn check(metadata: &MetadataMap, token: Option<&str>) -> Result<(), Status> {
+        let Some(token) = token else { return Ok(()) };
+        let given = metadata.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+            None => Err(Status::unauthenticated("this scheduler requires a token (--token or RASK_TOKEN)")),
+        }
+    }
+
+    /// Equality whose time does not depend on where the inputs differ.
+    pub fn same(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Adds the bearer token, if any, to every outgoing request.
+    #[derive(Clone, Default)]
+    pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+    impl std::fmt::Debug for Bearer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // Never print the token.
+            f.write_str(if self.0.is_some() { "Bearer(<redacted>)" } else { "Bearer(none)" })
+        }
+    }
+
+    impl Bearer {
+        pub fn new(token: Option<&str>) -> Result<Self, Status> {
+            token
+                .map(|t| {
+                    format!("Bearer {t}")
+                        .parse::<MetadataValue<Ascii>>()
+                        .map_err(|_| Status::invalid_argument("the token must be printable ASCII"))
+                })
+                .transpose()
+                .map(Self)
+        }
+    }
+
+    impl tonic::service::Interceptor for Bearer {
+        fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+            if let Some(v) = &self.0 {
+                request.metadata_mut().insert("authorization", v.clone());
+            }
+            Ok(request)
+        }
+    }
 }
 
 impl From<&Key> for pb::Key {

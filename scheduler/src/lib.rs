@@ -11,6 +11,7 @@
 mod order;
 mod state;
 
+pub mod server;
 pub mod sim;
 
 pub use state::{SchedulerState, Snapshot, TaskStateName, WorkerSnapshot};
@@ -81,7 +82,8 @@ pub struct SchedulerConfig {
     /// Assumed network bandwidth in bytes/s, to weigh moving data against
     /// waiting for a busy worker.
     pub bandwidth: f64,
-    /// A task may be on this many workers that die; the next loss errs it.
+    /// A task that was running on this many workers that died is erred
+    /// (KilledWorker) instead of being tried again.
     pub allowed_failures: u32,
     /// Move queued work from saturated workers to idle ones.
     pub work_stealing: bool,
@@ -173,6 +175,12 @@ pub enum Event {
         worker: WorkerId,
         key: Key,
         nbytes: u64,
+    },
+    /// `worker` could not copy `key` (its holder went away): the copy may be
+    /// asked for again.
+    ReplicaFailed {
+        worker: WorkerId,
+        key: Key,
     },
 }
 

@@ -246,6 +246,11 @@ impl SchedulerState {
             Event::StealResponse { worker, key, stolen } => self.steal_response(worker, &key, stolen),
             Event::RetireWorkers { workers } => self.retire_workers(&workers),
             Event::ReplicaAdded { worker, key, nbytes } => self.replica_added(worker, &key, nbytes),
+            Event::ReplicaFailed { key, .. } => {
+                if let Some(&id) = self.by_key.get(&key) {
+                    self.task_mut(id).replicating = false;
+                }
+            }
         }
         self.drain_releases();
         self.fill_slots();
@@ -293,6 +298,14 @@ impl SchedulerState {
         let waiting_on_workers: usize =
             self.workers.values().map(|w| w.processing.len().saturating_sub(w.nthreads)).sum();
         self.queued.len() as u64 + waiting_on_workers as u64
+    }
+
+    /// Tasks waiting, queued or running.
+    pub fn active_tasks(&self) -> u64 {
+        [TaskStateName::Waiting, TaskStateName::Queued, TaskStateName::Processing]
+            .iter()
+            .map(|s| self.counts[*s as usize])
+            .sum()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -486,7 +499,7 @@ impl SchedulerState {
                 t.failures
             };
             self.set_state(id, TState::Waiting);
-            if failures > self.config.allowed_failures {
+            if failures >= self.config.allowed_failures.max(1) {
                 let key = self.task(id).key.clone();
                 let error = Arc::new(TaskError {
                     key,

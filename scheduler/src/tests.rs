@@ -171,7 +171,7 @@ fn errors_reach_the_client_with_the_failing_key() {
 fn a_task_that_kills_workers_becomes_killed_worker() {
     let mut s = with_workers(1, 1);
     s.handle(Event::UpdateGraph { client: C, tasks: vec![task("crash", &[])], wanted: vec!["crash".into()] });
-    for w in 0..4u64 {
+    for w in 0..3u64 {
         let ran = executes(&s.take_commands());
         assert_eq!(ran, [("crash".to_string(), WorkerId(w))], "attempt {w}");
         s.handle(Event::WorkerAdded {
@@ -190,9 +190,9 @@ fn a_task_that_kills_workers_becomes_killed_worker() {
             Command::KeyErred { error, .. } => Some(error.clone()),
             _ => None,
         })
-        .expect("KilledWorker after 4 deaths");
+        .expect("KilledWorker after 3 deaths");
     assert_eq!(err.kind, ErrorKind::KilledWorker);
-    assert!(err.to_string().contains("KilledWorker") && err.to_string().contains("4 workers"), "{err}");
+    assert!(err.to_string().contains("KilledWorker") && err.to_string().contains("3 workers"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests.
 
+pub mod ops;
+pub mod processes;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};

@@ -8,26 +8,9 @@
 
 pub mod data;
 mod executor;
+pub mod node;
 mod store;
 
 pub use executor::{Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
+pub use node::{WorkerConfig, WorkerError};
 pub use store::DataStore;
-
-/// A worker's settings, with Dask's defaults.
-#[derive(Clone, Debug)]
-pub struct WorkerConfig {
-    pub name: String,
-    pub nthreads: usize,
-    /// Bytes; 0 means no limit.
-    pub memory_limit: u64,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            name: "worker".into(),
-            nthreads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_limit: 0,
-        }
-    }
-}

@@ -1,0 +1,49 @@
+//! `rask-test-worker`: a worker binary built with the test ops, the way a
+//! user builds a worker with their own registered functions. It takes the
+//! same core arguments as `rask worker`.
+//!
+//! Usage: rask-test-worker <scheduler> [--nthreads N] [--name NAME]
+//!        [--memory-limit BYTES] [--grace-period SECONDS]
+
+use std::time::Duration;
+
+// `ops::link()` below makes sure the ops are linked in.
+
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scheduler = args.first().cloned().ok_or("usage: rask-test-worker <scheduler> [options]")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    rask_tests::ops::link();
+    let config = rask_worker::WorkerConfig {
+        scheduler,
+        name: arg(&args, "--name"),
+        nthreads: arg(&args, "--nthreads").map(|n| n.parse()).transpose()?.unwrap_or(1),
+        memory_limit: arg(&args, "--memory-limit").map(|n| n.parse()).transpose()?.unwrap_or(0),
+        listen_host: "127.0.0.1".into(),
+        contact_host: Some("127.0.0.1".into()),
+        grace_period: Duration::from_secs_f64(
+            arg(&args, "--grace-period").map(|n| n.parse()).transpose()?.unwrap_or(10.0),
+        ),
+        ..rask_worker::WorkerConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            term.recv().await;
+        };
+        rask_worker::node::run(config, shutdown, |s| {
+            println!("rask worker {} at {} (metrics at http://{}/metrics)", s.name, s.data_address, s.http_address);
+        })
+        .await
+    })?;
+    Ok(())
+}

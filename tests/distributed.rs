@@ -1,0 +1,305 @@
+//! The distributed runtime with real processes on 127.0.0.1: a `rask
+//! scheduler` process, worker processes (`rask worker` or the test worker
+//! binary with the test ops), and this test process as the client over gRPC.
+
+use std::time::Duration;
+
+use rask::{Client, Delayed, Error, ErrorKind, op};
+use rask_tests::ops::{add, block, checksum, crash, expected_checksum, fail, slow_inc, total, worker_pid};
+use rask_tests::processes::{Proc, Scheduler, WorkerKind, http, start_worker};
+
+const T: Duration = Duration::from_secs(60);
+
+fn cluster(n: usize, nthreads: usize) -> (Scheduler, Vec<Proc>) {
+    let s = Scheduler::start(&[]);
+    let workers = (0..n).map(|i| start_worker(WorkerKind::Test, &s.address, &format!("w{i}"), nthreads, &[])).collect();
+    s.wait_for_workers(n, T);
+    (s, workers)
+}
+
+fn incs(n: i64, ms: i64) -> Delayed<i64> {
+    let xs: Vec<Delayed<i64>> = (0..n).map(|i| slow_inc::delayed(i, ms)).collect();
+    total::delayed(xs)
+}
+
+fn sum_inc(n: i64) -> i64 {
+    (0..n).map(|i| i + 1).sum()
+}
+
+#[test]
+fn delayed_graphs_run_on_worker_processes() {
+    let (s, workers) = cluster(3, 2);
+    let client = Client::connect(&s.address).expect("connect");
+    // The tutorial: inc, inc, add.
+    let x = slow_inc::delayed(1, 10);
+    let y = slow_inc::delayed(2, 10);
+    let z = add::delayed(&x, &y);
+    assert_eq!(client.compute(&z).result().unwrap(), 5);
+    // Futures return at once and resolve later; shared inputs run once.
+    let big = incs(200, 2);
+    let f = client.compute(&big);
+    assert_eq!(f.result_timeout(T).unwrap(), sum_inc(200));
+    // The work was spread over the worker processes.
+    let pids: Vec<Delayed<i64>> = (0..24).map(|i| worker_pid::delayed(i, 30)).collect();
+    let futures = client.compute_many(&pids.iter().collect::<Vec<_>>());
+    let mut seen: Vec<i64> = futures.iter().map(|f| f.result_timeout(T).unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let worker_pids: Vec<i64> = workers.iter().map(|w| i64::from(w.pid())).collect();
+    assert!(seen.iter().all(|p| worker_pids.contains(p)), "tasks ran outside the workers: {seen:?} vs {worker_pids:?}");
+    assert!(seen.len() >= 2, "24 tasks of 30 ms on 3 workers ran on {} of them", seen.len());
+    // `.await` works too.
+    let fut = client.compute(&add::delayed(40, 2));
+    assert_eq!(rask_tests::block_on(fut).unwrap(), 42);
+}
+
+op! {
+    /// Linked into this test binary only: the workers do not have it.
+    fn only_here(x: i64) -> i64 { x }
+}
+
+#[test]
+fn errors_reach_the_client_with_key_and_message() {
+    let (s, _workers) = cluster(1, 2);
+    let client = Client::connect(&s.address).expect("connect");
+    let bad = add::delayed(fail::delayed("boom at row 7".to_string()), 1);
+    match client.compute(&bad).result_timeout(T) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind, ErrorKind::Raised);
+            assert!(e.key.to_string().starts_with("fail"), "{e}");
+            assert!(e.message.contains("boom at row 7"), "{e}");
+        }
+        other => panic!("expected a task error, got {other:?}"),
+    }
+    // An op the worker binary lacks: the task fails and says so.
+    match client.compute(&only_here::delayed(1)).result_timeout(T) {
+        Err(Error::Task(e)) => assert!(e.message.contains("not registered"), "{e}"),
+        other => panic!("expected a task error, got {other:?}"),
+    }
+    // Closures cannot travel: a clear error, before anything is sent.
+    let closure = rask::local("plus_one", |x: i64| x + 1);
+    match client.compute(&closure.call((1,))).result_timeout(T) {
+        Err(Error::Remote(m)) => assert!(m.contains("rask::op!"), "{m}"),
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    // The cluster still works after all that.
+    assert_eq!(client.compute(&add::delayed(1, 2)).result_timeout(T).unwrap(), 3);
+}
+
+#[test]
+fn sigkill_of_a_worker_ten_times_still_gives_correct_results() {
+    let (s, mut workers) = cluster(3, 2);
+    let client = Client::connect(&s.address).expect("connect");
+    for round in 0..10 {
+        // 60 tasks of 20 ms on 6 threads: about 200 ms of work, with chains
+        // so that lost intermediate results must be recomputed.
+        let firsts: Vec<Delayed<i64>> = (0..60).map(|i| slow_inc::delayed(i + round, 20)).collect();
+        let seconds: Vec<Delayed<i64>> = firsts.iter().map(|x| slow_inc::delayed(x, 1)).collect();
+        let sum = total::delayed(seconds);
+        let f = client.compute(&sum);
+        std::thread::sleep(Duration::from_millis(80));
+        let victim = (round as usize) % workers.len();
+        workers[victim].kill();
+        workers[victim] = start_worker(WorkerKind::Test, &s.address, &format!("w{round}-{victim}"), 2, &[]);
+        let expected: i64 = (0..60).map(|i| i + round + 2).sum();
+        assert_eq!(f.result_timeout(T).unwrap(), expected, "round {round}");
+    }
+}
+
+#[test]
+fn a_worker_joining_mid_computation_takes_work() {
+    let (s, first) = cluster(1, 1);
+    let client = Client::connect(&s.address).expect("connect");
+    // 40 tasks of 100 ms on one thread: 4 s alone.
+    let pids: Vec<Delayed<i64>> = (0..40).map(|i| worker_pid::delayed(i, 100)).collect();
+    let futures = client.compute_many(&pids.iter().collect::<Vec<_>>());
+    assert!(rask_tests::eventually(T, || futures.iter().any(|f| f.done())), "nothing finished");
+    let late = start_worker(WorkerKind::Test, &s.address, "late", 2, &[]);
+    let results: Vec<i64> = futures.iter().map(|f| f.result_timeout(T).unwrap()).collect();
+    let on_late = results.iter().filter(|p| **p == i64::from(late.pid())).count();
+    let on_first = results.iter().filter(|p| **p == i64::from(first[0].pid())).count();
+    assert_eq!(on_late + on_first, 40);
+    assert!(on_late >= 5, "the late worker ran only {on_late} of 40 tasks");
+}
+
+#[test]
+fn retiring_workers_loses_no_keys() {
+    let (s, mut workers) = cluster(3, 2);
+    let client = Client::connect(&s.address).expect("connect");
+    let n = 50_000;
+    let blocks: Vec<Delayed<bytes::Bytes>> = (0..30).map(|i| client.persist(&block::delayed(i, n))).collect();
+    // Wait until every block is in memory, spread over the workers.
+    assert!(rask_tests::eventually(T, || {
+        s.json("/status.json")["totals"]["tasks_by_state"]["memory"].as_u64() == Some(30)
+    }));
+    let before = s.json("/api/v1/get_workers");
+    let (status, body) = s.post("/api/v1/retire_workers", r#"{"n": 2}"#);
+    assert_eq!(status, 200, "{body}");
+    let retired: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let retired = retired.as_object().expect("a map from address to worker info");
+    assert_eq!(retired.len(), 2, "{body}");
+    for (address, info) in retired {
+        assert!(address.starts_with("http://127.0.0.1:"), "{address}");
+        assert_eq!(info["type"], "Worker");
+        assert!(info["name"].is_string() && info["nthreads"] == 2, "{info}");
+    }
+    s.wait_for_workers(1, T);
+    // The retired processes exit by themselves.
+    let names: Vec<String> = retired.values().map(|v| v["name"].as_str().unwrap_or_default().to_string()).collect();
+    for w in workers.iter_mut().filter(|w| names.contains(&w.name)) {
+        assert!(w.wait_exit(T).is_some_and(|st| st.success()), "{} did not exit cleanly", w.name);
+    }
+    assert_eq!(before["num_workers"], 3);
+    // Every block is still there and intact: nothing was recomputed from scratch
+    // because nothing was lost (the checksums read the stored values).
+    let sums: Vec<Delayed<i64>> = blocks.iter().map(checksum::delayed).collect();
+    let futures = client.compute_many(&sums.iter().collect::<Vec<_>>());
+    for (i, f) in futures.iter().enumerate() {
+        assert_eq!(f.result_timeout(T).unwrap(), expected_checksum(i as i64, n));
+    }
+    let processing = s.json("/status.json");
+    assert_eq!(processing["totals"]["completed_total"].as_u64(), Some(60), "blocks were recomputed: {processing}");
+}
+
+#[test]
+fn a_task_that_kills_three_workers_is_killed_worker() {
+    let s = Scheduler::start(&[]);
+    let client = Client::connect(&s.address).expect("connect");
+    let f = client.compute(&crash::delayed(1));
+    let mut dead = Vec::new();
+    for i in 0..3 {
+        let mut w = start_worker(WorkerKind::Test, &s.address, &format!("victim{i}"), 1, &[]);
+        assert!(w.wait_exit(T).is_some(), "the crash task did not kill worker {i}");
+        dead.push(w);
+    }
+    match f.result_timeout(T) {
+        Err(Error::Task(e)) => {
+            assert_eq!(e.kind, ErrorKind::KilledWorker, "{e}");
+            assert!(e.to_string().contains("KilledWorker") && e.message.contains("3 workers"), "{e}");
+        }
+        other => panic!("expected KilledWorker, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_client_that_disconnects_releases_its_keys() {
+    let (s, _workers) = cluster(2, 1);
+    let client = Client::connect(&s.address).expect("connect");
+    let kept: Vec<Delayed<bytes::Bytes>> = (0..10).map(|i| client.persist(&block::delayed(i, 10_000))).collect();
+    assert!(rask_tests::eventually(T, || s.json("/status.json")["totals"]["memory_bytes"].as_u64() >= Some(100_000)));
+    assert_eq!(s.json("/status.json")["totals"]["clients"], 1);
+    // Keep the lazy values (they still refer to the keys) but drop the connection.
+    client.close();
+    drop(client);
+    assert!(
+        rask_tests::eventually(T, || {
+            let st = s.json("/status.json");
+            st["totals"]["memory_bytes"] == 0 && st["totals"]["clients"] == 0
+        }),
+        "keys were not released: {}",
+        s.json("/status.json")
+    );
+    drop(kept);
+}
+
+#[test]
+fn http_api_and_metrics() {
+    let (s, _workers) = cluster(2, 1);
+    assert_eq!(s.get("/health"), (200, "ok".to_string()));
+    assert_eq!(s.get("/api/v1").1, "API V1");
+    let workers = s.json("/api/v1/get_workers");
+    assert_eq!(workers["num_workers"], 2);
+    let mut names: Vec<&str> =
+        workers["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["w0", "w1"]);
+    assert!(workers["workers"][0]["address"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    // Idle: the adaptive target is 0 and check_idle says since when.
+    assert_eq!(s.json("/api/v1/adaptive_target"), serde_json::json!({"workers": 0}));
+    assert!(s.json("/api/v1/check_idle")["idle_since"].is_f64());
+    // Under load the target grows and the cluster is not idle.
+    let client = Client::connect(&s.address).expect("connect");
+    let f = client.compute(&incs(400, 50));
+    assert!(rask_tests::eventually(T, || s.json("/api/v1/adaptive_target")["workers"].as_u64() > Some(2)));
+    assert!(s.json("/api/v1/check_idle")["idle_since"].is_null());
+    // Retire by name.
+    let (status, body) = s.post("/api/v1/retire_workers", r#"{"workers": ["w1"]}"#);
+    assert_eq!(status, 200, "{body}");
+    let retired: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(retired.as_object().unwrap().values().next().unwrap()["name"], "w1");
+    assert_eq!(f.result_timeout(T).unwrap(), sum_inc(400));
+    // Bad requests are refused with a reason, not a crash.
+    let (status, body) = s.post("/api/v1/retire_workers", "{not json");
+    assert_eq!(status, 400, "{body}");
+    // Metrics: Prometheus text with rask_ names.
+    let (status, metrics) = s.get("/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "rask_scheduler_workers 1",
+        "rask_scheduler_tasks{state=\"memory\"}",
+        "rask_scheduler_queue_depth",
+        "rask_scheduler_desired_workers",
+        "rask_scheduler_tasks_completed_total 401",
+        "rask_scheduler_task_duration_seconds_bucket{prefix=\"slow_inc\"",
+        "rask_scheduler_clients 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    // The dashboard page and its data.
+    let (status, page) = s.get("/status");
+    assert_eq!(status, 200);
+    assert!(page.contains("task-stream"));
+    let st = s.json("/status.json");
+    assert!(st["groups"].as_array().unwrap().iter().any(|g| g["name"] == "slow_inc" && g["done"] == 400), "{st}");
+}
+
+#[test]
+fn worker_metrics_and_health() {
+    let (s, mut workers) = cluster(1, 1);
+    let out = workers[0].output();
+    let http_addr = out
+        .lines()
+        .find_map(|l| l.split("metrics at http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics)"))
+        .expect("the worker prints its metrics address")
+        .to_string();
+    assert_eq!(http(&http_addr, "GET", "/health", None, &[]), (200, "ok".to_string()));
+    let client = Client::connect(&s.address).expect("connect");
+    let _kept = client.persist(&block::delayed(1, 123_456));
+    let managed = || {
+        let (_, m) = http(&http_addr, "GET", "/metrics", None, &[]);
+        m.lines()
+            .find_map(|l| l.strip_prefix("rask_worker_memory_managed_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // The value's bytes, plus a little bookkeeping.
+    assert!(rask_tests::eventually(T, || (123_456..124_000).contains(&managed())), "managed: {}", managed());
+    let (_, m) = http(&http_addr, "GET", "/metrics", None, &[]);
+    for name in ["rask_worker_threads 1", "rask_worker_threads_busy", "rask_worker_transfer_incoming_bytes_total"] {
+        assert!(m.contains(name), "{name} missing:\n{m}");
+    }
+}
+
+#[test]
+fn a_token_guards_grpc_and_the_api() {
+    let s = Scheduler::start(&["--token", "s3cret-token"]);
+    // Without the token: refused, with a message that says why.
+    match Client::connect_with_token(&s.address, None) {
+        Err(Error::Connect { message, .. }) => assert!(message.contains("token"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (status, _) = s.get("/api/v1/get_workers");
+    assert_eq!(status, 403);
+    let (status, body) = http(&s.http, "GET", "/api/v1/get_workers", None, &[("Authorization", "Bearer s3cret-token")]);
+    assert_eq!(status, 200, "{body}");
+    // Health stays open for probes.
+    assert_eq!(s.get("/health").0, 200);
+    let _w = start_worker(WorkerKind::Rask, &s.address, "tok", 1, &["--token", "s3cret-token"]);
+    let client = Client::connect_with_token(&s.address, Some("s3cret-token")).expect("connect with the token");
+    let x = rask::Delayed::<i64>::value(20) + rask::Delayed::<i64>::value(22);
+    assert_eq!(client.compute(&x).result_timeout(T).unwrap(), 42);
+    // The token never shows in the logs.
+    let mut sched = s.proc;
+    assert!(!sched.output().contains("s3cret-token"));
+}

@@ -1,0 +1,246 @@
+//! Real processes on loopback for the distributed tests: a `rask scheduler`
+//! (the product's binary) and workers (`rask worker`, or `rask-test-worker`
+//! when the test needs the test ops). Every process is killed when its
+//! handle drops, so a failing test leaves nothing running.
+
+// Test support: failing loudly with the context is the point.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace, built if missing.
+fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("the target directory").to_path_buf();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", package, "--bin", name]).status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p {package} --bin {name} failed");
+    }
+    bin
+}
+
+/// The product's `rask` binary.
+pub fn rask_bin() -> PathBuf {
+    workspace_bin("rask-cli", "rask")
+}
+
+/// A child process whose output lines are collected; killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        for (stream, tag) in [(Box::new(stdout) as Box<dyn Read + Send>, "out"), (Box::new(stderr), "err")] {
+            let tx = tx.clone();
+            let label = name.to_string();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("RASK_TEST_VERBOSE").is_some() {
+                        eprintln!("[{label} {tag}] {line}");
+                    }
+                    if tx.send(format!("{tag}: {line}")).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Proc { name: name.into(), child, lines: rx, seen: Vec::new() }
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.starts_with("out: ") && l.contains(needle)) {
+                return l.trim_start_matches("out: ").to_string();
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "{} did not print {needle:?} within {timeout:?}; its output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&mut self) -> String {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies at once, mid-task, without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, through the `kill` command (the tests stay free of unsafe).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
+    /// Waits for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scheduler process with the addresses it printed.
+#[derive(Debug)]
+pub struct Scheduler {
+    pub proc: Proc,
+    /// `tcp://127.0.0.1:port`
+    pub address: String,
+    /// `127.0.0.1:port` of the HTTP side.
+    pub http: String,
+}
+
+impl Scheduler {
+    /// `rask scheduler` on free loopback ports, with extra arguments.
+    pub fn start(extra: &[&str]) -> Scheduler {
+        let mut cmd = Command::new(rask_bin());
+        cmd.args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]).args(extra);
+        let mut proc = Proc::spawn("scheduler", cmd);
+        let line = proc.wait_for_line("rask scheduler at", Duration::from_secs(30));
+        let address = line.rsplit(' ').next().expect("address").to_string();
+        let dash = proc.wait_for_line("dashboard at", Duration::from_secs(5));
+        let http = dash
+            .rsplit(' ')
+            .next()
+            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|u| u.strip_suffix("/status"))
+            .expect("dashboard URL")
+            .to_string();
+        Scheduler { proc, address, http }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(&self.http, "GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http(&self.http, "POST", path, Some(body), &[])
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
+    }
+
+    /// Waits until the scheduler reports `n` workers.
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration) {
+        let ok = crate::eventually(timeout, || self.json("/api/v1/get_workers")["num_workers"] == n);
+        assert!(ok, "expected {n} workers, have {}", self.json("/api/v1/get_workers"));
+    }
+}
+
+/// Which worker binary to run.
+#[derive(Clone, Copy, Debug)]
+pub enum WorkerKind {
+    /// The product's `rask worker`: built-in, array, frame and image ops.
+    Rask,
+    /// `rask-test-worker`: also the test ops of [`crate::ops`].
+    Test,
+}
+
+pub fn start_worker(kind: WorkerKind, scheduler: &str, name: &str, nthreads: usize, extra: &[&str]) -> Proc {
+    let mut cmd = match kind {
+        WorkerKind::Rask => {
+            let mut c = Command::new(rask_bin());
+            c.args(["worker", scheduler, "--listen-host", "127.0.0.1", "--contact-host", "127.0.0.1"]);
+            c
+        }
+        WorkerKind::Test => {
+            let mut c = Command::new(workspace_bin("rask-tests", "rask-test-worker"));
+            c.arg(scheduler);
+            c
+        }
+    };
+    cmd.args(["--name", name, "--nthreads", &nthreads.to_string()]).args(extra);
+    let mut proc = Proc::spawn(name, cmd);
+    proc.wait_for_line("rask worker", Duration::from_secs(30));
+    proc
+}
+
+/// A minimal HTTP/1.1 request over loopback; returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let body = body.unwrap_or("");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

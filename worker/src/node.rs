@@ -1,0 +1,584 @@
+//! A worker process (`rask worker`): registers with a scheduler over one
+//! long-lived `WorkerControl` stream, runs what it is sent on its
+//! [`Executor`], serves its results to peers (`WorkerData`) and its
+//! `/health` and `/metrics` over HTTP.
+//!
+//! Inputs that live on other workers are fetched directly from them, by the
+//! executor thread that needs them, over cached gRPC channels.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rask_core::{Key, Value};
+use rask_proto::pb::worker_control_client::WorkerControlClient;
+use rask_proto::pb::{self, worker_message::Kind as Up};
+use rask_proto::{MAX_MESSAGE_BYTES, auth, check_version, task_from_pb};
+use rask_scheduler::{Priority, WorkerId};
+use rustc_hash::FxHashMap;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tonic::transport::Endpoint;
+
+use crate::data::{DataClient, DataService};
+use crate::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
+
+/// Settings of `rask worker`.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// The scheduler: `tcp://host:8786`, `http://host:8786` or `host:8786`.
+    pub scheduler: String,
+    pub name: Option<String>,
+    pub nthreads: usize,
+    /// Bytes; 0 means no limit.
+    pub memory_limit: u64,
+    /// Address to bind the data and HTTP ports on.
+    pub listen_host: String,
+    /// The host peers and the scheduler use to reach this worker; by default
+    /// the local address of the route to the scheduler.
+    pub contact_host: Option<String>,
+    /// 0 picks a free port.
+    pub data_port: u16,
+    pub http_port: u16,
+    pub token: Option<String>,
+    pub heartbeat: Duration,
+    /// How long a graceful shutdown may take to hand data to peers.
+    pub grace_period: Duration,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("scheduler", &self.scheduler)
+            .field("name", &self.name)
+            .field("nthreads", &self.nthreads)
+            .field("memory_limit", &self.memory_limit)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            scheduler: "tcp://127.0.0.1:8786".into(),
+            name: None,
+            nthreads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_limit: 0,
+            listen_host: "0.0.0.0".into(),
+            contact_host: None,
+            data_port: 0,
+            http_port: 0,
+            token: None,
+            heartbeat: Duration::from_secs(1),
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("bad scheduler address {address:?}: {message}")]
+    Address { address: String, message: String },
+    #[error("cannot reach the scheduler at {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("the scheduler refused this worker: {0}")]
+    Refused(String),
+    #[error("lost the scheduler: {0}")]
+    Lost(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The host part of an `http://host:port` URL.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The local address of the route to `url`'s host: what peers should dial.
+fn route_to(url: &str) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let target = (host_of(url), 9).to_socket_addrs().ok()?.next()?;
+    let bind: SocketAddr = if target.is_ipv6() { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
+/// Counters the worker reports in heartbeats and on `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    incoming: AtomicU64,
+    fetches: AtomicU64,
+}
+
+/// Fetches inputs from peers, by the executor thread that needs them.
+struct PeerInputs {
+    runtime: tokio::runtime::Handle,
+    addresses: RwLock<FxHashMap<WorkerId, String>>,
+    clients: Mutex<FxHashMap<String, DataClient>>,
+    counters: Arc<Counters>,
+    limit: u64,
+}
+
+impl PeerInputs {
+    fn client(&self, address: &str) -> Option<DataClient> {
+        if let Some(c) = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(address) {
+            return Some(c.clone());
+        }
+        let client = self.runtime.block_on(DataClient::connect(address, self.limit)).ok()?;
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(address.to_string(), client.clone());
+        Some(client)
+    }
+
+    fn forget(&self, address: &str) {
+        self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(address);
+    }
+
+    fn learn(&self, holders: &[pb::Holder]) {
+        let known = {
+            let addresses = self.addresses.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            holders.iter().all(|h| addresses.get(&WorkerId(h.worker_id)) == Some(&h.address))
+        };
+        if !known {
+            let mut addresses = self.addresses.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for h in holders {
+                addresses.insert(WorkerId(h.worker_id), h.address.clone());
+            }
+        }
+    }
+
+    fn fetch_from(&self, key: &Key, address: &str) -> Option<Value> {
+        let mut client = self.client(address)?;
+        match self.runtime.block_on(client.fetch(std::slice::from_ref(key))) {
+            Ok(mut values) => {
+                let (_, v) = values.pop()?;
+                self.counters.incoming.fetch_add(v.nbytes() as u64, Ordering::Relaxed);
+                self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            Err(e) => {
+                tracing::warn!(key = %key, peer = address, error = %e, "fetch from peer failed");
+                self.forget(address);
+                None
+            }
+        }
+    }
+}
+
+impl Inputs for PeerInputs {
+    fn fetch(&self, key: &Key, holders: &[WorkerId]) -> Option<Value> {
+        let addresses: Vec<String> = {
+            let map = self.addresses.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            holders.iter().filter_map(|h| map.get(h).cloned()).collect()
+        };
+        addresses.iter().find_map(|a| self.fetch_from(key, a))
+    }
+}
+
+struct StreamReporter(mpsc::UnboundedSender<pb::WorkerMessage>);
+
+fn up(kind: Up) -> pb::WorkerMessage {
+    pb::WorkerMessage { kind: Some(kind) }
+}
+
+impl Reporter for StreamReporter {
+    fn report(&self, _worker: WorkerId, outcome: Outcome) {
+        let kind = match outcome {
+            Outcome::Finished { key, nbytes, duration } => {
+                Up::Finished(pb::Finished { key: Some((&key).into()), nbytes, duration_seconds: duration })
+            }
+            Outcome::Erred { key, message, origin } => {
+                Up::Erred(pb::Erred { key: Some((&key).into()), origin: origin.as_ref().map(pb::Key::from), message })
+            }
+            Outcome::Missing { key, missing } => {
+                Up::MissingData(pb::MissingData { key: Some((&key).into()), missing: Some((&missing).into()) })
+            }
+        };
+        let _ = self.0.send(up(kind));
+    }
+}
+
+/// The worker's Prometheus metrics (`rask_worker_*`).
+struct WorkerMetrics {
+    registry: prometheus::Registry,
+    managed: prometheus::IntGauge,
+    spilled: prometheus::IntGauge,
+    unmanaged: prometheus::IntGauge,
+    threads: prometheus::IntGauge,
+    busy: prometheus::IntGauge,
+    tasks: prometheus::IntGaugeVec,
+    transfer: prometheus::IntCounter,
+    fetches: prometheus::IntCounter,
+}
+
+impl WorkerMetrics {
+    fn new() -> prometheus::Result<Self> {
+        let registry = prometheus::Registry::new();
+        let gauge = |name: &str, help: &str| -> prometheus::Result<prometheus::IntGauge> {
+            let g = prometheus::IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let managed = gauge("rask_worker_memory_managed_bytes", "Bytes of task results held in memory")?;
+        let spilled = gauge("rask_worker_memory_spilled_bytes", "Bytes of task results spilled to disk")?;
+        let unmanaged =
+            gauge("rask_worker_memory_unmanaged_bytes", "Resident memory of the process not held as results")?;
+        let threads = gauge("rask_worker_threads", "Threads running tasks")?;
+        let busy = gauge("rask_worker_threads_busy", "Threads running a task right now")?;
+        let tasks = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("rask_worker_tasks", "Tasks on this worker, by state"),
+            &["state"],
+        )?;
+        registry.register(Box::new(tasks.clone()))?;
+        let transfer = prometheus::IntCounter::new(
+            "rask_worker_transfer_incoming_bytes_total",
+            "Bytes of inputs fetched from peers",
+        )?;
+        registry.register(Box::new(transfer.clone()))?;
+        let fetches = prometheus::IntCounter::new("rask_worker_transfer_incoming_total", "Inputs fetched from peers")?;
+        registry.register(Box::new(fetches.clone()))?;
+        Ok(Self { registry, managed, spilled, unmanaged, threads, busy, tasks, transfer, fetches })
+    }
+}
+
+struct Node {
+    exec: Executor,
+    store: Arc<DataStore>,
+    counters: Arc<Counters>,
+    metrics: WorkerMetrics,
+}
+
+impl Node {
+    fn refresh(&self) -> pb::Heartbeat {
+        let managed = self.store.nbytes();
+        let rss = rss_bytes().unwrap_or(0);
+        let m = &self.metrics;
+        m.managed.set(managed as i64);
+        m.spilled.set(0);
+        m.unmanaged.set(rss.saturating_sub(managed) as i64);
+        m.busy.set(self.exec.busy() as i64);
+        m.tasks.with_label_values(&["executing"]).set(self.exec.busy() as i64);
+        m.tasks.with_label_values(&["ready"]).set(self.exec.queued() as i64);
+        m.tasks.with_label_values(&["memory"]).set(self.store.len() as i64);
+        let incoming = self.counters.incoming.load(Ordering::Relaxed);
+        if incoming > m.transfer.get() {
+            m.transfer.inc_by(incoming - m.transfer.get());
+        }
+        let fetches = self.counters.fetches.load(Ordering::Relaxed);
+        if fetches > m.fetches.get() {
+            m.fetches.inc_by(fetches - m.fetches.get());
+        }
+        pb::Heartbeat {
+            memory_managed_bytes: managed,
+            memory_spilled_bytes: 0,
+            threads_busy: self.exec.busy() as u32,
+            memory_rss_bytes: rss,
+            transfer_incoming_bytes_total: incoming,
+            transfer_outgoing_bytes_total: 0,
+        }
+    }
+
+    fn render(&self) -> String {
+        self.refresh();
+        let mut buf = Vec::new();
+        let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &self.metrics.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Resident set size from /proc (Linux); `None` elsewhere.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// A worker that has registered and is serving.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: u64,
+    pub name: String,
+    pub data_address: String,
+    pub http_address: SocketAddr,
+}
+
+/// Runs a worker until the scheduler lets it go, the scheduler is lost, or
+/// `shutdown` resolves (then it retires gracefully within the grace period).
+/// `on_start` is called once registered.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_start: impl FnOnce(&Started),
+) -> Result<(), WorkerError> {
+    let url = rask_proto::grpc_url(&config.scheduler);
+    Endpoint::from_shared(url.clone())
+        .map_err(|e| WorkerError::Address { address: config.scheduler.clone(), message: e.to_string() })?;
+    let contact = config.contact_host.clone().or_else(|| route_to(&url)).unwrap_or_else(|| "127.0.0.1".into());
+
+    // Data service first: the scheduler hands our address to peers at once.
+    let store = Arc::new(DataStore::new());
+    let data_listener = TcpListener::bind((config.listen_host.as_str(), config.data_port)).await?;
+    let data_port = data_listener.local_addr()?.port();
+    let data_address = format!("http://{contact}:{data_port}");
+    let data_svc = DataService::new(store.clone()).into_server();
+    let data_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(data_svc)
+            .serve_with_incoming(TcpListenerStream::new(data_listener)),
+    );
+
+    let bearer = auth::Bearer::new(config.token.as_deref()).map_err(|e| WorkerError::Refused(e.message().into()))?;
+    let channel = Endpoint::from_shared(url.clone())
+        .map_err(|e| WorkerError::Address { address: config.scheduler.clone(), message: e.to_string() })?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .map_err(|e| WorkerError::Connect { address: url.clone(), message: e.to_string() })?;
+    let mut control = WorkerControlClient::with_interceptor(channel, bearer)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let name = config.name.clone().unwrap_or_else(|| format!("{contact}:{data_port}"));
+    let (up_tx, up_rx) = mpsc::unbounded_channel::<pb::WorkerMessages>();
+    let register = up(Up::Register(pb::RegisterWorker {
+        version: Some(rask_proto::VERSION),
+        name: name.clone(),
+        nthreads: config.nthreads as u32,
+        memory_limit_bytes: config.memory_limit,
+        data_address: data_address.clone(),
+    }));
+    let _ = up_tx.send(pb::WorkerMessages { messages: vec![register] });
+    let mut inbound = control
+        .connect(UnboundedReceiverStream::new(up_rx))
+        .await
+        .map_err(|e| WorkerError::Refused(e.message().to_string()))?
+        .into_inner();
+    let welcome = inbound.message().await.map_err(|e| WorkerError::Refused(e.message().to_string()))?;
+    let id = match welcome.and_then(|b| b.messages.into_iter().next()).and_then(|m| m.kind) {
+        Some(pb::scheduler_message::Kind::Welcome(w)) => {
+            check_version(w.version.as_ref()).map_err(|e| WorkerError::Refused(e.to_string()))?;
+            WorkerId(w.worker_id)
+        }
+        _ => return Err(WorkerError::Refused("no welcome from the scheduler".into())),
+    };
+
+    // Outcomes are batched: whatever piled up while the last batch was sent.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<pb::WorkerMessage>();
+    let batcher = {
+        let up_tx = up_tx.clone();
+        tokio::spawn(async move {
+            while let Some(first) = out_rx.recv().await {
+                let mut messages = vec![first];
+                while messages.len() < 4096 {
+                    match out_rx.try_recv() {
+                        Ok(m) => messages.push(m),
+                        Err(_) => break,
+                    }
+                }
+                if up_tx.send(pb::WorkerMessages { messages }).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    let counters = Arc::new(Counters::default());
+    let peers = Arc::new(PeerInputs {
+        runtime: tokio::runtime::Handle::current(),
+        addresses: RwLock::default(),
+        clients: Mutex::default(),
+        counters: counters.clone(),
+        limit: u64::MAX,
+    });
+    let exec = Executor::start(
+        id,
+        &name,
+        config.nthreads,
+        store.clone(),
+        peers.clone(),
+        Arc::new(StreamReporter(out_tx.clone())),
+        Arc::new(LocalOpTable::default()),
+    )?;
+    let node = Arc::new(Node {
+        exec,
+        store: store.clone(),
+        counters,
+        metrics: WorkerMetrics::new().map_err(std::io::Error::other)?,
+    });
+    node.metrics.threads.set(config.nthreads as i64);
+
+    let http_listener = TcpListener::bind((config.listen_host.as_str(), config.http_port)).await?;
+    let http_address = http_listener.local_addr()?;
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(node): State<Arc<Node>>| async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], node.render()).into_response()
+            }),
+        )
+        .with_state(node.clone());
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(http_listener, app).await;
+    });
+
+    tracing::info!(id = id.0, name = %name, data = %data_address, http = %http_address, nthreads = config.nthreads, "worker registered");
+    on_start(&Started { id: id.0, name: name.clone(), data_address, http_address });
+
+    let heartbeat = {
+        let node = node.clone();
+        let out_tx = out_tx.clone();
+        let every = config.heartbeat;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                if out_tx.send(up(Up::Heartbeat(node.refresh()))).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut retiring: Option<tokio::time::Instant> = None;
+    let result = loop {
+        let deadline = retiring.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+        tokio::select! {
+            batch = inbound.message() => match batch {
+                Ok(Some(batch)) => {
+                    if handle_batch(&node, &peers, &out_tx, batch.messages) {
+                        tracing::info!(name = %name, "the scheduler let this worker go");
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Err(WorkerError::Lost("the scheduler closed the connection".into())),
+                Err(e) => break Err(WorkerError::Lost(e.message().to_string())),
+            },
+            () = &mut shutdown, if retiring.is_none() => {
+                tracing::info!(name = %name, grace = ?config.grace_period, "shutting down: handing data to peers");
+                let _ = out_tx.send(up(Up::Retire(pb::Empty {})));
+                retiring = Some(tokio::time::Instant::now() + config.grace_period);
+            }
+            () = tokio::time::sleep_until(deadline), if retiring.is_some() => {
+                tracing::warn!(name = %name, "grace period over; exiting with data not yet handed over");
+                break Ok(());
+            }
+        }
+    };
+    heartbeat.abort();
+    batcher.abort();
+    http_task.abort();
+    data_task.abort();
+    if let Ok(node) = Arc::try_unwrap(node) {
+        let exec = node.exec;
+        let _ = tokio::task::spawn_blocking(move || exec.shutdown()).await;
+    }
+    result
+}
+
+/// Carries out one batch from the scheduler. True when the worker may leave.
+fn handle_batch(
+    node: &Node,
+    peers: &Arc<PeerInputs>,
+    out: &mpsc::UnboundedSender<pb::WorkerMessage>,
+    messages: Vec<pb::SchedulerMessage>,
+) -> bool {
+    use pb::scheduler_message::Kind;
+    let mut jobs = Vec::new();
+    for m in messages {
+        match m.kind {
+            Some(Kind::Execute(e)) => {
+                let Some(task) = e.task else { continue };
+                let key = task.key.clone();
+                let task = match task_from_pb(task) {
+                    Ok(t) => t,
+                    Err(err) => {
+                        // Decoding failed: the task fails with the reason, nothing panics.
+                        tracing::warn!(error = %err, "undecodable task");
+                        if key.is_some() {
+                            let message = format!("the worker could not decode the task: {err}");
+                            let _ = out.send(up(Up::Erred(pb::Erred { key, origin: None, message })));
+                        }
+                        continue;
+                    }
+                };
+                let who_has = e
+                    .inputs
+                    .into_iter()
+                    .filter_map(|loc| {
+                        peers.learn(&loc.holders);
+                        let key: Key = loc.key?.into();
+                        Some((key, loc.holders.iter().map(|h| WorkerId(h.worker_id)).collect()))
+                    })
+                    .collect();
+                jobs.push(Job {
+                    task: Arc::new(task),
+                    priority: Priority { generation: e.priority_generation, order: e.priority_order },
+                    who_has,
+                });
+            }
+            Some(Kind::Release(keys)) => {
+                for k in keys.keys {
+                    node.exec.release(&k.into());
+                }
+            }
+            Some(Kind::Steal(keys)) => {
+                // Jobs of this very batch have not been queued yet.
+                for k in keys.keys {
+                    let key: Key = k.into();
+                    let pos = jobs.iter().position(|j: &Job| j.task.key == key);
+                    let stolen = pos.map(|p| jobs.remove(p)).is_some() || node.exec.steal(&key);
+                    let _ = out.send(up(Up::StealResponse(pb::StealResponse { key: Some((&key).into()), stolen })));
+                }
+            }
+            Some(Kind::Replicate(loc)) => {
+                peers.learn(&loc.holders);
+                let Some(key) = loc.key.map(Key::from) else { continue };
+                let peers = peers.clone();
+                let store = node.store.clone();
+                let out = out.clone();
+                let addresses: Vec<String> = loc.holders.into_iter().map(|h| h.address).collect();
+                // Fetching blocks; keep it off the runtime's threads.
+                tokio::task::spawn_blocking(move || {
+                    let value = addresses.iter().find_map(|a| peers.fetch_from(&key, a));
+                    let msg = match value {
+                        Some(v) => {
+                            let nbytes = store.insert(key.clone(), v);
+                            Up::ReplicaAdded(pb::ReplicaAdded { key: Some((&key).into()), nbytes })
+                        }
+                        None => Up::ReplicaFailed(pb::Keys { keys: vec![(&key).into()] }),
+                    };
+                    let _ = out.send(up(msg));
+                });
+            }
+            Some(Kind::MayLeave(_)) => {
+                if !jobs.is_empty() {
+                    node.exec.submit(jobs);
+                }
+                return true;
+            }
+            Some(Kind::Welcome(_)) | None => {}
+        }
+    }
+    if !jobs.is_empty() {
+        node.exec.submit(jobs);
+    }
+    false
+}
