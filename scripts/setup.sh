@@ -18,8 +18,9 @@ apt_install() {
     fi
 }
 
-# Graphviz draws task graphs; protoc compiles proto/ for the gRPC crate.
-apt_install graphviz protobuf-compiler
+# Graphviz draws task graphs; protoc compiles proto/ for the gRPC crate;
+# headless Chromium loads the dashboard in its test.
+apt_install graphviz protobuf-compiler chromium
 
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.

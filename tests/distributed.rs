@@ -303,3 +303,44 @@ fn a_token_guards_grpc_and_the_api() {
     let mut sched = s.proc;
     assert!(!sched.output().contains("s3cret-token"));
 }
+
+/// Where test artifacts (screenshots) go: `<target>/artifacts`.
+fn artifacts() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+#[test]
+fn the_dashboard_shows_workers_and_progress_in_chromium() {
+    let (s, _workers) = cluster(2, 1);
+    let client = Client::connect(&s.address).expect("connect");
+    // About 6 s of work on 2 threads: the page loads while it runs.
+    let f = client.compute(&incs(300, 40));
+    let shot = artifacts().join("dashboard.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/chromium.py");
+    let probe = r#"(() => {
+        const rows = [...document.querySelectorAll('#workers .worker-row')].map(r => r.dataset.name);
+        const groups = [...document.querySelectorAll('#progress .progress-group')].map(g => g.dataset.group);
+        const label = [...document.querySelectorAll('#progress .progress-group')].map(g => g.textContent).join(' ');
+        const conn = document.getElementById('conn').textContent;
+        return rows.length === 2 && groups.includes('slow_inc') && /\d+\s*\/\s*300/.test(label)
+            ? {rows, groups, conn, label} : null;
+    })()"#;
+    let url = format!("http://{}/status", s.http);
+    let out = std::process::Command::new("python3")
+        .args([script, &url, shot.to_str().expect("utf-8 path"), "30", probe])
+        .output()
+        .expect("run python3 with the chromium driver");
+    assert!(out.status.success(), "chromium driver failed: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the driver prints JSON");
+    assert!(!seen.is_null(), "the dashboard never showed 2 workers and slow_inc progress");
+    let mut rows: Vec<&str> = seen["rows"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    rows.sort_unstable();
+    assert_eq!(rows, ["w0", "w1"]);
+    assert_eq!(seen["conn"], "connected", "{seen}");
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {shot:?}");
+    assert_eq!(f.result_timeout(T).unwrap(), sum_inc(300));
+}

@@ -19,11 +19,20 @@ fn workspace_bin(package: &str, name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(|d| d.parent()).expect("the target directory").to_path_buf();
     let bin = dir.join(name);
-    if !bin.exists() {
+    // Under cargo, make sure the binary is current (a no-op when it is): a
+    // stale binary would test old code. Once per binary and test process.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) && (std::env::var_os("CARGO").is_some() || !bin.exists()) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", package, "--bin", name]).status().expect("running cargo build");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
         assert!(status.success(), "cargo build -p {package} --bin {name} failed");
+        built.push(name.to_string());
     }
     bin
 }
