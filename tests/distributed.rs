@@ -344,3 +344,47 @@ fn the_dashboard_shows_workers_and_progress_in_chromium() {
     assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {shot:?}");
     assert_eq!(f.result_timeout(T).unwrap(), sum_inc(300));
 }
+
+/// The peak resident memory of a process, from /proc.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn spilling_keeps_a_worker_under_its_memory_limit() {
+    let s = Scheduler::start(&[]);
+    let limit: u64 = 200_000_000;
+    let w = start_worker(WorkerKind::Test, &s.address, "small", 2, &["--memory-limit", &limit.to_string()]);
+    s.wait_for_workers(1, T);
+    let client = Client::connect(&s.address).expect("connect");
+    // 40 blocks of 10 MB: twice what the worker may hold.
+    let n = 10_000_000;
+    let started = std::time::Instant::now();
+    let blocks: Vec<Delayed<bytes::Bytes>> = (0..40).map(|i| client.persist(&block::delayed(i, n))).collect();
+    assert!(
+        rask_tests::eventually(T, || s.json("/status.json")["totals"]["tasks_by_state"]["memory"] == 40),
+        "{}",
+        s.json("/status.json")
+    );
+    assert!(
+        rask_tests::eventually(T, || s.json("/status.json")["totals"]["spilled_bytes"].as_u64() > Some(150_000_000)),
+        "nothing was spilled: {}",
+        s.json("/status.json")["totals"]
+    );
+    eprintln!("worker peak RSS after storing: {} bytes ({:?})", peak_rss(w.pid()), started.elapsed());
+    // Spilled values come back transparently, intact.
+    let sums: Vec<Delayed<i64>> = blocks.iter().map(checksum::delayed).collect();
+    let futures = client.compute_many(&sums.iter().collect::<Vec<_>>());
+    for (i, f) in futures.iter().enumerate() {
+        assert_eq!(f.result_timeout(T).unwrap(), expected_checksum(i as i64, n), "block {i}");
+    }
+    let peak = peak_rss(w.pid());
+    eprintln!("worker peak RSS: {peak} bytes, limit {limit} ({:?})", started.elapsed());
+    assert!(peak > 0 && peak < limit, "peak RSS {peak} bytes is over the {limit}-byte limit");
+}

@@ -66,6 +66,10 @@ pub struct WorkerArgs {
     /// Seconds a graceful shutdown (SIGTERM) may take to hand data to peers.
     #[arg(long, default_value_t = 30.0)]
     grace_period: f64,
+    /// Directory for values spilled under the memory limit (default: a
+    /// fresh directory in the system's temp dir, removed on exit).
+    #[arg(long, env = "RASK_LOCAL_DIRECTORY")]
+    local_directory: Option<std::path::PathBuf>,
 }
 
 /// Total memory of the machine (or of the cgroup it runs in), from /proc.
@@ -199,6 +203,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 http_port: if args.http_port == 0 { 0 } else { args.http_port + i as u16 },
                 token: args.token.clone().filter(|t| !t.is_empty()),
                 grace_period: Duration::from_secs_f64(args.grace_period.max(0.0)),
+                local_directory: args
+                    .local_directory
+                    .as_ref()
+                    .map(|d| if nworkers > 1 { d.join(format!("worker-{i}")) } else { d.clone() }),
                 ..WorkerConfig::default()
             };
             let mut stop = stop_rx.clone();

@@ -235,7 +235,8 @@ impl Client {
     /// Computes `x` and keeps it on the cluster: the returned lazy value
     /// refers to the stored result, so later graphs start from it.
     pub fn persist<T>(&self, x: &Delayed<T>) -> Delayed<T> {
-        let future = self.submit(&[&x.node]).pop();
+        // The value stays on the cluster: a remote client does not fetch it.
+        let future = self.submit_with(&[&x.node], false).pop();
         match future {
             Some(f) => {
                 let key = f.key_ref.key.clone();
@@ -246,6 +247,11 @@ impl Client {
     }
 
     pub(crate) fn submit(&self, outputs: &[&Arc<Node>]) -> Vec<Future<Value>> {
+        self.submit_with(outputs, true)
+    }
+
+    /// `fetch`: whether the futures' values are brought to this process.
+    fn submit_with(&self, outputs: &[&Arc<Node>], fetch: bool) -> Vec<Future<Value>> {
         let keys: Vec<Key> = outputs.iter().map(|n| n.key.clone()).collect();
         let (graph, keep) = collect(outputs);
         let fail = |e: Error| {
@@ -299,7 +305,7 @@ impl Client {
                     futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));
                 }
             }
-            Backend::Remote(remote) => remote.submit(&tasks, keys, registrations),
+            Backend::Remote(remote) => remote.submit(&tasks, keys, registrations, fetch),
         }
         futures
     }

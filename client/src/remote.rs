@@ -24,7 +24,10 @@ use crate::client::FutureState;
 use crate::{Error, Result};
 
 type Grpc = SchedulerClient<InterceptedService<Channel, Bearer>>;
-type Waiting = Arc<Mutex<FxHashMap<Key, Vec<Arc<FutureState>>>>>;
+/// Futures waiting for their key, each with whether it wants the value
+/// brought here (a persisted key's does not).
+type Waiters = FxHashMap<Key, Vec<(Arc<FutureState>, bool)>>;
+type Waiting = Arc<Mutex<Waiters>>;
 
 pub(crate) struct Remote {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -40,7 +43,7 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-fn lock(w: &Waiting) -> std::sync::MutexGuard<'_, FxHashMap<Key, Vec<Arc<FutureState>>>> {
+fn lock(w: &Waiting) -> std::sync::MutexGuard<'_, Waiters> {
     w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -106,7 +109,13 @@ impl Remote {
     }
 
     /// Sends a graph; the futures resolve as the scheduler reports their keys.
-    pub(crate) fn submit(&self, tasks: &[Arc<Task>], wanted: Vec<Key>, futures: Vec<(Key, Arc<FutureState>)>) {
+    pub(crate) fn submit(
+        &self,
+        tasks: &[Arc<Task>],
+        wanted: Vec<Key>,
+        futures: Vec<(Key, Arc<FutureState>)>,
+        fetch: bool,
+    ) {
         let encoded: std::result::Result<Vec<pb::Task>, _> = tasks.iter().map(|t| task_to_pb(t)).collect();
         let tasks = match encoded {
             Ok(t) => t,
@@ -119,7 +128,7 @@ impl Remote {
         {
             let mut w = lock(&self.waiting);
             for (k, f) in &futures {
-                w.entry(k.clone()).or_default().push(f.clone());
+                w.entry(k.clone()).or_default().push((f.clone(), fetch));
             }
         }
         let request =
@@ -132,7 +141,7 @@ impl Remote {
                 let mut w = lock(&waiting);
                 for k in &wanted {
                     if let Some(fs) = w.remove(k) {
-                        fs.iter().for_each(|f| f.resolve(Err(err.clone())));
+                        fs.iter().for_each(|(f, _)| f.resolve(Err(err.clone())));
                     }
                 }
             }
@@ -152,7 +161,7 @@ impl Remote {
             let mut w = lock(&self.waiting);
             for k in &keys {
                 if let Some(fs) = w.remove(k) {
-                    fs.iter().for_each(|f| f.resolve(Err(Error::Cancelled(k.clone()))));
+                    fs.iter().for_each(|(f, _)| f.resolve(Err(Error::Cancelled(k.clone()))));
                 }
             }
         }
@@ -170,7 +179,7 @@ impl Remote {
             rt.shutdown_background();
         }
         for (_, fs) in lock(&self.waiting).drain() {
-            fs.iter().for_each(|f| f.resolve(Err(Error::ClusterClosed)));
+            fs.iter().for_each(|(f, _)| f.resolve(Err(Error::ClusterClosed)));
         }
     }
 }
@@ -201,7 +210,28 @@ async fn read_updates(mut updates: tonic::Streaming<pb::KeyUpdates>, grpc: Grpc,
             let Some(key) = u.key.map(Key::from) else { continue };
             match KeyState::try_from(u.state).unwrap_or(KeyState::Unspecified) {
                 KeyState::Memory => {
-                    tokio::spawn(gather(grpc.clone(), id, key, waiting.clone()));
+                    // Futures that only hold the key resolve now; the value
+                    // is gathered only if some future wants it here.
+                    let wanted_here = {
+                        let mut w = lock(&waiting);
+                        let entry = w.get_mut(&key);
+                        let wanted_here = entry.as_ref().is_some_and(|fs| fs.iter().any(|(_, fetch)| *fetch));
+                        if let Some(fs) = entry {
+                            fs.retain(|(f, fetch)| {
+                                if !fetch {
+                                    f.resolve(Ok(Value::None));
+                                }
+                                *fetch
+                            });
+                            if fs.is_empty() {
+                                w.remove(&key);
+                            }
+                        }
+                        wanted_here
+                    };
+                    if wanted_here {
+                        tokio::spawn(gather(grpc.clone(), id, key, waiting.clone()));
+                    }
                 }
                 KeyState::Erred => {
                     let kind = match pb::ErrorKind::try_from(u.error_kind).unwrap_or(pb::ErrorKind::Unspecified) {
@@ -213,12 +243,12 @@ async fn read_updates(mut updates: tonic::Streaming<pb::KeyUpdates>, grpc: Grpc,
                     let origin = u.origin.map_or_else(|| key.clone(), Key::from);
                     let err = Error::Task(Arc::new(TaskError { key: origin, kind, message: u.error }));
                     if let Some(fs) = lock(&waiting).remove(&key) {
-                        fs.iter().for_each(|f| f.resolve(Err(err.clone())));
+                        fs.iter().for_each(|(f, _)| f.resolve(Err(err.clone())));
                     }
                 }
                 KeyState::Cancelled => {
                     if let Some(fs) = lock(&waiting).remove(&key) {
-                        fs.iter().for_each(|f| f.resolve(Err(Error::Cancelled(key.clone()))));
+                        fs.iter().for_each(|(f, _)| f.resolve(Err(Error::Cancelled(key.clone()))));
                     }
                 }
                 KeyState::Unspecified => {}
@@ -227,7 +257,7 @@ async fn read_updates(mut updates: tonic::Streaming<pb::KeyUpdates>, grpc: Grpc,
     }
     // The scheduler went away: nothing pending can finish.
     for (_, fs) in lock(&waiting).drain() {
-        fs.iter().for_each(|f| f.resolve(Err(Error::ClusterClosed)));
+        fs.iter().for_each(|(f, _)| f.resolve(Err(Error::ClusterClosed)));
     }
 }
 
@@ -260,6 +290,6 @@ async fn gather(mut grpc: Grpc, id: u64, key: Key, waiting: Waiting) {
 
 fn resolve(waiting: &Waiting, key: &Key, result: Result<Value>) {
     if let Some(fs) = lock(waiting).remove(key) {
-        fs.iter().for_each(|f| f.resolve(result.clone()));
+        fs.iter().for_each(|(f, _)| f.resolve(result.clone()));
     }
 }

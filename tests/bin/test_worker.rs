@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+// The allocator of the product's binary: freed memory goes back to the OS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // `ops::link()` below makes sure the ops are linked in.
 
 fn arg(args: &[String], flag: &str) -> Option<String> {

@@ -45,7 +45,15 @@ op! {
 op! {
     /// `n` bytes whose content depends on `seed`.
     pub fn block(seed: i64, n: i64) -> bytes::Bytes {
-        (0..n.max(0)).map(|i| ((i * 31 + seed) % 251) as u8).collect::<Vec<u8>>().into()
+        // Byte i is (31 i + seed) mod 251: a period of 251, copied in runs.
+        let period: Vec<u8> = (0..251).map(|i| ((i * 31 + seed) % 251) as u8).collect();
+        let n = n.max(0) as usize;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let take = (n - out.len()).min(period.len());
+            out.extend_from_slice(&period[..take]);
+        }
+        out.into()
     }
 }
 

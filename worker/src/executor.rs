@@ -106,6 +106,8 @@ struct Shared {
     reporter: Arc<dyn Reporter>,
     local_ops: Arc<LocalOpTable>,
     busy: AtomicUsize,
+    /// Set under memory pressure: threads finish their task but take no new one.
+    paused: AtomicBool,
     /// Set when the worker is killed: outcomes are no longer reported.
     dead: AtomicBool,
 }
@@ -140,6 +142,7 @@ impl Executor {
             reporter,
             local_ops,
             busy: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
             dead: AtomicBool::new(false),
         });
         let threads = (0..nthreads.max(1))
@@ -157,6 +160,18 @@ impl Executor {
 
     pub fn store(&self) -> &Arc<DataStore> {
         &self.shared.store
+    }
+
+    /// Stops (or resumes) starting new tasks; running ones finish.
+    pub fn set_paused(&self, paused: bool) {
+        let was = self.shared.paused.swap(paused, Ordering::SeqCst);
+        if was && !paused {
+            self.shared.available.notify_all();
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.shared.paused.load(Ordering::SeqCst)
     }
 
     /// Threads running a task right now.
@@ -254,6 +269,14 @@ fn run_thread(shared: &Shared) {
             loop {
                 if q.shutdown {
                     return;
+                }
+                if shared.paused.load(Ordering::SeqCst) {
+                    q = shared
+                        .available
+                        .wait_timeout(q, std::time::Duration::from_millis(50))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                    continue;
                 }
                 if let Some(Reverse((_, seq))) = q.heap.pop() {
                     if let Some(job) = q.jobs.remove(&seq) {

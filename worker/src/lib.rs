@@ -13,4 +13,4 @@ mod store;
 
 pub use executor::{Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
 pub use node::{WorkerConfig, WorkerError};
-pub use store::DataStore;
+pub use store::{DataStore, SpillConfig};

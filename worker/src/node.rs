@@ -28,7 +28,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tonic::transport::Endpoint;
 
 use crate::data::{DataClient, DataService};
-use crate::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
+use crate::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter, SpillConfig};
 
 /// Settings of `rask worker`.
 #[derive(Clone)]
@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// How long a graceful shutdown may take to hand data to peers.
     pub grace_period: Duration,
+    /// Where values spill under the memory limit (default: a fresh
+    /// directory under the system's temp dir, removed on exit).
+    pub local_directory: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -79,6 +82,7 @@ impl Default for WorkerConfig {
             token: None,
             heartbeat: Duration::from_secs(1),
             grace_period: Duration::from_secs(30),
+            local_directory: None,
         }
     }
 }
@@ -265,9 +269,10 @@ impl Node {
     fn refresh(&self) -> pb::Heartbeat {
         let managed = self.store.nbytes();
         let rss = rss_bytes().unwrap_or(0);
+        let spilled = self.store.spilled_bytes();
         let m = &self.metrics;
         m.managed.set(managed as i64);
-        m.spilled.set(0);
+        m.spilled.set(spilled as i64);
         m.unmanaged.set(rss.saturating_sub(managed) as i64);
         m.busy.set(self.exec.busy() as i64);
         m.tasks.with_label_values(&["executing"]).set(self.exec.busy() as i64);
@@ -283,7 +288,7 @@ impl Node {
         }
         pb::Heartbeat {
             memory_managed_bytes: managed,
-            memory_spilled_bytes: 0,
+            memory_spilled_bytes: spilled,
             threads_busy: self.exec.busy() as u32,
             memory_rss_bytes: rss,
             transfer_incoming_bytes_total: incoming,
@@ -329,7 +334,15 @@ pub async fn run(
     let contact = config.contact_host.clone().or_else(|| route_to(&url)).unwrap_or_else(|| "127.0.0.1".into());
 
     // Data service first: the scheduler hands our address to peers at once.
-    let store = Arc::new(DataStore::new());
+    let spill_dir = config.local_directory.clone().unwrap_or_else(|| {
+        static N: AtomicU64 = AtomicU64::new(0);
+        std::env::temp_dir().join(format!("rask-worker-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    });
+    let store = Arc::new(if config.memory_limit > 0 {
+        DataStore::with_spill(SpillConfig::new(config.memory_limit, spill_dir.join("spill")))?
+    } else {
+        DataStore::new()
+    });
     let data_listener = TcpListener::bind((config.listen_host.as_str(), config.data_port)).await?;
     let data_port = data_listener.local_addr()?.port();
     let data_address = format!("http://{contact}:{data_port}");
@@ -456,6 +469,8 @@ pub async fn run(
         })
     };
 
+    let monitor = (config.memory_limit > 0).then(|| tokio::spawn(memory_monitor(node.clone(), name.clone())));
+
     let mut shutdown = std::pin::pin!(shutdown);
     let mut retiring: Option<tokio::time::Instant> = None;
     let result = loop {
@@ -483,6 +498,9 @@ pub async fn run(
         }
     };
     heartbeat.abort();
+    if let Some(m) = monitor {
+        m.abort();
+    }
     batcher.abort();
     http_task.abort();
     data_task.abort();
@@ -490,7 +508,42 @@ pub async fn run(
         let exec = node.exec;
         let _ = tokio::task::spawn_blocking(move || exec.shutdown()).await;
     }
+    if config.local_directory.is_none() {
+        let _ = std::fs::remove_dir_all(&spill_dir);
+    }
     result
+}
+
+/// Dask's memory monitor: every 100 ms, compare the process's resident
+/// memory with the limit; above `spill`, move values to disk; above
+/// `pause`, stop starting tasks until memory is back under it. Pausing
+/// only while there is something left to spill, so memory held outside the
+/// store can never pause a worker for good.
+async fn memory_monitor(node: Arc<Node>, name: String) {
+    let Some(cfg) = node.store.spill_config().cloned() else { return };
+    let limit = cfg.limit as f64;
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let Some(rss) = rss_bytes() else { return };
+        node.store.set_unmanaged(rss.saturating_sub(node.store.nbytes()));
+        let rss = rss as f64;
+        if rss > cfg.spill * limit && node.store.nbytes() > 0 {
+            let want = (rss - cfg.target * limit).max(0.0) as u64;
+            let store = node.store.clone();
+            let moved = tokio::task::spawn_blocking(move || store.spill_bytes(want)).await.unwrap_or(0);
+            tracing::debug!(worker = %name, rss, moved, "over the spill threshold: spilled");
+        }
+        let pause = rss > cfg.pause * limit && node.store.nbytes() > 0;
+        if pause != node.exec.paused() {
+            if pause {
+                tracing::warn!(worker = %name, rss_bytes = rss, limit = cfg.limit, "memory above 80% of the limit: pausing new tasks");
+            } else {
+                tracing::info!(worker = %name, "memory back under the pause threshold: resuming");
+            }
+            node.exec.set_paused(pause);
+        }
+    }
 }
 
 /// Carries out one batch from the scheduler. True when the worker may leave.

@@ -1,15 +1,81 @@
-//! Results held by one worker, with their total size in bytes.
+//! Results held by one worker, with their size in bytes, and spilling to
+//! disk under a memory limit.
+//!
+//! With a limit, the store follows Dask's thresholds: when the values held
+//! in memory pass `target` (60 %) of the limit, the least recently used ones
+//! are written to the spill directory until they are back under it; the
+//! worker's memory monitor also spills when the whole process passes
+//! `spill` (70 %), and pauses new tasks above `pause` (80 %). A spilled value
+//! comes back transparently the next time it is read.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rask_core::{Key, Value};
 use rustc_hash::FxHashMap;
 
-#[derive(Debug, Default)]
+/// Memory thresholds as fractions of `limit`, with Dask's defaults.
+#[derive(Clone, Debug)]
+pub struct SpillConfig {
+    pub limit: u64,
+    pub dir: PathBuf,
+    pub target: f64,
+    pub spill: f64,
+    pub pause: f64,
+}
+
+impl SpillConfig {
+    pub fn new(limit: u64, dir: PathBuf) -> Self {
+        Self { limit, dir, target: 0.6, spill: 0.7, pause: 0.8 }
+    }
+
+    fn target_bytes(&self) -> u64 {
+        (self.limit as f64 * self.target) as u64
+    }
+}
+
+struct InMemory {
+    value: Value,
+    nbytes: u64,
+    tick: u64,
+}
+
+struct OnDisk {
+    path: PathBuf,
+    nbytes: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    memory: FxHashMap<Key, InMemory>,
+    disk: FxHashMap<Key, OnDisk>,
+    /// Least recently used first.
+    lru: BTreeMap<u64, Key>,
+    tick: u64,
+    files: u64,
+}
+
+#[derive(Default)]
 pub struct DataStore {
-    data: Mutex<FxHashMap<Key, Value>>,
+    inner: Mutex<Inner>,
     nbytes: AtomicU64,
+    spilled: AtomicU64,
+    spilled_total: AtomicU64,
+    /// Process memory not held as values, as last measured by the monitor.
+    unmanaged: AtomicU64,
+    spill: Option<SpillConfig>,
+}
+
+impl std::fmt::Debug for DataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStore")
+            .field("memory_bytes", &self.nbytes())
+            .field("spilled_bytes", &self.spilled_bytes())
+            .field("spill", &self.spill)
+            .finish()
+    }
 }
 
 impl DataStore {
@@ -17,53 +83,203 @@ impl DataStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<Key, Value>> {
-        // A panic while holding this lock cannot leave the map half-updated
-        // (every critical section is a single map operation), so a poisoned
-        // lock is safe to keep using.
-        self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A store that spills to `config.dir` (created if missing).
+    pub fn with_spill(config: SpillConfig) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.dir)?;
+        Ok(Self {
+            inner: Mutex::default(),
+            nbytes: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+            spilled_total: AtomicU64::new(0),
+            unmanaged: AtomicU64::new(0),
+            spill: Some(config),
+        })
     }
 
+    pub fn spill_config(&self) -> Option<&SpillConfig> {
+        self.spill.as_ref()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every critical section leaves the maps consistent before it can
+        // fail, so a poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value of `key`, read back from disk if it was spilled.
     pub fn get(&self, key: &Key) -> Option<Value> {
-        self.lock().get(key).cloned()
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(entry) = inner.memory.get_mut(key) {
+            let old = std::mem::replace(&mut entry.tick, tick);
+            let value = entry.value.clone();
+            inner.lru.remove(&old);
+            inner.lru.insert(tick, key.clone());
+            return Some(value);
+        }
+        let disk = inner.disk.remove(key)?;
+        let value = match std::fs::read(&disk.path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| rask_proto::decode_value(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(key = %key, path = %disk.path.display(), error = %e, "cannot read a spilled value back");
+                inner.disk.insert(key.clone(), disk);
+                return None;
+            }
+        };
+        let _ = std::fs::remove_file(&disk.path);
+        self.spilled.fetch_sub(disk.nbytes, Ordering::Relaxed);
+        self.nbytes.fetch_add(disk.nbytes, Ordering::Relaxed);
+        inner.memory.insert(key.clone(), InMemory { value: value.clone(), nbytes: disk.nbytes, tick });
+        inner.lru.insert(tick, key.clone());
+        self.spill_to_target(&mut inner, Some(key));
+        Some(value)
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.lock().contains_key(key)
+        let inner = self.lock();
+        inner.memory.contains_key(key) || inner.disk.contains_key(key)
     }
 
     /// Stores a value and returns its size.
     pub fn insert(&self, key: Key, value: Value) -> u64 {
         let size = value.nbytes() as u64;
-        if let Some(old) = self.lock().insert(key, value) {
-            self.nbytes.fetch_sub(old.nbytes() as u64, Ordering::Relaxed);
-        }
+        let mut inner = self.lock();
+        self.remove_locked(&mut inner, &key);
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.memory.insert(key.clone(), InMemory { value, nbytes: size, tick });
+        inner.lru.insert(tick, key.clone());
         self.nbytes.fetch_add(size, Ordering::Relaxed);
+        self.spill_to_target(&mut inner, Some(&key));
         size
     }
 
-    pub fn remove(&self, key: &Key) -> Option<Value> {
-        let old = self.lock().remove(key);
-        if let Some(v) = &old {
-            self.nbytes.fetch_sub(v.nbytes() as u64, Ordering::Relaxed);
+    fn remove_locked(&self, inner: &mut Inner, key: &Key) -> Option<Value> {
+        if let Some(old) = inner.memory.remove(key) {
+            inner.lru.remove(&old.tick);
+            self.nbytes.fetch_sub(old.nbytes, Ordering::Relaxed);
+            return Some(old.value);
         }
-        old
+        if let Some(d) = inner.disk.remove(key) {
+            let _ = std::fs::remove_file(&d.path);
+            self.spilled.fetch_sub(d.nbytes, Ordering::Relaxed);
+            // The caller wanted it gone, not read: no need to decode it.
+            return Some(Value::None);
+        }
+        None
     }
 
+    pub fn remove(&self, key: &Key) -> Option<Value> {
+        let mut inner = self.lock();
+        self.remove_locked(&mut inner, key)
+    }
+
+    /// Records how much of the process's memory is not values (runtime,
+    /// buffers, the allocator's reserve), so that values are spilled to keep
+    /// the whole process, not only the values, under the target.
+    pub fn set_unmanaged(&self, bytes: u64) {
+        self.unmanaged.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Spills least recently used values until the values plus the
+    /// unmanaged memory are under `target`.
+    fn spill_to_target(&self, inner: &mut Inner, keep: Option<&Key>) {
+        let Some(cfg) = &self.spill else { return };
+        let target = cfg.target_bytes().saturating_sub(self.unmanaged.load(Ordering::Relaxed));
+        while self.nbytes.load(Ordering::Relaxed) > target {
+            if !self.spill_one(inner, keep) {
+                break;
+            }
+        }
+    }
+
+    /// Spills until `bytes` more are on disk (the memory monitor's call when
+    /// the process as a whole is over the spill threshold). Returns what moved.
+    pub fn spill_bytes(&self, bytes: u64) -> u64 {
+        let mut inner = self.lock();
+        let start = self.nbytes.load(Ordering::Relaxed);
+        while start.saturating_sub(self.nbytes.load(Ordering::Relaxed)) < bytes {
+            if !self.spill_one(&mut inner, None) {
+                break;
+            }
+        }
+        start.saturating_sub(self.nbytes.load(Ordering::Relaxed))
+    }
+
+    /// Writes the least recently used value (other than `keep`) to disk.
+    fn spill_one(&self, inner: &mut Inner, keep: Option<&Key>) -> bool {
+        let Some(cfg) = &self.spill else { return false };
+        let victim = inner.lru.iter().map(|(t, k)| (*t, k.clone())).find(|(_, k)| Some(k) != keep);
+        let Some((tick, key)) = victim else { return false };
+        let Some(entry) = inner.memory.get(&key) else {
+            inner.lru.remove(&tick);
+            return true;
+        };
+        inner.files += 1;
+        let path = cfg.dir.join(format!("{}.bin", inner.files));
+        // Streamed to the file: spilling must not need a second copy of the
+        // value in memory, which is short by definition.
+        let written = std::fs::File::create(&path).map_err(|e| e.to_string()).and_then(|f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            postcard::to_io(&entry.value, &mut w).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut w).map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
+            // A full disk must not lose data: the value stays in memory.
+            tracing::error!(key = %key, path = %path.display(), error = %e, "cannot spill to disk");
+            return false;
+        }
+        let nbytes = entry.nbytes;
+        inner.memory.remove(&key);
+        inner.lru.remove(&tick);
+        inner.disk.insert(key, OnDisk { path, nbytes });
+        self.nbytes.fetch_sub(nbytes, Ordering::Relaxed);
+        self.spilled.fetch_add(nbytes, Ordering::Relaxed);
+        self.spilled_total.fetch_add(nbytes, Ordering::Relaxed);
+        true
+    }
+
+    /// Keys held, in memory or spilled.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let inner = self.lock();
+        inner.memory.len() + inner.disk.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Bytes of values held in memory.
     pub fn nbytes(&self) -> u64 {
         self.nbytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of values on disk.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spilled.load(Ordering::Relaxed)
+    }
+
+    /// Bytes ever written to disk.
+    pub fn spilled_bytes_total(&self) -> u64 {
+        self.spilled_total.load(Ordering::Relaxed)
+    }
+
     pub fn keys(&self) -> Vec<Key> {
-        self.lock().keys().cloned().collect()
+        let inner = self.lock();
+        inner.memory.keys().chain(inner.disk.keys()).cloned().collect()
+    }
+}
+
+impl Drop for DataStore {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, d) in inner.disk.drain() {
+            let _ = std::fs::remove_file(&d.path);
+        }
     }
 }
 
@@ -81,5 +297,51 @@ mod tests {
         s.remove(&"a".into());
         assert_eq!(s.nbytes(), 0);
         assert!(s.is_empty());
+    }
+
+    fn blob(n: usize, fill: u8) -> Value {
+        Value::Bytes(vec![fill; n].into())
+    }
+
+    #[test]
+    fn spills_least_recently_used_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("rask-spill-test-{}", std::process::id()));
+        let s = DataStore::with_spill(SpillConfig::new(10_000, dir.clone())).unwrap();
+        // Target is 6,000 bytes: the fourth 2,000-byte value pushes the oldest out.
+        for i in 0..4u8 {
+            s.insert(Key::new(format!("k{i}")), blob(2000, i));
+        }
+        assert!(s.nbytes() <= 6000, "{}", s.nbytes());
+        assert!(s.spilled_bytes() >= 2000);
+        // Touch k1 so k2 is older; reading k0 back spills the least recent.
+        assert_eq!(s.get(&"k1".into()), Some(blob(2000, 1)));
+        assert_eq!(s.get(&"k0".into()), Some(blob(2000, 0)));
+        assert!(s.nbytes() <= 6000);
+        for i in 0..4u8 {
+            assert_eq!(s.get(&Key::new(format!("k{i}"))), Some(blob(2000, i)), "k{i}");
+        }
+        assert_eq!(s.len(), 4);
+        // Removing spilled keys removes their files.
+        for k in s.keys() {
+            s.remove(&k);
+        }
+        assert_eq!((s.nbytes(), s.spilled_bytes()), (0, 0));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn spill_bytes_moves_what_the_monitor_asks() {
+        let dir = std::env::temp_dir().join(format!("rask-spill-test2-{}", std::process::id()));
+        let s = DataStore::with_spill(SpillConfig::new(1 << 30, dir.clone())).unwrap();
+        for i in 0..10u8 {
+            s.insert(Key::new(format!("k{i}")), blob(1000, i));
+        }
+        assert_eq!(s.spilled_bytes(), 0);
+        let moved = s.spill_bytes(3500);
+        assert!(moved >= 3500, "{moved}");
+        assert_eq!(s.get(&"k0".into()), Some(blob(1000, 0)));
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -331,6 +331,8 @@ impl Core {
             }
             CoreMsg::Retire { which, reply } => self.retire(which, reply),
             CoreMsg::Status { since, reply } => {
+                // Idleness as of this message, not as of the last round.
+                self.track_idle();
                 self.update_metrics();
                 let _ = reply.send(self.status(since));
             }
