@@ -4,6 +4,7 @@ this machine and prints a comparison table. Usage:
 
     python3 bench/run.py tasks      # tiny tasks + tree reduction
     python3 bench/run.py images     # gaussian_filter(sigma=2).mean(): rask vs dask-image vs scipy
+    python3 bench/run.py distributed  # tiny tasks on 2 worker processes: rask vs dask.distributed
 
 Installs dask[distributed] from PyPI into a cached virtualenv on first use.
 """
@@ -37,7 +38,9 @@ def lines(cmd, env=None):
 
 def rask(*args):
     env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "rask-bench"], check=True, cwd=ROOT, env=env)
+    # rask-cli too: the distributed benchmarks start `rask scheduler` and `rask worker`.
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "rask-bench", "-p", "rask-cli"],
+                   check=True, cwd=ROOT, env=env)
     return lines([f"{TARGET}/release/rask-bench", *args])
 
 
@@ -143,5 +146,37 @@ def simulate():
             print(json.dumps(r))
 
 
+DASK_DISTRIBUTED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import dask_tasks
+from dask.distributed import Client, LocalCluster
 if __name__ == "__main__":
-    {"tasks": tasks, "arrays": arrays, "frames": frames, "simulate": simulate, "images": images}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        dask_tasks.run("dask-distributed", int(sys.argv[2]), 2, 2, 1, client)
+"""
+
+
+def distributed():
+    """Tiny tasks on a real cluster: a scheduler and 2 worker processes with
+    one thread each, rask (100,000 leaves) against dask.distributed (10,000
+    leaves: at its rate, 100,000 would take minutes); the rate is what counts."""
+    rows = rask("distributed-tasks", "--n", "100000", "--workers", "2", "--threads", "1", "--repeat", "3")
+    script = CACHE / "dask_distributed_tasks.py"
+    script.write_text(DASK_DISTRIBUTED)
+    rows += lines([python(), str(script), str(ROOT / "bench"), "10000"])
+    base = best(rows, "rask-distributed")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"{'engine':<18} {'tasks':>8} {'compute s':>10} {'tasks/s':>10} {'us/task':>8} {'rask x':>7}")
+    for engine in ["rask-distributed", "dask-distributed"]:
+        r = best(rows, engine)
+        if r is None:
+            continue
+        ratio = base["tasks_per_second"] / r["tasks_per_second"]
+        print(f"{engine:<18} {r['tasks']:>8} {r['compute_seconds']:>10.3f} {r['tasks_per_second']:>10.0f} "
+              f"{r['microseconds_per_task']:>8.2f} {ratio:>7.1f}")
+
+
+if __name__ == "__main__":
+    {"tasks": tasks, "arrays": arrays, "frames": frames, "simulate": simulate, "images": images,
+     "distributed": distributed}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()

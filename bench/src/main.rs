@@ -93,6 +93,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// The tiny-tasks graph on a real cluster: a `rask scheduler` and
+    /// `workers` `rask worker` processes on loopback, built-in ops only.
+    DistributedTasks {
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// `randint(0, 100, shape).mean()` with automatic chunks.
     ArrayMean {
         #[arg(long, value_delimiter = ',', default_value = "10000,1000,100")]
@@ -176,6 +188,114 @@ fn tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Res
             })
         );
     }
+    Ok(())
+}
+
+/// The tiny-tasks graph with the built-in `rask.add` op, which every worker
+/// binary has: `i + 1` leaves and a binary tree of sums.
+fn build_builtin(n: usize) -> Delayed<i64> {
+    use rask::ArgPart;
+    use rask_core::Value;
+    use rask_core::ops::builtin::ADD;
+    let lit = |v: i64| ArgPart::literal(Value::Int(v));
+    let mut level: Vec<Delayed<i64>> =
+        (0..n as i64).map(|i| Delayed::from_call(ADD, "inc", vec![lit(i), lit(1)])).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    Delayed::from_call(ADD, "add", vec![ArgPart::of(&p[0]), ArgPart::of(&p[1])])
+                } else {
+                    p[0].clone()
+                }
+            })
+            .collect();
+    }
+    level.pop().unwrap_or_else(|| Delayed::value(0))
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `rask <args>` (the binary beside this one) and returns it with
+/// the first stdout line containing `needle`.
+fn spawn_rask(args: &[&str], needle: &str) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("rask");
+    anyhow::ensure!(bin.exists(), "{} is missing: cargo build --release -p rask-cli", bin.display());
+    let mut child = std::process::Command::new(&bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let child = Child(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().ok_or_else(|| anyhow::anyhow!("rask {args:?} exited"))??;
+        if line.contains(needle) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok((child, line));
+        }
+    }
+}
+
+fn distributed_tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Result<()> {
+    let (_scheduler, line) =
+        spawn_rask(&["scheduler", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"], "rask scheduler at")?;
+    let address = line.rsplit(' ').next().unwrap_or_default().to_string();
+    let nthreads = threads.to_string();
+    let mut procs = Vec::new();
+    for i in 0..workers {
+        let name = format!("bench-{i}");
+        let args = [
+            "worker",
+            &address,
+            "--nthreads",
+            &nthreads,
+            "--name",
+            &name,
+            "--memory-limit",
+            "0",
+            "--listen-host",
+            "127.0.0.1",
+            "--contact-host",
+            "127.0.0.1",
+        ];
+        procs.push(spawn_rask(&args, "rask worker")?.0);
+    }
+    let client = Client::connect(&address)?;
+    let expected: i64 = (1..=n as i64).sum();
+    for run in 0..repeat {
+        let t0 = Instant::now();
+        let graph = build_builtin(n);
+        let build_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let value = client.compute(&graph).result()?;
+        let compute_s = t1.elapsed().as_secs_f64();
+        anyhow::ensure!(value == expected, "wrong result {value}, expected {expected}");
+        let ntasks = 2 * n - 1;
+        println!(
+            "{}",
+            json!({
+                "bench": "tiny-tasks", "engine": "rask-distributed", "run": run, "n": n, "tasks": ntasks,
+                "workers": workers, "threads": threads, "build_seconds": build_s, "compute_seconds": compute_s,
+                "tasks_per_second": ntasks as f64 / compute_s,
+                "microseconds_per_task": compute_s * 1e6 / ntasks as f64,
+            })
+        );
+    }
+    drop(procs);
     Ok(())
 }
 
@@ -412,6 +532,7 @@ fn main() -> anyhow::Result<()> {
         Command::ArrayMean { shape, threads } => array_mean(&shape, threads),
         Command::ArraySum { n, threads } => array_sum(n, threads),
         Command::Tasks { n, workers, threads, repeat } => tasks(n, workers, threads, repeat),
+        Command::DistributedTasks { n, workers, threads, repeat } => distributed_tasks(n, workers, threads, repeat),
         Command::Simulate { tasks, workers, threads } => simulate_bench(tasks, workers, threads),
     }
 }

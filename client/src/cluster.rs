@@ -367,7 +367,7 @@ impl Driver {
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Execute { worker, task, priority, who_has } => {
-                    batches.entry(worker).or_default().push(Job { task, priority, who_has });
+                    batches.entry(worker).or_default().push(Job { task, priority, who_has, fetched: Vec::new() });
                 }
                 Command::Release { worker, key } => {
                     if let Some(exec) = self.workers.get(&worker) {

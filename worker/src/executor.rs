@@ -26,6 +26,9 @@ pub struct Job {
     pub task: Arc<Task>,
     pub priority: Priority,
     pub who_has: Vec<(Key, Vec<WorkerId>)>,
+    /// Inputs fetched ahead of time (a remote worker gathers them from its
+    /// peers before queuing the job, so threads never wait on the network).
+    pub fetched: Vec<(Key, Value)>,
 }
 
 /// What running a job led to.
@@ -93,6 +96,8 @@ impl LocalOpTable {
 struct Queue {
     heap: BinaryHeap<Reverse<(Priority, u64)>>,
     jobs: FxHashMap<u64, Job>,
+    /// The queued job of each key: releases and steals find it without a scan.
+    by_key: FxHashMap<Key, u64>,
     seq: u64,
     shutdown: bool,
 }
@@ -197,6 +202,7 @@ impl Executor {
                 q.seq += 1;
                 let seq = q.seq;
                 q.heap.push(Reverse((job.priority, seq)));
+                q.by_key.insert(job.task.key.clone(), seq);
                 q.jobs.insert(seq, job);
                 n += 1;
             }
@@ -211,7 +217,7 @@ impl Executor {
     /// Takes back a job that has not started. False if it is running or done.
     pub fn steal(&self, key: &Key) -> bool {
         let mut q = self.lock();
-        let found = q.jobs.iter().find(|(_, j)| &j.task.key == key).map(|(seq, _)| *seq);
+        let found = q.by_key.remove(key);
         found.is_some_and(|seq| q.jobs.remove(&seq).is_some())
     }
 
@@ -242,6 +248,7 @@ impl Executor {
         let mut q = self.lock();
         q.shutdown = true;
         q.jobs.clear();
+        q.by_key.clear();
         q.heap.clear();
         drop(q);
         self.shared.available.notify_all();
@@ -280,6 +287,9 @@ fn run_thread(shared: &Shared) {
                 }
                 if let Some(Reverse((_, seq))) = q.heap.pop() {
                     if let Some(job) = q.jobs.remove(&seq) {
+                        if q.by_key.get(&job.task.key) == Some(&seq) {
+                            q.by_key.remove(&job.task.key);
+                        }
                         break job;
                     }
                     continue; // stolen or cancelled
@@ -302,7 +312,13 @@ fn run_job(shared: &Shared, job: &Job) -> Outcome {
     // Tasks have few inputs: a vector beats a map here.
     let mut inputs: Vec<(&Key, Value)> = Vec::with_capacity(job.who_has.len());
     for (dep, holders) in &job.who_has {
-        let value = shared.store.get(dep).or_else(|| shared.inputs.fetch(dep, holders));
+        let value = job
+            .fetched
+            .iter()
+            .find(|(k, _)| k == dep)
+            .map(|(_, v)| v.clone())
+            .or_else(|| shared.store.get(dep))
+            .or_else(|| shared.inputs.fetch(dep, holders));
         match value {
             Some(v) => inputs.push((dep, v)),
             None => return Outcome::Missing { key, missing: dep.clone() },
@@ -374,6 +390,7 @@ mod tests {
             task: Arc::new(Task::new(key.into(), op, Params::default(), args)),
             priority: Priority::default(),
             who_has,
+            fetched: Vec::new(),
         }
     }
 

@@ -147,6 +147,46 @@ impl PeerInputs {
         Some(client)
     }
 
+    /// The address of the first holder this worker knows.
+    fn address_of(&self, holders: &[WorkerId]) -> Option<String> {
+        let map = self.addresses.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        holders.iter().find_map(|h| map.get(h).cloned())
+    }
+
+    /// Fetches several keys from one peer in one request; what fails is
+    /// left out (the executor retries it, key by key).
+    async fn fetch_many(&self, address: &str, keys: &[Key]) -> Vec<(Key, Value)> {
+        let cached = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(address).cloned();
+        let mut client = match cached {
+            Some(c) => c,
+            None => match DataClient::connect(address, self.limit).await {
+                Ok(c) => {
+                    self.clients
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(address.to_string(), c.clone());
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(peer = address, error = %e, "cannot reach peer");
+                    return Vec::new();
+                }
+            },
+        };
+        match client.fetch(keys).await {
+            Ok(values) => {
+                let bytes: u64 = values.iter().map(|(_, v)| v.nbytes() as u64).sum();
+                self.counters.incoming.fetch_add(bytes, Ordering::Relaxed);
+                self.counters.fetches.fetch_add(values.len() as u64, Ordering::Relaxed);
+                values
+            }
+            Err(e) => {
+                tracing::debug!(peer = address, keys = keys.len(), error = %e, "batched fetch failed");
+                Vec::new()
+            }
+        }
+    }
+
     fn forget(&self, address: &str) {
         self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(address);
     }
@@ -548,7 +588,7 @@ async fn memory_monitor(node: Arc<Node>, name: String) {
 
 /// Carries out one batch from the scheduler. True when the worker may leave.
 fn handle_batch(
-    node: &Node,
+    node: &Arc<Node>,
     peers: &Arc<PeerInputs>,
     out: &mpsc::UnboundedSender<pb::WorkerMessage>,
     messages: Vec<pb::SchedulerMessage>,
@@ -585,6 +625,7 @@ fn handle_batch(
                     task: Arc::new(task),
                     priority: Priority { generation: e.priority_generation, order: e.priority_order },
                     who_has,
+                    fetched: Vec::new(),
                 });
             }
             Some(Kind::Release(keys)) => {
@@ -622,16 +663,69 @@ fn handle_batch(
                 });
             }
             Some(Kind::MayLeave(_)) => {
-                if !jobs.is_empty() {
-                    node.exec.submit(jobs);
-                }
+                dispatch(node, peers, jobs);
                 return true;
             }
             Some(Kind::Welcome(_)) | None => {}
         }
     }
-    if !jobs.is_empty() {
-        node.exec.submit(jobs);
-    }
+    dispatch(node, peers, jobs);
     false
+}
+
+/// Queues jobs whose inputs are all here at once; for the others, fetches
+/// the missing inputs first — one request per peer for the whole batch,
+/// concurrently — so that no executor thread waits on the network.
+fn dispatch(node: &Arc<Node>, peers: &Arc<PeerInputs>, jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let (ready, waiting): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| j.who_has.iter().all(|(k, _)| node.store.contains(k)));
+    if !ready.is_empty() {
+        node.exec.submit(ready);
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    let mut by_peer: FxHashMap<String, Vec<Key>> = FxHashMap::default();
+    for j in &waiting {
+        for (k, holders) in &j.who_has {
+            if !node.store.contains(k)
+                && let Some(address) = peers.address_of(holders)
+            {
+                let keys = by_peer.entry(address).or_default();
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+    let node = node.clone();
+    let peers = peers.clone();
+    tokio::spawn(async move {
+        let fetches: Vec<_> = by_peer
+            .into_iter()
+            .map(|(address, keys)| {
+                let peers = peers.clone();
+                tokio::spawn(async move { peers.fetch_many(&address, &keys).await })
+            })
+            .collect();
+        let mut got: FxHashMap<Key, Value> = FxHashMap::default();
+        for f in fetches {
+            if let Ok(values) = f.await {
+                got.extend(values);
+            }
+        }
+        // Whatever could not be fetched here, the executor tries again per
+        // key and reports as missing if it is really gone.
+        let jobs: Vec<Job> = waiting
+            .into_iter()
+            .map(|mut j| {
+                j.fetched = j.who_has.iter().filter_map(|(k, _)| got.get(k).map(|v| (k.clone(), v.clone()))).collect();
+                j
+            })
+            .collect();
+        node.exec.submit(jobs);
+    });
 }

@@ -109,6 +109,10 @@ impl DataStore {
     /// The value of `key`, read back from disk if it was spilled.
     pub fn get(&self, key: &Key) -> Option<Value> {
         let mut inner = self.lock();
+        if self.spill.is_none() {
+            // Without a limit there is no eviction order to keep.
+            return inner.memory.get(key).map(|e| e.value.clone());
+        }
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(entry) = inner.memory.get_mut(key) {
@@ -151,9 +155,13 @@ impl DataStore {
         self.remove_locked(&mut inner, &key);
         inner.tick += 1;
         let tick = inner.tick;
+        self.nbytes.fetch_add(size, Ordering::Relaxed);
+        if self.spill.is_none() {
+            inner.memory.insert(key, InMemory { value, nbytes: size, tick });
+            return size;
+        }
         inner.memory.insert(key.clone(), InMemory { value, nbytes: size, tick });
         inner.lru.insert(tick, key.clone());
-        self.nbytes.fetch_add(size, Ordering::Relaxed);
         self.spill_to_target(&mut inner, Some(&key));
         size
     }

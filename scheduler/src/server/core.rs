@@ -113,8 +113,6 @@ pub(crate) struct GroupView {
 /// One task execution, for the dashboard's task stream.
 #[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct StreamEntry {
-    #[serde(skip)]
-    pub seq: u64,
     pub key: String,
     pub group: String,
     pub worker: String,
@@ -151,8 +149,19 @@ pub(crate) struct StatusView {
     pub idle_since: Option<f64>,
 }
 
+/// One execution as recorded on the hot path: no strings built per task.
+struct Exec {
+    seq: u64,
+    key: Key,
+    worker: Arc<str>,
+    thread: usize,
+    start: f64,
+    stop: f64,
+    status: &'static str,
+}
+
 struct WorkerConn {
-    name: String,
+    name: Arc<str>,
     address: String,
     tx: ToWorker,
     heartbeat: pb::Heartbeat,
@@ -185,7 +194,10 @@ pub(crate) struct Core {
     next_worker: u64,
     next_client: u64,
     metrics: Arc<Metrics>,
-    stream: VecDeque<StreamEntry>,
+    stream: VecDeque<Exec>,
+    /// Duration histograms by task prefix, so finishing a task does not
+    /// hash label values.
+    durations: FxHashMap<Box<str>, prometheus::Histogram>,
     stream_seq: u64,
     retiring: Vec<PendingRetire>,
     idle_since: Option<f64>,
@@ -228,6 +240,7 @@ impl Core {
             next_client: 1,
             metrics,
             stream: VecDeque::new(),
+            durations: FxHashMap::default(),
             stream_seq: 0,
             retiring: Vec::new(),
             idle_since: Some(now()),
@@ -358,7 +371,7 @@ impl Core {
         self.workers.insert(
             id,
             WorkerConn {
-                name: name.clone(),
+                name: Arc::from(name.as_str()),
                 address: reg.data_address,
                 tx,
                 heartbeat: pb::Heartbeat::default(),
@@ -390,7 +403,14 @@ impl Core {
                 let Some(key) = key_of(f.key) else { return };
                 let duration = if f.duration_seconds.is_finite() { f.duration_seconds.max(0.0) } else { 0.0 };
                 self.record(worker, &key, duration, "ok");
-                self.metrics.task_duration(key.prefix(), duration);
+                let prefix = key.prefix();
+                if let Some(h) = self.durations.get(prefix) {
+                    h.observe(duration);
+                } else {
+                    let h = self.metrics.durations.with_label_values(&[prefix]);
+                    h.observe(duration);
+                    self.durations.insert(prefix.into(), h);
+                }
                 Event::TaskFinished { worker, key, nbytes: f.nbytes, duration }
             }
             Kind::Erred(e) => {
@@ -450,10 +470,9 @@ impl Core {
             *l = stop;
         }
         self.stream_seq += 1;
-        self.stream.push_back(StreamEntry {
+        self.stream.push_back(Exec {
             seq: self.stream_seq,
-            key: key.to_string(),
-            group: key.prefix().to_string(),
+            key: key.clone(),
             worker: conn.name.clone(),
             thread: lane,
             start,
@@ -734,8 +753,20 @@ impl Core {
             .collect();
         // Only the dashboard's window: a new page does not get the whole buffer.
         let horizon = now() - 20.0;
-        let stream: Vec<StreamEntry> =
-            self.stream.iter().filter(|e| e.seq > since && e.stop > horizon).cloned().collect();
+        let stream: Vec<StreamEntry> = self
+            .stream
+            .iter()
+            .filter(|e| e.seq > since && e.stop > horizon)
+            .map(|e| StreamEntry {
+                key: e.key.to_string(),
+                group: e.key.prefix().to_string(),
+                worker: e.worker.to_string(),
+                thread: e.thread,
+                start: e.start,
+                stop: e.stop,
+                status: e.status,
+            })
+            .collect();
         StatusView {
             time: now(),
             totals: Totals {

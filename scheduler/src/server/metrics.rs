@@ -81,10 +81,6 @@ impl Metrics {
         })
     }
 
-    pub(crate) fn task_duration(&self, prefix: &str, seconds: f64) {
-        self.durations.with_label_values(&[prefix]).observe(seconds);
-    }
-
     /// Moves a counter up to a total kept elsewhere (counters never go down).
     pub(crate) fn set_counter(&self, c: &IntCounter, total: u64) {
         let now = c.get();

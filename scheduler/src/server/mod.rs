@@ -63,7 +63,9 @@ impl Default for ServerConfig {
             port: 8786,
             http_port: 8787,
             token: None,
-            scheduler: SchedulerConfig::default(),
+            // Messages to workers cross a network: keep more tiny root tasks
+            // buffered on each worker than in-process (50 ms of work per thread).
+            scheduler: SchedulerConfig { root_buffer_seconds: 0.05, ..SchedulerConfig::default() },
             target_duration: 5.0,
             heartbeat_timeout: Duration::from_secs(30),
         }
