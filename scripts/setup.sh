@@ -19,8 +19,9 @@ apt_install() {
 }
 
 # Graphviz draws task graphs; protoc compiles proto/ for the gRPC crate;
-# headless Chromium loads the dashboard in its test.
-apt_install graphviz protobuf-compiler chromium
+# headless Chromium loads the dashboard in its test; Prometheus's promtool
+# checks the metrics exposition.
+apt_install graphviz protobuf-compiler chromium prometheus
 
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.

@@ -245,12 +245,30 @@ fn http_api_and_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    promtool_check(&metrics);
     // The dashboard page and its data.
     let (status, page) = s.get("/status");
     assert_eq!(status, 200);
     assert!(page.contains("task-stream"));
     let st = s.json("/status.json");
     assert!(st["groups"].as_array().unwrap().iter().any(|g| g["name"] == "slow_inc" && g["done"] == 400), "{st}");
+}
+
+/// `promtool check metrics` (Prometheus's own linter, installed by the
+/// test set-up) accepts the exposition: names, units, types and help.
+fn promtool_check(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup.sh installs it)");
+    child.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("write metrics");
+    let out = child.wait_with_output().expect("promtool runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{metrics}");
 }
 
 #[test]
@@ -279,6 +297,7 @@ fn worker_metrics_and_health() {
     for name in ["rask_worker_threads 1", "rask_worker_threads_busy", "rask_worker_transfer_incoming_bytes_total"] {
         assert!(m.contains(name), "{name} missing:\n{m}");
     }
+    promtool_check(&m);
 }
 
 #[test]
@@ -387,4 +406,33 @@ fn spilling_keeps_a_worker_under_its_memory_limit() {
     let peak = peak_rss(w.pid());
     eprintln!("worker peak RSS: {peak} bytes, limit {limit} ({:?})", started.elapsed());
     assert!(peak > 0 && peak < limit, "peak RSS {peak} bytes is over the {limit}-byte limit");
+}
+
+#[test]
+fn sigterm_retires_a_worker_without_losing_its_data() {
+    let (s, mut workers) = cluster(2, 1);
+    let client = Client::connect(&s.address).expect("connect");
+    let n = 100_000;
+    let blocks: Vec<Delayed<bytes::Bytes>> = (0..10).map(|i| client.persist(&block::delayed(i, n))).collect();
+    assert!(rask_tests::eventually(T, || s.json("/status.json")["totals"]["tasks_by_state"]["memory"] == 10));
+    let held = |name: &str| {
+        s.json("/status.json")["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .map_or(0, |w| w["keys"].as_u64().unwrap_or(0))
+    };
+    assert!(held("w0") > 0, "w0 holds nothing: {}", s.json("/status.json"));
+    workers[0].terminate();
+    let status = workers[0].wait_exit(T).expect("the worker exits after SIGTERM");
+    assert!(status.success(), "{status:?}: {}", workers[0].output());
+    s.wait_for_workers(1, T);
+    let sums: Vec<Delayed<i64>> = blocks.iter().map(checksum::delayed).collect();
+    let futures = client.compute_many(&sums.iter().collect::<Vec<_>>());
+    for (i, f) in futures.iter().enumerate() {
+        assert_eq!(f.result_timeout(T).unwrap(), expected_checksum(i as i64, n));
+    }
+    // 10 blocks once, 10 checksums: nothing was recomputed.
+    assert_eq!(s.json("/status.json")["totals"]["completed_total"], 20);
 }
