@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what rask's demo and tests need beyond the Rust toolchain:
 # Graphviz for visualize(). Idempotent: already-installed parts are skipped.
-# Later components (Python references, moto, Prometheus, kube-apiserver) are
+# Later components (Prometheus, kube-apiserver) are
 # added here by the issues that need them.
 set -euo pipefail
 
@@ -26,9 +26,12 @@ apt_install graphviz protobuf-compiler chromium prometheus
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.
 PYREF="${RASK_PYREF:-$HOME/.cache/rask/pyref}"
-if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile, pyarrow" >/dev/null 2>&1; then
-    echo "setup: creating $PYREF with numpy, zarr, pandas, scikit-learn, scipy, scikit-image" >&2
+# boto3 and moto[server] are the S3 tests' fixtures and endpoint
+# (moto_server on 127.0.0.1, started by the tests).
+if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile, pyarrow, boto3, moto.server" >/dev/null 2>&1; then
+    echo "setup: creating $PYREF with numpy, zarr, pandas, scikit-learn, scipy, scikit-image, boto3, moto" >&2
     [ -x "$PYREF/bin/python" ] || python3 -m venv "$PYREF"
     "$PYREF/bin/python" -m pip install -q --disable-pip-version-check "numpy>=2,<3" "zarr>=3,<4" \
-        "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1" "pyarrow>=15"
+        "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1" "pyarrow>=15" \
+        "boto3>=1.34" "moto[server]>=5,<6"
 fi

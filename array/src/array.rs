@@ -239,12 +239,13 @@ impl Array {
 
     /// `da.from_zarr`: a lazy array over a local Zarr store (format 2 or 3),
     /// one block per Zarr chunk.
+    ///
+    /// `path` may be an `s3://bucket/prefix` URL; each chunk task then GETs
+    /// its own chunk object on the worker.
     pub fn from_zarr(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let meta = crate::zarr::read_meta(path)?;
+        let path_text = store_location(path.as_ref(), false)?;
+        let meta = crate::zarr::read_meta(&path_text)?;
         let grid = ChunkGrid::normalize(&meta.shape, &Chunks::Uniform(meta.chunks.clone()), meta.dtype.itemsize())?;
-        let abs = std::fs::canonicalize(path).map_err(|e| ArrayError::Value(format!("{}: {e}", path.display())))?;
-        let path_text = abs.to_string_lossy().to_string();
         let tok = format!("{path_text}-{meta:?}");
         let g = grid.clone();
         Ok(Self::build("from-zarr", &[tok.as_bytes()], meta.dtype, grid, |idx, key| {
@@ -279,17 +280,16 @@ impl Array {
                 crate::zarr::ZarrFormat::V3 => '/',
             },
         };
-        crate::zarr::write_meta(path, &meta)?;
-        let abs = std::fs::canonicalize(path).map_err(|e| ArrayError::Value(format!("{}: {e}", path.display())))?;
-        let name: Arc<str> =
-            Arc::from(format!("to-zarr-{}", token_of(&[regular.name.as_bytes(), abs.to_string_lossy().as_bytes()])));
+        let store = store_location(path, true)?;
+        crate::zarr::write_meta(&store, &meta)?;
+        let name: Arc<str> = Arc::from(format!("to-zarr-{}", token_of(&[regular.name.as_bytes(), store.as_bytes()])));
         let writes: Vec<Delayed<i64>> = regular
             .grid
             .indices()
             .into_iter()
             .map(|idx| {
                 let p = crate::zarr::ChunkParams {
-                    path: abs.to_string_lossy().to_string(),
+                    path: store.clone(),
                     meta: meta.clone(),
                     index: idx.clone(),
                     block: regular.grid.block_shape(&idx).unwrap_or_default(),
@@ -1928,4 +1928,23 @@ fn halo_plan(sizes: &[usize], n: usize, lo: usize, hi: usize, d: usize, boundary
         k = j;
     }
     (runs, (pad_before, pad_after), trim)
+}
+
+/// A Zarr store's location as tasks carry it: an `s3://` URL as given, a
+/// local path made absolute (so workers in other directories find it).
+/// `create` makes the local directory first (for `to_zarr`).
+fn store_location(path: &std::path::Path, create: bool) -> Result<String> {
+    let text = path.to_string_lossy().to_string();
+    if rask_storage::is_s3(&text) {
+        return Ok(text.trim_end_matches('/').to_string());
+    }
+    let local = rask_storage::local_path(&text).map_err(|e| ArrayError::Value(e.to_string()))?.unwrap_or_default();
+    if create {
+        std::fs::create_dir_all(&local).map_err(|e| ArrayError::Value(format!("{}: {e}", local.display())))?;
+    }
+    // A missing store stays as named, so reading it says what is missing.
+    let abs = std::fs::canonicalize(&local)
+        .or_else(|_| std::path::absolute(&local))
+        .map_err(|e| ArrayError::Value(format!("{}: {e}", local.display())))?;
+    Ok(abs.to_string_lossy().to_string())
 }

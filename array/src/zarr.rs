@@ -6,9 +6,8 @@
 //! Zarr 3 the `bytes` codec alone). A store using a compressor is refused
 //! with a message naming it, never misread.
 
-use std::path::{Path, PathBuf};
-
 use rask::core::{DType, OpError, Params, Value};
+use rask_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
@@ -65,11 +64,20 @@ fn usizes(v: Option<&Json>, what: &str, bad: &dyn Fn(String) -> ArrayError) -> R
         .collect()
 }
 
-/// Reads `zarr.json` (format 3) or `.zarray` (format 2).
-pub fn read_meta(path: &Path) -> Result<ZarrMeta> {
-    let bad = |why: String| ArrayError::Value(format!("{}: not a readable Zarr array: {why}", path.display()));
-    let read = |name: &str| std::fs::read(path.join(name)).ok();
-    if let Some(bytes) = read("zarr.json") {
+/// Reads `zarr.json` (format 3) or `.zarray` (format 2) of a local store
+/// or one under an `s3://` prefix.
+pub fn read_meta(path: &str) -> Result<ZarrMeta> {
+    let bad = |why: String| ArrayError::Value(format!("{path}: not a readable Zarr array: {why}"));
+    let read = |name: &str| -> Result<Option<Vec<u8>>> {
+        let url = rask_storage::join(path, name);
+        match rask_storage::read_optional(&url, &StorageOptions::default()) {
+            Ok(b) => Ok(b.map(|b| b.to_vec())),
+            // A local store that is not a directory reads as "not Zarr".
+            Err(rask_storage::StorageError::Io { .. }) => Ok(None),
+            Err(e) => Err(ArrayError::Value(e.to_string())),
+        }
+    };
+    if let Some(bytes) = read("zarr.json")? {
         let m: Json = serde_json::from_slice(&bytes).map_err(|e| bad(format!("zarr.json: {e}")))?;
         if m["node_type"] != "array" {
             return Err(bad(format!("node_type is {}, not array", m["node_type"])));
@@ -110,7 +118,7 @@ pub fn read_meta(path: &Path) -> Result<ZarrMeta> {
             separator,
         });
     }
-    let bytes = read(".zarray").ok_or_else(|| bad("neither zarr.json nor .zarray found".into()))?;
+    let bytes = read(".zarray")?.ok_or_else(|| bad("neither zarr.json nor .zarray found".into()))?;
     let m: Json = serde_json::from_slice(&bytes).map_err(|e| bad(format!(".zarray: {e}")))?;
     if m["zarr_format"] != 2 {
         return Err(bad(format!("zarr_format {} in .zarray", m["zarr_format"])));
@@ -144,10 +152,11 @@ pub fn read_meta(path: &Path) -> Result<ZarrMeta> {
     })
 }
 
-/// Writes the metadata document for `meta`.
-pub fn write_meta(path: &Path, meta: &ZarrMeta) -> Result<()> {
-    let io = |e: std::io::Error| ArrayError::Value(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(path).map_err(io)?;
+/// Writes the metadata document for `meta` (a local directory is created;
+/// on S3 the store is just a key prefix).
+pub fn write_meta(path: &str, meta: &ZarrMeta) -> Result<()> {
+    let io = |e: rask_storage::StorageError| ArrayError::Value(e.to_string());
+    rask_storage::create_dir_all(path).map_err(io)?;
     let fill = if meta.dtype == DType::Bool {
         json!(meta.fill_value != 0.0)
     } else if crate::dtype::is_float(meta.dtype) {
@@ -186,7 +195,7 @@ pub fn write_meta(path: &Path, meta: &ZarrMeta) -> Result<()> {
         ),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(|e| ArrayError::Value(e.to_string()))?;
-    std::fs::write(path.join(name), text).map_err(io)
+    rask_storage::write(&rask_storage::join(path, name), &text, &StorageOptions::default()).map_err(io)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -198,8 +207,9 @@ pub struct ChunkParams {
     pub block: Vec<usize>,
 }
 
-fn chunk_path(p: &ChunkParams) -> PathBuf {
-    Path::new(&p.path).join(p.meta.chunk_key(&p.index))
+/// The chunk's file or object: chunks map to objects one to one.
+fn chunk_path(p: &ChunkParams) -> String {
+    rask_storage::join(&p.path, &p.meta.chunk_key(&p.index))
 }
 
 /// Reads one chunk object (a missing one is all fill value) and cuts it to
@@ -208,22 +218,16 @@ pub fn read_chunk(params: &Params, _: Vec<Value>) -> std::result::Result<Value, 
     let p: ChunkParams = postcard::from_bytes(&params.0).map_err(|e| OpError::new(format!("zarr read params: {e}")))?;
     let file = chunk_path(&p);
     let n: usize = p.meta.chunks.iter().product();
-    let full = match std::fs::read(&file) {
-        Ok(bytes) => {
+    let full = match rask_storage::read_optional(&file, &StorageOptions::default()) {
+        Ok(Some(bytes)) => {
             let want = n * p.meta.dtype.itemsize();
             if bytes.len() != want {
-                return Err(OpError::new(format!(
-                    "{}: chunk has {} bytes, expected {want}",
-                    file.display(),
-                    bytes.len()
-                )));
+                return Err(OpError::new(format!("{file}: chunk has {} bytes, expected {want}", bytes.len())));
             }
             crate::npy::decode_le(p.meta.dtype, &bytes, &p.meta.chunks)?
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::kernels::filled_value(&p.meta.chunks, p.meta.dtype, p.meta.fill_value)
-        }
-        Err(e) => return Err(OpError::new(format!("{}: {e}", file.display()))),
+        Ok(None) => crate::kernels::filled_value(&p.meta.chunks, p.meta.dtype, p.meta.fill_value),
+        Err(e) => return Err(OpError::new(e.to_string())),
     };
     if p.block == p.meta.chunks {
         return Ok(Value::Array(full));
@@ -251,16 +255,11 @@ pub fn write_chunk(params: &Params, args: Vec<Value>) -> std::result::Result<Val
         crate::kernels::pad_value(&block, &pad, p.meta.fill_value)
     };
     let file = chunk_path(&p);
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| OpError::new(format!("{}: {e}", dir.display())))?;
-    }
-    // Keys like `0.1` have no real extension: append, don't replace.
-    let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = file.with_file_name(format!(".{name}.{}.partial", std::process::id()));
     let mut bytes = Vec::with_capacity(full.nbytes());
     crate::npy::write_values(&mut bytes, &full).map_err(|e| OpError::new(e.to_string()))?;
-    std::fs::write(&tmp, &bytes).map_err(|e| OpError::new(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &file).map_err(|e| OpError::new(format!("{}: {e}", file.display())))?;
+    // Visible only once whole: a local temp file renamed, or one S3 PUT
+    // (multipart past 8 MiB, aborted on failure).
+    rask_storage::write(&file, &bytes, &StorageOptions::default()).map_err(|e| OpError::new(e.to_string()))?;
     Ok(Value::Int(bytes.len() as i64))
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod frames;
+mod storage;
 
 use clap::{Parser, Subcommand};
 use rask::{Client, Delayed, LocalCluster, delayed, op};
@@ -26,6 +27,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Read throughput from S3 (a local moto_server it starts) and from
+    /// local disk, with S3 requests per file: whole-object GETs, 8 MiB
+    /// ranged GETs, read_csv and a one-column read_parquet.
+    S3Read {
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// One array of `mib` MiB fetched from a worker's data service over
     /// TCP on loopback (pieces of 1 MiB), in GB/s.
     Transfer {
@@ -522,6 +536,7 @@ fn transfer(mib: usize, repeat: usize) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Transfer { mib, repeat } => transfer(mib, repeat),
+        Command::S3Read { files, mib, threads, repeat } => storage::s3_read(files, mib, threads, repeat),
         Command::DfBirthdays { path, threads, repeat } => frames::birthdays(path.as_deref(), threads, repeat),
         Command::DfWiki { dir, files, bytes, threads, repeat } => frames::wiki(&dir, files, bytes, threads, repeat),
         Command::ImageGauss { case, dir, files, tiff_shape, volume_shape, chunks, threads, repeat } => {

@@ -11,8 +11,7 @@
 //! partition task then parses its byte range with the `csv` crate, only the
 //! columns the plan needs, and runs the plan's steps on the result.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -21,6 +20,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use rask_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{Column, dtype_name, parse_dtype};
@@ -58,6 +58,10 @@ pub struct CsvOptions {
     /// that every core has a partition to parse. On by default; setting
     /// `blocksize` explicitly turns it off.
     pub split_for_cores: bool,
+    /// Overrides of the AWS environment for `s3://` inputs; they travel
+    /// with the read tasks, so workers use them too.
+    #[serde(default)]
+    pub storage: StorageOptions,
 }
 
 impl Default for CsvOptions {
@@ -73,6 +77,7 @@ impl Default for CsvOptions {
             dtype: Vec::new(),
             sample: 256_000,
             split_for_cores: true,
+            storage: StorageOptions::default(),
         }
     }
 }
@@ -93,6 +98,12 @@ impl CsvOptions {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as u64;
         Some(b.min(total.div_ceil(cores).max(1 << 20)))
     }
+    /// Per-call storage options (endpoint, region, anonymous access).
+    pub fn storage_options(mut self, storage: StorageOptions) -> Self {
+        self.storage = storage;
+        self
+    }
+
     pub fn header(mut self, header: bool) -> Self {
         self.header = header;
         self
@@ -175,21 +186,17 @@ pub struct ReadSpec {
 /// Where each block starts: `(byte offset, line number)` of its first record.
 pub type Boundaries = Vec<(u64, u64)>;
 
-/// Reads `len` bytes at `offset` of a local file.
-pub(crate) fn read_range(path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+/// Reads `len` bytes at `offset` of a file or object (one ranged GET on S3).
+pub(crate) fn read_range(path: &str, offset: u64, len: u64, storage: &StorageOptions) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    read_range_into(path, offset, len, &mut buf)?;
+    read_range_into(path, offset, len, storage, &mut buf)?;
     Ok(buf)
 }
 
-/// Reads `len` bytes at `offset` into `buf`, replacing its contents.
-fn read_range_into(path: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
-    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
-    buf.clear();
-    buf.reserve(usize::try_from(len).unwrap_or(0).min(1 << 30));
-    f.take(len).read_to_end(buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
-    Ok(())
+/// Reads `len` bytes at `offset` into `buf`, replacing its contents. On S3
+/// this is a ranged GET (concurrent GETs past 8 MiB) of exactly the block.
+fn read_range_into(path: &str, offset: u64, len: u64, storage: &StorageOptions, buf: &mut Vec<u8>) -> Result<()> {
+    Ok(rask_storage::read_range_into(path, offset, len, storage, buf)?)
 }
 
 thread_local! {
@@ -202,8 +209,8 @@ thread_local! {
 const KEEP_BLOCK_BYTES: usize = 256 << 20;
 
 /// The file's size, or a clear error if it is missing.
-pub(crate) fn file_size(path: &str) -> Result<u64> {
-    std::fs::metadata(path).map(|m| m.len()).map_err(|e| FrameError::Read(format!("{path}: {e}")))
+pub(crate) fn file_size(path: &str, storage: &StorageOptions) -> Result<u64> {
+    Ok(rask_storage::stat(path, storage)?.size)
 }
 
 /// Splits `size` bytes into blocks of `blocksize`.
@@ -216,8 +223,17 @@ pub(crate) fn parts_for(size: u64, blocksize: Option<u64>) -> usize {
 
 /// One pass over a file: the first record boundary at or after each block
 /// start, outside quotes, with its line number.
-pub fn scan_boundaries(path: &str, size: u64, blocksize: u64, parts: usize) -> Result<Boundaries> {
-    let mut f = File::open(path).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+///
+/// On S3 the scan streams the object once with ranged GETs (read-ahead of
+/// one piece); the partitions then fetch exactly their line-aligned ranges.
+pub fn scan_boundaries(
+    path: &str,
+    size: u64,
+    blocksize: u64,
+    parts: usize,
+    storage: &StorageOptions,
+) -> Result<Boundaries> {
+    let mut f = rask_storage::Reader::open(path, size, storage)?;
     let mut out: Boundaries = vec![(0, 1)];
     let mut next_target = blocksize;
     let mut buf = vec![0u8; 1 << 20];
@@ -331,9 +347,9 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// The schema of a CSV source: names from the header, types from a sample
 /// of the first file, overridden by `dtype` and `parse_dates`.
 pub fn infer_schema(path: &str, options: &CsvOptions) -> Result<Vec<(String, DataType)>> {
-    let size = file_size(path)?;
+    let size = file_size(path, &options.storage)?;
     let sample_len = (options.sample as u64).min(size);
-    let bytes = read_range(path, 0, sample_len)?;
+    let bytes = read_range(path, 0, sample_len, &options.storage)?;
     let whole = sample_len == size;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -536,7 +552,7 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
         None => ((0, 1), spec.file.size),
     };
     let mut bytes = BLOCK.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    read_range_into(path, start, end.saturating_sub(start), &mut bytes)?;
+    read_range_into(path, start, end.saturating_sub(start), &spec.options.storage, &mut bytes)?;
     let result = parse_block(spec, &bytes, first_line);
     if bytes.capacity() <= KEEP_BLOCK_BYTES {
         BLOCK.with(|b| *b.borrow_mut() = bytes);
@@ -599,11 +615,15 @@ fn parse_block(spec: &ReadSpec, bytes: &[u8], first_line: u64) -> Result<RecordB
 /// Writes a batch as CSV with a header, as pandas' `to_csv(index=False)`
 /// would: missing values empty, booleans `True`/`False`, floats in their
 /// shortest exact form.
+///
+/// The file (or S3 object) appears only once complete: see
+/// `rask_storage::Writer`.
 pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
     use arrow::array::{Array, BooleanArray, Float64Array};
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let err = |e: csv::Error| FrameError::Read(format!("{path}: {e}"));
-    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    let sink = rask_storage::Writer::create(path, &StorageOptions::default())?;
+    let mut w = csv::Writer::from_writer(sink);
     w.write_record(batch.schema().fields().iter().map(|f| f.name().as_str())).map_err(err)?;
     let opts = FormatOptions::default();
     let formatters = batch
@@ -632,6 +652,8 @@ pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
         w.write_record(&cells).map_err(err)?;
     }
     w.flush().map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
+    let sink = w.into_inner().map_err(|e| FrameError::Read(format!("{path}: {}", e.error())))?;
+    sink.finish()?;
     Ok(batch.num_rows())
 }
 
@@ -644,7 +666,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rask-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let p = dir.join(name);
-        let mut f = File::create(&p).expect("create");
+        let mut f = std::fs::File::create(&p).expect("create");
         f.write_all(text.as_bytes()).expect("write");
         p.to_string_lossy().into_owned()
     }
@@ -656,7 +678,7 @@ mod tests {
         let size = text.len() as u64;
         for bs in 1..size {
             let parts = parts_for(size, Some(bs));
-            let b = scan_boundaries(&p, size, bs, parts).expect("scan");
+            let b = scan_boundaries(&p, size, bs, parts, &StorageOptions::default()).expect("scan");
             assert_eq!(b.len(), parts);
             for (off, line) in &b[1..] {
                 let off = *off as usize;
@@ -689,7 +711,11 @@ mod tests {
         let cols = infer_schema(&p2, &opts).expect("infers");
         assert_eq!(cols[0].1, DataType::Int64);
         let spec = ReadSpec {
-            file: CsvFile { path: p2.clone(), size: file_size(&p2).expect("size"), parts: 1 },
+            file: CsvFile {
+                path: p2.clone(),
+                size: file_size(&p2, &StorageOptions::default()).expect("size"),
+                parts: 1,
+            },
             part: 0,
             global_part: 0,
             blocksize: 1 << 20,
@@ -723,7 +749,8 @@ mod tests {
             let size = data.len() as u64;
             if let Ok(cols) = infer_schema(&p, &CsvOptions::default()) {
                 let parts = parts_for(size, Some(blocksize));
-                let bounds = scan_boundaries(&p, size, blocksize, parts).expect("scan reads the file");
+                let bounds = scan_boundaries(&p, size, blocksize, parts, &StorageOptions::default())
+                    .expect("scan reads the file");
                 for part in 0..parts {
                     let spec = ReadSpec {
                         file: CsvFile { path: p.clone(), size, parts },

@@ -20,6 +20,12 @@ pub enum FrameError {
 
 pub type Result<T, E = FrameError> = std::result::Result<T, E>;
 
+impl From<rask_storage::StorageError> for FrameError {
+    fn from(e: rask_storage::StorageError) -> Self {
+        FrameError::Read(e.to_string())
+    }
+}
+
 impl From<FrameError> for rask_core::OpError {
     fn from(e: FrameError) -> Self {
         rask_core::OpError::new(e.to_string())

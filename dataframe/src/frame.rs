@@ -8,6 +8,7 @@ use arrow::record_batch::RecordBatch;
 use rask::core::key::token;
 use rask::core::{Key, Params, TableValue, Value};
 use rask::{ArgPart, Client, Delayed};
+use rask_storage::StorageOptions;
 use serde::Serialize;
 
 use crate::agg::{Agg, AggFunc, AggSpec};
@@ -32,7 +33,7 @@ const SPLIT_EVERY: usize = 8;
 enum Source {
     Csv { files: Vec<CsvFile>, columns: Vec<(String, DataType)>, options: CsvOptions, token: String },
     Parts { parts: Vec<Delayed<TableValue>>, token: String },
-    Parquet { groups: Vec<RowGroup>, columns: Vec<Column>, token: String },
+    Parquet { groups: Vec<RowGroup>, columns: Vec<Column>, token: String, storage: StorageOptions },
 }
 
 /// A lazy, partitioned dataframe.
@@ -74,41 +75,23 @@ fn key(name: &Arc<str>, i: usize) -> Key {
     Key::chunk(name.clone(), &[i as u32])
 }
 
-/// A file's modification time in nanoseconds (0 if unknown), part of a
-/// source's token so that a rewritten file gets new keys.
-fn mtime(path: &str) -> u128 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
+/// The files a path, glob or `s3://` URL names, sorted; none is an error.
+/// `s3://bucket/prefix/` names the objects directly under the prefix.
+fn expand(pattern: &str, storage: &StorageOptions) -> Result<Vec<String>> {
+    Ok(rask_storage::expand(pattern, storage)?)
 }
 
-/// The files a path or glob names, sorted; none is an error.
-fn expand(pattern: &str) -> Result<Vec<String>> {
-    let mut paths: Vec<String> = if pattern.contains(['*', '?', '[']) {
-        glob::glob(pattern)
-            .map_err(|e| FrameError::Read(format!("bad glob {pattern:?}: {e}")))?
-            .filter_map(std::result::Result::ok)
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect()
-    } else {
-        vec![pattern.to_string()]
-    };
-    paths.sort();
-    if paths.is_empty() {
-        return Err(FrameError::Read(format!("{pattern}: no files match")));
-    }
-    Ok(paths)
-}
-
-/// Reads CSV files matching a path or glob into a dataframe.
+/// Reads CSV files matching a path or glob (local or `s3://`) into a
+/// dataframe. Building it reads each file's size and the first file's
+/// sample; the partitions are read by the tasks, on the workers.
 pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
-    let paths = expand(pattern)?;
+    let paths = expand(pattern, &options.storage)?;
     let mut sized = Vec::with_capacity(paths.len());
+    let mut versions = Vec::with_capacity(paths.len());
     for path in paths {
-        let size = csv::file_size(&path)?;
-        sized.push((path, size));
+        let meta = rask_storage::stat(&path, &options.storage)?;
+        versions.push(meta.version);
+        sized.push((path, meta.size));
     }
     let blocksize = options.effective_blocksize(sized.iter().map(|f| f.1).sum());
     let files: Vec<CsvFile> =
@@ -116,7 +99,8 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
     let options = CsvOptions { blocksize, split_for_cores: false, ..options };
     let columns = csv::infer_schema(&files[0].path, &options)?;
     let schema = csv::exposed_schema(&columns, &options)?;
-    let stamp: Vec<(&str, u64, u128)> = files.iter().map(|f| (f.path.as_str(), f.size, mtime(&f.path))).collect();
+    let stamp: Vec<(&str, u64, &str)> =
+        files.iter().zip(&versions).map(|(f, v)| (f.path.as_str(), f.size, v.as_str())).collect();
     let token = tok(&[ser(&stamp), ser(&options), ser(&columns.iter().map(|c| dtype_name(&c.1)).collect::<Vec<_>>())]);
     let npartitions = files.iter().map(|f| f.parts).sum();
     Ok(DataFrame {
@@ -132,16 +116,24 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
 /// Reads Parquet files matching a path or glob, one partition per row
 /// group, optionally only some columns.
 pub fn read_parquet(pattern: &str, columns: Option<&[&str]>) -> Result<DataFrame> {
-    let paths = expand(pattern)?;
-    let (cols, groups) = crate::parquet::inspect(&paths)?;
+    read_parquet_with(pattern, columns, &StorageOptions::default())
+}
+
+/// [`read_parquet`] with per-call storage options. On S3, building reads
+/// each footer with one suffix-range GET; each partition task then fetches
+/// only its row group's needed column chunks.
+pub fn read_parquet_with(pattern: &str, columns: Option<&[&str]>, storage: &StorageOptions) -> Result<DataFrame> {
+    let paths = expand(pattern, storage)?;
+    let (cols, groups) = crate::parquet::inspect(&paths, storage)?;
     let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(
         cols.iter().map(|c| arrow::datatypes::Field::new(&c.name, c.dtype.clone(), true)).collect::<Vec<_>>(),
     ));
-    let stamp: Vec<(&str, u128)> = paths.iter().map(|p| (p.as_str(), mtime(p))).collect();
+    let stamp: Vec<(&str, String)> =
+        paths.iter().map(|p| Ok((p.as_str(), rask_storage::stat(p, storage)?.version))).collect::<Result<_>>()?;
     let token = tok(&[ser(&stamp), ser(&groups)]);
     let npartitions = groups.len();
     let df = DataFrame {
-        source: Arc::new(Source::Parquet { groups, columns: cols, token }),
+        source: Arc::new(Source::Parquet { groups, columns: cols, token, storage: storage.clone() }),
         source_schema: schema.clone(),
         steps: Vec::new(),
         schema,
@@ -278,7 +270,7 @@ impl DataFrame {
                     })
                     .collect())
             }
-            Source::Parquet { groups, columns, token } => {
+            Source::Parquet { groups, columns, token, storage } => {
                 let projection = plan::needed_columns(&self.source_schema, &self.steps)?;
                 let n = name("read-parquet", &tok(&[ser(token), ser(&self.steps), ser(&projection)]));
                 Ok(groups
@@ -291,6 +283,7 @@ impl DataFrame {
                             columns: columns.clone(),
                             projection: projection.clone(),
                             pruned: crate::parquet::prunable(g, &self.steps),
+                            storage: storage.clone(),
                             steps: self.steps.clone(),
                         };
                         Delayed::from_task(key(&n, i), kernels::READ_PARQUET, encode(&spec), vec![])
@@ -307,7 +300,13 @@ impl DataFrame {
                 let mut out = Vec::with_capacity(self.npartitions);
                 for (fi, f) in files.iter().enumerate() {
                     let scan = (f.parts > 1).then(|| {
-                        let p = ScanParams { path: f.path.clone(), size: f.size, blocksize, parts: f.parts };
+                        let p = ScanParams {
+                            path: f.path.clone(),
+                            size: f.size,
+                            blocksize,
+                            parts: f.parts,
+                            storage: options.storage.clone(),
+                        };
                         Delayed::<Value>::from_task(key(&scan_name, fi), kernels::CSV_SCAN, encode(&p), vec![])
                     });
                     for part in 0..f.parts {
@@ -441,7 +440,7 @@ impl DataFrame {
             })
             .collect();
         if !pattern.contains('*') {
-            std::fs::create_dir_all(pattern).map_err(|e| FrameError::Read(format!("{pattern}: {e}")))?;
+            rask_storage::create_dir_all(pattern)?;
         }
         let t = tok(&[ser(&self.plan_token()?), ser(&paths), ser(op)]);
         let n = name("write", &t);

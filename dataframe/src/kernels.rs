@@ -99,11 +99,13 @@ pub struct ScanParams {
     pub size: u64,
     pub blocksize: u64,
     pub parts: usize,
+    #[serde(default)]
+    pub storage: rask_storage::StorageOptions,
 }
 
 fn csv_scan(p: &Params, _args: Vec<Value>) -> Result<Value, OpError> {
     let p: ScanParams = params(p, CSV_SCAN)?;
-    let b = csv::scan_boundaries(&p.path, p.size, p.blocksize, p.parts)?;
+    let b = csv::scan_boundaries(&p.path, p.size, p.blocksize, p.parts, &p.storage)?;
     Ok(Value::list(
         b.into_iter().map(|(off, line)| {
             Value::list([Value::Int(i64::try_from(off).unwrap_or(i64::MAX)), Value::Int(line as i64)])

@@ -7,10 +7,16 @@
 //! runs of pages), read by its own `image.read` task. PNG and JPEG go through
 //! the `image` crate, TIFF (multi-page, 8/16/32-bit integers, float32 and
 //! float64) through the `tiff` crate.
+//!
+//! Paths may be `s3://` URLs and patterns (listed with pagination). On S3
+//! the headers are parsed through a `SeekableObject` (a few ranged GETs of
+//! 256 KiB blocks, not the whole file) and each read task GETs its own file.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
+
+use rask_storage::{SeekableObject, StorageOptions};
 
 use ndarray::{ArrayD, IxDyn};
 use rask::Delayed;
@@ -87,15 +93,37 @@ fn from_color(color: image::ColorType, h: usize, w: usize) -> std::result::Resul
     Ok((if channels == 1 { vec![h, w] } else { vec![h, w, channels] }, dtype))
 }
 
-fn tiff_decoder(path: &Path) -> Result<tiff::decoder::Decoder<BufReader<File>>> {
-    let file = File::open(path).map_err(|e| io_error(path, e))?;
-    tiff::decoder::Decoder::new(BufReader::new(file))
+/// A byte source for the decoders: a local file, an S3 object read on
+/// demand (headers), or a whole object in memory (pixel data).
+trait Input: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Input for T {}
+type Source = BufReader<Box<dyn Input>>;
+
+/// Opens a path or `s3://` URL; `whole` fetches an S3 object at once (one
+/// GET, concurrent ranged GETs when large) instead of block by block.
+fn open_input(path: &Path, whole: bool) -> Result<Source> {
+    let text = path.to_string_lossy();
+    let input: Box<dyn Input> = if rask_storage::is_s3(&text) {
+        let options = StorageOptions::default();
+        if whole {
+            Box::new(Cursor::new(rask_storage::read(&text, &options).map_err(|e| io_error(path, e))?))
+        } else {
+            Box::new(SeekableObject::open(&text, &options).map_err(|e| io_error(path, e))?)
+        }
+    } else {
+        Box::new(File::open(path).map_err(|e| io_error(path, e))?)
+    };
+    Ok(BufReader::new(input))
+}
+
+fn tiff_decoder(path: &Path, whole: bool) -> Result<tiff::decoder::Decoder<Source>> {
+    tiff::decoder::Decoder::new(open_input(path, whole)?)
         .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
         .map_err(|e| decode_error(path, e))
 }
 
 /// One TIFF page's frame shape and dtype.
-fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<BufReader<File>>) -> Result<(Vec<usize>, DType)> {
+fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<Source>) -> Result<(Vec<usize>, DType)> {
     use tiff::ColorType as C;
     let (w, h) = d.dimensions().map_err(|e| decode_error(path, e))?;
     let color = d.colortype().map_err(|e| decode_error(path, e))?;
@@ -131,7 +159,7 @@ pub fn read_info(path: &Path) -> Result<ImageInfo> {
     let format = detect(path)?;
     match format {
         Format::Png | Format::Jpeg => {
-            let reader = image::ImageReader::open(path).map_err(|e| io_error(path, e))?;
+            let reader = image::ImageReader::new(open_input(path, false)?);
             let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
             let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
             let (w, h) = image::ImageDecoder::dimensions(&decoder);
@@ -140,7 +168,7 @@ pub fn read_info(path: &Path) -> Result<ImageInfo> {
             Ok(ImageInfo { format, frames: 1, frame_shape, dtype })
         }
         Format::Tiff => {
-            let mut d = tiff_decoder(path)?;
+            let mut d = tiff_decoder(path, false)?;
             let (frame_shape, dtype) = tiff_page(path, &mut d)?;
             let mut frames = 1;
             while d.more_images() {
@@ -168,7 +196,7 @@ fn typed<T: Element>(shape: &[usize], data: Vec<T>) -> std::result::Result<Array
 /// Decodes a PNG or JPEG file fully (the reference for lossy JPEG).
 pub fn read_png_or_jpeg(path: &Path) -> Result<ArrayValue> {
     use image::DynamicImage as D;
-    let reader = image::ImageReader::open(path).map_err(|e| io_error(path, e))?;
+    let reader = image::ImageReader::new(open_input(path, true)?);
     let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
     let img = reader.decode().map_err(|e| decode_error(path, e))?;
     let (h, w) = (img.height() as usize, img.width() as usize);
@@ -194,7 +222,7 @@ pub fn read_png_or_jpeg(path: &Path) -> Result<ArrayValue> {
 /// Decodes `count` TIFF pages from `first` into one `(count, ...frame)` array.
 pub fn read_tiff_pages(path: &Path, first: usize, count: usize) -> Result<ArrayValue> {
     use tiff::decoder::DecodingResult as R;
-    let mut d = tiff_decoder(path)?;
+    let mut d = tiff_decoder(path, true)?;
     d.seek_to_image(first).map_err(|e| decode_error(path, e))?;
     let (frame, dtype) = tiff_page(path, &mut d)?;
     let mut shape = vec![count];
@@ -329,7 +357,13 @@ fn has_glob(pattern: &str) -> bool {
 }
 
 /// The files a pattern names, sorted; an error if there are none.
+/// `s3://bucket/prefix/*.tif` lists the prefix (with pagination).
 pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+    if rask_storage::is_s3(pattern) {
+        let urls =
+            rask_storage::expand(pattern, &StorageOptions::default()).map_err(|e| ImageError::Value(e.to_string()))?;
+        return Ok(urls.into_iter().map(PathBuf::from).collect());
+    }
     if !has_glob(pattern) {
         let p = PathBuf::from(pattern);
         if !p.is_file() {
@@ -396,6 +430,13 @@ pub fn imread_with(pattern: &str, options: &ImreadOptions) -> Result<Array> {
     let mut token = Vec::new();
     let mut abs_paths = Vec::with_capacity(files.len());
     for f in &files {
+        let text = f.to_string_lossy();
+        if rask_storage::is_s3(&text) {
+            let version = rask_storage::stat(&text, &StorageOptions::default()).map_err(|e| io_error(f, e))?.version;
+            token.extend_from_slice(format!("{text}|{version}|").as_bytes());
+            abs_paths.push(text.into_owned());
+            continue;
+        }
         let abs = std::fs::canonicalize(f).map_err(|e| io_error(f, e))?;
         let modified = std::fs::metadata(&abs).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
         token.extend_from_slice(format!("{}|{modified}|", abs.display()).as_bytes());
