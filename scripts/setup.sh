@@ -35,3 +35,4 @@ if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage
         "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1" "pyarrow>=15" \
         "boto3>=1.34" "moto[server]>=5,<6"
 fi
+"$(dirname "$0")/envtest.sh" # kube-apiserver and kube-controller-manager for the operator tests: built once, cached

@@ -40,6 +40,10 @@ enum Command {
     Scheduler(cluster::SchedulerArgs),
     /// Runs a worker that joins a scheduler.
     Worker(cluster::WorkerArgs),
+    /// Runs the Kubernetes operator (DaskCluster, DaskWorkerGroup, DaskJob).
+    Operator(rask_operator::cli::OperatorArgs),
+    /// Writes the CRDs (crds/*.yaml) from the operator's Rust types.
+    Crdgen(rask_operator::cli::CrdgenArgs),
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {
@@ -64,6 +68,11 @@ fn main() -> anyhow::Result<()> {
             init_tracing(cli.log_format, "info");
             return cluster::worker(args);
         }
+        Command::Operator(args) => {
+            init_tracing(cli.log_format, "info");
+            return Ok(rask_operator::cli::operator(&args)?);
+        }
+        Command::Crdgen(args) => return Ok(rask_operator::cli::crdgen(&args)?),
         Command::Demo(_) => init_tracing(cli.log_format, "warn"),
     }
     // Ctrl-C ends the process after the local cluster has been told to stop:
@@ -73,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     let work = std::thread::spawn(move || {
         let result = match cli.command {
             Command::Demo(args) => demo::run(&args),
-            Command::Scheduler(_) | Command::Worker(_) => Ok(()),
+            Command::Scheduler(_) | Command::Worker(_) | Command::Operator(_) | Command::Crdgen(_) => Ok(()),
         };
         let _ = done_tx.send(());
         result

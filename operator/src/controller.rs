@@ -1,0 +1,733 @@
+//! The reconcilers: DaskCluster, DaskWorkerGroup and DaskJob. Each is
+//! idempotent and level-based: it reads what exists, asks [`crate::plan`]
+//! what to do, does it, and writes the status with server-side apply under
+//! the one field manager. A crash at any point is repaired by the next run.
+//!
+//! Worker removal is the careful part: a pod that may hold data is marked
+//! `rask.dev/retiring`, retired through the scheduler's `retire_workers`,
+//! and deleted only after the scheduler says it has left. When the
+//! scheduler cannot be reached such pods stay, and a condition says why.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::crd::{
+    AutoscalingSpec, DaskCluster, DaskClusterStatus, DaskJob, DaskJobStatus, DaskWorkerGroup, DaskWorkerGroupStatus,
+    JobPhase, WorkerSpec,
+};
+use crate::plan::{self, GroupCounts, GroupTarget, ObservedPod, PodPhase, SchedulerView};
+use crate::resources::{self, ANNOTATION_RETIRING, ANNOTATION_SCHEDULER_URL, DEFAULT_GROUP, MANAGER};
+use crate::scheduler_api::SchedulerApi;
+use crate::telemetry::Metrics;
+use crate::{Error, Result};
+
+/// Settings of the reconcilers.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How long one `retire_workers` call may take (data hand-off included).
+    pub retire_timeout: Duration,
+    /// How often autoscaled or idle-timed clusters are looked at again: one
+    /// requeue in the controller's shared queue, not a task per cluster.
+    pub poll_interval: Duration,
+    /// Requeue while something is in progress (rollout, retirement).
+    pub busy_interval: Duration,
+    /// Requeue of a converged object: a safety net; watches drive the rest.
+    pub idle_interval: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            retire_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(5),
+            busy_interval: Duration::from_secs(5),
+            idle_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub scheduler: SchedulerApi,
+    pub config: ControllerConfig,
+    /// Autoscaling recommendations per group, for the stabilization window.
+    autoscale_history: Mutex<HashMap<String, VecDeque<(Instant, u32)>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, config: ControllerConfig) -> Context {
+        Context {
+            client,
+            recorder,
+            metrics,
+            scheduler: SchedulerApi::default(),
+            config,
+            autoscale_history: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> Result<OwnerReference> {
+    obj.controller_owner_ref(&()).ok_or_else(|| Error::MissingField {
+        kind: "object",
+        name: obj.meta().name.clone().unwrap_or_default(),
+        field: "metadata.uid",
+    })
+}
+
+fn namespace_of<K: Resource>(obj: &K) -> Result<String> {
+    obj.meta().namespace.clone().ok_or_else(|| Error::MissingField {
+        kind: "object",
+        name: obj.meta().name.clone().unwrap_or_default(),
+        field: "metadata.namespace",
+    })
+}
+
+fn ignore_status(result: kube::Result<()>, code: u16) -> Result<()> {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == code => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Counts a reconcile, its time and its errors by reason.
+pub async fn instrumented<F>(metrics: &Metrics, controller: &str, work: F) -> Result<Action>
+where
+    F: std::future::Future<Output = Result<Action>>,
+{
+    let start = Instant::now();
+    metrics.reconciles.with_label_values(&[controller]).inc();
+    let result = work.await;
+    metrics.duration.with_label_values(&[controller]).observe(start.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        metrics.errors.with_label_values(&[controller, e.reason()]).inc();
+    }
+    result
+}
+
+/// Failed reconciles are retried soon; the error was counted and logged.
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Everything the group reconcile needs to know about one pool of workers.
+struct Group<'a> {
+    /// `kind/namespace/name` of the owner, for the metrics and the history.
+    key: String,
+    namespace: &'a str,
+    cluster: &'a str,
+    group: &'a str,
+    image: &'a str,
+    worker: &'a WorkerSpec,
+    replicas: u32,
+    owner: OwnerReference,
+    scheduler_address: String,
+    scheduler_url: String,
+}
+
+/// What happened to a group in one reconcile.
+#[derive(Debug, Default)]
+struct GroupOutcome {
+    counts: GroupCounts,
+    rolling: bool,
+    /// Workers that must leave but could not, and why.
+    blocked: Option<String>,
+    /// Something is still moving: requeue soon.
+    busy: bool,
+}
+
+fn observe(pod: &Pod) -> ObservedPod {
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let labels = pod.metadata.labels.as_ref();
+    ObservedPod {
+        name: pod.name_any(),
+        revision: labels.and_then(|l| l.get(resources::LABEL_REVISION)).cloned().unwrap_or_default(),
+        phase: PodPhase::parse(status.and_then(|s| s.phase.as_deref())),
+        ready,
+        retiring: pod.annotations().contains_key(ANNOTATION_RETIRING),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+/// Reconciles one worker group: create the missing pods, and remove the
+/// leaving ones the safe way.
+async fn reconcile_group<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    owner_obj: &K,
+    g: &Group<'_>,
+) -> Result<GroupOutcome> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), g.namespace);
+    let selector = resources::worker_selector(g.cluster, g.group);
+    let observed: Vec<ObservedPod> =
+        pods.list(&ListParams::default().labels(&selector)).await?.items.iter().map(observe).collect();
+    let template = resources::worker_template(g.cluster, g.group, g.image, g.worker, &g.scheduler_address);
+    let revision = resources::revision(&template);
+    let target = GroupTarget {
+        name_prefix: resources::worker_prefix(g.cluster, g.group),
+        replicas: g.replicas,
+        revision: revision.clone(),
+        max_surge: u32::try_from(g.worker.max_surge.max(1)).unwrap_or(1),
+    };
+    let plan = plan::plan_workers(&target, &observed);
+    let mut outcome = GroupOutcome {
+        counts: plan.counts,
+        rolling: plan.rolling,
+        busy: plan.rolling || !plan.create.is_empty() || !plan.leaving.is_empty(),
+        blocked: None,
+    };
+
+    // Creations are independent: issue them together.
+    let creations = plan.create.iter().map(|name| {
+        let pod = resources::worker_pod(&template, name, &revision, g.owner.clone());
+        let pods = pods.clone();
+        async move { ignore_status(pods.create(&PostParams::default(), &pod).await.map(|_| ()), 409) }
+    });
+    futures::future::try_join_all(creations).await?;
+    if !plan.create.is_empty() {
+        info!(group = %g.key, created = ?plan.create, "created workers");
+    }
+    if plan.leaving.is_empty() {
+        return Ok(outcome);
+    }
+
+    let view = if plan::needs_scheduler(&plan.leaving) {
+        Some(match ctx.scheduler.workers(&g.scheduler_url, None).await {
+            Ok(workers) => SchedulerView::Reachable { workers },
+            Err(e) => SchedulerView::Unreachable { reason: e.to_string() },
+        })
+    } else {
+        None
+    };
+    let removals = plan::route_removals(&plan.leaving, view.as_ref());
+    for name in &removals.delete {
+        ignore_status(pods.delete(name, &DeleteParams::default()).await.map(|_| ()), 404)?;
+        ctx.metrics.workers_retired.with_label_values(&["deleted"]).inc();
+    }
+    if !removals.delete.is_empty() {
+        ctx.event(
+            owner_obj,
+            EventType::Normal,
+            "WorkersDeleted",
+            format!("Deleted worker pods that held no data: {}", removals.delete.join(", ")),
+        )
+        .await;
+    }
+    if !removals.retire.is_empty() {
+        // Mark first: after a crash the next reconcile finishes the job.
+        for name in &removals.retire {
+            let patch = json!({"metadata": {"annotations": {ANNOTATION_RETIRING: "true"}}});
+            ignore_status(pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()), 404)?;
+        }
+        match ctx.scheduler.retire(&g.scheduler_url, &removals.retire, ctx.config.retire_timeout, None).await {
+            Ok(()) => {
+                for name in &removals.retire {
+                    ignore_status(pods.delete(name, &DeleteParams::default()).await.map(|_| ()), 404)?;
+                    ctx.metrics.workers_retired.with_label_values(&["retired"]).inc();
+                }
+                info!(group = %g.key, retired = ?removals.retire, "retired workers through the scheduler");
+                ctx.event(
+                    owner_obj,
+                    EventType::Normal,
+                    "WorkersRetired",
+                    format!("The scheduler retired {} and their pods were deleted", removals.retire.join(", ")),
+                )
+                .await;
+            }
+            Err(e) => {
+                outcome.blocked = Some(format!("retiring {} failed: {e}", removals.retire.join(", ")));
+            }
+        }
+    }
+    if !removals.blocked.is_empty() {
+        let reason = match &view {
+            Some(SchedulerView::Unreachable { reason }) => reason.clone(),
+            _ => "the scheduler was not asked".into(),
+        };
+        outcome.blocked =
+            Some(format!("not removing {} until the scheduler can retire them: {reason}", removals.blocked.join(", ")));
+    }
+    if let Some(message) = &outcome.blocked {
+        warn!(group = %g.key, %message, "scale-down blocked");
+        ctx.event(owner_obj, EventType::Warning, "ScaleDownBlocked", message.clone()).await;
+    }
+    Ok(outcome)
+}
+
+/// Adaptive scaling: the scheduler's target within the bounds. Returns the
+/// new replicas when they should change.
+async fn autoscale(ctx: &Context, key: &str, url: &str, current: u32, spec: &AutoscalingSpec) -> Option<u32> {
+    let target = match ctx.scheduler.adaptive_target(url, None).await {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(group = %key, error = %e, "reading the adaptive target failed");
+            return None;
+        }
+    };
+    let window = Duration::from_secs(u64::try_from(spec.scale_down_stabilization_seconds).unwrap_or(0));
+    let mut history = ctx.autoscale_history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let entry = history.entry(key.to_string()).or_default();
+    let minimum = u32::try_from(spec.minimum).unwrap_or(0);
+    let maximum = u32::try_from(spec.maximum).unwrap_or(0);
+    let desired = plan::autoscale(current, target, minimum, maximum, window, entry, Instant::now());
+    if desired != current {
+        let direction = if desired > current { "up" } else { "down" };
+        ctx.metrics.scaling_decisions.with_label_values(&[direction]).inc();
+    }
+    (desired != current).then_some(desired)
+}
+
+fn replicas_of(worker: &WorkerSpec) -> u32 {
+    u32::try_from(worker.replicas).unwrap_or(0)
+}
+
+/// The DaskCluster reconciler.
+#[instrument(skip(dc, ctx), fields(namespace = dc.namespace().unwrap_or_default(), name = dc.name_any()))]
+pub async fn reconcile_cluster(dc: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(&ctx.metrics, "daskcluster", reconcile_cluster_inner(&dc, &ctx)).await
+}
+
+async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Action> {
+    let name = dc.name_any();
+    let ns = namespace_of(dc)?;
+    let key = format!("DaskCluster/{ns}/{name}");
+    if dc.metadata.deletion_timestamp.is_some() {
+        // Children go by garbage collection through their ownerReferences.
+        ctx.metrics.set_group(&key, None);
+        return Ok(Action::await_change());
+    }
+    let owner = owner_of(dc)?;
+    let spec = &dc.spec;
+
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let deployment = resources::scheduler_deployment(&name, spec, owner.clone());
+    let service = resources::scheduler_service(&name, spec, owner.clone());
+    let child_name = resources::scheduler_name(&name);
+    let (deployment, _) = futures::future::try_join(
+        deployments.patch(&child_name, &apply_params(), &Patch::Apply(&deployment)),
+        services.patch(&child_name, &apply_params(), &Patch::Apply(&service)),
+    )
+    .await?;
+    let scheduler_ready = deployment
+        .status
+        .as_ref()
+        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1 || s.ready_replicas.unwrap_or(0) >= 1);
+
+    let scheduler_address = resources::scheduler_address(&name, &ns, spec.scheduler.port);
+    let scheduler_url = resources::scheduler_api_url(
+        &name,
+        &ns,
+        spec,
+        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+    );
+    let mut replicas = replicas_of(&spec.worker);
+
+    if let (Some(auto), true) = (&spec.autoscaling, scheduler_ready)
+        && let Some(desired) = autoscale(ctx, &key, &scheduler_url, replicas, auto).await
+    {
+        let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({"spec": {"replicas": desired}});
+        api.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        ctx.event(
+            dc,
+            EventType::Normal,
+            "Autoscaled",
+            format!("Workers {replicas} -> {desired} (scheduler's adaptive target, within autoscaling bounds)"),
+        )
+        .await;
+        replicas = desired;
+    }
+
+    if let (Some(timeout), true) = (spec.idle_timeout_seconds, scheduler_ready)
+        && let Ok(Some(since)) = ctx.scheduler.idle_since(&scheduler_url, None).await
+    {
+        let now_s = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        if now_s - since >= timeout as f64 {
+            ctx.event(dc, EventType::Normal, "IdleTimeout", format!("Idle for {timeout} s: deleting the cluster"))
+                .await;
+            let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+            ignore_status(api.delete(&name, &DeleteParams::default()).await.map(|_| ()), 404)?;
+            return Ok(Action::await_change());
+        }
+    }
+
+    let group = Group {
+        key: key.clone(),
+        namespace: &ns,
+        cluster: &name,
+        group: DEFAULT_GROUP,
+        image: &spec.image,
+        worker: &spec.worker,
+        replicas,
+        owner,
+        scheduler_address: scheduler_address.clone(),
+        scheduler_url,
+    };
+    let outcome = reconcile_group(ctx, dc, &group).await?;
+
+    let previous = dc.status.clone().unwrap_or_default();
+    let generation = dc.metadata.generation;
+    let t = now();
+    let counts = outcome.counts;
+    let mut conditions = vec![
+        plan::condition(
+            &previous.conditions,
+            "SchedulerReady",
+            scheduler_ready,
+            if scheduler_ready { "DeploymentAvailable" } else { "DeploymentUnavailable" },
+            if scheduler_ready { "The scheduler pod is available" } else { "Waiting for the scheduler pod" },
+            generation,
+            &t,
+        ),
+        plan::condition(
+            &previous.conditions,
+            "WorkersReady",
+            counts.ready >= replicas && counts.replicas == replicas,
+            if counts.ready >= replicas { "AllReady" } else { "Waiting" },
+            format!("{}/{} workers ready", counts.ready, replicas),
+            generation,
+            &t,
+        ),
+        plan::condition(
+            &previous.conditions,
+            "WorkersUpToDate",
+            !outcome.rolling,
+            if outcome.rolling { "RollingOut" } else { "Current" },
+            format!("{}/{} workers run the current spec", counts.updated, counts.replicas),
+            generation,
+            &t,
+        ),
+    ];
+    conditions.push(plan::condition(
+        &previous.conditions,
+        "ScaleDownBlocked",
+        outcome.blocked.is_some(),
+        if outcome.blocked.is_some() { "SchedulerUnreachable" } else { "None" },
+        outcome.blocked.clone().unwrap_or_else(|| "Nothing waits for the scheduler".into()),
+        generation,
+        &t,
+    ));
+    let phase = plan::cluster_phase(scheduler_ready, replicas, counts, outcome.rolling);
+    let status = DaskClusterStatus {
+        phase: Some(phase.into()),
+        conditions,
+        replicas: i32::try_from(counts.replicas).unwrap_or(i32::MAX),
+        ready_replicas: i32::try_from(counts.ready).unwrap_or(i32::MAX),
+        updated_replicas: i32::try_from(counts.updated).unwrap_or(i32::MAX),
+        selector: Some(resources::worker_selector(&name, DEFAULT_GROUP)),
+        scheduler_address: Some(scheduler_address),
+        dashboard_address: Some(resources::dashboard_address(&name, &ns, spec.scheduler.dashboard_port)),
+        observed_generation: generation,
+    };
+    if previous.phase.as_deref() != Some(phase) {
+        ctx.event(dc, EventType::Normal, "PhaseChanged", format!("Phase is now {phase}")).await;
+    }
+    // Conditions keep their transition times, so an unchanged status
+    // compares equal: skip the write (one request fewer per quiet reconcile).
+    if dc.status.as_ref() != Some(&status) {
+        let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskCluster", "status": status});
+        api.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+    }
+    ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
+
+    Ok(if spec.autoscaling.is_some() || spec.idle_timeout_seconds.is_some() {
+        Action::requeue(ctx.config.poll_interval)
+    } else if outcome.busy || outcome.blocked.is_some() {
+        Action::requeue(ctx.config.busy_interval)
+    } else {
+        Action::requeue(ctx.config.idle_interval)
+    })
+}
+
+/// The DaskWorkerGroup reconciler.
+#[instrument(skip(wg, ctx), fields(namespace = wg.namespace().unwrap_or_default(), name = wg.name_any()))]
+pub async fn reconcile_worker_group(wg: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(&ctx.metrics, "daskworkergroup", reconcile_worker_group_inner(&wg, &ctx)).await
+}
+
+async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Result<Action> {
+    let name = wg.name_any();
+    let ns = namespace_of(wg)?;
+    let key = format!("DaskWorkerGroup/{ns}/{name}");
+    if wg.metadata.deletion_timestamp.is_some() {
+        ctx.metrics.set_group(&key, None);
+        return Ok(Action::await_change());
+    }
+    let clusters: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let groups: Api<DaskWorkerGroup> = Api::namespaced(ctx.client.clone(), &ns);
+    let previous = wg.status.clone().unwrap_or_default();
+    let generation = wg.metadata.generation;
+    let t = now();
+    let Some(dc) = clusters.get_opt(&wg.spec.cluster).await? else {
+        let condition = plan::condition(
+            &previous.conditions,
+            "ClusterFound",
+            false,
+            "ClusterNotFound",
+            format!("DaskCluster {} does not exist in namespace {ns}", wg.spec.cluster),
+            generation,
+            &t,
+        );
+        let status = DaskWorkerGroupStatus { conditions: vec![condition], observed_generation: generation, ..previous };
+        let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
+        groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    };
+
+    // The group belongs to its cluster too: deleting the cluster removes it.
+    let cluster_ref = owner_of(&dc)?;
+    let owners = wg.metadata.owner_references.clone().unwrap_or_default();
+    if !owners.iter().any(|o| o.uid == cluster_ref.uid) {
+        let mut owners = owners;
+        owners.push(OwnerReference { controller: Some(false), ..cluster_ref });
+        let patch = json!({"metadata": {"ownerReferences": owners}});
+        groups.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+
+    let owner = owner_of(wg)?;
+    let scheduler_url = resources::scheduler_api_url(
+        &dc.name_any(),
+        &ns,
+        &dc.spec,
+        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+    );
+    let scheduler_ready = dc
+        .status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "SchedulerReady" && c.status == "True"));
+    let mut replicas = replicas_of(&wg.spec.worker);
+    if let (Some(auto), true) = (&wg.spec.autoscaling, scheduler_ready)
+        && let Some(desired) = autoscale(ctx, &key, &scheduler_url, replicas, auto).await
+    {
+        let patch = json!({"spec": {"replicas": desired}});
+        groups.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        ctx.event(wg, EventType::Normal, "Autoscaled", format!("Workers {replicas} -> {desired}")).await;
+        replicas = desired;
+    }
+    let image = wg.spec.image.clone().unwrap_or_else(|| dc.spec.image.clone());
+    let group = Group {
+        key: key.clone(),
+        namespace: &ns,
+        cluster: &wg.spec.cluster,
+        group: &name,
+        image: &image,
+        worker: &wg.spec.worker,
+        replicas,
+        owner,
+        scheduler_address: resources::scheduler_address(&wg.spec.cluster, &ns, dc.spec.scheduler.port),
+        scheduler_url,
+    };
+    let outcome = reconcile_group(ctx, wg, &group).await?;
+    let counts = outcome.counts;
+    let conditions: Vec<Condition> = vec![
+        plan::condition(
+            &previous.conditions,
+            "ClusterFound",
+            true,
+            "ClusterFound",
+            "The cluster exists",
+            generation,
+            &t,
+        ),
+        plan::condition(
+            &previous.conditions,
+            "WorkersReady",
+            counts.ready >= replicas && counts.replicas == replicas,
+            if counts.ready >= replicas { "AllReady" } else { "Waiting" },
+            format!("{}/{} workers ready", counts.ready, replicas),
+            generation,
+            &t,
+        ),
+        plan::condition(
+            &previous.conditions,
+            "ScaleDownBlocked",
+            outcome.blocked.is_some(),
+            if outcome.blocked.is_some() { "SchedulerUnreachable" } else { "None" },
+            outcome.blocked.clone().unwrap_or_else(|| "Nothing waits for the scheduler".into()),
+            generation,
+            &t,
+        ),
+    ];
+    let status = DaskWorkerGroupStatus {
+        conditions,
+        replicas: i32::try_from(counts.replicas).unwrap_or(i32::MAX),
+        ready_replicas: i32::try_from(counts.ready).unwrap_or(i32::MAX),
+        updated_replicas: i32::try_from(counts.updated).unwrap_or(i32::MAX),
+        selector: Some(resources::worker_selector(&wg.spec.cluster, &name)),
+        observed_generation: generation,
+    };
+    let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
+    groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+    let phase = if outcome.rolling { "Updating" } else { "Running" };
+    ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
+    Ok(if wg.spec.autoscaling.is_some() {
+        Action::requeue(ctx.config.poll_interval)
+    } else if outcome.busy || outcome.blocked.is_some() {
+        Action::requeue(ctx.config.busy_interval)
+    } else {
+        Action::requeue(ctx.config.idle_interval)
+    })
+}
+
+fn job_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// The DaskJob reconciler.
+#[instrument(skip(dj, ctx), fields(namespace = dj.namespace().unwrap_or_default(), name = dj.name_any()))]
+pub async fn reconcile_job(dj: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(&ctx.metrics, "daskjob", reconcile_job_inner(&dj, &ctx)).await
+}
+
+async fn reconcile_job_inner(dj: &DaskJob, ctx: &Context) -> Result<Action> {
+    let name = dj.name_any();
+    let ns = namespace_of(dj)?;
+    if dj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let uid = dj.metadata.uid.clone().unwrap_or_default();
+    let owner = owner_of(dj)?;
+    let clusters: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let daskjobs: Api<DaskJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let cluster_name = name.clone();
+    let runner_name = resources::runner_name(&name, &uid);
+
+    let cluster = clusters.get_opt(&cluster_name).await?;
+    let runner = jobs.get_opt(&runner_name).await?;
+    let observed = plan::JobObserved {
+        cluster_exists: cluster.is_some(),
+        scheduler_ready: cluster.as_ref().is_some_and(|c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "SchedulerReady" && c.status == "True"))
+        }),
+        runner_exists: runner.is_some(),
+        runner_succeeded: runner.as_ref().is_some_and(|j| job_condition(j, "Complete")),
+        runner_failed: runner.as_ref().is_some_and(|j| job_condition(j, "Failed")),
+    };
+    let previous = dj.status.clone().unwrap_or_default();
+    let job_plan = plan::plan_job(previous.phase, observed);
+    let scheduler_address = resources::scheduler_address(&cluster_name, &ns, dj.spec.cluster.scheduler.port);
+
+    if job_plan.apply_cluster {
+        let mut labels = resources::labels(&cluster_name, "cluster", None);
+        labels.insert("rask.dev/job".into(), name.clone());
+        let mut annotations = BTreeMap::new();
+        // The scheduler-URL hook carries over to the job's cluster.
+        if let Some(url) = dj.annotations().get(ANNOTATION_SCHEDULER_URL) {
+            annotations.insert(ANNOTATION_SCHEDULER_URL.to_string(), url.clone());
+        }
+        let cluster = json!({
+            "apiVersion": "rask.dev/v1alpha1",
+            "kind": "DaskCluster",
+            "metadata": {"name": cluster_name, "labels": labels, "annotations": annotations, "ownerReferences": [owner.clone()]},
+            "spec": dj.spec.cluster,
+        });
+        clusters.patch(&cluster_name, &apply_params(), &Patch::Apply(&cluster)).await?;
+    }
+    if job_plan.create_runner {
+        let job = resources::runner_job(dj, &runner_name, &cluster_name, &scheduler_address, owner.clone());
+        ignore_status(jobs.create(&PostParams::default(), &job).await.map(|_| ()), 409)?;
+        ctx.event(dj, EventType::Normal, "RunnerCreated", format!("Created Job {runner_name} to run the client")).await;
+    }
+    if job_plan.delete_cluster {
+        ignore_status(clusters.delete(&cluster_name, &DeleteParams::background()).await.map(|_| ()), 404)?;
+        ctx.event(
+            dj,
+            EventType::Normal,
+            "ClusterDeleted",
+            format!("The job {:?} ended: deleted its DaskCluster {cluster_name}", job_plan.phase),
+        )
+        .await;
+    }
+
+    let t = now();
+    let start_time = previous.start_time.clone().or_else(|| (job_plan.phase == JobPhase::Running).then(|| t.clone()));
+    let end_time = previous.end_time.clone().or_else(|| job_plan.phase.is_finished().then(|| t.clone()));
+    let finished = job_plan.phase.is_finished();
+    let conditions = vec![
+        plan::condition(
+            &previous.conditions,
+            "ClusterReady",
+            observed.scheduler_ready,
+            if observed.scheduler_ready { "SchedulerReady" } else { "Waiting" },
+            format!("DaskCluster {cluster_name}"),
+            dj.metadata.generation,
+            &t,
+        ),
+        plan::condition(
+            &previous.conditions,
+            "Finished",
+            finished,
+            match job_plan.phase {
+                JobPhase::Succeeded => "Succeeded",
+                JobPhase::Failed => "Failed",
+                _ => "Running",
+            },
+            format!("Runner Job {runner_name}"),
+            dj.metadata.generation,
+            &t,
+        ),
+    ];
+    if previous.phase != Some(job_plan.phase) {
+        let type_ = if job_plan.phase == JobPhase::Failed { EventType::Warning } else { EventType::Normal };
+        ctx.event(dj, type_, "PhaseChanged", format!("Phase is now {:?}", job_plan.phase)).await;
+    }
+    let status = DaskJobStatus {
+        phase: Some(job_plan.phase),
+        conditions,
+        cluster_name: Some(cluster_name),
+        job_name: Some(runner_name),
+        start_time,
+        end_time,
+        observed_generation: dj.metadata.generation,
+    };
+    let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskJob", "status": status});
+    daskjobs.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+    Ok(if finished { Action::await_change() } else { Action::requeue(ctx.config.idle_interval) })
+}

@@ -1,0 +1,248 @@
+//! The operator process: the HTTP endpoints (`/metrics`, `/healthz`,
+//! `/readyz`), leader election, and the three controllers, which run only
+//! while this process leads. One shutdown future stops everything in order:
+//! the controllers finish their reconciles, the Lease is released, the HTTP
+//! server stops.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::controller::{self, Context, ControllerConfig};
+use crate::crd::{DaskCluster, DaskJob, DaskWorkerGroup};
+use crate::leader::{self, LeaderConfig};
+use crate::resources::{LABEL_MANAGED_BY, MANAGER};
+use crate::telemetry::Metrics;
+use crate::{Error, Result};
+
+/// The operator's settings; the CLI fills this in.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Watch one namespace, or all of them.
+    pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// Run for leadership on a Lease (off: always lead; one replica only).
+    pub leader_election: bool,
+    pub leader: LeaderConfig,
+    pub controller: ControllerConfig,
+    /// Print the bound metrics address on stdout (the CLI does, so that
+    /// scripts and tests can find a port chosen with `--metrics-port 0`).
+    pub print_address: bool,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            namespace: None,
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            leader_election: true,
+            leader: LeaderConfig::default(),
+            controller: ControllerConfig::default(),
+            print_address: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn metrics_handler(State(state): State<HttpState>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// Readiness: the API server answered. Liveness never depends on peers.
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+/// Runs the operator until `shutdown` resolves (SIGTERM in production), or
+/// until it loses the leader Lease (an error: the process exits and is
+/// restarted, as client-go's controllers do).
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::new()?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
+
+    // HTTP endpoints first, so probes answer while the rest starts.
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr).await?;
+    let bound = listener.local_addr()?;
+    info!("rask operator metrics at http://{bound}/metrics");
+    if config.print_address {
+        println!("rask operator metrics at http://{bound}/metrics");
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { metrics: metrics.clone(), ready: ready.clone() });
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        let stop = async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            warn!(error = %e, "metrics server failed");
+        }
+    });
+
+    let version = client.apiserver_version().await?;
+    info!(version = %version.git_version, namespace = ?config.namespace, "connected to the API server");
+    ready.store(true, Ordering::Relaxed);
+
+    // Leader election: controllers run only while this process leads.
+    // The election stops after the controllers, so the Lease is released
+    // only once no reconcile of ours can still write.
+    let (leading_tx, mut leading_rx) = watch::channel(!config.leader_election);
+    let (election_stop, election_stop_rx) = watch::channel(false);
+    // Without election the sender stays here, so "leading" never changes.
+    let mut always_leading = None;
+    let election = if config.leader_election {
+        let lease_api: Api<Lease> = Api::namespaced(client.clone(), &config.leader.namespace);
+        let leader_config = config.leader.clone();
+        let rx = election_stop_rx;
+        Some(tokio::spawn(leader::run_election(lease_api, leader_config, leading_tx, rx)))
+    } else {
+        always_leading = Some(leading_tx);
+        None
+    };
+
+    let mut shutdown_wait = shutdown_rx.clone();
+    let led = tokio::select! {
+        _ = shutdown_wait.wait_for(|s| *s) => false,
+        led = leading_rx.wait_for(|l| *l) => led.is_ok(),
+    };
+    let outcome = if led {
+        metrics.leader.set(1);
+        let reporter = Reporter { controller: MANAGER.into(), instance: Some(config.leader.identity.clone()) };
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            Recorder::new(client.clone(), reporter),
+            metrics.clone(),
+            config.controller.clone(),
+        ));
+        run_controllers(client.clone(), config.namespace.as_deref(), ctx, shutdown_rx.clone(), leading_rx.clone()).await
+    } else {
+        Ok(())
+    };
+    metrics.leader.set(0);
+    // Stop the election (releasing the Lease if held), then the HTTP server.
+    let _ = election_stop.send(true);
+    if let Some(election) = election {
+        let _ = election.await;
+    }
+    http.abort();
+    drop(always_leading);
+    info!("rask operator stopped");
+    outcome
+}
+
+/// The three controllers, until shutdown or loss of leadership.
+async fn run_controllers(
+    client: Client,
+    namespace: Option<&str>,
+    ctx: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+    mut leading: watch::Receiver<bool>,
+) -> Result<()> {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    // Children are watched by the operator's own label, not all pods.
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let mut stops = Vec::new();
+    let mut stop = || {
+        let (tx, rx) = oneshot::channel::<()>();
+        stops.push(tx);
+        async move {
+            let _ = rx.await;
+        }
+    };
+
+    let clusters = Controller::new(api::<DaskCluster>(&client, namespace), watcher::Config::default())
+        .owns(api::<Deployment>(&client, namespace), owned.clone())
+        .owns(api::<Service>(&client, namespace), owned.clone())
+        .owns(api::<Pod>(&client, namespace), owned.clone())
+        .graceful_shutdown_on(stop())
+        .run(controller::reconcile_cluster, controller::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result("daskcluster", r) });
+    let groups = Controller::new(api::<DaskWorkerGroup>(&client, namespace), watcher::Config::default())
+        .owns(api::<Pod>(&client, namespace), owned.clone())
+        .graceful_shutdown_on(stop())
+        .run(controller::reconcile_worker_group, controller::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result("daskworkergroup", r) });
+    let jobs = Controller::new(api::<DaskJob>(&client, namespace), watcher::Config::default())
+        .owns(api::<DaskCluster>(&client, namespace), watcher::Config::default())
+        .owns(api::<Job>(&client, namespace), owned)
+        .graceful_shutdown_on(stop())
+        .run(controller::reconcile_job, controller::error_policy, ctx.clone())
+        .for_each(|r| async move { log_result("daskjob", r) });
+    info!("leading: controllers started");
+
+    let all = futures::future::join3(clusters, groups, jobs);
+    tokio::pin!(all);
+    let mut shutdown_wait = shutdown.clone();
+    let lost = tokio::select! {
+        _ = &mut all => false,
+        _ = shutdown_wait.wait_for(|s| *s) => false,
+        _ = async {
+            if leading.wait_for(|l| !*l).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => true,
+    };
+    // Graceful: no new reconciles, running ones finish.
+    for tx in stops {
+        let _ = tx.send(());
+    }
+    all.await;
+    if lost {
+        warn!("lost the leader Lease: stopping");
+        return Err(Error::LostLeadership);
+    }
+    Ok(())
+}
+
+fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(controller: &str, result: std::result::Result<T, E>) {
+    match result {
+        Ok(done) => debug!(controller, ?done, "reconciled"),
+        Err(e) => warn!(controller, error = %e, "controller error"),
+    }
+}

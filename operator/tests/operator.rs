@@ -1,0 +1,665 @@
+//! The operator against a real kube-apiserver and etcd (see support/): CRDs,
+//! validation, children, rollout, scaling through a real `rask scheduler`,
+//! garbage collection, crash recovery, leader election and DaskJobs.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use rask_operator::crd::{DaskCluster, DaskJob, DaskWorkerGroup, JobPhase};
+use rask_tests::processes::Scheduler;
+use support::{TestEnv, eventually, scheduler_workers};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn pods(env: &TestEnv, selector: &str) -> Vec<Pod> {
+    let api: Api<Pod> = env.api();
+    api.list(&ListParams::default().labels(selector)).await.expect("list pods").items
+}
+
+async fn pod_names(env: &TestEnv, selector: &str) -> Vec<String> {
+    let mut names: Vec<String> = pods(env, selector).await.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    names
+}
+
+async fn events(env: &TestEnv) -> Vec<Event> {
+    let api: Api<Event> = env.api();
+    api.list(&ListParams::default()).await.expect("events").items
+}
+
+async fn has_event(env: &TestEnv, reason: &str) -> bool {
+    events(env).await.iter().any(|e| e.reason.as_deref() == Some(reason))
+}
+
+async fn cluster(env: &TestEnv, name: &str) -> DaskCluster {
+    env.api::<DaskCluster>().get(name).await.expect("get DaskCluster")
+}
+
+fn condition(dc: &DaskCluster, type_: &str) -> Option<(String, String)> {
+    dc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.message.clone()))
+}
+
+fn cluster_yaml(name: &str, replicas: i32, annotations: &str) -> String {
+    format!(
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  worker:\n    replicas: {replicas}\n"
+    )
+}
+
+/// The scheduler-URL hook pointing at a real `rask scheduler` on loopback.
+fn scheduler_annotation(s: &Scheduler) -> String {
+    format!("rask.dev/scheduler-http-url: \"http://{}\"", s.http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_install_and_are_established() {
+    let env = TestEnv::new("crds").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    for name in ["daskclusters.rask.dev", "daskworkergroups.rask.dev", "daskjobs.rask.dev"] {
+        let crd = crds.get(name).await.expect("crd");
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{name} is not Established");
+    }
+    // Short names and printer columns work through kubectl.
+    let out = env.apply(&cluster_yaml("cols", 0, ""));
+    assert!(out.ok, "{}", out.stderr);
+    let out = env.kubectl(&["get", "dc"]);
+    assert!(out.ok, "{}", out.stderr);
+    for column in ["READY", "DESIRED", "PHASE", "SCHEDULER", "AGE"] {
+        assert!(out.stdout.contains(column), "no {column} column: {}", out.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_applies() {
+    let env = TestEnv::new("examples").await;
+    let dir = support::repo_root().join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("examples").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 5, "expected at least 5 examples, found {files:?}");
+    for file in &files {
+        let out = env.kubectl(&["apply", "-f", &file.to_string_lossy()]);
+        assert!(out.ok, "kubectl apply -f {} failed: {}", file.display(), out.stderr);
+    }
+    // The operator turns them into children.
+    let operator = env.start_operator();
+    let ok = eventually(WAIT, || async {
+        pod_names(&env, "rask.dev/cluster=my,rask.dev/worker-group=highmem").await.len() == 1
+    })
+    .await;
+    assert!(ok, "the worker group's pod was not made");
+    let ok = eventually(WAIT, || async {
+        env.api::<Deployment>().get_opt("full-scheduler").await.ok().flatten().is_some()
+            && pods(&env, "rask.dev/cluster=full").await.len() == 3
+    })
+    .await;
+    assert!(ok, "the full example's scheduler and workers were not made");
+    let full = pods(&env, "rask.dev/cluster=full").await;
+    let spec = full[0].spec.clone().expect("spec");
+    let tolerations = spec.tolerations.unwrap_or_default();
+    assert!(tolerations.iter().any(|t| t.key.as_deref() == Some("dedicated")), "the template's tolerations were kept");
+    assert!(spec.volumes.unwrap_or_default().iter().any(|v| v.name == "scratch"));
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_manifests_are_refused_with_the_cel_message() {
+    let env = TestEnv::new("invalid").await;
+    let dc =
+        |spec: &str| format!("apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: bad\nspec:\n{spec}");
+    let table: Vec<(String, &str)> = vec![
+        (
+            dc("  autoscaling: {minimum: 5, maximum: 2}\n"),
+            "autoscaling.minimum must be less than or equal to autoscaling.maximum",
+        ),
+        (dc("  worker: {replicas: -1}\n"), "worker.replicas must be non-negative"),
+        (dc("  image: \"\"\n"), "image must not be empty"),
+        (dc("  worker: {maxSurge: 0}\n"), "worker.maxSurge must be at least 1"),
+        (dc("  scheduler: {port: 70000}\n"), "scheduler.port must be between 1 and 65535"),
+        (
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: a-name-that-is-far-too-long-for-children-labels\nspec: {}\n"
+                .to_string(),
+            "metadata.name must be at most 40 characters",
+        ),
+        (
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: g\nspec:\n  cluster: my\n  autoscaling: {minimum: 3, maximum: 1}\n"
+                .to_string(),
+            "autoscaling.minimum must be less than or equal to autoscaling.maximum",
+        ),
+        (
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: j\nspec:\n  backoffLimit: -1\n  job:\n    template:\n      spec:\n        containers: [{name: client}]\n"
+                .to_string(),
+            "backoffLimit must be non-negative",
+        ),
+    ];
+    for (manifest, message) in &table {
+        let out = env.apply(manifest);
+        assert!(!out.ok, "accepted a bad manifest:\n{manifest}");
+        assert!(out.stderr.contains(message), "expected {message:?} in: {}", out.stderr);
+    }
+    // Immutable fields: a worker group's cluster, a DaskJob's spec.
+    let wg = "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: g\nspec:\n  cluster: one\n";
+    assert!(env.apply(wg).ok);
+    let out = env.apply(&wg.replace("cluster: one", "cluster: two"));
+    assert!(!out.ok && out.stderr.contains("cluster is immutable"), "{}", out.stderr);
+    let job = "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: j\nspec:\n  backoffLimit: 1\n  job:\n    template:\n      spec:\n        containers: [{name: client}]\n";
+    assert!(env.apply(job).ok);
+    let out = env.apply(&job.replace("backoffLimit: 1", "backoffLimit: 3"));
+    assert!(!out.ok && out.stderr.contains("a DaskJob's spec is immutable"), "{}", out.stderr);
+    // A pod template of the wrong shape is refused by the schema itself.
+    let out = env.apply(&dc("  worker:\n    template:\n      spec:\n        containers: \"not a list\"\n"));
+    assert!(!out.ok, "a malformed pod template was accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_creates_exactly_the_expected_children() {
+    let env = TestEnv::new("children").await;
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("c1", 2, "")).ok);
+    let ok = eventually(WAIT, || async { pod_names(&env, "rask.dev/cluster=c1").await.len() == 2 }).await;
+    assert!(ok, "workers not created");
+    let dc = cluster(&env, "c1").await;
+    let uid = dc.metadata.uid.clone().expect("uid");
+
+    // Exactly: one Deployment, one Service, two worker pods.
+    let deployments = env.api::<Deployment>().list(&ListParams::default()).await.expect("list").items;
+    let services = env.api::<Service>().list(&ListParams::default()).await.expect("list").items;
+    assert_eq!(deployments.iter().map(|d| d.name_any()).collect::<Vec<_>>(), ["c1-scheduler"]);
+    assert_eq!(services.iter().map(|s| s.name_any()).collect::<Vec<_>>(), ["c1-scheduler"]);
+    assert_eq!(pod_names(&env, "").await, ["c1-default-worker-0", "c1-default-worker-1"]);
+
+    let owned_by_dc = |refs: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+        refs.is_some_and(|r| {
+            r.len() == 1 && r[0].uid == uid && r[0].kind == "DaskCluster" && r[0].controller == Some(true)
+        })
+    };
+    let d = &deployments[0];
+    assert!(owned_by_dc(d.metadata.owner_references.as_ref()));
+    let labels = d.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["rask.dev/cluster"], "c1");
+    assert_eq!(labels["rask.dev/component"], "scheduler");
+    let ports: Vec<i32> =
+        services[0].spec.clone().and_then(|s| s.ports).unwrap_or_default().iter().map(|p| p.port).collect();
+    assert_eq!(ports, [8786, 8787]);
+    assert!(owned_by_dc(services[0].metadata.owner_references.as_ref()));
+
+    for pod in pods(&env, "").await {
+        assert!(owned_by_dc(pod.metadata.owner_references.as_ref()));
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels["rask.dev/cluster"], "c1");
+        assert_eq!(labels["rask.dev/component"], "worker");
+        assert_eq!(labels["rask.dev/worker-group"], "default");
+        let spec = pod.spec.expect("spec");
+        let c = &spec.containers[0];
+        let env_vars: std::collections::BTreeMap<String, String> =
+            c.env
+                .iter()
+                .flatten()
+                .map(|e| {
+                    let v = e.value.clone().or_else(|| {
+                        e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()).map(|f| f.field_path.clone())
+                    });
+                    (e.name.clone(), v.unwrap_or_default())
+                })
+                .collect();
+        let addr = format!("tcp://c1-scheduler.{}.svc:8786", env.ns);
+        assert_eq!(env_vars["RASK_SCHEDULER_ADDRESS"], addr);
+        assert_eq!(env_vars["DASK_SCHEDULER_ADDRESS"], addr);
+        assert_eq!(env_vars["RASK_WORKER_NAME"], "metadata.name");
+        let psc = spec.security_context.expect("pod securityContext");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        let sc = c.security_context.clone().expect("container securityContext");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
+    }
+
+    // Status: written with server-side apply by the one field manager.
+    let ok = eventually(WAIT, || async {
+        let dc = cluster(&env, "c1").await;
+        dc.status.as_ref().is_some_and(|s| s.replicas == 2 && s.observed_generation == dc.metadata.generation)
+    })
+    .await;
+    assert!(ok, "status not written");
+    let dc = cluster(&env, "c1").await;
+    let status = dc.status.clone().expect("status");
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("rask.dev/cluster=c1,rask.dev/component=worker,rask.dev/worker-group=default")
+    );
+    assert_eq!(status.scheduler_address, Some(format!("tcp://c1-scheduler.{}.svc:8786", env.ns)));
+    assert_eq!(status.phase.as_deref(), Some("Pending"), "no scheduler pod is available yet");
+    assert_eq!(condition(&dc, "SchedulerReady").map(|c| c.0), Some("False".into()));
+    let managers: Vec<String> = dc
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["rask-operator"]);
+    assert!(eventually(WAIT, || has_event(&env, "PhaseChanged")).await, "no Event recorded");
+
+    // With the node agent, the scheduler becomes ready and the phase Running.
+    let _agent = env.node_agent(None);
+    let ok = eventually(WAIT, || async {
+        cluster(&env, "c1").await.status.and_then(|s| s.phase).as_deref() == Some("Running")
+    })
+    .await;
+    assert!(ok, "phase did not become Running: {:?}", cluster(&env, "c1").await.status);
+    // Reconcile is idempotent: nothing new appears.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pod_names(&env, "").await.len(), 2);
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_retires_through_the_real_scheduler() {
+    let env = TestEnv::new("scaledown").await;
+    let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
+    let agent = env.node_agent(Some(scheduler.address.clone()));
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("sd", 3, &scheduler_annotation(&scheduler))).ok);
+    let joined = eventually(WAIT, || async { scheduler_workers(&scheduler.http).await["num_workers"] == 3 }).await;
+    assert!(joined, "three workers did not join the scheduler");
+
+    // kubectl scale through the scale subresource.
+    let out = env.kubectl(&["scale", "dc/sd", "--replicas=1"]);
+    assert!(out.ok, "{}", out.stderr);
+    let ok =
+        eventually(WAIT, || async { pod_names(&env, "rask.dev/cluster=sd").await == ["sd-default-worker-0"] }).await;
+    assert!(ok, "pods after scale-down: {:?}", pod_names(&env, "rask.dev/cluster=sd").await);
+    // The scheduler retired them: they left it gracefully (not by pod deletion).
+    let workers = scheduler_workers(&scheduler.http).await;
+    assert_eq!(workers["num_workers"], 1, "{workers}");
+    assert_eq!(workers["workers"][0]["name"], "sd-default-worker-0");
+    let retired: Vec<String> = events(&env)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("WorkersRetired"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        retired.iter().any(|n| n.contains("sd-default-worker-1"))
+            && retired.iter().any(|n| n.contains("sd-default-worker-2")),
+        "retirements not recorded: {retired:?}"
+    );
+    drop(agent);
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_scheduler_blocks_scale_down_and_says_why() {
+    let env = TestEnv::new("unreachable").await;
+    // A port nothing listens on: the scheduler cannot be asked.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let _agent = env.node_agent(None);
+    let operator = env.start_operator();
+    let annotation = format!("rask.dev/scheduler-http-url: \"http://127.0.0.1:{port}\"");
+    assert!(env.apply(&cluster_yaml("un", 2, &annotation)).ok);
+    let ok = eventually(WAIT, || async {
+        pods(&env, "rask.dev/cluster=un")
+            .await
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count()
+            == 2
+    })
+    .await;
+    assert!(ok, "workers not running");
+    assert!(env.kubectl(&["scale", "dc/un", "--replicas=0"]).ok);
+    let ok = eventually(WAIT, || async {
+        condition(&cluster(&env, "un").await, "ScaleDownBlocked").is_some_and(|(status, _)| status == "True")
+    })
+    .await;
+    assert!(ok, "no ScaleDownBlocked condition: {:?}", cluster(&env, "un").await.status);
+    let (_, message) = condition(&cluster(&env, "un").await, "ScaleDownBlocked").expect("condition");
+    assert!(message.contains("until the scheduler can retire them"), "{message}");
+    assert!(has_event(&env, "ScaleDownBlocked").await);
+    // Busy workers are kept.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pod_names(&env, "rask.dev/cluster=un").await.len(), 2, "busy workers were deleted blind");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_edit_rolls_out_each_worker_retired() {
+    let env = TestEnv::new("rollout").await;
+    let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
+    let _agent = env.node_agent(Some(scheduler.address.clone()));
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("ro", 2, &scheduler_annotation(&scheduler))).ok);
+    let revisions = |pods: &[Pod]| -> Vec<String> {
+        pods.iter().filter_map(|p| p.labels().get("rask.dev/revision").cloned()).collect()
+    };
+    let ok = eventually(WAIT, || async {
+        let c = cluster(&env, "ro").await;
+        c.status.is_some_and(|s| s.ready_replicas == 2)
+    })
+    .await;
+    assert!(ok, "two ready workers");
+    let before = revisions(&pods(&env, "rask.dev/cluster=ro").await);
+    let old = before[0].clone();
+
+    // kubectl scale up, then edit the image: every worker is replaced.
+    assert!(env.kubectl(&["scale", "dc/ro", "--replicas=3"]).ok);
+    let ok =
+        eventually(WAIT, || async { cluster(&env, "ro").await.status.is_some_and(|s| s.ready_replicas == 3) }).await;
+    assert!(ok, "scale up to 3");
+    let patch = r#"{"spec":{"image":"ghcr.io/rask-dev/rask:0.2.0"}}"#;
+    assert!(env.kubectl(&["patch", "dc/ro", "--type=merge", "-p", patch]).ok);
+    let ok = eventually(Duration::from_secs(120), || async {
+        let p = pods(&env, "rask.dev/cluster=ro").await;
+        let revs = revisions(&p);
+        revs.len() == 3
+            && revs.iter().all(|r| *r != old)
+            && cluster(&env, "ro").await.status.is_some_and(|s| s.ready_replicas == 3 && s.updated_replicas == 3)
+    })
+    .await;
+    assert!(ok, "rollout did not finish: {:?}", cluster(&env, "ro").await.status);
+    for pod in pods(&env, "rask.dev/cluster=ro").await {
+        let image = pod.spec.and_then(|s| s.containers[0].image.clone());
+        assert_eq!(image.as_deref(), Some("ghcr.io/rask-dev/rask:0.2.0"));
+    }
+    // Every old worker was retired by the scheduler, not deleted blind.
+    let retired: usize = events(&env)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("WorkersRetired"))
+        .map(|e| e.series.map(|s| s.count as usize).unwrap_or(1))
+        .sum();
+    assert!(retired >= 3, "expected 3 retirements, saw {retired}");
+    let dc = cluster(&env, "ro").await;
+    assert_eq!(dc.status.as_ref().and_then(|s| s.observed_generation), dc.metadata.generation);
+    assert_eq!(condition(&dc, "WorkersUpToDate").map(|c| c.0), Some("True".into()));
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_group_adds_a_pool_that_scales() {
+    let env = TestEnv::new("group").await;
+    let _agent = env.node_agent(None);
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("gc", 1, "")).ok);
+    let wg = "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: highmem\nspec:\n  cluster: gc\n  worker:\n    replicas: 2\n    memoryLimit: 60GiB\n";
+    assert!(env.apply(wg).ok);
+    let sel = "rask.dev/cluster=gc,rask.dev/worker-group=highmem";
+    let ok = eventually(WAIT, || async { pod_names(&env, sel).await.len() == 2 }).await;
+    assert!(ok, "group pods: {:?}", pod_names(&env, sel).await);
+    let group = env.api::<DaskWorkerGroup>().get("highmem").await.expect("wg");
+    for pod in pods(&env, sel).await {
+        let owner = &pod.metadata.owner_references.clone().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("DaskWorkerGroup", group.metadata.uid.as_deref().unwrap_or(""))
+        );
+        let args = pod.spec.expect("spec").containers[0].args.clone().unwrap_or_default();
+        assert!(args.windows(2).any(|w| w == ["--memory-limit", "60GiB"]), "{args:?}");
+    }
+    // The group belongs to its cluster too, so deleting the cluster removes it.
+    let dc = cluster(&env, "gc").await;
+    let ok = eventually(WAIT, || async {
+        let g = env.api::<DaskWorkerGroup>().get("highmem").await.expect("wg");
+        g.owner_references().iter().any(|o| Some(&o.uid) == dc.metadata.uid.as_ref())
+    })
+    .await;
+    assert!(ok, "the group was not tied to its cluster");
+    // Its own scale subresource: not ready pods (the agent is paused) go at once.
+    _agent.paused.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(env.kubectl(&["scale", "dwg/highmem", "--replicas=3"]).ok);
+    let ok = eventually(WAIT, || async { pod_names(&env, sel).await.len() == 3 }).await;
+    assert!(ok, "group did not scale to 3");
+    let ok = eventually(WAIT, || async {
+        env.api::<DaskWorkerGroup>().get("highmem").await.ok().and_then(|g| g.status).is_some_and(|s| s.replicas == 3)
+    })
+    .await;
+    assert!(ok, "group status");
+    // The default group is untouched.
+    assert_eq!(pod_names(&env, "rask.dev/cluster=gc,rask.dev/worker-group=default").await.len(), 1);
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_cluster_removes_its_children() {
+    let env = TestEnv::new("gc").await;
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("del", 2, "")).ok);
+    let ok = eventually(WAIT, || async { pod_names(&env, "rask.dev/cluster=del").await.len() == 2 }).await;
+    assert!(ok);
+    let out = env.kubectl(&["delete", "dc/del", "--wait=true", "--timeout=60s"]);
+    assert!(out.ok, "{}", out.stderr);
+    // kube-controller-manager's garbage collector follows the ownerReferences.
+    let ok = eventually(WAIT, || async {
+        pod_names(&env, "").await.is_empty()
+            && env.api::<Deployment>().list(&ListParams::default()).await.expect("list").items.is_empty()
+            && env.api::<Service>().list(&ListParams::default()).await.expect("list").items.is_empty()
+    })
+    .await;
+    assert!(ok, "children left behind: {:?}", pod_names(&env, "").await);
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_killed_mid_reconcile_converges_after_restart() {
+    let env = TestEnv::new("crash").await;
+    let mut op = env.start_operator_process("crash-1", &["--no-leader-election"]);
+    assert!(env.apply(&cluster_yaml("big", 30, "")).ok);
+    // Kill it as soon as it has started making workers: mid-reconcile.
+    let started = eventually(WAIT, || async { !pod_names(&env, "rask.dev/cluster=big").await.is_empty() }).await;
+    assert!(started);
+    op.kill();
+    let partial = pod_names(&env, "rask.dev/cluster=big").await.len();
+    let _op = env.start_operator_process("crash-2", &["--no-leader-election"]);
+    let ok = eventually(WAIT, || async {
+        cluster(&env, "big").await.status.is_some_and(|s| s.replicas == 30)
+            && pod_names(&env, "rask.dev/cluster=big").await.len() == 30
+    })
+    .await;
+    assert!(ok, "did not converge (had {partial} pods at the kill)");
+    let names = pod_names(&env, "rask.dev/cluster=big").await;
+    let mut expected: Vec<String> = (0..30).map(|i| format!("big-default-worker-{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected, "exactly the 30 workers, no duplicates");
+    assert_eq!(env.api::<Deployment>().list(&ListParams::default()).await.expect("list").items.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_operators_only_the_leader_writes() {
+    let env = TestEnv::new("leader").await;
+    let mut a = env.start_operator_process("op-a", &[]);
+    let leases: Api<Lease> = env.api();
+    let ok = eventually(WAIT, || async {
+        leases.get_opt("rask-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref()
+            == Some("op-a")
+    })
+    .await;
+    assert!(ok, "op-a did not take the Lease");
+    let mut b = env.start_operator_process("op-b", &[]);
+    assert!(env.apply(&cluster_yaml("le", 2, "")).ok);
+    let ok = eventually(WAIT, || async { pod_names(&env, "rask.dev/cluster=le").await.len() == 2 }).await;
+    assert!(ok);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every Event came from the leader; the standby never started its controllers.
+    let instances: std::collections::BTreeSet<String> =
+        events(&env).await.into_iter().filter_map(|e| e.reporting_instance).collect();
+    assert_eq!(instances, ["op-a".to_string()].into());
+    assert!(!b.output().contains("controllers started"), "the standby ran controllers");
+    // Metrics and health of both.
+    let a_out = a.output();
+    let metrics_url = |out: &str| {
+        out.lines()
+            .find_map(|l| l.split("rask operator metrics at http://").nth(1))
+            .and_then(|s| s.split('/').next())
+            .map(str::to_string)
+            .expect("metrics address")
+    };
+    let a_addr = metrics_url(&a_out);
+    let b_addr = metrics_url(&b.output());
+    let get = |addr: String, path: &'static str| {
+        tokio::task::spawn_blocking(move || rask_tests::processes::http(&addr, "GET", path, None, &[]))
+    };
+    let (code, text) = get(a_addr.clone(), "/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "rask_operator_reconciles_total{controller=\"daskcluster\"}",
+        "rask_operator_reconcile_duration_seconds_bucket",
+        "rask_operator_clusters{phase=\"Pending\"} 1",
+        "rask_operator_workers_desired 2",
+        "rask_operator_workers_actual 2",
+        "rask_operator_leader 1",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    let (_, text) = get(b_addr.clone(), "/metrics").await.expect("metrics");
+    assert!(text.contains("rask_operator_leader 0"));
+    assert_eq!(get(b_addr.clone(), "/healthz").await.expect("healthz").0, 200);
+    assert_eq!(get(b_addr.clone(), "/readyz").await.expect("readyz").0, 200);
+
+    // SIGTERM: the leader stops gracefully and releases the Lease; the
+    // standby takes over and serves a change.
+    a.terminate();
+    assert!(a.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()), "op-a did not stop gracefully");
+    let ok = eventually(WAIT, || async {
+        leases.get_opt("rask-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref()
+            == Some("op-b")
+    })
+    .await;
+    assert!(ok, "op-b did not take over");
+    assert!(env.kubectl(&["scale", "dc/le", "--replicas=3"]).ok);
+    let ok = eventually(WAIT, || async { pod_names(&env, "rask.dev/cluster=le").await.len() == 3 }).await;
+    assert!(ok, "the new leader did not reconcile");
+    drop(b);
+}
+
+async fn run_job(env: &TestEnv, name: &str, succeed: bool) {
+    let operator = env.start_operator();
+    let _agent = env.node_agent(None);
+    let yaml = format!(
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: {name}\nspec:\n  backoffLimit: 3\n  activeDeadlineSeconds: 600\n  ttlSecondsAfterFinished: 60\n  job:\n    template:\n      spec:\n        containers:\n        - name: client\n          command: [rask, demo, delayed]\n  cluster:\n    worker:\n      replicas: 1\n"
+    );
+    assert!(env.apply(&yaml).ok);
+    let jobs: Api<Job> = env.api();
+    let daskjobs: Api<DaskJob> = env.api();
+    let ok =
+        eventually(WAIT, || async { !jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty() }).await;
+    assert!(ok, "no runner Job: {:?}", daskjobs.get(name).await.ok().and_then(|j| j.status));
+    let dj = daskjobs.get(name).await.expect("dj");
+    let job = jobs.list(&ListParams::default()).await.expect("jobs").items.remove(0);
+    let uid = dj.metadata.uid.clone().expect("uid");
+    assert_eq!(job.name_any(), format!("{name}-runner-{}", &uid.replace('-', "")[..8]), "unique runner name");
+    let spec = job.spec.clone().expect("job spec");
+    assert_eq!(
+        (spec.backoff_limit, spec.active_deadline_seconds, spec.ttl_seconds_after_finished),
+        (Some(3), Some(600), Some(60))
+    );
+    let client_env = spec.template.spec.expect("pod").containers[0].env.clone().unwrap_or_default();
+    assert!(client_env.iter().any(|e| e.name == "DASK_SCHEDULER_ADDRESS"));
+    assert_eq!(job.owner_references()[0].uid, uid);
+    let ok = eventually(WAIT, || async {
+        daskjobs.get(name).await.ok().and_then(|j| j.status).and_then(|s| s.phase) == Some(JobPhase::Running)
+    })
+    .await;
+    assert!(ok, "not Running");
+    assert!(env.api::<DaskCluster>().get_opt(name).await.expect("get").is_some(), "the job's cluster exists");
+
+    // The test plays the Job controller: the runner ends.
+    let now = "2026-01-01T00:00:00Z";
+    let later = "2026-01-01T00:01:00Z";
+    let status = if succeed {
+        serde_json::json!({"status": {"startTime": now, "completionTime": later, "succeeded": 1, "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": later, "lastTransitionTime": later},
+            {"type": "Complete", "status": "True", "lastProbeTime": later, "lastTransitionTime": later}]}})
+    } else {
+        serde_json::json!({"status": {"startTime": now, "failed": 4, "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "lastProbeTime": later, "lastTransitionTime": later},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastProbeTime": later, "lastTransitionTime": later}]}})
+    };
+    jobs.patch_status(&job.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await.expect("set Job status");
+    let want = if succeed { JobPhase::Succeeded } else { JobPhase::Failed };
+    let ok = eventually(WAIT, || async {
+        daskjobs.get(name).await.ok().and_then(|j| j.status).and_then(|s| s.phase) == Some(want)
+    })
+    .await;
+    assert!(ok, "not {want:?}: {:?}", daskjobs.get(name).await.ok().and_then(|j| j.status));
+    let status = daskjobs.get(name).await.expect("dj").status.expect("status");
+    assert!(status.start_time.is_some() && status.end_time.is_some());
+    assert_eq!(status.cluster_name.as_deref(), Some(name));
+    // The cluster is torn down, and with it (garbage collection) its children.
+    let ok = eventually(WAIT, || async {
+        env.api::<DaskCluster>().get_opt(name).await.expect("get").is_none()
+            && pod_names(env, &format!("rask.dev/cluster={name}")).await.is_empty()
+    })
+    .await;
+    assert!(ok, "the job's cluster was not cleaned up");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dask_job_runs_to_succeeded() {
+    let env = TestEnv::new("job-ok").await;
+    run_job(&env, "etl", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dask_job_runs_to_failed() {
+    let env = TestEnv::new("job-fail").await;
+    run_job(&env, "etl", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_follows_the_scheduler_and_retires_through_it() {
+    let env = TestEnv::new("autoscale").await;
+    let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
+    let _agent = env.node_agent(Some(scheduler.address.clone()));
+    let operator = env.start_operator();
+    // An idle scheduler wants no workers: the operator goes to the minimum,
+    // after a (here zero) stabilization window, retiring through the scheduler.
+    let yaml = format!(
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: auto\n  annotations: {{{}}}\nspec:\n  worker:\n    replicas: 3\n  autoscaling: {{minimum: 1, maximum: 4, scaleDownStabilizationSeconds: 0}}\n",
+        scheduler_annotation(&scheduler)
+    );
+    assert!(env.apply(&yaml).ok);
+    let ok = eventually(WAIT, || async {
+        cluster(&env, "auto").await.spec.worker.replicas == 1
+            && pod_names(&env, "rask.dev/cluster=auto").await.len() == 1
+    })
+    .await;
+    assert!(ok, "did not scale to the minimum: {:?}", pod_names(&env, "rask.dev/cluster=auto").await);
+    assert!(has_event(&env, "Autoscaled").await);
+    let ok = eventually(WAIT, || async { scheduler_workers(&scheduler.http).await["num_workers"] == 1 }).await;
+    assert!(ok, "the scheduler still has {}", scheduler_workers(&scheduler.http).await);
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_is_deleted_after_its_idle_timeout() {
+    let env = TestEnv::new("idle").await;
+    let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
+    let _agent = env.node_agent(None);
+    let operator = env.start_operator();
+    let yaml = format!(
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: idle\n  annotations: {{{}}}\nspec:\n  worker:\n    replicas: 0\n  idleTimeoutSeconds: 2\n",
+        scheduler_annotation(&scheduler)
+    );
+    assert!(env.apply(&yaml).ok);
+    let ok =
+        eventually(WAIT, || async { env.api::<DaskCluster>().get_opt("idle").await.expect("get").is_none() }).await;
+    assert!(ok, "the idle cluster was not deleted");
+    assert!(has_event(&env, "IdleTimeout").await);
+    operator.stop().await;
+}
