@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ndarray::{ArrayD, SliceInfoElem};
 use rask::core::{ArrayValue, DType, Element, Key, Params, Value, with_array};
 use rask::{ArgPart, Client, Delayed};
+use rask_storage::StorageOptions;
 
 use crate::chunks::{ChunkGrid, Chunks};
 use crate::dtype::{promote, promote_scalar};
@@ -243,8 +244,14 @@ impl Array {
     /// `path` may be an `s3://bucket/prefix` URL; each chunk task then GETs
     /// its own chunk object on the worker.
     pub fn from_zarr(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_zarr_with(path, &StorageOptions::default())
+    }
+
+    /// [`Array::from_zarr`] with per-call S3 settings (endpoint, region,
+    /// anonymous access); they travel in each chunk task.
+    pub fn from_zarr_with(path: impl AsRef<std::path::Path>, storage: &StorageOptions) -> Result<Self> {
         let path_text = store_location(path.as_ref(), false)?;
-        let meta = crate::zarr::read_meta(&path_text)?;
+        let meta = crate::zarr::read_meta(&path_text, storage)?;
         let grid = ChunkGrid::normalize(&meta.shape, &Chunks::Uniform(meta.chunks.clone()), meta.dtype.itemsize())?;
         let tok = format!("{path_text}-{meta:?}");
         let g = grid.clone();
@@ -254,6 +261,7 @@ impl Array {
                 meta: meta.clone(),
                 index: idx.to_vec(),
                 block: g.block_shape(idx).unwrap_or_default(),
+                storage: storage.clone(),
             };
             Delayed::from_task(key, kernels::ZARR_READ, Params::encode(&p), vec![])
         }))
@@ -263,6 +271,16 @@ impl Array {
     /// zarr-python reads. Each block is written by the task that computes it,
     /// in parallel; blocks are first made regular if they are not.
     pub fn to_zarr(&self, path: impl AsRef<std::path::Path>, format: crate::zarr::ZarrFormat) -> Result<()> {
+        self.to_zarr_with(path, format, &StorageOptions::default())
+    }
+
+    /// [`Array::to_zarr`] with per-call S3 settings.
+    pub fn to_zarr_with(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        format: crate::zarr::ZarrFormat,
+        storage: &StorageOptions,
+    ) -> Result<()> {
         let path = path.as_ref();
         let shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
             ArrayError::UnknownChunks("to_zarr needs known chunk sizes; call compute_chunk_sizes() first".into())
@@ -281,7 +299,7 @@ impl Array {
             },
         };
         let store = store_location(path, true)?;
-        crate::zarr::write_meta(&store, &meta)?;
+        crate::zarr::write_meta(&store, &meta, storage)?;
         let name: Arc<str> = Arc::from(format!("to-zarr-{}", token_of(&[regular.name.as_bytes(), store.as_bytes()])));
         let writes: Vec<Delayed<i64>> = regular
             .grid
@@ -293,6 +311,7 @@ impl Array {
                     meta: meta.clone(),
                     index: idx.clone(),
                     block: regular.grid.block_shape(&idx).unwrap_or_default(),
+                    storage: storage.clone(),
                 };
                 let block = &regular.blocks[regular.grid_pos(&idx)];
                 Delayed::from_task(

@@ -17,6 +17,8 @@ pub mod zarr;
 pub use array::{Array, Index, format_bytes};
 pub use chunks::{ChunkGrid, Chunks, DEFAULT_CHUNK_BYTES};
 pub use kernels::{BinaryOp, Boundary, Fill, Reduction, UnaryOp};
+/// Per-call S3 settings for `from_zarr_with` and `to_zarr_with`.
+pub use rask_storage::StorageOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArrayError {

@@ -66,11 +66,11 @@ fn usizes(v: Option<&Json>, what: &str, bad: &dyn Fn(String) -> ArrayError) -> R
 
 /// Reads `zarr.json` (format 3) or `.zarray` (format 2) of a local store
 /// or one under an `s3://` prefix.
-pub fn read_meta(path: &str) -> Result<ZarrMeta> {
+pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
     let bad = |why: String| ArrayError::Value(format!("{path}: not a readable Zarr array: {why}"));
     let read = |name: &str| -> Result<Option<Vec<u8>>> {
         let url = rask_storage::join(path, name);
-        match rask_storage::read_optional(&url, &StorageOptions::default()) {
+        match rask_storage::read_optional(&url, options) {
             Ok(b) => Ok(b.map(|b| b.to_vec())),
             // A local store that is not a directory reads as "not Zarr".
             Err(rask_storage::StorageError::Io { .. }) => Ok(None),
@@ -154,7 +154,7 @@ pub fn read_meta(path: &str) -> Result<ZarrMeta> {
 
 /// Writes the metadata document for `meta` (a local directory is created;
 /// on S3 the store is just a key prefix).
-pub fn write_meta(path: &str, meta: &ZarrMeta) -> Result<()> {
+pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Result<()> {
     let io = |e: rask_storage::StorageError| ArrayError::Value(e.to_string());
     rask_storage::create_dir_all(path).map_err(io)?;
     let fill = if meta.dtype == DType::Bool {
@@ -195,7 +195,7 @@ pub fn write_meta(path: &str, meta: &ZarrMeta) -> Result<()> {
         ),
     };
     let text = serde_json::to_vec_pretty(&doc).map_err(|e| ArrayError::Value(e.to_string()))?;
-    rask_storage::write(&rask_storage::join(path, name), &text, &StorageOptions::default()).map_err(io)
+    rask_storage::write(&rask_storage::join(path, name), &text, options).map_err(io)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -205,6 +205,8 @@ pub struct ChunkParams {
     pub index: Vec<usize>,
     /// The block's shape (edge chunks are stored full-size and cut).
     pub block: Vec<usize>,
+    /// Per-call S3 settings, so workers use the client's options.
+    pub storage: StorageOptions,
 }
 
 /// The chunk's file or object: chunks map to objects one to one.
@@ -218,7 +220,7 @@ pub fn read_chunk(params: &Params, _: Vec<Value>) -> std::result::Result<Value, 
     let p: ChunkParams = postcard::from_bytes(&params.0).map_err(|e| OpError::new(format!("zarr read params: {e}")))?;
     let file = chunk_path(&p);
     let n: usize = p.meta.chunks.iter().product();
-    let full = match rask_storage::read_optional(&file, &StorageOptions::default()) {
+    let full = match rask_storage::read_optional(&file, &p.storage) {
         Ok(Some(bytes)) => {
             let want = n * p.meta.dtype.itemsize();
             if bytes.len() != want {
@@ -259,7 +261,7 @@ pub fn write_chunk(params: &Params, args: Vec<Value>) -> std::result::Result<Val
     crate::npy::write_values(&mut bytes, &full).map_err(|e| OpError::new(e.to_string()))?;
     // Visible only once whole: a local temp file renamed, or one S3 PUT
     // (multipart past 8 MiB, aborted on failure).
-    rask_storage::write(&file, &bytes, &StorageOptions::default()).map_err(|e| OpError::new(e.to_string()))?;
+    rask_storage::write(&file, &bytes, &p.storage).map_err(|e| OpError::new(e.to_string()))?;
     Ok(Value::Int(bytes.len() as i64))
 }
 

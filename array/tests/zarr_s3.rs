@@ -3,7 +3,7 @@
 //! zarr-python. Bodies run in a child with the standard AWS environment.
 
 use rask_array::zarr::ZarrFormat;
-use rask_array::{Array, Chunks};
+use rask_array::{Array, Chunks, StorageOptions};
 use rask_storage::testing::Moto;
 
 #[test]
@@ -51,4 +51,20 @@ fn zarr_stores_on_s3_both_ways() {
     assert_eq!(shape, "(50,", "{theirs}");
     let keys = moto.python("print(s3.list_objects_v2(Bucket='arrays', Prefix='out/r.zarr/')['KeyCount'])", &[]);
     assert_eq!(keys.trim(), (1 + 3 * 3).to_string(), "zarr.json and one object per chunk");
+
+    // Per-call options: the store through an explicit endpoint, and a dead
+    // endpoint failing with the store's URL.
+    let good = StorageOptions::default().endpoint_url(moto.endpoint());
+    let c = Array::from_zarr_with("s3://arrays/out/r.zarr", &good).expect("from_zarr_with");
+    let again: f64 = c.sum().expect("sum").compute_scalar().expect("compute");
+    assert!((again - mine).abs() < 1e-9);
+    b.to_zarr_with("s3://arrays/copy/r.zarr", ZarrFormat::V2, &good).expect("to_zarr_with");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let bad = StorageOptions::default().endpoint_url(&format!("http://127.0.0.1:{port}")).max_attempts(1);
+    let e = Array::from_zarr_with("s3://arrays/out/r.zarr", &bad).expect_err("dead endpoint").to_string();
+    assert!(e.contains("s3://arrays/out/r.zarr"), "{e}");
+    let e = b.to_zarr_with("s3://arrays/nowhere/r.zarr", ZarrFormat::V3, &bad).expect_err("dead endpoint").to_string();
+    assert!(e.contains("s3://arrays/nowhere/r.zarr"), "{e}");
 }

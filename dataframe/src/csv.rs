@@ -618,11 +618,11 @@ fn parse_block(spec: &ReadSpec, bytes: &[u8], first_line: u64) -> Result<RecordB
 ///
 /// The file (or S3 object) appears only once complete: see
 /// `rask_storage::Writer`.
-pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
+pub fn write(batch: &RecordBatch, path: &str, storage: &StorageOptions) -> Result<usize> {
     use arrow::array::{Array, BooleanArray, Float64Array};
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let err = |e: csv::Error| FrameError::Read(format!("{path}: {e}"));
-    let sink = rask_storage::Writer::create(path, &StorageOptions::default())?;
+    let sink = rask_storage::Writer::create(path, storage)?;
     let mut w = csv::Writer::from_writer(sink);
     w.write_record(batch.schema().fields().iter().map(|f| f.name().as_str())).map_err(err)?;
     let opts = FormatOptions::default();

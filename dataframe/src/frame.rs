@@ -429,7 +429,7 @@ impl DataFrame {
 
     /// Writes one file per partition: `pattern` with `*` replaced by the
     /// partition number, or `dir/part.N.ext` when it has no `*`.
-    fn write_parts(&self, pattern: &str, ext: &str, op: &str) -> Result<Vec<String>> {
+    fn write_parts(&self, pattern: &str, ext: &str, op: &str, storage: &StorageOptions) -> Result<Vec<String>> {
         let paths: Vec<String> = (0..self.npartitions)
             .map(|i| {
                 if pattern.contains('*') {
@@ -449,7 +449,10 @@ impl DataFrame {
             .iter()
             .zip(&paths)
             .enumerate()
-            .map(|(i, (p, path))| Delayed::from_task(key(&n, i), op, encode(path), vec![ArgPart::of(p)]))
+            .map(|(i, (p, path))| {
+                let params = kernels::WriteParams { path: path.clone(), storage: storage.clone() };
+                Delayed::from_task(key(&n, i), op, encode(&params), vec![ArgPart::of(p)])
+            })
             .collect();
         let refs: Vec<&Delayed<i64>> = writes.iter().collect();
         for f in Client::current()?.compute_many(&refs) {
@@ -460,12 +463,22 @@ impl DataFrame {
 
     /// Writes the partitions as Parquet files; returns their paths.
     pub fn to_parquet(&self, dir: &str) -> Result<Vec<String>> {
-        self.write_parts(dir, "parquet", kernels::WRITE_PARQUET)
+        self.to_parquet_with(dir, &StorageOptions::default())
+    }
+
+    /// [`DataFrame::to_parquet`] with per-call S3 settings.
+    pub fn to_parquet_with(&self, dir: &str, storage: &StorageOptions) -> Result<Vec<String>> {
+        self.write_parts(dir, "parquet", kernels::WRITE_PARQUET, storage)
     }
 
     /// Writes the partitions as CSV files with a header; returns their paths.
     pub fn to_csv(&self, pattern: &str) -> Result<Vec<String>> {
-        self.write_parts(pattern, "csv", kernels::WRITE_CSV)
+        self.to_csv_with(pattern, &StorageOptions::default())
+    }
+
+    /// [`DataFrame::to_csv`] with per-call S3 settings.
+    pub fn to_csv_with(&self, pattern: &str, storage: &StorageOptions) -> Result<Vec<String>> {
+        self.write_parts(pattern, "csv", kernels::WRITE_CSV, storage)
     }
 
     /// The first `n` rows, reading only the first partition (as Dask does).

@@ -319,16 +319,23 @@ fn read_parquet(p: &Params, _args: Vec<Value>) -> Result<Value, OpError> {
     Ok(out(crate::parquet::read(&spec)?))
 }
 
+/// Parameters of a partition write: where, and the per-call S3 settings.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WriteParams {
+    pub path: String,
+    pub storage: rask_storage::StorageOptions,
+}
+
 fn write_parquet(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
-    let path: String = params(p, WRITE_PARQUET)?;
+    let w: WriteParams = params(p, WRITE_PARQUET)?;
     let batch = one_table(args, WRITE_PARQUET)?;
-    Ok(Value::Int(crate::parquet::write(&batch, &path)? as i64))
+    Ok(Value::Int(crate::parquet::write(&batch, &w.path, &w.storage)? as i64))
 }
 
 fn write_csv(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
-    let path: String = params(p, WRITE_CSV)?;
+    let w: WriteParams = params(p, WRITE_CSV)?;
     let batch = one_table(args, WRITE_CSV)?;
-    Ok(Value::Int(csv::write(&batch, &path)? as i64))
+    Ok(Value::Int(csv::write(&batch, &w.path, &w.storage)? as i64))
 }
 
 rask_core::inventory::submit! { OpEntry { name: READ_PARQUET, func: read_parquet } }

@@ -30,6 +30,10 @@ pub mod tokenize;
 pub use csv::CsvOptions;
 pub use error::{FrameError, Result};
 pub use expr::{DtPart, Expr, Lit, StrOp, col, lit};
-pub use frame::{DataFrame, GroupBy, Series, from_batch, from_batches, from_partitions, read_csv, read_parquet};
+pub use frame::{
+    DataFrame, GroupBy, Series, from_batch, from_batches, from_partitions, read_csv, read_parquet, read_parquet_with,
+};
 pub use join::How;
+/// Per-call S3 settings for readers and writers (`read_parquet_with`, `to_parquet_with`, `CsvOptions::storage`).
+pub use rask_storage::StorageOptions;
 pub use table::Table;

@@ -348,8 +348,8 @@ fn projected<R: ChunkReader + 'static>(
 /// writes by default) and returns its row count. The file or S3 object
 /// appears only once complete (`rask_storage::Writer`: multipart upload
 /// for large objects).
-pub fn write(batch: &RecordBatch, path: &str) -> Result<usize> {
-    let f = rask_storage::Writer::create(path, &StorageOptions::default())?;
+pub fn write(batch: &RecordBatch, path: &str, storage: &StorageOptions) -> Result<usize> {
+    let f = rask_storage::Writer::create(path, storage)?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();

@@ -53,8 +53,18 @@ fn parquet_round_trip_projection_and_pruning() {
     let df = read_csv(&src, CsvOptions::default().blocksize(Some(2_000)).parse_dates(&["when"])).expect("reads");
     let out = dir.join("pq");
     df.to_parquet(out.to_str().expect("utf-8")).expect("writes");
-    let pq = read_parquet(&format!("{}/*.parquet", out.display()), None).expect("reads");
+    // A dataset directory reads as its data files, as pandas and Dask read
+    // it: marker and hidden files (Spark's `_SUCCESS`, `.crc`) are skipped.
+    std::fs::write(out.join("_SUCCESS"), b"").expect("marker");
+    std::fs::write(out.join(".part.0.parquet.crc"), b"junk").expect("hidden");
+    let pq = read_parquet(out.to_str().expect("utf-8"), None).expect("reads the directory");
     assert_eq!(pq.npartitions(), df.npartitions());
+    let globbed = read_parquet(&format!("{}/*.parquet", out.display()), None).expect("reads the glob");
+    assert_eq!(globbed.npartitions(), pq.npartitions());
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    let e = read_parquet(empty.to_str().expect("utf-8"), None).expect_err("an empty directory").to_string();
+    assert!(e.contains("empty"), "{e}");
     assert_eq!(pq.dtypes(), df.dtypes());
     // Files come back in name order; compare sorted by id.
     let sorted = |d: &rask_dataframe::DataFrame| d.sort_values(&["id"], true).expect("sort").compute().expect("c");

@@ -3,7 +3,7 @@
 //! rask's output checked by pandas and pyarrow. Each body runs in a child
 //! process configured by the standard AWS environment.
 
-use rask_dataframe::{CsvOptions, col, read_csv, read_parquet};
+use rask_dataframe::{CsvOptions, StorageOptions, col, read_csv, read_parquet};
 use rask_storage::testing::Moto;
 
 /// Two CSV files (quoted commas and newlines in `note`) and one Parquet
@@ -80,6 +80,22 @@ fn csv_from_s3_to_parquet_and_csv_on_s3() {
     assert_eq!(back.npartitions(), df.npartitions());
     let total = back.col("births").sum().expect("sum").compute().expect("compute");
     assert_eq!(total, births as f64);
+
+    // Per-call options reach the writing tasks: an endpoint where nothing
+    // listens fails each write, naming its URL, and leaves no object.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let bad = StorageOptions::default().endpoint_url(&format!("http://127.0.0.1:{port}")).max_attempts(1);
+    let e = df.to_parquet_with("s3://frames/nowhere/", &bad).expect_err("dead endpoint").to_string();
+    assert!(e.contains("s3://frames/nowhere/part."), "{e}");
+    let e = df.to_csv_with("s3://frames/nowhere/p-*.csv", &bad).expect_err("dead endpoint").to_string();
+    assert!(e.contains("s3://frames/nowhere/p-"), "{e}");
+    let good = StorageOptions::default().endpoint_url(moto.endpoint());
+    let paths = df.to_parquet_with("s3://frames/with-options/", &good).expect("to_parquet_with");
+    assert_eq!(paths.len(), df.npartitions());
+    let left = moto.python("print(s3.list_objects_v2(Bucket='frames', Prefix='nowhere/').get('KeyCount', 0))", &[]);
+    assert_eq!(left.trim(), "0", "nothing written through the dead endpoint");
 }
 
 #[test]

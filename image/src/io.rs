@@ -101,14 +101,13 @@ type Source = BufReader<Box<dyn Input>>;
 
 /// Opens a path or `s3://` URL; `whole` fetches an S3 object at once (one
 /// GET, concurrent ranged GETs when large) instead of block by block.
-fn open_input(path: &Path, whole: bool) -> Result<Source> {
+fn open_input(path: &Path, whole: bool, options: &StorageOptions) -> Result<Source> {
     let text = path.to_string_lossy();
     let input: Box<dyn Input> = if rask_storage::is_s3(&text) {
-        let options = StorageOptions::default();
         if whole {
-            Box::new(Cursor::new(rask_storage::read(&text, &options).map_err(|e| io_error(path, e))?))
+            Box::new(Cursor::new(rask_storage::read(&text, options).map_err(|e| io_error(path, e))?))
         } else {
-            Box::new(SeekableObject::open(&text, &options).map_err(|e| io_error(path, e))?)
+            Box::new(SeekableObject::open(&text, options).map_err(|e| io_error(path, e))?)
         }
     } else {
         Box::new(File::open(path).map_err(|e| io_error(path, e))?)
@@ -116,8 +115,8 @@ fn open_input(path: &Path, whole: bool) -> Result<Source> {
     Ok(BufReader::new(input))
 }
 
-fn tiff_decoder(path: &Path, whole: bool) -> Result<tiff::decoder::Decoder<Source>> {
-    tiff::decoder::Decoder::new(open_input(path, whole)?)
+fn tiff_decoder(path: &Path, whole: bool, options: &StorageOptions) -> Result<tiff::decoder::Decoder<Source>> {
+    tiff::decoder::Decoder::new(open_input(path, whole, options)?)
         .map(|d| d.with_limits(tiff::decoder::Limits::unlimited()))
         .map_err(|e| decode_error(path, e))
 }
@@ -155,11 +154,11 @@ fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<Source>) -> Result<(Vec
 
 /// Reads a file's header: frames, frame shape and dtype. No pixel data is
 /// decoded (TIFF pages are counted by walking their directories).
-pub fn read_info(path: &Path) -> Result<ImageInfo> {
+pub fn read_info(path: &Path, options: &StorageOptions) -> Result<ImageInfo> {
     let format = detect(path)?;
     match format {
         Format::Png | Format::Jpeg => {
-            let reader = image::ImageReader::new(open_input(path, false)?);
+            let reader = image::ImageReader::new(open_input(path, false, options)?);
             let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
             let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
             let (w, h) = image::ImageDecoder::dimensions(&decoder);
@@ -168,7 +167,7 @@ pub fn read_info(path: &Path) -> Result<ImageInfo> {
             Ok(ImageInfo { format, frames: 1, frame_shape, dtype })
         }
         Format::Tiff => {
-            let mut d = tiff_decoder(path, false)?;
+            let mut d = tiff_decoder(path, false, options)?;
             let (frame_shape, dtype) = tiff_page(path, &mut d)?;
             let mut frames = 1;
             while d.more_images() {
@@ -194,9 +193,9 @@ fn typed<T: Element>(shape: &[usize], data: Vec<T>) -> std::result::Result<Array
 }
 
 /// Decodes a PNG or JPEG file fully (the reference for lossy JPEG).
-pub fn read_png_or_jpeg(path: &Path) -> Result<ArrayValue> {
+pub fn read_png_or_jpeg(path: &Path, options: &StorageOptions) -> Result<ArrayValue> {
     use image::DynamicImage as D;
-    let reader = image::ImageReader::new(open_input(path, true)?);
+    let reader = image::ImageReader::new(open_input(path, true, options)?);
     let reader = reader.with_guessed_format().map_err(|e| io_error(path, e))?;
     let img = reader.decode().map_err(|e| decode_error(path, e))?;
     let (h, w) = (img.height() as usize, img.width() as usize);
@@ -220,9 +219,9 @@ pub fn read_png_or_jpeg(path: &Path) -> Result<ArrayValue> {
 }
 
 /// Decodes `count` TIFF pages from `first` into one `(count, ...frame)` array.
-pub fn read_tiff_pages(path: &Path, first: usize, count: usize) -> Result<ArrayValue> {
+pub fn read_tiff_pages(path: &Path, first: usize, count: usize, options: &StorageOptions) -> Result<ArrayValue> {
     use tiff::decoder::DecodingResult as R;
-    let mut d = tiff_decoder(path, true)?;
+    let mut d = tiff_decoder(path, true, options)?;
     d.seek_to_image(first).map_err(|e| decode_error(path, e))?;
     let (frame, dtype) = tiff_page(path, &mut d)?;
     let mut shape = vec![count];
@@ -317,6 +316,8 @@ pub struct ReadTask {
     pub frames: usize,
     pub frame_shape: Vec<usize>,
     pub dtype: DType,
+    /// Per-call S3 settings, so workers read with the client's options.
+    pub storage: StorageOptions,
 }
 
 fn read_op(p: &Params, _args: Vec<Value>) -> std::result::Result<Value, OpError> {
@@ -324,8 +325,8 @@ fn read_op(p: &Params, _args: Vec<Value>) -> std::result::Result<Value, OpError>
         postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{READ_OP}: bad parameters: {e}")))?;
     let path = Path::new(&task.path);
     let value = match task.format {
-        Format::Png | Format::Jpeg => read_png_or_jpeg(path),
-        Format::Tiff => read_tiff_pages(path, task.first_frame, task.frames),
+        Format::Png | Format::Jpeg => read_png_or_jpeg(path, &task.storage),
+        Format::Tiff => read_tiff_pages(path, task.first_frame, task.frames, &task.storage),
     }
     .map_err(|e| OpError::new(e.to_string()))?;
     let mut want = vec![task.frames];
@@ -345,11 +346,14 @@ fn read_op(p: &Params, _args: Vec<Value>) -> std::result::Result<Value, OpError>
 rask::core::inventory::submit! { OpEntry { name: READ_OP, func: read_op } }
 
 /// Options of [`imread_with`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImreadOptions {
     /// Cut multi-page files into blocks of this many frames (`None`: one
     /// block per file).
     pub frames_per_block: Option<usize>,
+    /// Per-call S3 settings (endpoint, region, anonymous access) over the
+    /// standard AWS environment; they travel in each read task.
+    pub storage: StorageOptions,
 }
 
 fn has_glob(pattern: &str) -> bool {
@@ -358,10 +362,9 @@ fn has_glob(pattern: &str) -> bool {
 
 /// The files a pattern names, sorted; an error if there are none.
 /// `s3://bucket/prefix/*.tif` lists the prefix (with pagination).
-pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+pub fn expand(pattern: &str, options: &StorageOptions) -> Result<Vec<PathBuf>> {
     if rask_storage::is_s3(pattern) {
-        let urls =
-            rask_storage::expand(pattern, &StorageOptions::default()).map_err(|e| ImageError::Value(e.to_string()))?;
+        let urls = rask_storage::expand(pattern, options).map_err(|e| ImageError::Value(e.to_string()))?;
         return Ok(urls.into_iter().map(PathBuf::from).collect());
     }
     if !has_glob(pattern) {
@@ -394,10 +397,10 @@ pub fn imread(pattern: &str) -> Result<Array> {
 /// [`imread`] with options. All files must have the same frame shape and
 /// dtype; they may have different page counts.
 pub fn imread_with(pattern: &str, options: &ImreadOptions) -> Result<Array> {
-    let files = expand(pattern)?;
+    let files = expand(pattern, &options.storage)?;
     let mut infos = Vec::with_capacity(files.len());
     for f in &files {
-        infos.push(read_info(f)?);
+        infos.push(read_info(f, &options.storage)?);
     }
     let first = &infos[0];
     for (f, info) in files.iter().zip(&infos).skip(1) {
@@ -432,7 +435,7 @@ pub fn imread_with(pattern: &str, options: &ImreadOptions) -> Result<Array> {
     for f in &files {
         let text = f.to_string_lossy();
         if rask_storage::is_s3(&text) {
-            let version = rask_storage::stat(&text, &StorageOptions::default()).map_err(|e| io_error(f, e))?.version;
+            let version = rask_storage::stat(&text, &options.storage).map_err(|e| io_error(f, e))?.version;
             token.extend_from_slice(format!("{text}|{version}|").as_bytes());
             abs_paths.push(text.into_owned());
             continue;
@@ -453,6 +456,7 @@ pub fn imread_with(pattern: &str, options: &ImreadOptions) -> Result<Array> {
             frames: n,
             frame_shape: infos[file].frame_shape.clone(),
             dtype,
+            storage: options.storage.clone(),
         };
         Delayed::from_task(key, READ_OP, Params::encode(&task), vec![])
     }))
@@ -477,7 +481,7 @@ fn frame_dims(shape: &[usize], path: &Path) -> Result<(u32, u32, usize)> {
 
 /// Writes one frame (`(h, w)` or `(h, w, channels)`, uint8 or uint16) as
 /// PNG or JPEG (quality 90), chosen by the extension.
-fn write_png_or_jpeg(path: &Path, frame: &ArrayValue, format: Format) -> Result<()> {
+fn write_png_or_jpeg(out: &mut dyn Sink, path: &Path, frame: &ArrayValue, format: Format) -> Result<()> {
     use image::ExtendedColorType as E;
     let (h, w, c) = frame_dims(frame.shape(), path)?;
     let (bytes, color): (Vec<u8>, E) = match (frame, c) {
@@ -493,24 +497,21 @@ fn write_png_or_jpeg(path: &Path, frame: &ArrayValue, format: Format) -> Result<
             )));
         }
     };
-    let file = File::create(path).map_err(|e| io_error(path, e))?;
-    let mut out = std::io::BufWriter::new(file);
     let result = match format {
         Format::Jpeg => {
-            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut *out, 90);
             image::ImageEncoder::write_image(enc, &bytes, w, h, color)
         }
         _ => {
-            let enc = image::codecs::png::PngEncoder::new(&mut out);
+            let enc = image::codecs::png::PngEncoder::new(&mut *out);
             image::ImageEncoder::write_image(enc, &bytes, w, h, color)
         }
     };
-    result.map_err(|e| io_error(path, e))?;
-    std::io::Write::flush(&mut out).map_err(|e| io_error(path, e))
+    result.map_err(|e| io_error(path, e))
 }
 
 /// Writes frames `(pages, h, w[, c])` as one multi-page TIFF.
-fn write_tiff(path: &Path, stack: &ArrayValue) -> Result<()> {
+fn write_tiff(out: &mut dyn Sink, path: &Path, stack: &ArrayValue) -> Result<()> {
     use tiff::encoder::{TiffEncoder, colortype};
     let shape = stack.shape();
     let Some((&pages, frame)) = shape.split_first() else {
@@ -518,8 +519,7 @@ fn write_tiff(path: &Path, stack: &ArrayValue) -> Result<()> {
     };
     let (h, w, c) = frame_dims(frame, path)?;
     let per_page: usize = frame.iter().product();
-    let file = File::create(path).map_err(|e| io_error(path, e))?;
-    let mut enc = TiffEncoder::new(std::io::BufWriter::new(file)).map_err(|e| io_error(path, e))?;
+    let mut enc = TiffEncoder::new(out).map_err(|e| io_error(path, e))?;
     let err = |e: tiff::TiffError| io_error(path, e);
     macro_rules! pages {
         ($a:expr, $gray:ty, $rgb:ty, $rgba:ty) => {{
@@ -556,9 +556,36 @@ fn write_tiff(path: &Path, stack: &ArrayValue) -> Result<()> {
     Ok(())
 }
 
+/// Where an encoder writes: a buffered local file or an in-memory buffer
+/// bound for S3 (TIFF needs to seek back to patch offsets).
+trait Sink: std::io::Write + Seek {}
+impl<T: std::io::Write + Seek> Sink for T {}
+
+/// Runs `encode` into `path`: a local file, or an `s3://` object that
+/// appears only once complete (one PUT, or a multipart upload aborted on
+/// failure).
+fn store(path: &Path, options: &StorageOptions, encode: impl FnOnce(&mut dyn Sink) -> Result<()>) -> Result<()> {
+    let text = path.to_string_lossy();
+    if rask_storage::is_s3(&text) {
+        let mut buf = Cursor::new(Vec::new());
+        encode(&mut buf)?;
+        return rask_storage::write(&text, buf.get_ref(), options).map_err(|e| io_error(path, e));
+    }
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    encode(&mut out)?;
+    std::io::Write::flush(&mut out).map_err(|e| io_error(path, e))
+}
+
 /// Writes an in-memory image: a TIFF holds a `(pages, h, w[, c])` stack (or
 /// one `(h, w)` frame), a PNG or JPEG one `(h, w[, c])` frame.
 pub fn write_image(path: impl AsRef<Path>, image: &ArrayValue) -> Result<()> {
+    write_image_with(path, image, &StorageOptions::default())
+}
+
+/// [`write_image`] to a local path or an `s3://` URL with per-call S3
+/// settings.
+pub fn write_image_with(path: impl AsRef<Path>, image: &ArrayValue, options: &StorageOptions) -> Result<()> {
     let path = path.as_ref();
     match detect(path)? {
         Format::Tiff => {
@@ -569,23 +596,29 @@ pub fn write_image(path: impl AsRef<Path>, image: &ArrayValue) -> Result<()> {
                     let v = a.clone().into_shape_with_order(IxDyn(&shape)).map_err(|e| ImageError::Value(e.to_string()))?;
                     Element::wrap(v)
                 });
-                write_tiff(path, &reshaped)
+                store(path, options, |out| write_tiff(out, path, &reshaped))
             } else {
-                write_tiff(path, image)
+                store(path, options, |out| write_tiff(out, path, image))
             }
         }
-        f => write_png_or_jpeg(path, image, f),
+        f => store(path, options, |out| write_png_or_jpeg(out, path, image, f)),
     }
 }
 
 /// `imwrite`: computes `array` and writes it. A `.tif`/`.tiff` path gets the
 /// whole array as one multi-page file; for PNG and JPEG, `path` must contain
 /// `{}`, replaced by the frame number along axis 0 (one file per frame).
+/// `path` may be an `s3://` URL; each object appears only once complete.
 pub fn imwrite(array: &Array, path: &str) -> Result<Vec<PathBuf>> {
+    imwrite_with(array, path, &StorageOptions::default())
+}
+
+/// [`imwrite`] with per-call S3 settings.
+pub fn imwrite_with(array: &Array, path: &str, options: &StorageOptions) -> Result<Vec<PathBuf>> {
     let value = array.compute()?;
     let format = detect(Path::new(path))?;
     if format == Format::Tiff {
-        write_image(path, &value)?;
+        write_image_with(path, &value, options)?;
         return Ok(vec![PathBuf::from(path)]);
     }
     if !path.contains("{}") {
@@ -598,7 +631,7 @@ pub fn imwrite(array: &Array, path: &str) -> Result<Vec<PathBuf>> {
     for i in 0..frames {
         let frame = rask::core::with_array!(&value, a => Element::wrap(a.index_axis(ndarray::Axis(0), i).to_owned().into_shared()));
         let p = PathBuf::from(path.replace("{}", &format!("{i:04}")));
-        write_image(&p, &frame)?;
+        write_image_with(&p, &frame, options)?;
         written.push(p);
     }
     Ok(written)

@@ -29,8 +29,10 @@ pub use filters::{
     gaussian_gradient_magnitude, laplace, maximum_filter, median_filter, minimum_filter, prewitt, sobel,
     uniform_filter,
 };
-pub use io::{imread, imread_with, imwrite, write_image};
+pub use io::{ImreadOptions, imread, imread_with, imwrite, imwrite_with, write_image, write_image_with};
 pub use kernels::Mode;
+/// Per-call S3 settings for `imread_with` (in `ImreadOptions`) and `imwrite_with`.
+pub use rask_storage::StorageOptions;
 
 /// Errors of image reading, writing and filtering.
 #[derive(Debug, thiserror::Error)]

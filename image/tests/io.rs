@@ -46,7 +46,11 @@ fn tiff_stacks_read_back_exactly_for_each_dtype() {
         let want: Vec<ArrayValue> = (0..3).map(|i| synth::image(&[5, 17, 23], dtype, 11 + i).unwrap()).collect();
         assert_eq!(a.compute().unwrap(), concat(&want));
         // Page blocks: the same values in blocks of 2 pages.
-        let b = io::imread_with(&pattern(&dir, "vol_*.tif"), &ImreadOptions { frames_per_block: Some(2) }).unwrap();
+        let b = io::imread_with(
+            &pattern(&dir, "vol_*.tif"),
+            &ImreadOptions { frames_per_block: Some(2), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!(b.npartitions(), 9);
         assert_eq!(b.compute().unwrap(), a.compute().unwrap());
         // A single path (no glob) reads one file.
@@ -74,7 +78,8 @@ fn png_round_trips_and_jpeg_matches_the_decoder() {
     let jpegs = synth::rgb_images(&dir, 2, 40, 48, "jpg", 3).unwrap();
     let j = io::imread(&pattern(&dir, "*.jpg")).unwrap();
     assert_eq!(j.shape(), vec![Some(2), Some(40), Some(48), Some(3)]);
-    let decoded: Vec<ArrayValue> = jpegs.iter().map(|p| io::read_png_or_jpeg(p).unwrap()).collect();
+    let decoded: Vec<ArrayValue> =
+        jpegs.iter().map(|p| io::read_png_or_jpeg(p, &Default::default()).unwrap()).collect();
     let got = j.compute().unwrap();
     assert_eq!(got, concat(&decoded), "imread gives the decoder's own full decode");
     // Lossy, but close to what was written.

@@ -2,7 +2,10 @@
 //! written by tifffile/scikit-image and uploaded with boto3, read by rask
 //! through a glob, checked against scikit-image's reading of the same files.
 
-use rask_image::io::imread;
+use rask::core::DType;
+use rask_array::{Array, Chunks};
+use rask_image::io::{ImreadOptions, imread, imread_with, imwrite};
+use rask_storage::StorageOptions;
 use rask_storage::testing::Moto;
 
 const FIXTURES: &str = r#"
@@ -51,4 +54,61 @@ fn imread_globs_over_s3() {
 
     let e = imread("s3://images/none/*.tif").expect_err("no match").to_string();
     assert!(e.contains("s3://images/none/*.tif"), "{e}");
+}
+
+const CHECK_WRITTEN: &str = r#"
+import io, numpy as np, skimage.io, tifffile
+# tifffile for the stack: skimage.io would move a 3-page axis last (its RGB guess).
+tif = tifffile.imread(io.BytesIO(s3.get_object(Bucket='out', Key='copy/stack.tif')['Body'].read()))
+pngs = [skimage.io.imread(io.BytesIO(s3.get_object(Bucket='out', Key=f'frames/f_{i:04}.png')['Body'].read())) for i in range(3)]
+keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='out')['Contents'])
+print(tif.dtype, *tif.shape, int(tif.astype(np.int64).sum()), int(sum(p.astype(np.int64).sum() for p in pngs)), len(keys))
+"#;
+
+#[test]
+fn imwrite_to_s3_is_what_tifffile_and_scikit_image_read() {
+    let moto = Moto::start();
+    if !moto.run_in_env("imwrite_to_s3_is_what_tifffile_and_scikit_image_read") {
+        return;
+    }
+    moto.create_bucket("out");
+    let stack = Array::randint(0, 60000, &[3, 40, 24], 9, Chunks::Uniform(vec![1, 40, 24]))
+        .expect("randint")
+        .astype(DType::U16);
+    let total: f64 = stack.sum().expect("sum").compute_scalar().expect("compute");
+    let written = imwrite(&stack, "s3://out/copy/stack.tif").expect("imwrite TIFF to S3");
+    assert_eq!(written.len(), 1);
+    let bytes = stack.astype(DType::U8);
+    let frames = imwrite(&bytes, "s3://out/frames/f_{}.png").expect("imwrite PNGs to S3");
+    assert_eq!(frames.len(), 3);
+    let png_total: f64 = bytes.sum().expect("sum").compute_scalar().expect("compute");
+
+    let out = moto.python(CHECK_WRITTEN, &[]);
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields[..4], ["uint16", "3", "40", "24"], "{out}");
+    assert_eq!(fields[4].parse::<f64>().expect("sum"), total, "{out}");
+    assert_eq!(fields[5].parse::<f64>().expect("sum"), png_total, "{out}");
+    assert_eq!(fields[6], "4", "exactly the TIFF and three PNGs: {out}");
+
+    // rask reads back what it wrote, with per-call options.
+    let options =
+        ImreadOptions { storage: StorageOptions::default().endpoint_url(moto.endpoint()), ..Default::default() };
+    let back = imread_with("s3://out/frames/*.png", &options).expect("imread back");
+    assert_eq!(back.shape(), vec![Some(3), Some(40), Some(24)]);
+    let back_total: f64 = back.sum().expect("sum").compute_scalar().expect("compute");
+    assert_eq!(back_total, png_total);
+
+    // Per-call options reach the reads: a dead endpoint fails, naming the URL.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let bad = ImreadOptions {
+        storage: StorageOptions::default().endpoint_url(&format!("http://127.0.0.1:{port}")).max_attempts(1),
+        ..Default::default()
+    };
+    let e = imread_with("s3://out/frames/*.png", &bad).expect_err("dead endpoint").to_string();
+    assert!(e.contains("s3://out/frames/"), "{e}");
+    // A writer's failure leaves nothing behind.
+    let e = imwrite(&bytes, "s3://no-such-bucket/x.tif").expect_err("missing bucket").to_string();
+    assert!(e.contains("s3://no-such-bucket/x.tif"), "{e}");
 }

@@ -69,12 +69,27 @@ pub fn local_path(url: &str) -> Result<Option<std::path::PathBuf>> {
     })
 }
 
-/// The URLs a path, glob, or S3 prefix ending in `/` names, sorted. A
-/// name without glob characters is returned as it is (reading it reports
-/// a missing object); a glob or prefix matching nothing is an error.
+/// Hidden and `_`-prefixed names (`_SUCCESS`, `_metadata`, `.crc`) are
+/// not data files of a directory or prefix.
+fn is_data_name(name: &str) -> bool {
+    !(name.is_empty() || name.starts_with('_') || name.starts_with('.'))
+}
+
+/// The URLs a path, glob, local directory, or S3 prefix ending in `/`
+/// names, sorted. A directory or prefix means the data files directly
+/// inside it (as pandas and Dask read a dataset directory). A name without
+/// glob characters is returned as it is (reading it reports a missing
+/// object); a glob, directory or prefix matching nothing is an error.
 #[tracing::instrument(skip(options))]
 pub fn expand(pattern: &str, options: &StorageOptions) -> Result<Vec<String>> {
     let mut urls = match Location::parse(pattern)? {
+        Location::Local(path) if path.is_dir() => std::fs::read_dir(&path)
+            .map_err(|e| StorageError::Io { url: pattern.to_string(), source: e })?
+            .filter_map(std::result::Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| is_data_name(&e.file_name().to_string_lossy()))
+            .map(|e| e.path().to_string_lossy().into_owned())
+            .collect(),
         Location::Local(path) => {
             let text = path.to_string_lossy().into_owned();
             if !has_glob(&text) {
@@ -104,10 +119,7 @@ pub fn expand(pattern: &str, options: &StorageOptions) -> Result<Vec<String>> {
             let (bucket, keys) = listed;
             keys.into_iter()
                 .filter(|(k, _)| matcher.matches(k))
-                .filter(|(k, _)| {
-                    let name = k.rsplit('/').next().unwrap_or(k);
-                    !(directory && (name.starts_with('_') || name.starts_with('.') || name.is_empty()))
-                })
+                .filter(|(k, _)| !directory || is_data_name(k.rsplit('/').next().unwrap_or(k)))
                 .map(|(k, _)| format!("s3://{bucket}/{k}"))
                 .collect()
         }
