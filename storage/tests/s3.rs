@@ -199,3 +199,66 @@ fn configured_by_the_environment() {
     let body = moto.python("print(s3.get_object(Bucket='envb', Key='a/b.txt')['Body'].read().decode())", &[]);
     assert_eq!(body, "hello\n");
 }
+
+/// moto does not enforce permissions, so AccessDenied comes from a small
+/// endpoint that refuses every request the way S3 does (403 with an
+/// `AccessDenied` error document; HEAD answers carry no body). A failure
+/// case only: every success path above runs against moto.
+#[test]
+fn access_denied_names_the_url_and_is_not_retried() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                       <Message>Access Denied</Message><RequestId>1</RequestId></Error>";
+            let head = request_line.starts_with("HEAD");
+            let reply = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                xml.len(),
+                if head { "" } else { xml }
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    let o = StorageOptions::default().endpoint_url(&format!("http://{addr}")).region("us-east-1").anonymous(true);
+
+    let e = rask_storage::read("s3://locked/secret.csv", &o).expect_err("denied GET");
+    assert!(matches!(e, StorageError::AccessDenied { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("s3://locked/secret.csv") && text.contains("AccessDenied"), "{text}");
+    let e = rask_storage::stat("s3://locked/secret.csv", &o).expect_err("denied HEAD");
+    assert!(matches!(e, StorageError::AccessDenied { .. }), "{e:?}");
+    let e = rask_storage::expand("s3://locked/*.csv", &o).expect_err("denied listing");
+    assert!(matches!(e, StorageError::AccessDenied { .. }), "{e:?}");
+    let e = rask_storage::write("s3://locked/out.csv", b"a,b\n1,2\n", &o).expect_err("denied PUT");
+    assert!(matches!(e, StorageError::AccessDenied { .. }), "{e:?}");
+    assert!(e.to_string().contains("s3://locked/out.csv"), "{e}");
+    // A refusal is final: one request per call, no retry storm.
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+}
