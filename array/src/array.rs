@@ -267,20 +267,25 @@ impl Array {
         }))
     }
 
-    /// `da.to_zarr`: writes a Zarr store (format 2 or 3, uncompressed) that
+    /// `da.to_zarr`: writes a Zarr store (format 2 or 3, zstd-compressed as
+    /// zarr-python writes by default) that
     /// zarr-python reads. Each block is written by the task that computes it,
     /// in parallel; blocks are first made regular if they are not.
     pub fn to_zarr(&self, path: impl AsRef<std::path::Path>, format: crate::zarr::ZarrFormat) -> Result<()> {
-        self.to_zarr_with(path, format, &StorageOptions::default())
+        self.to_zarr_with(path, &crate::zarr::ZarrWriteOptions { format, ..Default::default() })
     }
 
-    /// [`Array::to_zarr`] with per-call S3 settings.
+    /// [`Array::to_zarr`] with a chosen compressor (zstd by default, as
+    /// zarr-python) and per-call S3 settings.
     pub fn to_zarr_with(
         &self,
         path: impl AsRef<std::path::Path>,
-        format: crate::zarr::ZarrFormat,
-        storage: &StorageOptions,
+        options: &crate::zarr::ZarrWriteOptions,
     ) -> Result<()> {
+        let (format, storage) = (options.format, &options.storage);
+        if format == crate::zarr::ZarrFormat::V3 && matches!(options.compressor, crate::zarr::Compressor::Zlib { .. }) {
+            return Err(ArrayError::Value("zlib is a Zarr 2 compressor; Zarr 3 has zstd and gzip".into()));
+        }
         let path = path.as_ref();
         let shape: Vec<usize> = self.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
             ArrayError::UnknownChunks("to_zarr needs known chunk sizes; call compute_chunk_sizes() first".into())
@@ -297,6 +302,7 @@ impl Array {
                 crate::zarr::ZarrFormat::V2 => '.',
                 crate::zarr::ZarrFormat::V3 => '/',
             },
+            compressor: options.compressor,
         };
         let store = store_location(path, true)?;
         crate::zarr::write_meta(&store, &meta, storage)?;

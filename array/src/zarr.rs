@@ -2,9 +2,12 @@
 //! Dask's. Each block is one chunk object, read and written by the task that
 //! owns it, so data never passes through the client.
 //!
-//! rask reads and writes uncompressed chunks (Zarr 2 `compressor: null`,
-//! Zarr 3 the `bytes` codec alone). A store using a compressor is refused
-//! with a message naming it, never misread.
+//! Chunks are little-endian C-order bytes, optionally compressed with zstd
+//! (zarr-python's default for both formats, and what [`Compressor`]
+//! defaults to), gzip or zlib, or not at all. Other codecs (blosc,
+//! filters, sharding, big-endian bytes) are refused with a message naming
+//! them, never misread. Decompression is bounded by the chunk's known
+//! size: a chunk that inflates past it is an error, not an allocation.
 
 use rask::core::{DType, OpError, Params, Value};
 use rask_storage::StorageOptions;
@@ -19,6 +22,75 @@ pub enum ZarrFormat {
     V3,
 }
 
+/// How chunk bytes are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compressor {
+    None,
+    /// `level` 0 means zstd's default (3), as in numcodecs.
+    Zstd {
+        level: i32,
+    },
+    Gzip {
+        level: u32,
+    },
+    /// Zarr 2 only (numcodecs `zlib`).
+    Zlib {
+        level: u32,
+    },
+}
+
+impl Default for Compressor {
+    /// zarr-python's default: zstd at its default level.
+    fn default() -> Self {
+        Compressor::Zstd { level: 0 }
+    }
+}
+
+impl Compressor {
+    /// Compresses one chunk's bytes.
+    pub fn encode(self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::Write;
+        match self {
+            Compressor::None => Ok(raw.to_vec()),
+            Compressor::Zstd { level } => zstd::bulk::compress(raw, level),
+            Compressor::Gzip { level } => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level.min(9)));
+                e.write_all(raw)?;
+                e.finish()
+            }
+            Compressor::Zlib { level } => {
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level.min(9)));
+                e.write_all(raw)?;
+                e.finish()
+            }
+        }
+    }
+
+    /// Decompresses one chunk that must hold exactly `want` bytes; never
+    /// allocates more than that, whatever the stored bytes claim.
+    pub fn decode(self, stored: &[u8], want: usize) -> std::result::Result<Vec<u8>, String> {
+        use std::io::Read;
+        let bounded = |mut r: Box<dyn Read + '_>| -> std::result::Result<Vec<u8>, String> {
+            let mut out = Vec::with_capacity(want);
+            let limit = u64::try_from(want).unwrap_or(u64::MAX).saturating_add(1);
+            (&mut r).take(limit).read_to_end(&mut out).map_err(|e| e.to_string())?;
+            Ok(out)
+        };
+        let out = match self {
+            Compressor::None => stored.to_vec(),
+            Compressor::Zstd { .. } => {
+                zstd::bulk::decompress(stored, want).map_err(|e| format!("zstd: {e} (expected {want} bytes)"))?
+            }
+            Compressor::Gzip { .. } => bounded(Box::new(flate2::read::MultiGzDecoder::new(stored)))?,
+            Compressor::Zlib { .. } => bounded(Box::new(flate2::read::ZlibDecoder::new(stored)))?,
+        };
+        if out.len() != want {
+            return Err(format!("chunk holds {} bytes once decoded, expected {want}", out.len()));
+        }
+        Ok(out)
+    }
+}
+
 /// What rask needs from a store's metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZarrMeta {
@@ -29,6 +101,74 @@ pub struct ZarrMeta {
     pub fill_value: f64,
     /// Chunk keys: `0.1` (v2 default) or `c/0/1` (v3 default).
     pub separator: char,
+    pub compressor: Compressor,
+}
+
+/// How [`crate::Array::to_zarr_with`] writes a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZarrWriteOptions {
+    pub format: ZarrFormat,
+    pub compressor: Compressor,
+    /// Per-call S3 settings; they travel in each chunk task.
+    pub storage: StorageOptions,
+}
+
+impl Default for ZarrWriteOptions {
+    fn default() -> Self {
+        ZarrWriteOptions {
+            format: ZarrFormat::V3,
+            compressor: Compressor::default(),
+            storage: StorageOptions::default(),
+        }
+    }
+}
+
+/// A codec's `level`: its default when absent, an error when not an
+/// integer in `T`'s range.
+fn level_of<T: TryFrom<i64>>(c: &Json, default: T) -> std::result::Result<T, String> {
+    match c.get("level") {
+        None | Some(Json::Null) => Ok(default),
+        Some(v) => v.as_i64().and_then(|l| T::try_from(l).ok()).ok_or_else(|| format!("bad compression level {v}")),
+    }
+}
+
+/// A Zarr 3 codec chain: the little-endian `bytes` codec, then at most one
+/// supported compressor.
+fn v3_codecs(codecs: &[Json], dtype: DType) -> std::result::Result<Compressor, String> {
+    let names = || codecs.iter().map(|c| c["name"].to_string()).collect::<Vec<_>>().join(", ");
+    let unsupported = || {
+        format!(
+            "codecs [{}] are not supported: rask reads the little-endian bytes codec, optionally followed by \
+             zstd or gzip",
+            names()
+        )
+    };
+    let Some((first, rest)) = codecs.split_first() else { return Err(unsupported()) };
+    let little = first["configuration"]["endian"] == "little" || dtype.itemsize() == 1;
+    if first["name"] != "bytes" || !little {
+        return Err(unsupported());
+    }
+    match rest {
+        [] => Ok(Compressor::None),
+        [c] if c["name"] == "zstd" => Ok(Compressor::Zstd { level: level_of(&c["configuration"], 0)? }),
+        [c] if c["name"] == "gzip" => Ok(Compressor::Gzip { level: level_of(&c["configuration"], 6)? }),
+        _ => Err(unsupported()),
+    }
+}
+
+/// A Zarr 2 `compressor` entry (numcodecs ids).
+fn v2_compressor(c: &Json) -> std::result::Result<Compressor, String> {
+    if c.is_null() {
+        return Ok(Compressor::None);
+    }
+    match c["id"].as_str() {
+        Some("zstd") => Ok(Compressor::Zstd { level: level_of(c, 0)? }),
+        Some("gzip") => Ok(Compressor::Gzip { level: level_of(c, 6)? }),
+        Some("zlib") => Ok(Compressor::Zlib { level: level_of(c, 6)? }),
+        _ => {
+            Err(format!("compressor {} is not supported: rask reads zstd, gzip, zlib or uncompressed chunks", c["id"]))
+        }
+    }
 }
 
 impl ZarrMeta {
@@ -91,16 +231,7 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
         let chunks = usizes(m["chunk_grid"]["configuration"].get("chunk_shape"), "chunk_shape", &bad)?;
         let shape = usizes(m.get("shape"), "shape", &bad)?;
         let codecs = m["codecs"].as_array().cloned().unwrap_or_default();
-        let plain = codecs.len() == 1
-            && codecs[0]["name"] == "bytes"
-            && (codecs[0]["configuration"]["endian"] == "little" || dtype.itemsize() == 1);
-        if !plain {
-            let names: Vec<String> = codecs.iter().map(|c| c["name"].to_string()).collect();
-            return Err(bad(format!(
-                "codecs [{}] are not supported: rask reads uncompressed chunks (the little-endian bytes codec alone)",
-                names.join(", ")
-            )));
-        }
+        let compressor = v3_codecs(&codecs, dtype).map_err(bad)?;
         let enc = &m["chunk_key_encoding"];
         let separator = match enc["configuration"]["separator"].as_str() {
             Some(".") => '.',
@@ -116,6 +247,7 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
             dtype,
             fill_value: fill_of(&m["fill_value"]),
             separator,
+            compressor,
         });
     }
     let bytes = read(".zarray")?.ok_or_else(|| bad("neither zarr.json nor .zarray found".into()))?;
@@ -126,12 +258,7 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
     let descr = m["dtype"].as_str().ok_or_else(|| bad("no dtype".into()))?;
     let dtype = crate::npy::parse_descr(descr)
         .ok_or_else(|| bad(format!("dtype {descr:?} is not supported (little-endian numeric types are)")))?;
-    if !m["compressor"].is_null() {
-        return Err(bad(format!(
-            "compressor {} is not supported: rask reads uncompressed chunks (compressor: null)",
-            m["compressor"]["id"]
-        )));
-    }
+    let compressor = v2_compressor(&m["compressor"]).map_err(bad)?;
     if m["filters"].as_array().is_some_and(|f| !f.is_empty()) {
         return Err(bad("filters are not supported".into()));
     }
@@ -149,7 +276,31 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
         dtype,
         fill_value: fill_of(&m["fill_value"]),
         separator,
+        compressor,
     })
+}
+
+fn v3_codec_doc(c: Compressor) -> Result<Json> {
+    let bytes = json!({"name": "bytes", "configuration": {"endian": "little"}});
+    Ok(match c {
+        Compressor::None => json!([bytes]),
+        Compressor::Zstd { level } => {
+            json!([bytes, {"name": "zstd", "configuration": {"level": level, "checksum": false}}])
+        }
+        Compressor::Gzip { level } => json!([bytes, {"name": "gzip", "configuration": {"level": level}}]),
+        Compressor::Zlib { .. } => {
+            return Err(ArrayError::Value("zlib is a Zarr 2 compressor; Zarr 3 has zstd and gzip".into()));
+        }
+    })
+}
+
+fn v2_compressor_doc(c: Compressor) -> Json {
+    match c {
+        Compressor::None => Json::Null,
+        Compressor::Zstd { level } => json!({"id": "zstd", "level": level}),
+        Compressor::Gzip { level } => json!({"id": "gzip", "level": level}),
+        Compressor::Zlib { level } => json!({"id": "zlib", "level": level}),
+    }
 }
 
 /// Writes the metadata document for `meta` (a local directory is created;
@@ -174,7 +325,7 @@ pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Resu
                 "data_type": meta.dtype.name(),
                 "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta.chunks}},
                 "chunk_key_encoding": {"name": "default", "configuration": {"separator": meta.separator.to_string()}},
-                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                "codecs": v3_codec_doc(meta.compressor)?,
                 "fill_value": fill,
                 "attributes": {},
             }),
@@ -186,7 +337,7 @@ pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Resu
                 "shape": meta.shape,
                 "chunks": meta.chunks,
                 "dtype": crate::npy::descr(meta.dtype),
-                "compressor": null,
+                "compressor": v2_compressor_doc(meta.compressor),
                 "fill_value": fill,
                 "order": "C",
                 "filters": null,
@@ -221,11 +372,9 @@ pub fn read_chunk(params: &Params, _: Vec<Value>) -> std::result::Result<Value, 
     let file = chunk_path(&p);
     let n: usize = p.meta.chunks.iter().product();
     let full = match rask_storage::read_optional(&file, &p.storage) {
-        Ok(Some(bytes)) => {
+        Ok(Some(stored)) => {
             let want = n * p.meta.dtype.itemsize();
-            if bytes.len() != want {
-                return Err(OpError::new(format!("{file}: chunk has {} bytes, expected {want}", bytes.len())));
-            }
+            let bytes = p.meta.compressor.decode(&stored, want).map_err(|e| OpError::new(format!("{file}: {e}")))?;
             crate::npy::decode_le(p.meta.dtype, &bytes, &p.meta.chunks)?
         }
         Ok(None) => crate::kernels::filled_value(&p.meta.chunks, p.meta.dtype, p.meta.fill_value),
@@ -257,8 +406,9 @@ pub fn write_chunk(params: &Params, args: Vec<Value>) -> std::result::Result<Val
         crate::kernels::pad_value(&block, &pad, p.meta.fill_value)
     };
     let file = chunk_path(&p);
-    let mut bytes = Vec::with_capacity(full.nbytes());
-    crate::npy::write_values(&mut bytes, &full).map_err(|e| OpError::new(e.to_string()))?;
+    let mut raw = Vec::with_capacity(full.nbytes());
+    crate::npy::write_values(&mut raw, &full).map_err(|e| OpError::new(e.to_string()))?;
+    let bytes = p.meta.compressor.encode(&raw).map_err(|e| OpError::new(format!("{file}: {e}")))?;
     // Visible only once whole: a local temp file renamed, or one S3 PUT
     // (multipart past 8 MiB, aborted on failure).
     rask_storage::write(&file, &bytes, &p.storage).map_err(|e| OpError::new(e.to_string()))?;
@@ -278,10 +428,46 @@ mod tests {
             dtype: DType::F64,
             fill_value: 0.0,
             separator: '.',
+            compressor: Compressor::None,
         };
         assert_eq!(m.chunk_key(&[1, 0]), "1.0");
         m.format = ZarrFormat::V3;
         m.separator = '/';
         assert_eq!(m.chunk_key(&[1, 0]), "c/1/0");
+    }
+
+    #[test]
+    fn codecs_round_trip_and_bound_what_they_inflate() {
+        let raw: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for c in [
+            Compressor::None,
+            Compressor::Zstd { level: 0 },
+            Compressor::Gzip { level: 6 },
+            Compressor::Zlib { level: 1 },
+        ] {
+            let stored = c.encode(&raw).expect("encode");
+            assert_eq!(c.decode(&stored, raw.len()).expect("decode"), raw, "{c:?}");
+            // Claiming a smaller chunk than the data holds is refused.
+            let e = c.decode(&stored, 100).expect_err("too long");
+            assert!(e.contains("100"), "{c:?}: {e}");
+            // Garbage never panics.
+            let _ = c.decode(&stored[..stored.len() / 2], raw.len());
+            let _ = c.decode(b"\x28\xb5\x2f\xfd garbage", raw.len());
+        }
+    }
+
+    #[test]
+    fn codec_chains_are_read_or_refused_by_name() {
+        let bytes = json!({"name": "bytes", "configuration": {"endian": "little"}});
+        let zstd = json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}});
+        assert_eq!(v3_codecs(&[bytes.clone(), zstd], DType::F64), Ok(Compressor::Zstd { level: 3 }));
+        assert_eq!(v3_codecs(std::slice::from_ref(&bytes), DType::F64), Ok(Compressor::None));
+        let blosc = json!({"name": "blosc", "configuration": {}});
+        assert!(v3_codecs(&[bytes, blosc], DType::F64).expect_err("blosc").contains("blosc"));
+        let big = json!({"name": "bytes", "configuration": {"endian": "big"}});
+        assert!(v3_codecs(&[big], DType::F64).is_err());
+        assert_eq!(v2_compressor(&json!({"id": "zlib", "level": 1})), Ok(Compressor::Zlib { level: 1 }));
+        assert!(v2_compressor(&json!({"id": "lz4"})).expect_err("lz4").contains("lz4"));
+        assert!(v2_compressor(&json!({"id": "zstd", "level": 1e10})).is_err());
     }
 }

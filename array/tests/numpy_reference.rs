@@ -637,6 +637,13 @@ fn take_bincount_and_unique_match_numpy() {
     assert!(neg.bincount(0).unwrap().compute().unwrap_err().to_string().contains("negative"));
 }
 
+/// A zstd frame of `n` zero bytes, compressed by zarr-python's codec.
+fn zstd_frame_of_zeros(n: usize) -> Vec<u8> {
+    let out = numpy(&[json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+        "expr": format!("np.frombuffer(__import__('numcodecs').Zstd().encode(bytes({n})), dtype=np.uint8).astype(np.int64)")})]);
+    out[0]["values"].as_array().expect("bytes").iter().map(|v| v.as_f64().expect("byte") as u8).collect()
+}
+
 #[test]
 fn zarr_stores_round_trip_with_zarr_python() {
     use rask_array::zarr::ZarrFormat;
@@ -663,12 +670,51 @@ fn zarr_stores_round_trip_with_zarr_python() {
             assert_eq!(y.compute().unwrap(), x.compute().unwrap(), "v{fmt} {dtype}");
         }
     }
-    // A compressed store (zarr-python's default) is refused by name.
-    let compressed = dir.join("compressed.zarr");
+    // Compressed chunks both ways: zarr-python's default (zstd), gzip, and
+    // zlib (Zarr 2), for an integer and a float dtype.
+    use rask_array::zarr::{Compressor, ZarrWriteOptions};
+    let cases = [
+        (ZarrFormat::V3, 3, "None", Compressor::Zstd { level: 0 }),
+        (ZarrFormat::V3, 3, "zarr.codecs.GzipCodec(level=5)", Compressor::Gzip { level: 5 }),
+        (ZarrFormat::V2, 2, "None", Compressor::Zstd { level: 0 }),
+        (ZarrFormat::V2, 2, "numcodecs.Zlib(level=3)", Compressor::Zlib { level: 3 }),
+        (ZarrFormat::V2, 2, "numcodecs.GZip(level=1)", Compressor::Gzip { level: 1 }),
+    ];
+    for (i, (format, fmt, python_codec, ours_codec)) in cases.into_iter().enumerate() {
+        for dtype in [DType::I16, DType::F64] {
+            let values = data(dtype, n, 5);
+            let x = array_of(dtype, &shape, &values, &[3, 2]);
+            // zarr-python writes with its default (None) or the named codec.
+            let theirs = dir.join(format!("zarr-c{i}-{}.zarr", dtype.name()));
+            let compressors = if python_codec == "None" { "'auto'".to_string() } else { python_codec.to_string() };
+            numpy(&[json!({"op": "expr", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
+                "expr": format!("(lambda zarr, numcodecs: (lambda z: (z.__setitem__(Ellipsis, a), a)[1])(zarr.create_array(store={:?}, shape=a.shape, chunks=(4, 3), dtype=a.dtype, compressors={compressors}, zarr_format={fmt}, fill_value=0)))(__import__('zarr'), __import__('numcodecs'))", theirs.to_string_lossy())})]);
+            let y = Array::from_zarr(&theirs).unwrap();
+            assert_eq!(y.compute().unwrap(), x.compute().unwrap(), "zarr-python v{fmt} {python_codec} {dtype}");
+            // rask writes with the matching codec, zarr-python reads.
+            let ours = dir.join(format!("rask-c{i}-{}.zarr", dtype.name()));
+            let options = ZarrWriteOptions { format, compressor: ours_codec, ..Default::default() };
+            x.to_zarr_with(&ours, &options).unwrap();
+            let read = numpy(&[json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+                "expr": format!("np.asarray(__import__('zarr').open_array({:?}, mode='r')[...])", ours.to_string_lossy())})]);
+            check(&format!("zarr-python reads rask's v{fmt} {ours_codec:?} {dtype}"), &x.compute().unwrap(), &read[0]);
+            assert_eq!(Array::from_zarr(&ours).unwrap().compute().unwrap(), x.compute().unwrap());
+        }
+    }
+    // Blosc (no Rust implementation here) is refused by name, never misread.
+    let blosc = dir.join("blosc.zarr");
     numpy(&[json!({"op": "expr", "a": [1.0, 2.0], "dtype": "float64", "shape": [2],
-        "expr": format!("(lambda z: (z.__setitem__(Ellipsis, a), a)[1])(__import__('zarr').create_array(store={:?}, shape=a.shape, chunks=(2,), dtype=a.dtype))", compressed.to_string_lossy())})]);
-    let err = Array::from_zarr(&compressed).unwrap_err().to_string();
-    assert!(err.contains("not supported") && err.contains("uncompressed"), "{err}");
+        "expr": format!("(lambda z: (z.__setitem__(Ellipsis, a), a)[1])(__import__('zarr').create_array(store={:?}, shape=a.shape, chunks=(2,), dtype=a.dtype, compressors=__import__('zarr').codecs.BloscCodec()))", blosc.to_string_lossy())})]);
+    let err = Array::from_zarr(&blosc).unwrap_err().to_string();
+    assert!(err.contains("not supported") && err.contains("blosc"), "{err}");
+    // A chunk that inflates past its size is an error, not an allocation.
+    let bomb = dir.join("bomb.zarr");
+    let small = array_of(DType::U8, &[4], &[1.0, 2.0, 3.0, 4.0], &[4]);
+    small.to_zarr(&bomb, ZarrFormat::V3).unwrap();
+    let big = zstd_frame_of_zeros(1 << 20);
+    std::fs::write(bomb.join("c").join("0"), big).unwrap();
+    let err = Array::from_zarr(&bomb).unwrap().compute().unwrap_err().to_string();
+    assert!(err.contains("expected 4 bytes"), "{err}");
     assert!(
         Array::from_zarr(dir.join("missing.zarr")).unwrap_err().to_string().contains("neither zarr.json nor .zarray")
     );

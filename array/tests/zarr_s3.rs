@@ -2,7 +2,7 @@
 //! rask reads chunk by chunk, and a store rask writes is read back by
 //! zarr-python. Bodies run in a child with the standard AWS environment.
 
-use rask_array::zarr::ZarrFormat;
+use rask_array::zarr::{ZarrFormat, ZarrWriteOptions};
 use rask_array::{Array, Chunks, StorageOptions};
 use rask_storage::testing::Moto;
 
@@ -58,13 +58,14 @@ fn zarr_stores_on_s3_both_ways() {
     let c = Array::from_zarr_with("s3://arrays/out/r.zarr", &good).expect("from_zarr_with");
     let again: f64 = c.sum().expect("sum").compute_scalar().expect("compute");
     assert!((again - mine).abs() < 1e-9);
-    b.to_zarr_with("s3://arrays/copy/r.zarr", ZarrFormat::V2, &good).expect("to_zarr_with");
+    let write = |storage: &StorageOptions| ZarrWriteOptions { storage: storage.clone(), ..Default::default() };
+    b.to_zarr_with("s3://arrays/copy/r.zarr", &write(&good)).expect("to_zarr_with");
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = dead.local_addr().expect("addr").port();
     drop(dead);
     let bad = StorageOptions::default().endpoint_url(&format!("http://127.0.0.1:{port}")).max_attempts(1);
     let e = Array::from_zarr_with("s3://arrays/out/r.zarr", &bad).expect_err("dead endpoint").to_string();
     assert!(e.contains("s3://arrays/out/r.zarr"), "{e}");
-    let e = b.to_zarr_with("s3://arrays/nowhere/r.zarr", ZarrFormat::V3, &bad).expect_err("dead endpoint").to_string();
+    let e = b.to_zarr_with("s3://arrays/nowhere/r.zarr", &write(&bad)).expect_err("dead endpoint").to_string();
     assert!(e.contains("s3://arrays/nowhere/r.zarr"), "{e}");
 }
