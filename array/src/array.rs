@@ -1319,19 +1319,119 @@ impl Array {
         a2.dot(&b2)?.reshape(&out_shape)
     }
 
-    /// `a @ b` for 1-d and 2-d operands, numpy's `matmul` rules: a 1-d
-    /// operand acts as a row (left) or column (right) vector that is then
-    /// dropped from the result.
+    /// `a @ b` with numpy's `matmul` rules: a 1-d operand acts as a row
+    /// (left) or column (right) vector that is then dropped from the
+    /// result; past 2-d, the leading axes are stacks of matrices that
+    /// broadcast against each other (a length-1 axis repeats).
     pub fn matmul(&self, other: &Array) -> Result<Array> {
         match (self.ndim(), other.ndim()) {
+            (0, _) | (_, 0) => Err(ArrayError::Shape("matmul: an operand is a scalar; use multiply".into())),
             (2, 2) => self.dot(other),
             (1, 2) => self.expand_dims(0)?.dot(other)?.squeeze(Some(&[0])),
             (2, 1) => self.dot(&other.expand_dims(1)?)?.squeeze(Some(&[1])),
             (1, 1) => self.tensordot(other, &[0], &[0]),
-            (x, y) => Err(ArrayError::Shape(format!(
-                "matmul of {x}-d and {y}-d arrays: stacks of matrices are not supported yet; use tensordot"
-            ))),
+            (1, _) => {
+                let out = self.expand_dims(0)?.stacked_matmul(other)?;
+                let axis = out.ndim() - 2;
+                out.squeeze(Some(&[axis]))
+            }
+            (_, 1) => {
+                let out = self.stacked_matmul(&other.expand_dims(1)?)?;
+                let axis = out.ndim() - 1;
+                out.squeeze(Some(&[axis]))
+            }
+            _ => self.stacked_matmul(other),
         }
+    }
+
+    /// `matmul` of two arrays of at least 2 axes, one of them more: batch
+    /// axes are padded to the same count and broadcast, `other` is
+    /// rechunked to `self`'s batch and contraction chunks, and each output
+    /// block sums the products of its row of `self` blocks with its column
+    /// of `other` blocks (one task per output block).
+    fn stacked_matmul(&self, other: &Array) -> Result<Array> {
+        let nd = self.ndim().max(other.ndim());
+        let mut a = self.clone();
+        while a.ndim() < nd {
+            a = a.expand_dims(0)?;
+        }
+        let mut b = other.clone();
+        while b.ndim() < nd {
+            b = b.expand_dims(0)?;
+        }
+        let (sa, sb) = (a.shape(), b.shape());
+        let mismatch =
+            || ArrayError::Shape(format!("matmul: shapes {:?} and {:?} are not aligned", self.shape(), other.shape()));
+        if sa.iter().chain(&sb).any(Option::is_none) {
+            return Err(ArrayError::UnknownChunks("matmul needs known chunk sizes; call compute_chunk_sizes()".into()));
+        }
+        let size = |s: &[Option<usize>], d: usize| s[d].unwrap_or(0);
+        if size(&sa, nd - 1) != size(&sb, nd - 2) {
+            return Err(mismatch());
+        }
+        // Target chunks of `other`: `self`'s on shared batch axes and on the
+        // contraction, its own where it broadcasts and on its last axis.
+        let mut b_sizes: Vec<Vec<usize>> = Vec::with_capacity(nd);
+        let mut out_sizes: Vec<Vec<Option<usize>>> = Vec::with_capacity(nd);
+        for d in 0..nd - 2 {
+            let (p, q) = (size(&sa, d), size(&sb, d));
+            let own = |x: &Array| x.grid.axis(d).iter().map(|c| c.unwrap_or(0)).collect::<Vec<usize>>();
+            if p == q {
+                b_sizes.push(own(&a));
+                out_sizes.push(a.grid.axis(d).to_vec());
+            } else if p == 1 {
+                b_sizes.push(own(&b));
+                out_sizes.push(b.grid.axis(d).to_vec());
+            } else if q == 1 {
+                b_sizes.push(vec![1]);
+                out_sizes.push(a.grid.axis(d).to_vec());
+            } else {
+                return Err(ArrayError::Shape(format!(
+                    "matmul: batch axes of {:?} and {:?} do not broadcast",
+                    self.shape(),
+                    other.shape()
+                )));
+            }
+        }
+        b_sizes.push(a.grid.axis(nd - 1).iter().map(|c| c.unwrap_or(0)).collect());
+        b_sizes.push(b.grid.axis(nd - 1).iter().map(|c| c.unwrap_or(0)).collect());
+        out_sizes.push(a.grid.axis(nd - 2).to_vec());
+        out_sizes.push(b.grid.axis(nd - 1).to_vec());
+        let b = b.rechunk_to(&ChunkGrid::from_sizes(b_sizes))?;
+        let dtype = match promote(a.dtype, b.dtype) {
+            DType::F32 => DType::F32,
+            d if crate::dtype::is_float(d) => DType::F64,
+            DType::U64 => DType::U64,
+            _ => DType::I64,
+        };
+        let params = Params::encode(&dtype);
+        let name: Arc<str> = Arc::from(format!("matmul-{}", token_of(&[a.name.as_bytes(), b.name.as_bytes()])));
+        let grid = ChunkGrid::from_options(out_sizes);
+        let nk = a.grid.numblocks()[nd - 1];
+        let (a_nb, b_nb) = (a.grid.numblocks(), b.grid.numblocks());
+        let blocks = grid
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                // A broadcast axis (one block of length 1) always uses block 0.
+                let at = |nb: &[usize], d: usize| if nb[d] == 1 { 0 } else { idx[d] };
+                let parts = |k: usize| {
+                    let mut ia: Vec<usize> = (0..nd - 2).map(|d| at(&a_nb, d)).collect();
+                    let mut ib = (0..nd - 2).map(|d| at(&b_nb, d)).collect::<Vec<usize>>();
+                    ia.extend([idx[nd - 2], k]);
+                    ib.extend([k, idx[nd - 1]]);
+                    (ArgPart::of(&a.blocks[a.grid_pos(&ia)]), ArgPart::of(&b.blocks[b.grid_pos(&ib)]))
+                };
+                let (xs, ys): (Vec<ArgPart>, Vec<ArgPart>) = (0..nk).map(parts).unzip();
+                Delayed::from_task(
+                    block_key(&name, &idx),
+                    kernels::MATMUL,
+                    params.clone(),
+                    vec![ArgPart::list(xs), ArgPart::list(ys)],
+                )
+            })
+            .collect();
+        Ok(Array { name, dtype, grid, blocks })
     }
 
     // -------------------------------------------------- masks and histograms

@@ -1490,6 +1490,9 @@ fn matmul_typed<T>(a: &[ArcArray<T, IxDyn>], b: &[ArcArray<T, IxDyn>]) -> Result
 where
     T: ndarray::LinalgScalar,
 {
+    if a.first().is_some_and(|x| x.ndim() > 2) {
+        return batched_matmul(a, b);
+    }
     let mut acc: Option<ndarray::Array2<T>> = None;
     for (x, y) in a.iter().zip(b) {
         let x = x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| OpError::new(format!("dot: {e}")))?;
@@ -1505,7 +1508,68 @@ where
     acc.map(|m| m.into_dyn().into_shared()).ok_or_else(|| OpError::new("dot of no blocks"))
 }
 
-/// One output block of `dot`: the sum over k of a[i, k] @ b[k, j].
+/// Stacks of matrices, numpy's `matmul`: blocks `(batch..., n, k)` and
+/// `(batch..., k, m)` with the same number of axes, where a batch axis of
+/// length 1 broadcasts; the products over the pairs are summed.
+fn batched_matmul<T>(a: &[ArcArray<T, IxDyn>], b: &[ArcArray<T, IxDyn>]) -> Result<ArcArray<T, IxDyn>, OpError>
+where
+    T: ndarray::LinalgScalar,
+{
+    use ndarray::{Axis, Ix2};
+    let (Some(x0), Some(y0)) = (a.first(), b.first()) else { return Err(OpError::new("matmul of no blocks")) };
+    let nd = x0.ndim();
+    let batch = |xs: &[usize], ys: &[usize]| -> Result<Vec<usize>, OpError> {
+        xs.iter()
+            .zip(ys)
+            .map(|(&p, &q)| match (p, q) {
+                _ if p == q => Ok(p),
+                (1, q) => Ok(q),
+                (p, 1) => Ok(p),
+                _ => Err(OpError::new(format!("matmul: batch shapes {xs:?} and {ys:?} do not broadcast"))),
+            })
+            .collect()
+    };
+    if y0.ndim() != nd {
+        return Err(OpError::new(format!("matmul: blocks of {nd} and {} axes", y0.ndim())));
+    }
+    let out_batch = batch(&x0.shape()[..nd - 2], &y0.shape()[..nd - 2])?;
+    let (n, m) = (x0.shape()[nd - 2], y0.shape()[nd - 1]);
+    let mut shape = out_batch.clone();
+    shape.extend([n, m]);
+    let mut out = ndarray::ArrayD::<T>::zeros(IxDyn(&shape));
+    let count: usize = out_batch.iter().product();
+    for (x, y) in a.iter().zip(b) {
+        let (xs, ys) = (x.shape(), y.shape());
+        if xs.len() != nd || ys.len() != nd || xs[nd - 1] != ys[nd - 2] || xs[nd - 2] != n || ys[nd - 1] != m {
+            return Err(OpError::new(format!("matmul: blocks {xs:?} and {ys:?} are not aligned")));
+        }
+        if batch(&xs[..nd - 2], &ys[..nd - 2])? != out_batch {
+            return Err(OpError::new(format!("matmul: blocks {xs:?} and {ys:?} do not match the output batch")));
+        }
+        for flat in 0..count {
+            // The batch index, and its broadcast position in each operand.
+            let mut rest = flat;
+            let mut idx = vec![0usize; nd - 2];
+            for d in (0..nd - 2).rev() {
+                idx[d] = rest % out_batch[d];
+                rest /= out_batch[d];
+            }
+            let (mut xv, mut yv, mut ov) = (x.view(), y.view(), out.view_mut());
+            for (d, &i) in idx.iter().enumerate() {
+                xv = xv.index_axis_move(Axis(0), if xs[d] == 1 { 0 } else { i });
+                yv = yv.index_axis_move(Axis(0), if ys[d] == 1 { 0 } else { i });
+                ov = ov.index_axis_move(Axis(0), i);
+            }
+            let err = |e: ndarray::ShapeError| OpError::new(format!("matmul: {e}"));
+            let (xv, yv) =
+                (xv.into_dimensionality::<Ix2>().map_err(err)?, yv.into_dimensionality::<Ix2>().map_err(err)?);
+            let mut ov = ov.into_dimensionality::<Ix2>().map_err(err)?;
+            ndarray::linalg::general_mat_mul(T::one(), &xv, &yv, T::one(), &mut ov);
+        }
+    }
+    Ok(out.into_shared())
+}
+
 fn matmul(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let dtype: DType = params(p, MATMUL)?;
     let [Value::List(a), Value::List(b)] =

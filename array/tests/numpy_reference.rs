@@ -754,8 +754,55 @@ fn tensordot_and_matmul_match_numpy() {
         .collect();
     let results: Vec<(String, ArrayValue)> = ours.iter().map(|(l, x)| (l.to_string(), x.compute().unwrap())).collect();
     check_all(&results, &numpy(&reqs));
-    assert!(a.matmul(&b).unwrap_err().to_string().contains("not supported"));
+    assert!(a.matmul(&b).unwrap_err().to_string().contains("not aligned"));
     assert!(a.tensordot(&b, &[0], &[0]).unwrap_err().to_string().contains("shape-mismatch"));
+}
+
+#[test]
+fn stacked_matmul_matches_numpy_for_any_chunking() {
+    // a: (2, 3, 4), b: (1, 4, 5) broadcasting over the batch axis, c: (4,)
+    // and d: (3, 2, 1, 3, 4) for padding and two broadcast axes.
+    let a_vals: Vec<f64> = (0..24).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
+    let b_vals: Vec<f64> = (0..20).map(|i| ((i * 3) % 7) as f64 * 0.5).collect();
+    let exprs = [
+        "a @ b",
+        "b.reshape(4, 5).T @ a.transpose(0, 2, 1)",
+        "a @ b[0, :, 0]",
+        "a[0, 0] @ b",
+        "np.tile(a, (3, 1, 1)).reshape(3, 2, 1, 3, 4) @ b",
+    ];
+    let reqs: Vec<Json> = exprs
+        .iter()
+        .map(|e| {
+            json!({"op": "expr", "expr": e, "a": a_vals, "dtype": "float64", "shape": [2, 3, 4],
+                   "b": b_vals, "b_dtype": "float64", "b_shape": [1, 4, 5]})
+        })
+        .collect();
+    let want = numpy(&reqs);
+    for (ca, cb) in [(vec![1, 3, 4], vec![1, 4, 5]), (vec![2, 2, 3], vec![1, 3, 2]), (vec![1, 1, 1], vec![1, 1, 1])] {
+        let a = array_of(DType::F64, &[2, 3, 4], &a_vals, &ca);
+        let b = array_of(DType::F64, &[1, 4, 5], &b_vals, &cb);
+        let bt = b.reshape(&[4, 5]).unwrap().transpose(&[1, 0]).unwrap();
+        let col = b.slice(&[Index::At(0), Index::ALL, Index::At(0)]).unwrap();
+        let row = a.slice(&[Index::At(0), Index::At(0), Index::ALL]).unwrap();
+        let tiled =
+            Array::concatenate(&[a.clone(), a.clone(), a.clone()], 0).unwrap().reshape(&[3, 2, 1, 3, 4]).unwrap();
+        let ours = [
+            a.matmul(&b).unwrap(),
+            bt.matmul(&a.transpose(&[0, 2, 1]).unwrap()).unwrap(),
+            a.matmul(&col).unwrap(),
+            row.matmul(&b).unwrap(),
+            tiled.matmul(&b).unwrap(),
+        ];
+        let results: Vec<(String, ArrayValue)> =
+            ours.iter().zip(exprs).map(|(x, e)| (format!("{e} chunked {ca:?} {cb:?}"), x.compute().unwrap())).collect();
+        check_all(&results, &want);
+    }
+    let a = array_of(DType::F64, &[2, 3, 4], &a_vals, &[1, 3, 4]);
+    let bad = array_of(DType::F64, &[3, 4, 2], &a_vals, &[1, 4, 2]);
+    assert!(a.matmul(&bad).unwrap_err().to_string().contains("do not broadcast"));
+    let wrong_k = array_of(DType::F64, &[2, 3, 4], &a_vals, &[1, 3, 4]);
+    assert!(a.matmul(&wrong_k).unwrap_err().to_string().contains("not aligned"));
 }
 
 #[test]
