@@ -40,6 +40,10 @@ pub enum Filter {
     GradientMagnitude { sigma: Vec<f64>, radius: Vec<usize> },
     /// `correlate` with an n-d kernel (C order of `shape`) and origins.
     Correlate { weights: Vec<f64>, shape: Vec<usize>, origin: Vec<isize> },
+    /// `rank_filter` (and `percentile_filter`, footprint `median_filter`,
+    /// `minimum_filter`, `maximum_filter`): the `rank`-th smallest of the
+    /// values under the footprint (`mask` in C order of `shape`).
+    Rank { mask: Vec<bool>, shape: Vec<usize>, origin: Vec<isize>, rank: usize },
 }
 
 impl Filter {
@@ -53,7 +57,7 @@ impl Filter {
                 size.iter().map(|&s| s / 2).collect()
             }
             Filter::Edge { .. } | Filter::Laplace => vec![1; ndim],
-            Filter::Correlate { shape, origin, .. } => shape
+            Filter::Correlate { shape, origin, .. } | Filter::Rank { shape, origin, .. } => shape
                 .iter()
                 .zip(origin)
                 .map(|(&s, &o)| {
@@ -171,6 +175,9 @@ impl Filter {
             }
             Filter::Correlate { weights, shape, origin } => {
                 stored(kernels::correlate_nd(&src, weights, shape, origin, mode, cval))
+            }
+            Filter::Rank { mask, shape, origin, rank } => {
+                stored(kernels::rank_nd(&src, mask, shape, origin, *rank, mode, cval))
             }
         }
     }
@@ -429,14 +436,7 @@ fn check_kernel(image: &Array, kernel: &Kernel, origin: &[isize]) -> Result<Vec<
             image.ndim()
         )));
     }
-    let origin = if origin.is_empty() { vec![0; image.ndim()] } else { per_axis(origin, image.ndim(), "origin")? };
-    for (&o, &s) in origin.iter().zip(&kernel.shape) {
-        let half = (s / 2) as isize;
-        if half + o < 0 || half + o >= s as isize {
-            return Err(ImageError::Value(format!("invalid origin {o} for a kernel axis of {s}")));
-        }
-    }
-    Ok(origin)
+    check_origin(image.ndim(), &kernel.shape, origin)
 }
 
 /// `scipy.ndimage.correlate(image, weights, origin=origin)`; an empty
@@ -445,6 +445,105 @@ pub fn correlate(image: &Array, kernel: &Kernel, origin: &[isize], options: &Fil
     let origin = check_kernel(image, kernel, origin)?;
     let filter = Filter::Correlate { weights: kernel.weights.clone(), shape: kernel.shape.clone(), origin };
     apply(image, filter, options)
+}
+
+/// The neighbourhood of a rank filter: a box (scipy's `size`, one value or
+/// one per axis) or a boolean footprint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Footprint {
+    Size(Vec<usize>),
+    /// `mask` in C order of `shape`; at least one element is set.
+    Mask {
+        mask: Vec<bool>,
+        shape: Vec<usize>,
+    },
+}
+
+impl Footprint {
+    /// The mask and its shape for an image of `ndim` axes.
+    fn resolve(&self, ndim: usize) -> Result<(Vec<bool>, Vec<usize>)> {
+        let (mask, shape) = match self {
+            Footprint::Size(size) => {
+                let shape = per_axis(size, ndim, "size")?;
+                (vec![true; shape.iter().product()], shape)
+            }
+            Footprint::Mask { mask, shape } => (mask.clone(), shape.clone()),
+        };
+        if shape.len() != ndim || shape.contains(&0) || mask.len() != shape.iter().product::<usize>() {
+            return Err(ImageError::Value(format!(
+                "footprint of shape {shape:?} with {} values does not fit a {ndim}-d image",
+                mask.len()
+            )));
+        }
+        if !mask.contains(&true) {
+            return Err(ImageError::Value("the footprint selects no element".into()));
+        }
+        Ok((mask, shape))
+    }
+}
+
+/// `scipy.ndimage.rank_filter(image, rank, size | footprint, origin=...)`:
+/// a negative `rank` counts from the largest (-1 is the maximum).
+pub fn rank_filter(
+    image: &Array,
+    rank: isize,
+    footprint: &Footprint,
+    origin: &[isize],
+    options: &FilterOptions,
+) -> Result<Array> {
+    let (mask, shape) = footprint.resolve(image.ndim())?;
+    let count = mask.iter().filter(|m| **m).count() as isize;
+    let r = if rank < 0 { rank + count } else { rank };
+    if !(0..count).contains(&r) {
+        return Err(ImageError::Value(format!("rank {rank} is out of range for a footprint of {count} elements")));
+    }
+    let origin = check_origin(image.ndim(), &shape, origin)?;
+    apply(image, Filter::Rank { mask, shape, origin, rank: r as usize }, options)
+}
+
+/// `scipy.ndimage.percentile_filter`: the rank is `int(n * percentile /
+/// 100)` of the `n` footprint elements (the maximum at 100; a negative
+/// percentile counts from 100), as scipy computes it.
+pub fn percentile_filter(
+    image: &Array,
+    percentile: f64,
+    footprint: &Footprint,
+    origin: &[isize],
+    options: &FilterOptions,
+) -> Result<Array> {
+    let (mask, _) = footprint.resolve(image.ndim())?;
+    let n = mask.iter().filter(|m| **m).count();
+    let p = if percentile < 0.0 { percentile + 100.0 } else { percentile };
+    if !(0.0..=100.0).contains(&p) {
+        return Err(ImageError::Value(format!("invalid percentile {percentile}")));
+    }
+    let rank = if p == 100.0 { n - 1 } else { (n as f64 * p / 100.0) as usize };
+    rank_filter(image, rank as isize, footprint, origin, options)
+}
+
+/// `scipy.ndimage.median_filter` with a footprint (or a size): rank
+/// `n / 2` of the `n` footprint elements.
+pub fn median_filter_footprint(
+    image: &Array,
+    footprint: &Footprint,
+    origin: &[isize],
+    options: &FilterOptions,
+) -> Result<Array> {
+    let (mask, _) = footprint.resolve(image.ndim())?;
+    let n = mask.iter().filter(|m| **m).count();
+    rank_filter(image, (n / 2) as isize, footprint, origin, options)
+}
+
+/// Origins (empty: all 0) that keep the window's centre inside it.
+fn check_origin(ndim: usize, shape: &[usize], origin: &[isize]) -> Result<Vec<isize>> {
+    let origin = if origin.is_empty() { vec![0; ndim] } else { per_axis(origin, ndim, "origin")? };
+    for (&o, &s) in origin.iter().zip(shape) {
+        let half = (s / 2) as isize;
+        if half + o < 0 || half + o >= s as isize {
+            return Err(ImageError::Value(format!("invalid origin {o} for a window axis of {s}")));
+        }
+    }
+    Ok(origin)
 }
 
 /// `scipy.ndimage.convolve(image, weights, origin=origin)`: correlation with

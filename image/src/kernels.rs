@@ -1092,6 +1092,47 @@ pub fn median_nd<W: Real>(src: &Block<W>, size: &[usize], mode: Mode, cval: f64)
     Block { data: out, shape: src.shape.clone() }
 }
 
+/// `scipy.ndimage.rank_filter` with a footprint (`mask` in C order of
+/// `fshape`) and per-axis `origin`: the element of `rank` among the
+/// footprint's values of each window (ties are equal values, so the pick
+/// is exact for any selection order).
+pub fn rank_nd<W: Real>(
+    src: &Block<W>,
+    mask: &[bool],
+    fshape: &[usize],
+    origin: &[isize],
+    rank: usize,
+    mode: Mode,
+    cval: f64,
+) -> Block<W> {
+    let pad: Vec<(usize, usize)> = fshape
+        .iter()
+        .zip(origin)
+        .map(|(&s, &o)| {
+            let before = (s / 2) as isize + o;
+            let after = s as isize - 1 - before;
+            (before.max(0) as usize, after.max(0) as usize)
+        })
+        .collect();
+    let p = padded(src, &pad, mode, cval);
+    let offs: Vec<usize> =
+        window_offsets(fshape, &p.shape).into_iter().zip(mask).filter(|(_, m)| **m).map(|((o, _), _)| o).collect();
+    let rank = rank.min(offs.len().saturating_sub(1));
+    let mut window = vec![W::default(); offs.len()];
+    let mut out = vec![W::default(); src.data.len()];
+    for_each_output(&src.shape, &p.shape, |o, base| {
+        for (w, &off) in window.iter_mut().zip(&offs) {
+            *w = p.data[base + off];
+        }
+        if !window.is_empty() {
+            let (_, m, _) =
+                window.select_nth_unstable_by(rank, |a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            out[o] = *m;
+        }
+    });
+    Block { data: out, shape: src.shape.clone() }
+}
+
 /// numpy's pairwise summation of a contiguous float64 vector (what
 /// `ndarray.sum()` does), so kernels are normalised bit for bit as scipy's.
 pub fn numpy_sum(a: &[f64]) -> f64 {

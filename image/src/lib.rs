@@ -25,9 +25,9 @@ pub mod skimage;
 pub mod synth;
 
 pub use filters::{
-    Filter, FilterOptions, Kernel, convolve, correlate, gaussian_filter, gaussian_filter_order,
-    gaussian_gradient_magnitude, laplace, maximum_filter, median_filter, minimum_filter, prewitt, sobel,
-    uniform_filter,
+    Filter, FilterOptions, Footprint, Kernel, convolve, correlate, gaussian_filter, gaussian_filter_order,
+    gaussian_gradient_magnitude, laplace, maximum_filter, median_filter, median_filter_footprint, minimum_filter,
+    percentile_filter, prewitt, rank_filter, sobel, uniform_filter,
 };
 pub use io::{ImreadOptions, imread, imread_with, imwrite, imwrite_with, write_image, write_image_with};
 pub use kernels::Mode;

@@ -76,6 +76,20 @@ proptest! {
         let (whole, split) = run(&f, &shape, &chunks, &values, DType::I32);
         prop_assert_eq!(whole, split);
     }
+
+    #[test]
+    fn footprint_rank_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), bits in any::<u32>(), percentile in -100.0f64..=100.0) {
+        let o = FilterOptions { mode, cval: 2.0, output: None };
+        let nd = shape.len();
+        let fshape: Vec<usize> = (0..nd).map(|a| 3 - a % 2).collect();
+        let n: usize = fshape.iter().product();
+        // A random footprint with at least its first element set.
+        let mask: Vec<bool> = (0..n).map(|i| i == 0 || bits >> (i % 32) & 1 == 1).collect();
+        let fp = filters::Footprint::Mask { mask, shape: fshape };
+        let f = |x: &Array| filters::percentile_filter(x, percentile, &fp, &[], &o).unwrap();
+        let (whole, split) = run(&f, &shape, &chunks, &values, DType::U16);
+        prop_assert_eq!(whole, split);
+    }
 }
 
 proptest! {

@@ -302,6 +302,81 @@ fn edge_filters_match_scipy() {
 }
 
 #[test]
+fn rank_filters_with_footprints_match_scipy() {
+    use rask_image::filters::{Footprint, median_filter_footprint, percentile_filter, rank_filter};
+    let mut cases = Vec::new();
+    for inp in inputs() {
+        let nd = inp.shape.len();
+        let masks: Vec<(Vec<usize>, Vec<bool>)> = if nd == 2 {
+            vec![
+                (vec![3, 3], vec![false, true, false, true, true, true, false, true, false]),
+                (vec![2, 4], vec![true, false, true, true, false, true, true, false]),
+            ]
+        } else {
+            vec![(vec![3, 1, 3], vec![true, false, true, false, true, false, true, true, false])]
+        };
+        for o in options_all() {
+            for (fshape, mask) in &masks {
+                let fp = Footprint::Mask { mask: mask.clone(), shape: fshape.clone() };
+                let n = mask.iter().filter(|m| **m).count() as isize;
+                let origin: Vec<isize> = fshape.iter().map(|&s| if s == 3 { -1 } else { 0 }).collect();
+                let with = |name: &str, extra: Json| {
+                    let mut kw = mode_kwargs(&o);
+                    kw.insert("origin".into(), json!(origin));
+                    if let Json::Object(m) = extra {
+                        kw.extend(m);
+                    }
+                    let mut a = ask(&inp, name, Json::Object(kw));
+                    a["footprint"] = json!(mask);
+                    a["fshape"] = json!(fshape);
+                    a
+                };
+                for rank in [0, 1, n - 1, -2] {
+                    cases.push(Case {
+                        label: label(&inp, &format!("rank_filter rank={rank} {fshape:?}"), &o),
+                        ours: rank_filter(&inp.array, rank, &fp, &origin, &o).unwrap().compute().unwrap(),
+                        ask: with("rank_filter", json!({"rank": rank})),
+                    });
+                }
+                for p in [0.0, 37.5, 50.0, 100.0, -20.0] {
+                    cases.push(Case {
+                        label: label(&inp, &format!("percentile_filter {p} {fshape:?}"), &o),
+                        ours: percentile_filter(&inp.array, p, &fp, &origin, &o).unwrap().compute().unwrap(),
+                        ask: with("percentile_filter", json!({"percentile": p})),
+                    });
+                }
+                cases.push(Case {
+                    label: label(&inp, &format!("median_filter footprint {fshape:?}"), &o),
+                    ours: median_filter_footprint(&inp.array, &fp, &origin, &o).unwrap().compute().unwrap(),
+                    ask: with("median_filter", json!({})),
+                });
+            }
+            // A size box through the same path as scipy's `size=`.
+            let mut kw = mode_kwargs(&o);
+            kw.insert("size".into(), json!(3));
+            kw.insert("rank".into(), json!(4));
+            cases.push(Case {
+                label: label(&inp, "rank_filter size=3 rank=4", &o),
+                ours: rank_filter(&inp.array, 4, &Footprint::Size(vec![3]), &[], &o).unwrap().compute().unwrap(),
+                ask: ask(&inp, "rank_filter", Json::Object(kw)),
+            });
+        }
+    }
+    check(cases);
+    // Bad input: clear errors, no panic.
+    let inp = input(DType::U8, &[5, 5], &[2, 2], 1);
+    let fp = Footprint::Mask { mask: vec![true; 4], shape: vec![2, 2] };
+    let e = rank_filter(&inp.array, 4, &fp, &[], &FilterOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+    let empty = Footprint::Mask { mask: vec![false; 4], shape: vec![2, 2] };
+    assert!(rank_filter(&inp.array, 0, &empty, &[], &FilterOptions::default()).is_err());
+    let wrong = Footprint::Mask { mask: vec![true; 3], shape: vec![2, 2] };
+    assert!(rank_filter(&inp.array, 0, &wrong, &[], &FilterOptions::default()).is_err());
+    assert!(percentile_filter(&inp.array, 120.0, &fp, &[], &FilterOptions::default()).is_err());
+    assert!(rank_filter(&inp.array, 0, &fp, &[5, 5], &FilterOptions::default()).is_err());
+}
+
+#[test]
 fn correlate_and_convolve_match_scipy() {
     let mut cases = Vec::new();
     for inp in inputs() {

@@ -16,6 +16,8 @@ def run(case):
     a = np.array(case["a"], dtype=case["dtype"]).reshape(case["shape"])
     fn = case["fn"]
     kw = dict(case.get("kwargs", {}))
+    if "footprint" in case:
+        kw["footprint"] = np.array(case["footprint"], dtype=bool).reshape(case["fshape"])
     if "weights" in case:
         kw["weights"] = np.array(case["weights"], dtype=np.float64).reshape(case["wshape"])
     if "output" in case:
