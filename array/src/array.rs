@@ -100,6 +100,12 @@ impl Array {
         self.blocks.len()
     }
 
+    /// Dask's `x.to_delayed()`: the block tasks, in C order of block index
+    /// (see [`Array::chunks`] for the grid), for building graphs over them.
+    pub fn to_delayed(&self) -> &[Delayed<ArrayValue>] {
+        &self.blocks
+    }
+
     /// Bytes of the whole array, if its shape is known.
     pub fn nbytes(&self) -> Option<usize> {
         self.shape().into_iter().product::<Option<usize>>().map(|n| n * self.dtype.itemsize())

@@ -1,22 +1,23 @@
 //! Measurements over images (dask-image's `ndmeasure`): connected-component
 //! labelling across chunks, per-label statistics, histograms.
 //!
-//! [`label`] labels each block on its own (union-find, scipy's connectivity),
-//! makes the local labels unique by putting the block's number in the high
-//! 32 bits, then merges the labels that touch across every chunk boundary:
-//! the two planes on either side of a boundary are compared with every
-//! neighbour offset the connectivity allows, so components meeting only at an
-//! edge or a corner of a block are joined too. The merged labels are
-//! renumbered 1..N by a last blockwise task. The count equals
+//! [`label`] is lazy, as dask-image's: it labels each block on its own
+//! (union-find, scipy's connectivity), makes the local labels unique by
+//! putting the block's number in the high 32 bits, then one task per chunk
+//! boundary compares the two planes on either side with every neighbour
+//! offset the connectivity allows (so components meeting only at an edge or
+//! a corner of a block are joined too), one task joins the pairs of all
+//! boundaries, and a last blockwise task renumbers 1..N. The count equals
 //! `scipy.ndimage.label`'s and the components are the same; the numbering
 //! follows the blocks (as dask-image's does), not scipy's scan order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use rask::Delayed;
-use rask::core::{ArrayValue, DType, OpEntry, OpError, Params, Value};
+use rask::core::{ArrayValue, DType, Key, OpEntry, OpError, Params, Value};
+use rask::{ArgPart, Delayed};
 use rask_array::kernels::{FULL, FullParams};
-use rask_array::{Array, BinaryOp, Fill, Index};
+use rask_array::{Array, BinaryOp, ChunkGrid, Chunks, Fill, Index};
 use serde::{Deserialize, Serialize};
 
 use crate::{ImageError, Result};
@@ -25,6 +26,14 @@ use crate::{ImageError, Result};
 pub const LABEL_BLOCK_OP: &str = "image.label_block";
 /// Maps raw (block-tagged) labels to final ones.
 pub const RELABEL_OP: &str = "image.relabel";
+/// Finds the raw labels touching across one chunk boundary.
+pub const FACE_OP: &str = "image.label_face";
+/// Joins the touching labels of every boundary into final numbers.
+pub const RESOLVE_OP: &str = "image.label_resolve";
+/// The number of components, from the resolved map.
+pub const COUNT_OP: &str = "image.label_count";
+/// Per-label statistics of one block pair, or merged partials.
+pub const STATS_OP: &str = "image.label_stats";
 
 /// Neighbour offsets of `connectivity` (1 = faces … ndim = all): offsets in
 /// {-1, 0, 1}^ndim with at most `connectivity` non-zero entries.
@@ -132,35 +141,154 @@ fn label_block_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, Op
     Ok(Value::Array(ArrayValue::I64(arr.into_shared())))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Relabel {
-    /// Raw labels, sorted, and their final labels.
-    raw: Vec<i64>,
-    final_: Vec<i32>,
-}
-
-fn relabel_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
-    let map: Relabel =
-        postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{RELABEL_OP}: bad parameters: {e}")))?;
-    let ArrayValue::I64(a) = one_array(args, RELABEL_OP)? else {
-        return Err(OpError::new(format!("{RELABEL_OP} takes int64 labels")));
-    };
-    let out = a.map(|&v| if v == 0 { 0 } else { map.raw.binary_search(&v).map_or(0, |i| map.final_[i]) });
-    Ok(Value::Array(ArrayValue::I32(out.into_shared())))
-}
-
-rask::core::inventory::submit! { OpEntry { name: LABEL_BLOCK_OP, func: label_block_op } }
-rask::core::inventory::submit! { OpEntry { name: RELABEL_OP, func: relabel_op } }
-
 fn as_i64(a: &ArrayValue) -> Vec<i64> {
     rask::core::with_array!(a, x => x.iter().map(|v| rask_array::dtype::Scalar::to_i64(*v)).collect())
 }
 
+fn i64_array(values: Vec<i64>, shape: &[usize], op: &str) -> std::result::Result<Value, OpError> {
+    let arr = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), values)
+        .map_err(|e| OpError::new(format!("{op}: {e}")))?;
+    Ok(Value::Array(ArrayValue::I64(arr.into_shared())))
+}
+
+/// Parameters of a [`FACE_OP`] task: the shape of the two planes on either
+/// side of one chunk boundary, and the neighbour offsets (within the plane)
+/// that cross it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Face {
+    shape: Vec<usize>,
+    cross: Vec<Vec<isize>>,
+}
+
+/// The raw label pairs `(a, b)`, `a` before and `b` after a boundary, that
+/// touch across it: an int64 `(n, 2)` array, sorted and without repeats.
+fn face_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let face: Face = postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{FACE_OP}: bad parameters: {e}")))?;
+    let [Value::Array(before), Value::Array(after)] =
+        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{FACE_OP} takes two planes")))?
+    else {
+        return Err(OpError::new(format!("{FACE_OP} takes two array planes")));
+    };
+    let (before, after) = (as_i64(&before), as_i64(&after));
+    let n: usize = face.shape.iter().product();
+    if before.len() != n || after.len() != n {
+        return Err(OpError::new(format!(
+            "{FACE_OP}: planes of {} and {} values, expected {n}",
+            before.len(),
+            after.len()
+        )));
+    }
+    let pnd = face.shape.len();
+    let mut strides = vec![1usize; pnd];
+    for ax in (0..pnd.saturating_sub(1)).rev() {
+        strides[ax] = strides[ax + 1] * face.shape[ax + 1];
+    }
+    let mut pairs = std::collections::BTreeSet::new();
+    let mut idx = vec![0usize; pnd];
+    for &a in &before {
+        if a != 0 {
+            for o in &face.cross {
+                let inside = idx.iter().zip(o).zip(&face.shape).all(|((&i, &d), &s)| {
+                    let j = i as isize + d;
+                    j >= 0 && (j as usize) < s
+                });
+                if !inside {
+                    continue;
+                }
+                let nb: usize =
+                    idx.iter().zip(o).zip(&strides).map(|((&i, &d), &st)| (i as isize + d) as usize * st).sum();
+                if after[nb] != 0 {
+                    pairs.insert((a, after[nb]));
+                }
+            }
+        }
+        for ax in (0..pnd).rev() {
+            idx[ax] += 1;
+            if idx[ax] < face.shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    let rows = pairs.len();
+    i64_array(pairs.into_iter().flat_map(|(a, b)| [a, b]).collect(), &[rows, 2], FACE_OP)
+}
+
+/// Joins the pairs of every boundary (union-find) and numbers the
+/// components 1..N in order of their smallest raw label: an int64 `(m, 2)`
+/// array of `(raw, final)` sorted by raw label. Arguments: the list of
+/// pair arrays, then the raw labels (`unique`).
+fn resolve_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let [Value::List(faces), Value::Array(ids)] =
+        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{RESOLVE_OP} takes the faces and the ids")))?
+    else {
+        return Err(OpError::new(format!("{RESOLVE_OP} takes a list of pair arrays and the raw labels")));
+    };
+    let mut ids = as_i64(&ids);
+    ids.retain(|&v| v != 0);
+    ids.sort_unstable();
+    ids.dedup();
+    let index = |v: i64| ids.binary_search(&v).map_err(|_| OpError::new(format!("{RESOLVE_OP}: unknown label {v}")));
+    let mut parent: Vec<usize> = (0..ids.len()).collect();
+    for face in faces.iter() {
+        let Value::Array(pairs) = face else {
+            return Err(OpError::new(format!("{RESOLVE_OP}: a face is not an array")));
+        };
+        for pair in as_i64(pairs).chunks_exact(2) {
+            let (a, b) = (find(&mut parent, index(pair[0])?), find(&mut parent, index(pair[1])?));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut final_of_root: HashMap<usize, i64> = HashMap::new();
+    let mut out = Vec::with_capacity(ids.len() * 2);
+    for (i, &raw) in ids.iter().enumerate() {
+        let root = find(&mut parent, i);
+        let next = final_of_root.len() as i64 + 1;
+        out.extend([raw, *final_of_root.entry(root).or_insert(next)]);
+    }
+    i64_array(out, &[ids.len(), 2], RESOLVE_OP)
+}
+
+fn mapping_of(v: &ArrayValue) -> (Vec<i64>, Vec<i64>) {
+    let flat = as_i64(v);
+    flat.chunks_exact(2).map(|p| (p[0], p[1])).unzip()
+}
+
+/// Relabels one block of raw labels with the resolved `(raw, final)` map.
+fn relabel_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let [Value::Array(ArrayValue::I64(block)), Value::Array(map)] =
+        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{RELABEL_OP} takes a block and the map")))?
+    else {
+        return Err(OpError::new(format!("{RELABEL_OP} takes int64 labels and the map")));
+    };
+    let (raw, finals) = mapping_of(&map);
+    let out = block.map(|&v| if v == 0 { 0 } else { raw.binary_search(&v).map_or(0, |i| finals[i] as i32) });
+    Ok(Value::Array(ArrayValue::I32(out.into_shared())))
+}
+
+/// The number of components: the largest final label (a 0-d int64).
+fn count_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let map = one_array(args, COUNT_OP)?;
+    let (_, finals) = mapping_of(&map);
+    i64_array(vec![finals.iter().copied().max().unwrap_or(0)], &[], COUNT_OP)
+}
+
+rask::core::inventory::submit! { OpEntry { name: LABEL_BLOCK_OP, func: label_block_op } }
+rask::core::inventory::submit! { OpEntry { name: RELABEL_OP, func: relabel_op } }
+rask::core::inventory::submit! { OpEntry { name: FACE_OP, func: face_op } }
+rask::core::inventory::submit! { OpEntry { name: RESOLVE_OP, func: resolve_op } }
+rask::core::inventory::submit! { OpEntry { name: COUNT_OP, func: count_op } }
+
 /// `scipy.ndimage.label(image, structure=generate_binary_structure(ndim,
-/// connectivity))`: int32 labels of the connected non-zero regions, and
-/// their number. Blocks are labelled in parallel; the merge across chunk
-/// boundaries computes the boundary planes and the set of labels.
-pub fn label(image: &Array, connectivity: usize) -> Result<(Array, usize)> {
+/// connectivity))`, lazily as dask-image's: int32 labels of the connected
+/// non-zero regions, and their number as a 0-d int64 array. Nothing is
+/// computed here: blocks are labelled in parallel, one task per chunk
+/// boundary finds the labels touching across it, one task joins them, and
+/// a last blockwise task renumbers. The two are computed together with
+/// `rask::compute` or separately (shared tasks run once per compute).
+pub fn label(image: &Array, connectivity: usize) -> Result<(Array, Array)> {
     let nd = image.ndim();
     if connectivity == 0 || connectivity > nd.max(1) {
         return Err(ImageError::Value(format!("connectivity must be 1..={nd}, got {connectivity}")));
@@ -174,122 +302,82 @@ pub fn label(image: &Array, connectivity: usize) -> Result<(Array, usize)> {
     // Tag each block's labels with its number in the high 32 bits.
     let grid = image.chunks().clone();
     let numblocks = grid.numblocks();
-    let tag = Array::from_block_tasks(
-        "label-block-tag",
-        format!("{}-{connectivity}", image.name()).as_bytes(),
-        DType::I64,
-        grid.clone(),
-        |idx, key| {
-            let linear = idx.iter().zip(&numblocks).fold(0i64, |acc, (&i, &n)| acc * n as i64 + i as i64);
-            let p = FullParams {
-                shape: grid.block_shape(idx).unwrap_or_default(),
-                dtype: DType::I64,
-                value: Fill::Int(linear << 32),
-            };
-            Delayed::from_task(key, FULL, Params::encode(&p), vec![])
-        },
-    );
+    let token = format!("{}-{connectivity}", image.name());
+    let tag = Array::from_block_tasks("label-block-tag", token.as_bytes(), DType::I64, grid.clone(), |idx, key| {
+        let linear = idx.iter().zip(&numblocks).fold(0i64, |acc, (&i, &n)| acc * n as i64 + i as i64);
+        let p = FullParams {
+            shape: grid.block_shape(idx).unwrap_or_default(),
+            dtype: DType::I64,
+            value: Fill::Int(linear << 32),
+        };
+        Delayed::from_task(key, FULL, Params::encode(&p), vec![])
+    });
     let is_label = local.scalar(BinaryOp::Gt, Fill::Int(0)).astype(DType::I64);
     let raw = local.add(&tag.mul(&is_label)?)?;
 
-    // Equivalences across every chunk boundary.
-    let mut parent: HashMap<i64, i64> = HashMap::new();
-    fn root(parent: &mut HashMap<i64, i64>, mut x: i64) -> i64 {
-        while let Some(&p) = parent.get(&x) {
-            if p == x {
-                break;
-            }
-            x = p;
-        }
-        x
-    }
+    // One task per chunk boundary: the two planes that meet there.
     let all_offsets = offsets(nd, connectivity);
+    let mut faces: Vec<Delayed<ArrayValue>> = Vec::new();
     for axis in 0..nd {
-        let mut edge = 0usize;
+        let pshape: Vec<usize> = shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &s)| s).collect();
+        let cross: Vec<Vec<isize>> = all_offsets
+            .iter()
+            .filter(|o| o[axis] == 1)
+            .map(|o| o.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).collect())
+            .collect();
+        let params = Params::encode(&Face { shape: pshape.clone(), cross });
         let sizes: Vec<usize> = grid.axis(axis).iter().map(|s| s.unwrap_or(0)).collect();
+        let mut edge = 0usize;
         for &len in &sizes[..sizes.len().saturating_sub(1)] {
             edge += len;
-            let plane = |at: usize| -> Result<Vec<i64>> {
-                let index: Vec<Index> = (0..nd)
-                    .map(|a| {
-                        if a == axis {
-                            Index::At(at as isize)
-                        } else {
-                            Index::Range { start: None, stop: None, step: 1 }
-                        }
-                    })
-                    .collect();
-                Ok(as_i64(&raw.slice(&index)?.compute()?))
+            // The plane at `at`, as one block.
+            let plane = |at: usize| -> Result<Delayed<ArrayValue>> {
+                let index: Vec<Index> =
+                    (0..nd).map(|a| if a == axis { Index::At(at as isize) } else { Index::ALL }).collect();
+                let one = raw.slice(&index)?.rechunk(Chunks::Uniform(pshape.iter().map(|&s| s.max(1)).collect()))?;
+                Ok(one.to_delayed()[0].clone())
             };
             let (before, after) = (plane(edge - 1)?, plane(edge)?);
-            let pshape: Vec<usize> = shape.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &s)| s).collect();
-            let pnd = pshape.len();
-            let mut pstrides = vec![1usize; pnd];
-            for ax in (0..pnd.saturating_sub(1)).rev() {
-                pstrides[ax] = pstrides[ax + 1] * pshape[ax + 1];
-            }
-            // Offsets that step +1 along `axis`, as offsets within the plane.
-            let cross: Vec<Vec<isize>> = all_offsets
-                .iter()
-                .filter(|o| o[axis] == 1)
-                .map(|o| o.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &d)| d).collect())
-                .collect();
-            let mut idx = vec![0usize; pnd];
-            for &a in &before {
-                if a != 0 {
-                    for o in &cross {
-                        let inside = idx.iter().zip(o).zip(&pshape).all(|((&i, &d), &s)| {
-                            let j = i as isize + d;
-                            j >= 0 && (j as usize) < s
-                        });
-                        if !inside {
-                            continue;
-                        }
-                        let nb: usize = idx
-                            .iter()
-                            .zip(o)
-                            .zip(&pstrides)
-                            .map(|((&i, &d), &st)| (i as isize + d) as usize * st)
-                            .sum();
-                        let b = after[nb];
-                        if b != 0 {
-                            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                            if ra != rb {
-                                parent.insert(ra.max(rb), ra.min(rb));
-                                parent.entry(ra.min(rb)).or_insert(ra.min(rb));
-                            }
-                        }
-                    }
-                }
-                for ax in (0..pnd).rev() {
-                    idx[ax] += 1;
-                    if idx[ax] < pshape[ax] {
-                        break;
-                    }
-                    idx[ax] = 0;
-                }
-            }
+            let key = Key::chunk(Arc::from(format!("label-face-{}", raw.name())), &[axis as u32, edge as u32]);
+            faces.push(Delayed::from_task(
+                key,
+                FACE_OP,
+                params.clone(),
+                vec![ArgPart::of(&before), ArgPart::of(&after)],
+            ));
         }
     }
-    // Every raw label, numbered 1..N by merged component.
-    let ids = as_i64(&raw.unique()?.compute()?);
-    let mut final_of_root: HashMap<i64, i32> = HashMap::new();
-    let (mut raw_ids, mut finals) = (Vec::new(), Vec::new());
-    for &id in ids.iter().filter(|&&v| v != 0) {
-        let r = root(&mut parent, id);
-        let next = final_of_root.len() as i32 + 1;
-        let f = *final_of_root.entry(r).or_insert(next);
-        raw_ids.push(id);
-        finals.push(f);
-    }
-    let count = final_of_root.len();
-    let labels = raw.map_blocks(RELABEL_OP, Params::encode(&Relabel { raw: raw_ids, final_: finals }), DType::I32);
+    let ids = raw.unique()?;
+    let resolve_key = Key::chunk(Arc::from(format!("label-resolve-{}", raw.name())), &[]);
+    let map: Delayed<ArrayValue> = Delayed::from_task(
+        resolve_key,
+        RESOLVE_OP,
+        Params::default(),
+        vec![ArgPart::list(faces.iter().map(ArgPart::of).collect()), ArgPart::of(&ids.to_delayed()[0])],
+    );
+    let relabel_name = format!("{}-{}", raw.name(), map.key());
+    let labels = Array::from_block_tasks("label", relabel_name.as_bytes(), DType::I32, grid.clone(), |idx, key| {
+        let pos = idx.iter().zip(&numblocks).fold(0usize, |acc, (&i, &n)| acc * n + i);
+        Delayed::from_task(
+            key,
+            RELABEL_OP,
+            Params::default(),
+            vec![ArgPart::of(&raw.to_delayed()[pos]), ArgPart::of(&map)],
+        )
+    });
+    let count = Array::from_block_tasks(
+        "label-count",
+        relabel_name.as_bytes(),
+        DType::I64,
+        ChunkGrid::from_sizes(vec![]),
+        |_, key| Delayed::from_task(key, COUNT_OP, Params::default(), vec![ArgPart::of(&map)]),
+    );
     Ok((labels, count))
 }
 
 /// Per-label statistics of `image` over `labels` (`scipy.ndimage.sum_labels`,
 /// `mean`, `maximum`, `minimum` and the area, i.e. the element count), for
-/// labels `1..=count`. Computed in one pass over both arrays.
+/// labels `1..=count`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelStats {
     pub sum: Vec<f64>,
@@ -299,7 +387,56 @@ pub struct LabelStats {
     pub area: Vec<u64>,
 }
 
-/// [`LabelStats`] for labels `1..=count` (index `i` holds label `i + 1`).
+/// Partial statistics of one block pair, or of merged partials: a float64
+/// `(k, 5)` array of rows `(label, sum, area, max, min)` sorted by label.
+fn partial_stats_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let mut acc: std::collections::BTreeMap<i64, [f64; 4]> = std::collections::BTreeMap::new();
+    let mut add = |label: i64, s: [f64; 4]| {
+        let e = acc.entry(label).or_insert([0.0, 0.0, f64::NEG_INFINITY, f64::INFINITY]);
+        e[0] += s[0];
+        e[1] += s[1];
+        e[2] = e[2].max(s[2]);
+        e[3] = e[3].min(s[3]);
+    };
+    match args.as_slice() {
+        // A block of the image and the same block of the labels.
+        [Value::Array(image), Value::Array(labels)] if image.shape() == labels.shape() => {
+            let values: Vec<f64> =
+                rask::core::with_array!(image, x => x.iter().map(|v| rask_array::dtype::Scalar::to_f64(*v)).collect());
+            for (v, l) in values.into_iter().zip(as_i64(labels)) {
+                if l > 0 {
+                    add(l, [v, 1.0, v, v]);
+                }
+            }
+        }
+        // Partials to merge.
+        [Value::List(parts)] => {
+            for part in parts.iter() {
+                let Value::Array(ArrayValue::F64(rows)) = part else {
+                    return Err(OpError::new(format!("{STATS_OP}: a partial is not float64 rows")));
+                };
+                for r in rows.as_slice().unwrap_or(&[]).chunks_exact(5) {
+                    add(r[0] as i64, [r[1], r[2], r[3], r[4]]);
+                }
+            }
+        }
+        _ => {
+            return Err(OpError::new(format!("{STATS_OP} takes an image block and its labels, or a list of partials")));
+        }
+    }
+    let rows = acc.len();
+    let flat: Vec<f64> = acc.into_iter().flat_map(|(l, s)| [l as f64, s[0], s[1], s[2], s[3]]).collect();
+    let arr = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, 5]), flat)
+        .map_err(|e| OpError::new(format!("{STATS_OP}: {e}")))?;
+    Ok(Value::Array(ArrayValue::F64(arr.into_shared())))
+}
+
+rask::core::inventory::submit! { OpEntry { name: STATS_OP, func: partial_stats_op } }
+
+/// [`LabelStats`] for labels `1..=count` (index `i` holds label `i + 1`):
+/// one task per block pair (the labels are rechunked to the image's
+/// chunks), merged in a tree of 8; only the per-label rows reach the
+/// client, never the image.
 pub fn label_stats(image: &Array, labels: &Array, count: usize) -> Result<LabelStats> {
     if image.shape() != labels.shape() {
         return Err(ImageError::Mismatch(format!(
@@ -308,12 +445,44 @@ pub fn label_stats(image: &Array, labels: &Array, count: usize) -> Result<LabelS
             labels.shape()
         )));
     }
-    let both = Array::stack(&[image.astype(DType::F64), labels.astype(DType::F64)], 0)?.compute()?;
-    let ArrayValue::F64(x) = both else {
-        return Err(ImageError::Value("stacked image and labels are not float64".into()));
+    let sizes: Vec<Vec<usize>> =
+        (0..image.ndim()).map(|a| image.chunks().axis(a).iter().map(|c| c.unwrap_or(0)).collect()).collect();
+    let labels = labels.rechunk(Chunks::Explicit(sizes))?;
+    let name = format!("label-stats-{}-{}", image.name(), labels.name());
+    let mut level: Vec<Delayed<ArrayValue>> = image
+        .to_delayed()
+        .iter()
+        .zip(labels.to_delayed())
+        .enumerate()
+        .map(|(i, (x, l))| {
+            let key = Key::chunk(Arc::from(name.as_str()), &[0, i as u32]);
+            Delayed::from_task(key, STATS_OP, Params::default(), vec![ArgPart::of(x), ArgPart::of(l)])
+        })
+        .collect();
+    let mut depth = 1u32;
+    while level.len() > 1 || depth == 1 {
+        level = level
+            .chunks(8)
+            .enumerate()
+            .map(|(i, group)| {
+                let key = Key::chunk(Arc::from(name.as_str()), &[depth, i as u32]);
+                Delayed::from_task(
+                    key,
+                    STATS_OP,
+                    Params::default(),
+                    vec![ArgPart::list(group.iter().map(ArgPart::of).collect())],
+                )
+            })
+            .collect();
+        depth += 1;
+    }
+    let rows = match level.first() {
+        Some(total) => total.compute()?,
+        None => ArrayValue::F64(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0, 5])).into_shared()),
     };
-    let n = x.len() / 2;
-    let values: Vec<f64> = x.iter().copied().collect();
+    let ArrayValue::F64(rows) = rows else {
+        return Err(ImageError::Value("label statistics are not float64 rows".into()));
+    };
     let mut s = LabelStats {
         sum: vec![0.0; count],
         mean: vec![f64::NAN; count],
@@ -321,19 +490,12 @@ pub fn label_stats(image: &Array, labels: &Array, count: usize) -> Result<LabelS
         minimum: vec![f64::INFINITY; count],
         area: vec![0; count],
     };
-    for (&v, &l) in values[..n].iter().zip(&values[n..]) {
-        let l = l as i64;
+    for r in rows.iter().copied().collect::<Vec<f64>>().chunks_exact(5) {
+        let l = r[0] as i64;
         if l >= 1 && (l as usize) <= count {
             let i = l as usize - 1;
-            s.sum[i] += v;
-            s.area[i] += 1;
-            s.maximum[i] = s.maximum[i].max(v);
-            s.minimum[i] = s.minimum[i].min(v);
-        }
-    }
-    for i in 0..count {
-        if s.area[i] > 0 {
-            s.mean[i] = s.sum[i] / s.area[i] as f64;
+            (s.sum[i], s.area[i], s.maximum[i], s.minimum[i]) = (r[1], r[2] as u64, r[3], r[4]);
+            s.mean[i] = r[1] / r[2];
         }
     }
     Ok(s)
