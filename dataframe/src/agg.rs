@@ -515,6 +515,66 @@ pub fn sort_batch(batch: &RecordBatch, by: &[String], ascending: &[bool]) -> Res
     Ok(take_record_batch(batch, &idx)?)
 }
 
+/// The row encoder that orders rows exactly as [`sort_batch`] does: key
+/// columns with their directions, missing values last.
+fn sort_rows(batch: &RecordBatch, by: &[String], ascending: &[bool]) -> Result<(RowConverter, arrow::row::Rows)> {
+    let keys: Vec<ArrayRef> = by.iter().map(|c| col(batch, c).cloned()).collect::<Result<_>>()?;
+    let fields = keys
+        .iter()
+        .zip(ascending)
+        .map(|(k, asc)| {
+            SortField::new_with_options(k.data_type().clone(), SortOptions { descending: !asc, nulls_first: false })
+        })
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = converter.convert_columns(&keys)?;
+    Ok((converter, rows))
+}
+
+/// Up to `n` key rows spread evenly over the sorted partition: the sample
+/// range partitioning chooses its splitters from.
+pub fn sort_sample(batch: &RecordBatch, by: &[String], ascending: &[bool], n: usize) -> Result<RecordBatch> {
+    let sorted = sort_batch(batch, by, ascending)?;
+    let rows = sorted.num_rows();
+    let take: Vec<u32> =
+        if rows <= n { (0..rows as u32).collect() } else { (0..n).map(|i| (i * rows / n) as u32).collect() };
+    let keys =
+        sorted.project(&by.iter().map(|c| sorted.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?)?;
+    Ok(take_record_batch(&keys, &UInt32Array::from(take))?)
+}
+
+/// `parts - 1` splitters (key rows) at the quantiles of the pooled samples.
+pub fn sort_splitters(samples: &RecordBatch, by: &[String], ascending: &[bool], parts: usize) -> Result<RecordBatch> {
+    let sorted = sort_batch(samples, by, ascending)?;
+    let rows = sorted.num_rows();
+    let take: Vec<u32> = if rows == 0 { vec![] } else { (1..parts).map(|i| (i * rows / parts) as u32).collect() };
+    Ok(take_record_batch(&sorted, &UInt32Array::from(take))?)
+}
+
+/// Splits a partition into `parts` pieces by key range: a row goes to the
+/// number of splitters that order strictly before it, so equal keys always
+/// land together and the pieces, sorted and concatenated in bucket order,
+/// are the whole frame sorted.
+pub fn range_split(
+    batch: &RecordBatch,
+    splitters: &RecordBatch,
+    by: &[String],
+    ascending: &[bool],
+    parts: usize,
+) -> Result<Vec<RecordBatch>> {
+    let (converter, rows) = sort_rows(batch, by, ascending)?;
+    let split_keys: Vec<ArrayRef> = by.iter().map(|c| col(splitters, c).cloned()).collect::<Result<_>>()?;
+    let bounds = converter.convert_columns(&split_keys)?;
+    let bounds: Vec<arrow::row::Row<'_>> = (0..bounds.num_rows()).map(|i| bounds.row(i)).collect();
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); parts.max(1)];
+    for r in 0..batch.num_rows() {
+        let row = rows.row(r);
+        let b = bounds.partition_point(|s| *s < row).min(buckets.len() - 1);
+        buckets[b].push(r as u32);
+    }
+    buckets.into_iter().map(|idx| Ok(take_record_batch(batch, &UInt32Array::from(idx))?)).collect()
+}
+
 /// Rows with distinct values in `columns` (all columns when empty), first
 /// appearance kept, in order.
 pub fn distinct(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
@@ -557,6 +617,32 @@ pub fn concat(parts: &[RecordBatch]) -> Result<RecordBatch> {
 mod tests {
     use super::*;
     use arrow::array::StringArray;
+
+    #[test]
+    fn range_split_keeps_ties_together_and_orders_buckets() {
+        let b = batch(
+            vec!["c", "a", "b", "a", "c", "b", "a", "d"],
+            vec![Some(1.0), None, Some(3.0), Some(3.0), Some(0.5), None, Some(2.0), Some(9.0)],
+        );
+        for (by, asc) in [(vec!["k".to_string()], vec![true]), (vec!["k".into(), "v".into()], vec![false, true])] {
+            let samples = sort_sample(&b, &by, &asc, 3).expect("sample");
+            assert_eq!(samples.num_rows(), 3);
+            let splitters = sort_splitters(&samples, &by, &asc, 3).expect("splitters");
+            assert_eq!(splitters.num_rows(), 2);
+            let pieces = range_split(&b, &splitters, &by, &asc, 3).expect("split");
+            assert_eq!(pieces.iter().map(RecordBatch::num_rows).sum::<usize>(), b.num_rows());
+            let sorted: Vec<RecordBatch> = pieces.iter().map(|p| sort_batch(p, &by, &asc).expect("sort")).collect();
+            let joined = concat(&sorted).expect("concat");
+            assert_eq!(joined, sort_batch(&b, &by, &asc).expect("whole"), "{by:?} {asc:?}");
+        }
+        // No rows: every piece empty, nothing fails.
+        let empty = b.slice(0, 0);
+        let none =
+            sort_splitters(&sort_sample(&empty, &["k".into()], &[true], 3).expect("s"), &["k".into()], &[true], 4)
+                .expect("splitters");
+        let pieces = range_split(&empty, &none, &["k".into()], &[true], 4).expect("split");
+        assert_eq!(pieces.len(), 4);
+    }
 
     fn batch(keys: Vec<&str>, vals: Vec<Option<f64>>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![

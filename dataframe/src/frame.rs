@@ -19,7 +19,8 @@ use crate::error::{FrameError, Result};
 use crate::expr::{Expr, Lit, col};
 use crate::join::{How, JoinSpec};
 use crate::kernels::{
-    self, ApplyParams, FinalParams, JoinParams, Post, ScanParams, SortParams, SplitParams, TopKParams, encode,
+    self, ApplyParams, FinalParams, JoinParams, Post, RangeSortParams, ScanParams, SortParams, SplitParams, TopKParams,
+    encode,
 };
 use crate::parquet::{ParquetRead, RowGroup};
 use crate::plan::{self, Step};
@@ -27,6 +28,8 @@ use crate::table::Table;
 
 /// How many partial results one combine task merges.
 const SPLIT_EVERY: usize = 8;
+/// Key rows each partition contributes to the splitters of a range sort.
+const SAMPLES_PER_PARTITION: usize = 100;
 
 /// Where partitions come from.
 #[derive(Debug)]
@@ -683,10 +686,57 @@ impl DataFrame {
         for c in &by {
             self.schema.field_with_name(c).map_err(|_| FrameError::Schema(format!("no column {c:?}")))?;
         }
-        let p = encode(&SortParams { ascending: vec![ascending; by.len()], by });
+        let sort = SortParams { ascending: vec![ascending; by.len()], by };
+        let p = encode(&sort);
         let t = tok(&[ser(&self.plan_token()?), p.0.to_vec()]);
-        let result = Self::tree(self.partitions()?, "sort", &t, (kernels::SORT, p.clone()), (kernels::SORT, p));
-        Ok(DataFrame::from_parts(vec![result], self.schema.clone(), self.index.clone(), t))
+        let parts = self.partitions()?;
+        if parts.len() <= 1 {
+            let result = Self::tree(parts, "sort", &t, (kernels::SORT, p.clone()), (kernels::SORT, p));
+            return Ok(DataFrame::from_parts(vec![result], self.schema.clone(), self.index.clone(), t));
+        }
+        // Range partitioning, as Dask's sort_values: sample each partition,
+        // choose splitters at the quantiles, split every partition by key
+        // range, then sort each bucket. Output partition i holds keys
+        // ordered before partition i+1's; ties keep the input order.
+        let n = parts.len();
+        let stage = |bucket: usize| encode(&RangeSortParams { sort: sort.clone(), parts: n, n: bucket });
+        let samples: Vec<Delayed<Value>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                Delayed::from_task(
+                    key(&name("sort-sample", &t), i),
+                    kernels::SORT_SAMPLE,
+                    stage(SAMPLES_PER_PARTITION),
+                    vec![ArgPart::of(part)],
+                )
+            })
+            .collect();
+        let splitters: Delayed<Value> = Delayed::from_task(
+            key(&name("sort-splitters", &t), 0),
+            kernels::SORT_SPLITTERS,
+            stage(0),
+            vec![ArgPart::list(samples.iter().map(ArgPart::of).collect())],
+        );
+        let splits: Vec<Delayed<Value>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                Delayed::from_task(
+                    key(&name("sort-split", &t), i),
+                    kernels::RANGE_SPLIT,
+                    stage(0),
+                    vec![ArgPart::of(part), ArgPart::of(&splitters)],
+                )
+            })
+            .collect();
+        let outputs = (0..n)
+            .map(|b| {
+                let args = vec![ArgPart::list(splits.iter().map(ArgPart::of).collect())];
+                Delayed::from_task(key(&name("sort", &t), b), kernels::SORT_BUCKET, stage(b), args)
+            })
+            .collect();
+        Ok(DataFrame::from_parts(outputs, self.schema.clone(), self.index.clone(), t))
     }
 
     fn top(&self, column: &str, n: usize, largest: bool) -> Result<DataFrame> {

@@ -29,6 +29,10 @@ pub const CONCAT: &str = "df.concat";
 pub const DISTINCT: &str = "df.distinct";
 pub const TOPK: &str = "df.topk";
 pub const SORT: &str = "df.sort";
+pub const SORT_SAMPLE: &str = "df.sort_sample";
+pub const SORT_SPLITTERS: &str = "df.sort_splitters";
+pub const RANGE_SPLIT: &str = "df.range_split";
+pub const SORT_BUCKET: &str = "df.sort_bucket";
 pub const SCALAR: &str = "df.scalar";
 pub const HASH_SPLIT: &str = "df.hash_split";
 pub const READ_PARQUET: &str = "df.read_parquet";
@@ -227,7 +231,7 @@ fn topk(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     Ok(out(agg::top_k(&all, &p.column, p.n, p.largest)?))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SortParams {
     pub by: Vec<String>,
     pub ascending: Vec<bool>,
@@ -238,6 +242,51 @@ fn sort(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let all = agg::concat(&tables(args, SORT)?)?;
     Ok(out(agg::sort_batch(&all, &p.by, &p.ascending)?))
 }
+
+/// Parameters of the stages of a range-partitioned sort.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RangeSortParams {
+    pub sort: SortParams,
+    /// Output partitions.
+    pub parts: usize,
+    /// Sample rows per input partition; the bucket an output task takes.
+    pub n: usize,
+}
+
+fn sort_sample(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: RangeSortParams = params(p, SORT_SAMPLE)?;
+    let batch = one_table(args, SORT_SAMPLE)?;
+    Ok(out(agg::sort_sample(&batch, &p.sort.by, &p.sort.ascending, p.n)?))
+}
+
+fn sort_splitters(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: RangeSortParams = params(p, SORT_SPLITTERS)?;
+    let samples = agg::concat(&tables(args, SORT_SPLITTERS)?)?;
+    Ok(out(agg::sort_splitters(&samples, &p.sort.by, &p.sort.ascending, p.parts)?))
+}
+
+fn range_split(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: RangeSortParams = params(p, RANGE_SPLIT)?;
+    let [part, splitters] = <[Value; 2]>::try_from(args)
+        .map_err(|_| OpError::new(format!("{RANGE_SPLIT} takes a partition and the splitters")))?;
+    let (part, splitters) = (table(part, RANGE_SPLIT)?, table(splitters, RANGE_SPLIT)?);
+    let pieces = agg::range_split(&part, &splitters, &p.sort.by, &p.sort.ascending, p.parts)?;
+    Ok(Value::list(pieces.into_iter().map(out)))
+}
+
+/// Output partition `n` of a range sort: that bucket of every split, in
+/// input order, sorted stably.
+fn sort_bucket(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: RangeSortParams = params(p, SORT_BUCKET)?;
+    let [splits] = <[Value; 1]>::try_from(args).map_err(|_| OpError::new(format!("{SORT_BUCKET} takes the splits")))?;
+    let all = agg::concat(&list_tables(&splits, Some(p.n), SORT_BUCKET)?)?;
+    Ok(out(agg::sort_batch(&all, &p.sort.by, &p.sort.ascending)?))
+}
+
+rask_core::inventory::submit! { OpEntry { name: SORT_SAMPLE, func: sort_sample } }
+rask_core::inventory::submit! { OpEntry { name: SORT_SPLITTERS, func: sort_splitters } }
+rask_core::inventory::submit! { OpEntry { name: RANGE_SPLIT, func: range_split } }
+rask_core::inventory::submit! { OpEntry { name: SORT_BUCKET, func: sort_bucket } }
 
 /// The last column of a one-row table as a plain number.
 fn scalar(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {

@@ -29,6 +29,8 @@ fn batch(rows: &[(Option<i64>, Option<f64>, Option<u8>)]) -> RecordBatch {
 fn results(b: &RecordBatch, parts: usize) -> Vec<String> {
     let df = from_batch(b, parts).expect("frame");
     let show = |t: Table| t.to_string();
+    // A range-partitioned sort keeps the partition count.
+    assert_eq!(df.sort_values(&["f"], false).expect("sort").npartitions(), df.npartitions());
     let mut out = vec![
         df.len().expect("len").to_string(),
         show(
@@ -42,6 +44,7 @@ fn results(b: &RecordBatch, parts: usize) -> Vec<String> {
         show(df.col("s").unique().expect("u").compute().expect("c")),
         show(df.nlargest(3, "i").expect("nl").compute().expect("c")),
         show(df.sort_values(&["f"], false).expect("sort").compute().expect("c")),
+        show(df.sort_values(&["s", "i"], true).expect("sort").compute().expect("c")),
         show(df.drop_duplicates(&["s"]).expect("dd").compute().expect("c")),
         show(df.filter(col("f").gt(0.0)).expect("filter").compute().expect("c")),
     ];
