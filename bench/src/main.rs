@@ -167,13 +167,21 @@ op! {
     fn add(x: i64, y: i64) -> i64 { x.wrapping_add(y) }
 }
 
-fn build(n: usize) -> Delayed<i64> {
-    let mut level: Vec<Delayed<i64>> = (0..n as i64).map(|i| delayed!(inc(i))).collect();
+/// `n` leaves made by `leaf`, summed pairwise by `add` up a binary tree.
+fn tree(
+    n: usize,
+    leaf: impl Fn(i64) -> Delayed<i64>,
+    add: impl Fn(&Delayed<i64>, &Delayed<i64>) -> Delayed<i64>,
+) -> Delayed<i64> {
+    let mut level: Vec<Delayed<i64>> = (0..n as i64).map(leaf).collect();
     while level.len() > 1 {
-        level =
-            level.chunks(2).map(|p| if p.len() == 2 { delayed!(add(&p[0], &p[1])) } else { p[0].clone() }).collect();
+        level = level.chunks(2).map(|p| if p.len() == 2 { add(&p[0], &p[1]) } else { p[0].clone() }).collect();
     }
     level.pop().unwrap_or_else(|| Delayed::value(0))
+}
+
+fn build(n: usize) -> Delayed<i64> {
+    tree(n, |i| delayed!(inc(i)), |a, b| delayed!(add(a, b)))
 }
 
 fn tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Result<()> {
@@ -212,21 +220,11 @@ fn build_builtin(n: usize) -> Delayed<i64> {
     use rask_core::Value;
     use rask_core::ops::builtin::ADD;
     let lit = |v: i64| ArgPart::literal(Value::Int(v));
-    let mut level: Vec<Delayed<i64>> =
-        (0..n as i64).map(|i| Delayed::from_call(ADD, "inc", vec![lit(i), lit(1)])).collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| {
-                if p.len() == 2 {
-                    Delayed::from_call(ADD, "add", vec![ArgPart::of(&p[0]), ArgPart::of(&p[1])])
-                } else {
-                    p[0].clone()
-                }
-            })
-            .collect();
-    }
-    level.pop().unwrap_or_else(|| Delayed::value(0))
+    tree(
+        n,
+        |i| Delayed::from_call(ADD, "inc", vec![lit(i), lit(1)]),
+        |a, b| Delayed::from_call(ADD, "add", vec![ArgPart::of(a), ArgPart::of(b)]),
+    )
 }
 
 /// A child process killed when dropped.
