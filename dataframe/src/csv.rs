@@ -662,13 +662,29 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn temp_csv(name: &str, text: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("rask-csv-{}", std::process::id()));
+    /// A CSV file in a directory of its own, removed when dropped.
+    struct TempCsv(String, std::path::PathBuf);
+
+    impl std::ops::Deref for TempCsv {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl Drop for TempCsv {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+
+    fn temp_csv(name: &str, text: &str) -> TempCsv {
+        let dir = std::env::temp_dir().join(format!("rask-csv-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let p = dir.join(name);
         let mut f = std::fs::File::create(&p).expect("create");
         f.write_all(text.as_bytes()).expect("write");
-        p.to_string_lossy().into_owned()
+        TempCsv(p.to_string_lossy().into_owned(), dir)
     }
 
     #[test]
@@ -712,7 +728,7 @@ mod tests {
         assert_eq!(cols[0].1, DataType::Int64);
         let spec = ReadSpec {
             file: CsvFile {
-                path: p2.clone(),
+                path: p2.to_string(),
                 size: file_size(&p2, &StorageOptions::default()).expect("size"),
                 parts: 1,
             },
@@ -745,7 +761,7 @@ mod tests {
             case in 0u32..1_000_000,
         ) {
             let p = temp_csv(&format!("fuzz-{case}.csv"), "");
-            std::fs::write(&p, &data).expect("write");
+            std::fs::write(&*p, &data).expect("write");
             let size = data.len() as u64;
             if let Ok(cols) = infer_schema(&p, &CsvOptions::default()) {
                 let parts = parts_for(size, Some(blocksize));
@@ -753,7 +769,7 @@ mod tests {
                     .expect("scan reads the file");
                 for part in 0..parts {
                     let spec = ReadSpec {
-                        file: CsvFile { path: p.clone(), size, parts },
+                        file: CsvFile { path: p.to_string(), size, parts },
                         part,
                         global_part: part,
                         blocksize,
@@ -765,7 +781,6 @@ mod tests {
                     let _ = read_partition(&spec, Some(&bounds));
                 }
             }
-            std::fs::remove_file(&p).ok();
         }
     }
 }

@@ -8,7 +8,7 @@ until it returns a truthy value or WAIT_SECONDS pass, take a screenshot, and
 print the last value as JSON on stdout. Used by the dashboard test, which
 starts the scheduler and workers itself.
 """
-import base64, json, os, subprocess, sys, tempfile, time
+import base64, json, os, shutil, subprocess, sys, tempfile, time
 
 url, shot, wait, expr = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 to_chrome_r, to_chrome_w = os.pipe()
@@ -27,7 +27,7 @@ chrome = subprocess.Popen(
     ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
      "--disable-background-networking", "--disable-component-update", "--disable-sync",
      "--no-first-run", "--hide-scrollbars", "--window-size=1280,900",
-     "--user-data-dir=" + tempfile.mkdtemp(prefix="rask-chromium-"),
+     "--user-data-dir=" + (profile := tempfile.mkdtemp(prefix="rask-chromium-")),
      "--remote-debugging-pipe", "about:blank"],
     preexec_fn=wire_fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 os.close(to_chrome_r)
@@ -78,3 +78,5 @@ try:
     print(json.dumps(value))
 finally:
     chrome.kill()
+    chrome.wait()
+    shutil.rmtree(profile, ignore_errors=True)
