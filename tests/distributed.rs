@@ -215,7 +215,10 @@ fn http_api_and_metrics() {
     assert_eq!(names, ["w0", "w1"]);
     assert!(workers["workers"][0]["address"].as_str().unwrap().starts_with("http://127.0.0.1:"));
     // Idle: the adaptive target is 0 and check_idle says since when.
-    assert_eq!(s.json("/api/v1/adaptive_target"), serde_json::json!({"workers": 0}));
+    let target = s.json("/api/v1/adaptive_target");
+    assert_eq!(target["workers"], 0, "{target}");
+    assert_eq!(target["groups"]["default"]["workers"], 0, "{target}");
+    assert_eq!(target["groups"]["default"]["current_workers"], 2, "{target}");
     assert!(s.json("/api/v1/check_idle")["idle_since"].is_f64());
     // Under load the target grows and the cluster is not idle.
     let client = Client::connect(&s.address).expect("connect");

@@ -45,6 +45,10 @@ pub struct WorkerArgs {
     /// Worker name (default: its data address).
     #[arg(long, env = "RASK_WORKER_NAME")]
     name: Option<String>,
+    /// Worker group (the operator sets it): the scheduler's adaptive target
+    /// is given per group (default: "default").
+    #[arg(long, env = "RASK_WORKER_GROUP")]
+    group: Option<String>,
     /// Workers to start in this process.
     #[arg(long, default_value_t = 1)]
     nworkers: usize,
@@ -195,6 +199,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             let config = WorkerConfig {
                 scheduler: args.scheduler.clone(),
                 name,
+                group: args.group.clone().filter(|g| !g.is_empty()),
                 nthreads,
                 memory_limit,
                 listen_host: args.listen_host.clone(),

@@ -49,6 +49,11 @@ pub struct OperatorArgs {
     /// Path of a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Apply this version's CRDs (server-side apply) before starting: the
+    /// CRD upgrade path for installs without Helm. Needs RBAC on
+    /// customresourcedefinitions.
+    #[arg(long, env = "RASK_OPERATOR_APPLY_CRDS")]
+    pub apply_crds: bool,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +134,7 @@ pub fn operator(args: &OperatorArgs) -> Result<()> {
             ..ControllerConfig::default()
         },
         print_address: true,
+        apply_crds: args.apply_crds,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {

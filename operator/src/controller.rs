@@ -8,7 +8,7 @@
 //! and deleted only after the scheduler says it has left. When the
 //! scheduler cannot be reached such pods stay, and a condition says why.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::autoscale::{self, Decision, Direction, Observation, Policy};
 use crate::crd::{
-    AutoscalingSpec, DaskCluster, DaskClusterStatus, DaskJob, DaskJobStatus, DaskWorkerGroup, DaskWorkerGroupStatus,
-    JobPhase, WorkerSpec,
+    AutoscalingSpec, AutoscalingStatus, DaskCluster, DaskClusterStatus, DaskJob, DaskJobStatus, DaskWorkerGroup,
+    DaskWorkerGroupStatus, JobPhase, WorkerSpec,
 };
 use crate::plan::{self, GroupCounts, GroupTarget, ObservedPod, PodPhase, SchedulerView};
 use crate::resources::{self, ANNOTATION_RETIRING, ANNOTATION_SCHEDULER_URL, DEFAULT_GROUP, MANAGER};
@@ -65,8 +66,22 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub scheduler: SchedulerApi,
     pub config: ControllerConfig,
-    /// Autoscaling recommendations per group, for the stabilization window.
-    autoscale_history: Mutex<HashMap<String, VecDeque<(Instant, u32)>>>,
+    /// Each autoscaled group's memory: its recommendations (for the
+    /// stabilization window), last scale times, and the last hold reported.
+    autoscalers: Mutex<HashMap<String, GroupAutoscaler>>,
+}
+
+/// What the autoscaler remembers of one group between reconciles.
+#[derive(Debug, Default)]
+struct GroupAutoscaler {
+    history: autoscale::History,
+    /// The kind of the last hold published as an Event, so a hold that
+    /// lasts is told once, not at every poll.
+    last_hold: Option<&'static str>,
+    /// The last change (kind, reason, time): the status is built from it,
+    /// not only from the object, which the watch cache may show without
+    /// our own last status write yet.
+    last_change: Option<(&'static str, String, Time)>,
 }
 
 impl std::fmt::Debug for Context {
@@ -83,8 +98,13 @@ impl Context {
             metrics,
             scheduler: SchedulerApi::default(),
             config,
-            autoscale_history: Mutex::new(HashMap::new()),
+            autoscalers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Drops a group's autoscaler memory (its object is going away).
+    fn forget_autoscaler(&self, key: &str) {
+        self.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
@@ -293,27 +313,73 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     Ok(outcome)
 }
 
-/// Adaptive scaling: the scheduler's target within the bounds. Returns the
-/// new replicas when they should change.
-async fn autoscale(ctx: &Context, key: &str, url: &str, current: u32, spec: &AutoscalingSpec) -> Option<u32> {
-    let target = match ctx.scheduler.adaptive_target(url, None).await {
-        Ok(t) => t,
+/// One autoscaling decision for a group: the scheduler's adaptive target
+/// in, [`autoscale::decide`], the decision recorded as an Event (every
+/// change, and each new reason to hold) and in the status. `ready` comes
+/// from the group's last status, so this costs one request to the
+/// scheduler and none to the API server.
+#[allow(clippy::too_many_arguments)] // The observations of one group, each needed once.
+async fn autoscale<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    key: &str,
+    url: &str,
+    group: &str,
+    spec: &AutoscalingSpec,
+    replicas: u32,
+    ready: u32,
+    previous: Option<&AutoscalingStatus>,
+) -> (Decision, AutoscalingStatus) {
+    let demand = match ctx.scheduler.adaptive_target(url, None).await {
+        Ok(target) => Some(target.demand_for(group)),
         Err(e) => {
             warn!(group = %key, error = %e, "reading the adaptive target failed");
-            return None;
+            None
         }
     };
-    let window = Duration::from_secs(u64::try_from(spec.scale_down_stabilization_seconds).unwrap_or(0));
-    let mut history = ctx.autoscale_history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let entry = history.entry(key.to_string()).or_default();
-    let minimum = u32::try_from(spec.minimum).unwrap_or(0);
-    let maximum = u32::try_from(spec.maximum).unwrap_or(0);
-    let desired = plan::autoscale(current, target, minimum, maximum, window, entry, Instant::now());
-    if desired != current {
-        let direction = if desired > current { "up" } else { "down" };
-        ctx.metrics.scaling_decisions.with_label_values(&[direction]).inc();
+    let observation = Observation { now: Instant::now(), replicas, starting: replicas.saturating_sub(ready), demand };
+    let policy = Policy::from_spec(spec);
+    let (decision, publish, last_change) = {
+        let mut all = ctx.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = all.entry(key.to_string()).or_default();
+        let decision = autoscale::decide(&policy, &observation, &mut state.history);
+        if decision.direction != Direction::Hold {
+            state.last_change = Some((decision.kind, decision.reason.clone(), now()));
+        }
+        let last_change = state.last_change.clone();
+        let publish = match decision.direction {
+            Direction::Up | Direction::Down => {
+                state.last_hold = None;
+                true
+            }
+            Direction::Hold if decision.kind == "AtTarget" => {
+                state.last_hold = None;
+                false
+            }
+            Direction::Hold => state.last_hold.replace(decision.kind) != Some(decision.kind),
+        };
+        (decision, publish, last_change)
+    };
+    match decision.direction {
+        Direction::Up => ctx.metrics.scaling_decisions.with_label_values(&["up"]).inc(),
+        Direction::Down => ctx.metrics.scaling_decisions.with_label_values(&["down"]).inc(),
+        Direction::Hold => {}
     }
-    (desired != current).then_some(desired)
+    if publish {
+        info!(group = %key, kind = decision.kind, replicas = decision.replicas, reason = %decision.reason, "autoscaler");
+        let type_ = if decision.kind == "SchedulerUnavailable" { EventType::Warning } else { EventType::Normal };
+        ctx.event(obj, type_, decision.kind, decision.reason.clone()).await;
+    }
+    let mut status = previous.cloned().unwrap_or_default();
+    status.desired_replicas = i32::try_from(decision.replicas).unwrap_or(i32::MAX);
+    status.holding =
+        (decision.direction == Direction::Hold && decision.kind != "AtTarget").then(|| decision.kind.to_string());
+    if let Some((kind, reason, time)) = last_change {
+        status.last_decision = Some(kind.to_string());
+        status.reason = Some(reason);
+        status.last_scale_time = Some(time);
+    }
+    (decision, status)
 }
 
 fn replicas_of(worker: &WorkerSpec) -> u32 {
@@ -333,6 +399,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     if dc.metadata.deletion_timestamp.is_some() {
         // Children go by garbage collection through their ownerReferences.
         ctx.metrics.set_group(&key, None);
+        ctx.forget_autoscaler(&key);
         return Ok(Action::await_change());
     }
     let owner = owner_of(dc)?;
@@ -361,21 +428,20 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
     );
     let mut replicas = replicas_of(&spec.worker);
-
-    if let (Some(auto), true) = (&spec.autoscaling, scheduler_ready)
-        && let Some(desired) = autoscale(ctx, &key, &scheduler_url, replicas, auto).await
-    {
-        let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({"spec": {"replicas": desired}});
-        api.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        ctx.event(
-            dc,
-            EventType::Normal,
-            "Autoscaled",
-            format!("Workers {replicas} -> {desired} (scheduler's adaptive target, within autoscaling bounds)"),
-        )
-        .await;
-        replicas = desired;
+    let last = dc.status.as_ref();
+    let mut autoscaling_status = last.and_then(|s| s.autoscaling.clone()).filter(|_| spec.autoscaling.is_some());
+    if let (Some(auto), true) = (&spec.autoscaling, scheduler_ready) {
+        let ready = last.map_or(0, |s| u32::try_from(s.ready_replicas).unwrap_or(0));
+        let previous = last.and_then(|s| s.autoscaling.as_ref());
+        let (decision, status) =
+            autoscale(ctx, dc, &key, &scheduler_url, DEFAULT_GROUP, auto, replicas, ready, previous).await;
+        if decision.replicas != replicas {
+            let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch = json!({"spec": {"replicas": decision.replicas}});
+            api.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            replicas = decision.replicas;
+        }
+        autoscaling_status = Some(status);
     }
 
     if let (Some(timeout), true) = (spec.idle_timeout_seconds, scheduler_ready)
@@ -458,6 +524,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         scheduler_address: Some(scheduler_address),
         dashboard_address: Some(resources::dashboard_address(&name, &ns, spec.scheduler.dashboard_port)),
         observed_generation: generation,
+        autoscaling: autoscaling_status,
     };
     if previous.phase.as_deref() != Some(phase) {
         ctx.event(dc, EventType::Normal, "PhaseChanged", format!("Phase is now {phase}")).await;
@@ -492,6 +559,7 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     let key = format!("DaskWorkerGroup/{ns}/{name}");
     if wg.metadata.deletion_timestamp.is_some() {
         ctx.metrics.set_group(&key, None);
+        ctx.forget_autoscaler(&key);
         return Ok(Action::await_change());
     }
     let clusters: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
@@ -537,13 +605,17 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         .as_ref()
         .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "SchedulerReady" && c.status == "True"));
     let mut replicas = replicas_of(&wg.spec.worker);
-    if let (Some(auto), true) = (&wg.spec.autoscaling, scheduler_ready)
-        && let Some(desired) = autoscale(ctx, &key, &scheduler_url, replicas, auto).await
-    {
-        let patch = json!({"spec": {"replicas": desired}});
-        groups.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        ctx.event(wg, EventType::Normal, "Autoscaled", format!("Workers {replicas} -> {desired}")).await;
-        replicas = desired;
+    let mut autoscaling_status = previous.autoscaling.clone().filter(|_| wg.spec.autoscaling.is_some());
+    if let (Some(auto), true) = (&wg.spec.autoscaling, scheduler_ready) {
+        let ready = u32::try_from(previous.ready_replicas).unwrap_or(0);
+        let (decision, status) =
+            autoscale(ctx, wg, &key, &scheduler_url, &name, auto, replicas, ready, previous.autoscaling.as_ref()).await;
+        if decision.replicas != replicas {
+            let patch = json!({"spec": {"replicas": decision.replicas}});
+            groups.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            replicas = decision.replicas;
+        }
+        autoscaling_status = Some(status);
     }
     let image = wg.spec.image.clone().unwrap_or_else(|| dc.spec.image.clone());
     let group = Group {
@@ -596,6 +668,7 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         updated_replicas: i32::try_from(counts.updated).unwrap_or(i32::MAX),
         selector: Some(resources::worker_selector(&wg.spec.cluster, &name)),
         observed_generation: generation,
+        autoscaling: autoscaling_status,
     };
     let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
     groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;

@@ -40,6 +40,12 @@ fn default_dashboard_port() -> i32 {
 fn default_stabilization() -> i32 {
     60
 }
+fn default_scale_down_step() -> i32 {
+    5
+}
+fn default_scale_down_cooldown() -> i32 {
+    30
+}
 fn default_backoff_limit() -> i32 {
     2
 }
@@ -145,8 +151,10 @@ impl Default for WorkerSpec {
 }
 
 /// Adaptive scaling between bounds, driven by the scheduler's
-/// `/api/v1/adaptive_target`: up at once, down after the stabilization window
-/// and only through the scheduler's retire_workers.
+/// `/api/v1/adaptive_target` (the group's own target from a rask scheduler):
+/// up at once, down after the stabilization window, a step at a time, and
+/// only through the scheduler's retire_workers. The rules are in
+/// `operator/src/autoscale.rs`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.minimum <= self.maximum").message("autoscaling.minimum must be less than or equal to autoscaling.maximum"))]
@@ -159,6 +167,40 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_stabilization")]
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.scaleDownStabilizationSeconds must be non-negative"))]
     pub scale_down_stabilization_seconds: i32,
+    /// Workers retired per scale-down decision at most (0: no limit).
+    #[serde(default = "default_scale_down_step")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.scaleDownStep must be non-negative"))]
+    pub scale_down_step: i32,
+    /// Seconds after a scale-up before the next scale-up (0: at once).
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.scaleUpCooldownSeconds must be non-negative"))]
+    pub scale_up_cooldown_seconds: i32,
+    /// Seconds after any scaling before a scale-down.
+    #[serde(default = "default_scale_down_cooldown")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.scaleDownCooldownSeconds must be non-negative"))]
+    pub scale_down_cooldown_seconds: i32,
+}
+
+/// What the autoscaler last did for a group, and what holds it now.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// The replicas the autoscaler wants.
+    #[serde(default)]
+    pub desired_replicas: i32,
+    /// The last change: ScaledUp or ScaledDown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<String>,
+    /// Why the last change was made (queue depth, occupancy, memory, bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+    /// What holds a change now, if anything: ScaleDownDeferred,
+    /// ScaleUpCooldown, ScaleDownCooldown, WorkersStarting or
+    /// SchedulerUnavailable (the Event of that name says more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<String>,
 }
 
 /// A Dask cluster: a scheduler and a default pool of workers.
@@ -231,6 +273,9 @@ pub struct DaskClusterStatus {
     pub dashboard_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The default group's autoscaler, when `spec.autoscaling` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
 }
 
 /// An extra pool of workers for an existing DaskCluster, such as
@@ -287,6 +332,9 @@ pub struct DaskWorkerGroupStatus {
     pub selector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The group's autoscaler, when `spec.autoscaling` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
 }
 
 /// The client program of a DaskJob, run as a Kubernetes Job.

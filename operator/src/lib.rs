@@ -2,6 +2,9 @@
 //!
 //! - [`crd`]: the DaskCluster, DaskWorkerGroup and DaskJob types, the single
 //!   source of `crds/*.yaml`.
+//! - [`autoscale`]: the autoscaler's decision, a pure function (the
+//!   scheduler's target, replicas, starting workers, bounds, knobs and
+//!   history in; the replicas, direction and reason out).
 //! - [`plan`]: pure reconcile planning (spec and observed pods in, actions
 //!   out), unit tested without a cluster.
 //! - [`resources`]: the child objects built from a spec (Deployment, Service,
@@ -12,6 +15,7 @@
 //! - [`leader`], [`telemetry`], [`run`]: the process: leader election on a
 //!   Lease, `/metrics`, `/healthz`, `/readyz`, graceful shutdown.
 
+pub mod autoscale;
 pub mod cli;
 pub mod controller;
 pub mod crd;

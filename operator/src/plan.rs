@@ -8,8 +8,7 @@
 //! exactly which worker leaves, and must retire it through the scheduler
 //! before its pod goes. A Deployment would pick its own victims.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -215,39 +214,6 @@ pub fn route_removals(leaving: &[ObservedPod], scheduler: Option<&SchedulerView>
         }
     }
     out
-}
-
-/// Adaptive scaling: the scheduler's target clamped to the bounds. Up at
-/// once; down only to the highest recommendation seen over the
-/// stabilization window, so a brief lull does not retire workers.
-/// `history` is kept by the caller per group; it starts with the replicas
-/// at the time the group was first seen, so a restart does not scale down
-/// before a full window has passed.
-pub fn autoscale(
-    current: u32,
-    adaptive_target: u32,
-    minimum: u32,
-    maximum: u32,
-    window: Duration,
-    history: &mut VecDeque<(Instant, u32)>,
-    now: Instant,
-) -> u32 {
-    let recommendation = adaptive_target.clamp(minimum, maximum.max(minimum));
-    if history.is_empty() {
-        history.push_back((now, current));
-    }
-    history.push_back((now, recommendation));
-    // Keep one entry at or before the window's start, so the window is covered.
-    while history.len() > 1 && history.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= window) {
-        history.pop_front();
-    }
-    if recommendation >= current {
-        return recommendation;
-    }
-    // The front entry was in force at the window's start, so it counts too.
-    let highest = history.iter().map(|(_, r)| *r).max().unwrap_or(recommendation);
-    let covered = history.front().is_some_and(|(t, _)| now.duration_since(*t) >= window);
-    if covered { highest.min(current).max(recommendation) } else { current }
 }
 
 /// A `metav1.Condition`, keeping the previous transition time when the
@@ -485,21 +451,6 @@ mod tests {
         assert_eq!(r.delete, ["w-2", "w-3"]);
         assert_eq!(r.blocked, ["w-0", "w-1"]);
         assert!(!needs_scheduler(&leaving[2..]));
-    }
-
-    #[test]
-    fn autoscale_goes_up_at_once_and_down_after_the_window() {
-        let t0 = Instant::now();
-        let w = Duration::from_secs(60);
-        let mut h = VecDeque::new();
-        assert_eq!(autoscale(2, 10, 1, 8, w, &mut h, t0), 8, "clamped to maximum");
-        assert_eq!(autoscale(8, 0, 1, 8, w, &mut h, t0 + Duration::from_secs(10)), 8, "within the window");
-        assert_eq!(autoscale(8, 0, 1, 8, w, &mut h, t0 + Duration::from_secs(50)), 8);
-        assert_eq!(autoscale(8, 0, 1, 8, w, &mut h, t0 + Duration::from_secs(75)), 1, "window passed: minimum");
-        // A fresh history (operator restart) waits a full window first.
-        let mut h = VecDeque::new();
-        assert_eq!(autoscale(5, 0, 0, 8, w, &mut h, t0), 5);
-        assert_eq!(autoscale(5, 3, 0, 8, w, &mut h, t0 + Duration::from_secs(61)), 3);
     }
 
     #[test]

@@ -326,6 +326,8 @@ pub fn worker_template(
     }
     let mut env = scheduler_env(scheduler_address).to_vec();
     env.push(env_field("RASK_WORKER_NAME", "metadata.name"));
+    // The scheduler gives its adaptive target per group.
+    env.push(self::env("RASK_WORKER_GROUP", group));
     env.push(env_field("RASK_CONTACT_HOST", "status.podIP"));
     let (meta, mut spec) = build_pod_spec(
         worker.template.as_ref(),
@@ -476,6 +478,7 @@ mod tests {
         assert_eq!(env["RASK_SCHEDULER_ADDRESS"], addr);
         assert_eq!(env["DASK_SCHEDULER_ADDRESS"], addr);
         assert_eq!(env["RASK_WORKER_NAME"], "fieldRef:metadata.name");
+        assert_eq!(env["RASK_WORKER_GROUP"], "default");
         let sc = c.security_context.as_ref().expect("container security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));

@@ -18,6 +18,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
@@ -45,6 +47,8 @@ pub struct OperatorConfig {
     /// Print the bound metrics address on stdout (the CLI does, so that
     /// scripts and tests can find a port chosen with `--metrics-port 0`).
     pub print_address: bool,
+    /// Apply this version's CRDs before starting (see [`apply_crds`]).
+    pub apply_crds: bool,
 }
 
 impl Default for OperatorConfig {
@@ -56,6 +60,7 @@ impl Default for OperatorConfig {
             leader: LeaderConfig::default(),
             controller: ControllerConfig::default(),
             print_address: false,
+            apply_crds: false,
         }
     }
 }
@@ -119,6 +124,9 @@ pub async fn run(
 
     let version = client.apiserver_version().await?;
     info!(version = %version.git_version, namespace = ?config.namespace, "connected to the API server");
+    if config.apply_crds {
+        apply_crds(&client).await?;
+    }
     ready.store(true, Ordering::Relaxed);
 
     // Leader election: controllers run only while this process leads.
@@ -166,6 +174,40 @@ pub async fn run(
     drop(always_leading);
     info!("rask operator stopped");
     outcome
+}
+
+/// Applies this version's CRDs (the same as `rask crdgen` writes) with
+/// server-side apply under the operator's field manager, and waits until
+/// each is Established. Helm never upgrades a chart's `crds/`, and a
+/// `kubectl apply` install has no upgrade step at all: an operator that
+/// brings its own schema keeps the two in step. Replicas applying the same
+/// content at once is harmless (apply is idempotent).
+pub async fn apply_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply(MANAGER).force();
+    let mut names = Vec::new();
+    for crd in crate::crd::crds()? {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        api.patch(&name, &params, &Patch::Apply(&crd)).await?;
+        names.push(name);
+    }
+    for name in names {
+        let mut established = false;
+        for _ in 0..300 {
+            let crd = api.get(&name).await?;
+            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+                established = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !established {
+            return Err(Error::Config(format!("CRD {name} was applied but did not become Established within 30 s")));
+        }
+        info!(crd = %name, "applied the CRD");
+    }
+    Ok(())
 }
 
 /// The three controllers, until shutdown or loss of leadership.

@@ -4,7 +4,7 @@
 //! left. The same paths and shapes as dask.distributed, so a Python Dask
 //! scheduler with its HTTP API enabled is managed the same way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,8 +26,20 @@ pub struct SchedulerApi {
 
 #[derive(Deserialize)]
 struct WorkerEntry {
-    name: Option<String>,
+    /// A string from rask; any JSON value from Dask (a worker's name may be a number).
+    #[serde(default)]
+    name: serde_json::Value,
     address: Option<String>,
+}
+
+impl WorkerEntry {
+    fn name(&self) -> Option<String> {
+        match &self.name {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -35,9 +47,47 @@ struct GetWorkers {
     workers: Vec<WorkerEntry>,
 }
 
-#[derive(Deserialize)]
-struct AdaptiveTarget {
-    workers: u32,
+/// `/api/v1/adaptive_target`: Dask's `{"workers": n}`; a rask scheduler
+/// adds why and the same per worker group.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct AdaptiveTarget {
+    pub workers: u32,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupTarget>,
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct GroupTarget {
+    pub workers: u32,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl AdaptiveTarget {
+    /// What this target asks of one worker group. A classic Dask scheduler
+    /// knows no groups: its total is the group's (so with Dask, autoscale
+    /// one group). A rask scheduler that has not met a worker of the group
+    /// gives it none of the queued work: the groups with workers share it.
+    pub fn demand_for(&self, group: &str) -> crate::autoscale::Demand {
+        use crate::autoscale::Demand;
+        if self.groups.is_empty() {
+            let reason =
+                self.reason.clone().unwrap_or_else(|| format!("scheduler's adaptive target: {} workers", self.workers));
+            return Demand { workers: self.workers, reason };
+        }
+        match self.groups.get(group) {
+            Some(g) => Demand {
+                workers: g.workers,
+                reason: g.reason.clone().unwrap_or_else(|| format!("group {group}'s adaptive target: {}", g.workers)),
+            },
+            None => Demand {
+                workers: 0,
+                reason: format!("no worker of group {group} has joined the scheduler: no queued work is given to it"),
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,24 +158,40 @@ impl SchedulerApi {
         let path = "/api/v1/get_workers";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
         let parsed: GetWorkers = Self::parse(base, path, &body)?;
-        Ok(parsed.workers.into_iter().filter_map(|w| w.name.or(w.address)).collect())
+        Ok(parsed.workers.into_iter().filter_map(|w| w.name().or(w.address)).collect())
     }
 
     /// Retires the named workers: returns once they have handed their data
     /// to peers and left, or fails after `timeout`.
+    ///
+    /// Names are sent as the workers' addresses (from `get_workers`): a rask
+    /// scheduler takes either, Dask's `retire_workers` takes addresses.
     pub async fn retire(&self, base: &str, names: &[String], timeout: Duration, token: Option<&str>) -> Result<()> {
+        let listed = self.call(base, hyper::Method::GET, "/api/v1/get_workers", None, self.timeout, token).await?;
+        let listed: GetWorkers = Self::parse(base, "/api/v1/get_workers", &listed)?;
+        let addresses: Vec<String> = names
+            .iter()
+            .map(|n| {
+                listed
+                    .workers
+                    .iter()
+                    .find(|w| w.name().as_deref() == Some(n.as_str()))
+                    .and_then(|w| w.address.clone())
+                    .unwrap_or_else(|| n.clone())
+            })
+            .collect();
         let path = "/api/v1/retire_workers";
-        let body = serde_json::json!({ "workers": names }).to_string();
+        let body = serde_json::json!({ "workers": addresses }).to_string();
         let answer = self.call(base, hyper::Method::POST, path, Some(body), timeout, token).await?;
         let _: serde_json::Value = Self::parse(base, path, &answer)?;
         Ok(())
     }
 
-    /// The number of workers the scheduler would like.
-    pub async fn adaptive_target(&self, base: &str, token: Option<&str>) -> Result<u32> {
+    /// The workers the scheduler would like, in total and per group.
+    pub async fn adaptive_target(&self, base: &str, token: Option<&str>) -> Result<AdaptiveTarget> {
         let path = "/api/v1/adaptive_target";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
-        Ok(Self::parse::<AdaptiveTarget>(base, path, &body)?.workers)
+        Self::parse::<AdaptiveTarget>(base, path, &body)
     }
 
     /// Since when (Unix seconds) the scheduler has had nothing to do.
@@ -133,5 +199,39 @@ impl SchedulerApi {
         let path = "/api/v1/check_idle";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
         Ok(Self::parse::<CheckIdle>(base, path, &body)?.idle_since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dask_target_is_the_total_and_a_rask_target_is_per_group() {
+        let dask: AdaptiveTarget = serde_json::from_str(r#"{"workers": 3}"#).expect("Dask's shape");
+        let d = dask.demand_for("default");
+        assert_eq!(d.workers, 3);
+        assert_eq!(d.reason, "scheduler's adaptive target: 3 workers");
+        let rask: AdaptiveTarget = serde_json::from_str(
+            r#"{"workers": 5, "reason": "all", "queued_tasks": 9,
+                "groups": {"default": {"workers": 1, "reason": "idle"}, "highmem": {"workers": 4, "current_workers": 1}}}"#,
+        )
+        .expect("rask's shape");
+        assert_eq!(rask.demand_for("default").workers, 1);
+        assert_eq!(rask.demand_for("default").reason, "idle");
+        assert_eq!(rask.demand_for("highmem").workers, 4);
+        let absent = rask.demand_for("gpu");
+        assert_eq!(absent.workers, 0);
+        assert!(absent.reason.contains("no worker of group gpu"), "{}", absent.reason);
+    }
+
+    #[test]
+    fn dask_worker_names_may_be_numbers() {
+        let listed: GetWorkers = serde_json::from_str(
+            r#"{"workers": [{"name": 0, "address": "tcp://a:1"}, {"name": "w1", "address": "tcp://b:2"}]}"#,
+        )
+        .expect("get_workers");
+        let names: Vec<Option<String>> = listed.workers.iter().map(WorkerEntry::name).collect();
+        assert_eq!(names, [Some("0".to_string()), Some("w1".to_string())]);
     }
 }

@@ -13,6 +13,25 @@ use crate::Result;
 /// The phases a cluster can be in, so every series exists from the start.
 const PHASES: [&str; 4] = ["Pending", "Running", "Scaling", "Updating"];
 
+/// The controllers' label values (controller.rs's `instrumented` calls).
+const CONTROLLERS: [&str; 3] = ["daskcluster", "daskworkergroup", "daskjob"];
+
+/// Every value of [`crate::Error::reason`]: the error series exist at 0 from
+/// the start, so a dashboard or alert that finds no data has a wrong metric
+/// name rather than a quiet operator.
+const ERROR_REASONS: [&str; 10] = [
+    "api_status",
+    "api_transport",
+    "serialization",
+    "io",
+    "scheduler_unreachable",
+    "metrics",
+    "missing_field",
+    "cluster_not_found",
+    "lost_leadership",
+    "config",
+];
+
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -79,6 +98,14 @@ impl Metrics {
         }
         for direction in ["up", "down"] {
             scaling_decisions.with_label_values(&[direction]).reset();
+        }
+        for controller in CONTROLLERS {
+            for reason in ERROR_REASONS {
+                errors.with_label_values(&[controller, reason]).reset();
+            }
+        }
+        for how in ["retired", "deleted"] {
+            workers_retired.with_label_values(&[how]).reset();
         }
         Ok(Metrics {
             registry,
@@ -149,5 +176,28 @@ mod tests {
         let text = m.render();
         assert!(text.contains("rask_operator_reconciles_total{controller=\"daskcluster\"} 1"), "{text}");
         assert!(text.contains("rask_operator_clusters{phase=\"Running\"} 1"));
+    }
+
+    #[test]
+    fn error_and_removal_series_exist_from_the_start() {
+        let text = Metrics::new().expect("metrics").render();
+        assert!(
+            text.contains("rask_operator_reconcile_errors_total{controller=\"daskjob\",reason=\"api_status\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("rask_operator_workers_removed_total{how=\"retired\"} 0"), "{text}");
+        // Every reason an error can have is among the pre-created ones.
+        let errors = [
+            crate::Error::Config("x".into()),
+            crate::Error::LostLeadership,
+            crate::Error::Io(std::io::Error::other("x")),
+            crate::Error::Scheduler { url: "u".into(), message: "m".into() },
+            crate::Error::MissingField { kind: "k", name: "n".into(), field: "f" },
+            crate::Error::ClusterNotFound { group: "g".into(), cluster: "c".into() },
+            crate::Error::Json(serde_json::from_str::<u8>("x").expect_err("not JSON")),
+        ];
+        for e in errors {
+            assert!(ERROR_REASONS.contains(&e.reason()), "{} is not pre-created", e.reason());
+        }
     }
 }

@@ -11,9 +11,11 @@
 mod order;
 mod state;
 
+pub mod adaptive;
 pub mod server;
 pub mod sim;
 
+pub use adaptive::{AdaptiveTarget, GroupTarget};
 pub use state::{SchedulerState, Snapshot, TaskStateName, WorkerSnapshot};
 
 use std::sync::Arc;

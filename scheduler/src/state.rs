@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rask_core::Key;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::adaptive::{AdaptiveTarget, DEFAULT_GROUP, WorkerLoad};
 use crate::order::depth_first_order;
 use crate::{ClientId, Command, ErrorKind, Event, Priority, SchedulerConfig, TaskError, WorkerId};
 
@@ -343,21 +344,34 @@ impl SchedulerState {
         }
     }
 
-    /// How many workers the current work could use, as Dask's adaptive
-    /// target: the expected work divided by a target duration, but never more
-    /// workers than there are tasks to run, and never fewer than needed to
-    /// hold the data in memory.
+    /// How many workers the current work could use, in total and per worker
+    /// group ([`crate::adaptive`]). `group_of` names each worker's group:
+    /// the state machine does not keep it, the server's connections do.
+    pub fn adaptive_target_by(&self, target_duration: f64, group_of: impl Fn(WorkerId) -> String) -> AdaptiveTarget {
+        // Like Dask, the queued work is estimated from its first 100 tasks:
+        // a million queued tasks cost no more than a hundred.
+        const SAMPLE: usize = 100;
+        let queued = self.queued.len();
+        let sampled: f64 = self.queued.iter().take(SAMPLE).map(|&(_, id)| self.expected_duration(id)).sum();
+        let queued_seconds = if queued > SAMPLE { sampled * queued as f64 / SAMPLE as f64 } else { sampled };
+        let loads: Vec<WorkerLoad> = self
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerLoad {
+                group: group_of(*id),
+                nthreads: w.nthreads,
+                occupancy: w.occupancy,
+                processing: w.processing.len(),
+                memory_bytes: w.nbytes,
+                memory_limit: w.memory_limit,
+            })
+            .collect();
+        crate::adaptive::adaptive_target(queued as u64, queued_seconds, &loads, target_duration)
+    }
+
+    /// The total of [`Self::adaptive_target_by`]: Dask's `adaptive_target`.
     pub fn adaptive_target(&self, target_duration: f64) -> usize {
-        let queued_work: f64 = self.queued.iter().map(|&(_, id)| self.expected_duration(id)).sum();
-        let total_occupancy: f64 = self.workers.values().map(|w| w.occupancy).sum::<f64>() + queued_work;
-        let threads_per_worker = self.workers.values().map(|w| w.nthreads).max().unwrap_or(1).max(1);
-        let cpu = (total_occupancy / target_duration / threads_per_worker as f64).ceil() as usize;
-        let runnable = self.queued.len() + self.workers.values().map(|w| w.processing.len()).sum::<usize>();
-        let by_tasks = runnable.div_ceil(threads_per_worker);
-        let used: u64 = self.workers.values().map(|w| w.nbytes).sum();
-        let limit = self.workers.values().map(|w| w.memory_limit).filter(|l| *l > 0).max().unwrap_or(0);
-        let memory = if limit > 0 { used.div_ceil(limit) as usize } else { 0 };
-        cpu.min(by_tasks).max(memory)
+        self.adaptive_target_by(target_duration, |_| DEFAULT_GROUP.to_string()).workers
     }
 
     // ------------------------------------------------------------------ helpers

@@ -315,6 +315,30 @@ fn adaptive_target_follows_queued_work() {
     assert_eq!(s.adaptive_target(5.0), 5);
 }
 
+#[test]
+fn adaptive_target_is_given_per_worker_group() {
+    // w0 is in "default", w1 and w2 in "highmem"; 2 threads each.
+    let mut s = with_workers(3, 2);
+    let group = |w: WorkerId| if w.0 == 0 { "default".to_string() } else { "highmem".to_string() };
+    let idle = s.adaptive_target_by(5.0, group);
+    assert_eq!((idle.workers, idle.groups["default"].workers, idle.groups["highmem"].workers), (0, 0, 0));
+    assert_eq!(idle.groups["highmem"].current_workers, 2);
+    let tasks: Vec<_> = (0..300).map(|i| task(&format!("leaf-{i}"), &[])).collect();
+    let wanted = tasks.iter().map(|t| t.key.clone()).collect();
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    let t = s.adaptive_target_by(5.0, group);
+    // 300 tasks of 0.5 s (no duration learned yet) = 150 s / 5 s / 2 threads = 15 workers.
+    assert_eq!(t.workers, 15, "{t:?}");
+    assert_eq!(t.queued_tasks + t.processing_tasks, 300);
+    assert!(t.reason.starts_with("queue depth:"), "{}", t.reason);
+    // The queue is shared by threads: a third to default, two thirds to highmem.
+    let (d, h) = (&t.groups["default"], &t.groups["highmem"]);
+    assert_eq!(d.queued_tasks + h.queued_tasks, t.queued_tasks);
+    assert!((4..=6).contains(&d.workers) && (9..=11).contains(&h.workers), "{d:?} {h:?}");
+    // The total is Dask's number, the same with or without groups.
+    assert_eq!(s.adaptive_target(5.0), t.workers);
+}
+
 // ---------------------------------------------------------------- properties
 
 /// A random DAG: task i depends on up to 3 earlier tasks.

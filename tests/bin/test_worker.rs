@@ -2,8 +2,13 @@
 //! user builds a worker with their own registered functions. It takes the
 //! same core arguments as `rask worker`.
 //!
-//! Usage: rask-test-worker <scheduler> [--nthreads N] [--name NAME]
-//!        [--memory-limit BYTES] [--grace-period SECONDS]
+//! Usage: rask-test-worker [<scheduler>] [--nthreads N] [--name NAME]
+//!        [--group GROUP] [--memory-limit BYTES] [--grace-period SECONDS]
+//!        [--data-port P] [--http-port P]
+//!
+//! As in a worker pod, the scheduler, name, group and contact host may come
+//! from `RASK_SCHEDULER_ADDRESS`, `RASK_WORKER_NAME`, `RASK_WORKER_GROUP`
+//! and `RASK_CONTACT_HOST` instead.
 
 use std::time::Duration;
 
@@ -17,9 +22,19 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 
+/// A flag's value, or else the environment variable's.
+fn arg_or_env(args: &[String], flag: &str, var: &str) -> Option<String> {
+    arg(args, flag).or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let scheduler = args.first().cloned().ok_or("usage: rask-test-worker <scheduler> [options]")?;
+    let scheduler = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .or_else(|| std::env::var("RASK_SCHEDULER_ADDRESS").ok())
+        .ok_or("usage: rask-test-worker <scheduler> [options]")?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -27,11 +42,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rask_tests::ops::link();
     let config = rask_worker::WorkerConfig {
         scheduler,
-        name: arg(&args, "--name"),
+        name: arg_or_env(&args, "--name", "RASK_WORKER_NAME"),
+        group: arg_or_env(&args, "--group", "RASK_WORKER_GROUP"),
         nthreads: arg(&args, "--nthreads").map(|n| n.parse()).transpose()?.unwrap_or(1),
         memory_limit: arg(&args, "--memory-limit").map(|n| n.parse()).transpose()?.unwrap_or(0),
         listen_host: "127.0.0.1".into(),
-        contact_host: Some("127.0.0.1".into()),
+        contact_host: Some(arg_or_env(&args, "--contact-host", "RASK_CONTACT_HOST").unwrap_or("127.0.0.1".into())),
+        data_port: arg(&args, "--data-port").map(|n| n.parse()).transpose()?.unwrap_or(0),
+        http_port: arg(&args, "--http-port").map(|n| n.parse()).transpose()?.unwrap_or(0),
         grace_period: Duration::from_secs_f64(
             arg(&args, "--grace-period").map(|n| n.parse()).transpose()?.unwrap_or(10.0),
         ),

@@ -42,6 +42,16 @@ pub fn rask_bin() -> PathBuf {
     workspace_bin("rask-cli", "rask")
 }
 
+/// `rask-test-worker`: a worker with the test ops.
+pub fn test_worker_bin() -> PathBuf {
+    workspace_bin("rask-tests", "rask-test-worker")
+}
+
+/// `rask-test-client`: a client program computing with the test ops (a DaskJob's runner).
+pub fn test_client_bin() -> PathBuf {
+    workspace_bin("rask-tests", "rask-test-client")
+}
+
 /// A child process whose output lines are collected; killed on drop.
 #[derive(Debug)]
 pub struct Proc {

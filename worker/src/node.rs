@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     /// The scheduler: `tcp://host:8786`, `http://host:8786` or `host:8786`.
     pub scheduler: String,
     pub name: Option<String>,
+    /// The worker group, reported to the scheduler for per-group adaptive
+    /// targets (the operator sets it); `None`: the default group.
+    pub group: Option<String>,
     pub nthreads: usize,
     /// Bytes; 0 means no limit.
     pub memory_limit: u64,
@@ -73,6 +76,7 @@ impl Default for WorkerConfig {
         Self {
             scheduler: "tcp://127.0.0.1:8786".into(),
             name: None,
+            group: None,
             nthreads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_limit: 0,
             listen_host: "0.0.0.0".into(),
@@ -415,6 +419,7 @@ pub async fn run(
         nthreads: config.nthreads as u32,
         memory_limit_bytes: config.memory_limit,
         data_address: data_address.clone(),
+        group: config.group.clone().unwrap_or_default(),
     }));
     let _ = up_tx.send(pb::WorkerMessages { messages: vec![register] });
     let mut inbound = control

@@ -76,6 +76,16 @@ pub struct ControlPlane {
 }
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+/// kube-controller-manager's controllers, when a test binary needs more than
+/// garbage collection and namespace deletion (see [`use_controllers`]).
+static CONTROLLERS: OnceLock<String> = OnceLock::new();
+
+/// Runs these kube-controller-manager controllers (e.g. with `deployment,
+/// replicaset,job` for the kubelet's end-to-end tests) in this test binary's
+/// control plane. Call before the first [`TestEnv::new`]; the first call wins.
+pub fn use_controllers(list: &str) {
+    let _ = CONTROLLERS.set(list.to_string());
+}
 
 impl ControlPlane {
     /// The control plane of this test binary, started on first use, with the
@@ -212,7 +222,7 @@ impl ControlPlane {
                 format!("--kubeconfig={kc}"),
                 format!("--authentication-kubeconfig={kc}"),
                 format!("--authorization-kubeconfig={kc}"),
-                "--controllers=garbagecollector,namespace".into(),
+                format!("--controllers={}", CONTROLLERS.get().map_or("garbagecollector,namespace", |c| c.as_str())),
                 "--leader-elect=false".into(),
                 "--secure-port=0".into(),
                 "--v=0".into(),
@@ -397,6 +407,19 @@ impl TestEnv {
         proc
     }
 
+    /// The test kubelet (see kubelet.rs): runs this namespace's pods as local
+    /// processes, with `rask`, `rask-test-worker` and `rask-test-client` as
+    /// the local binaries.
+    pub fn kubelet(&self) -> kubelet::Kubelet {
+        let binaries = HashMap::from([
+            ("rask".to_string(), rask_tests::processes::rask_bin()),
+            ("rask-test-worker".to_string(), rask_tests::processes::test_worker_bin()),
+            ("rask-test-client".to_string(), rask_tests::processes::test_client_bin()),
+        ]);
+        let config = kubelet::KubeletConfig { binaries, env: vec![("RUST_LOG".into(), "info".into())] };
+        kubelet::Kubelet::start(self.client.clone(), &self.ns, config)
+    }
+
     /// `scheduler`: the address (tcp://...) of a real scheduler to run real workers against.
     pub fn node_agent(&self, scheduler: Option<String>) -> NodeAgent {
         NodeAgent::start(self.client.clone(), &self.ns, scheduler)
@@ -507,3 +530,5 @@ impl Drop for NodeAgent {
         }
     }
 }
+pub mod kubelet;
+pub mod pack;

@@ -86,6 +86,8 @@ pub(crate) enum CoreMsg {
 pub(crate) struct WorkerView {
     pub id: u64,
     pub name: String,
+    /// Its worker group (`default` unless it registered with one).
+    pub group: String,
     pub address: String,
     pub nthreads: usize,
     pub threads_busy: u32,
@@ -147,6 +149,9 @@ pub(crate) struct StatusView {
     /// Seconds since the cluster last had work, or `None` while busy.
     #[serde(skip)]
     pub idle_since: Option<f64>,
+    /// The adaptive target with its inputs, in total and per worker group.
+    #[serde(skip)]
+    pub adaptive: crate::AdaptiveTarget,
 }
 
 /// One execution as recorded on the hot path: no strings built per task.
@@ -162,6 +167,7 @@ struct Exec {
 
 struct WorkerConn {
     name: Arc<str>,
+    group: Arc<str>,
     address: String,
     tx: ToWorker,
     heartbeat: pb::Heartbeat,
@@ -360,7 +366,8 @@ impl Core {
         self.next_worker += 1;
         let name = if reg.name.is_empty() { format!("worker-{}", id.0) } else { reg.name };
         let nthreads = (reg.nthreads as usize).max(1);
-        tracing::info!(worker = id.0, name = %name, address = %reg.data_address, nthreads, "worker joined");
+        let group = if reg.group.is_empty() { crate::adaptive::DEFAULT_GROUP } else { reg.group.as_str() };
+        tracing::info!(worker = id.0, name = %name, group, address = %reg.data_address, nthreads, "worker joined");
         let welcome = pb::SchedulerMessage {
             kind: Some(pb::scheduler_message::Kind::Welcome(pb::WorkerWelcome {
                 version: Some(rask_proto::VERSION),
@@ -372,6 +379,7 @@ impl Core {
             id,
             WorkerConn {
                 name: Arc::from(name.as_str()),
+                group: Arc::from(group),
                 address: reg.data_address,
                 tx,
                 heartbeat: pb::Heartbeat::default(),
@@ -706,6 +714,7 @@ impl Core {
                 Some(WorkerView {
                     id: w.id.0,
                     name: w.name,
+                    group: conn.group.to_string(),
                     address: conn.address.clone(),
                     nthreads: w.nthreads,
                     threads_busy: conn.heartbeat.threads_busy,
@@ -767,6 +776,7 @@ impl Core {
                 status: e.status,
             })
             .collect();
+        let adaptive = self.adaptive_target();
         StatusView {
             time: now(),
             totals: Totals {
@@ -774,7 +784,7 @@ impl Core {
                 completed_total: snap.completed_total,
                 erred_total: snap.erred_total,
                 queue_depth: self.state.queue_depth(),
-                desired_workers: self.state.adaptive_target(self.config.target_duration),
+                desired_workers: adaptive.workers,
                 clients: self.clients.len(),
                 memory_bytes: workers.iter().map(|w| w.memory_bytes).sum(),
                 spilled_bytes: workers.iter().map(|w| w.spilled_bytes).sum(),
@@ -784,7 +794,15 @@ impl Core {
             stream,
             next: self.stream_seq,
             idle_since: self.idle_since,
+            adaptive,
         }
+    }
+
+    /// The adaptive target, with each worker's group from its registration.
+    fn adaptive_target(&self) -> crate::AdaptiveTarget {
+        self.state.adaptive_target_by(self.config.target_duration, |w| {
+            self.workers.get(&w).map_or_else(|| crate::adaptive::DEFAULT_GROUP.to_string(), |c| c.group.to_string())
+        })
     }
 
     fn update_metrics(&self) {

@@ -69,13 +69,17 @@ async fn status(h: &Handle, since: u64) -> Option<StatusView> {
 
 async fn get_workers(State(h): State<Handle>) -> Response {
     let Some(s) = status(&h, u64::MAX).await else { return unavailable() };
-    let workers: Vec<Json> = s.workers.iter().map(|w| json!({"name": w.name, "address": w.address})).collect();
+    let workers: Vec<Json> =
+        s.workers.iter().map(|w| json!({"name": w.name, "address": w.address, "group": w.group})).collect();
     axum::Json(json!({"num_workers": workers.len(), "workers": workers})).into_response()
 }
 
+/// Dask's `{"workers": n}`, extended with the inputs (queued and running
+/// tasks, their expected seconds, memory), a sentence saying why, and the
+/// same per worker group under `groups` (see [`crate::adaptive`]).
 async fn adaptive_target(State(h): State<Handle>) -> Response {
     let Some(s) = status(&h, u64::MAX).await else { return unavailable() };
-    axum::Json(json!({"workers": s.totals.desired_workers})).into_response()
+    axum::Json(s.adaptive).into_response()
 }
 
 async fn check_idle(State(h): State<Handle>) -> Response {

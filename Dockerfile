@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# The rask image: one binary, `rask`, with the scheduler, worker, operator
+# and crdgen subcommands. Every build step is scripts/build.sh, which the
+# test suite also runs (operator/tests/image.rs), so CI exercises the same
+# commands without a Docker engine.
+#
+#   docker build -t rask:dev .
+#
+# No HEALTHCHECK: Kubernetes probes the HTTP endpoints instead (/healthz and
+# /readyz of the operator, /health of workers, the scheduler's dashboard port).
+
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+# The toolchain plus protoc (proto/build.rs compiles the wire protocol).
+FROM ${RUST_IMAGE} AS toolchain
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
+ENV CARGO_TARGET_DIR=/build/target
+WORKDIR /src
+
+# The dependency recipe: manifests, Cargo.lock, build scripts and stubs. It
+# changes only when dependencies do, so the next stage's dependency layer is
+# reused across source edits (the cargo-chef idea).
+FROM toolchain AS planner
+COPY . .
+RUN scripts/build.sh recipe /recipe
+
+FROM toolchain AS builder
+COPY --from=planner /recipe/ ./
+RUN scripts/build.sh deps --profile release
+COPY . .
+RUN scripts/build.sh --profile release --out /out
+
+FROM ${RUNTIME_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="rask" \
+      org.opencontainers.image.description="Dask-style parallel computing in Rust: scheduler, worker and Kubernetes operator" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/rask"
+COPY --from=builder /out/rask /usr/local/bin/rask
+# distroless's "nonroot" user, by number so runAsNonRoot can verify it.
+USER 65532:65532
+# Scheduler gRPC and HTTP, worker data and HTTP, operator metrics.
+EXPOSE 8786 8787 8788 8789 8080
+ENTRYPOINT ["/usr/local/bin/rask"]
+CMD ["--help"]
