@@ -123,6 +123,11 @@ pub enum Event {
     WorkerRemoved {
         worker: WorkerId,
     },
+    /// The worker paused for memory (no new tasks go to it) or resumed.
+    WorkerPaused {
+        worker: WorkerId,
+        paused: bool,
+    },
     /// A client submitted tasks and wants the listed keys.
     UpdateGraph {
         client: ClientId,

@@ -116,8 +116,18 @@ struct WorkerEntry {
     has_what: FxHashSet<TaskId>,
     nbytes: u64,
     retiring: bool,
+    /// Paused for memory: it keeps its running tasks and serves its data,
+    /// but gets no new tasks.
+    paused: bool,
     told_to_leave: bool,
     incoming_steals: usize,
+}
+
+impl WorkerEntry {
+    /// Whether new tasks may go to this worker.
+    fn accepts_work(&self) -> bool {
+        !self.retiring && !self.paused
+    }
 }
 
 /// Per task-group statistics: learned durations and progress counters.
@@ -150,6 +160,7 @@ pub struct WorkerSnapshot {
     pub keys: usize,
     pub nbytes: u64,
     pub retiring: bool,
+    pub paused: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -233,6 +244,7 @@ impl SchedulerState {
                 self.add_worker(worker, name, nthreads, memory_limit)
             }
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
+            Event::WorkerPaused { worker, paused } => self.set_paused(worker, paused),
             Event::UpdateGraph { client, tasks, wanted } => self.update_graph(client, tasks, wanted),
             Event::TaskFinished { worker, key, nbytes, duration } => self.task_finished(worker, key, nbytes, duration),
             Event::TaskErred { worker, key, message, origin } => self.task_erred(worker, &key, message, origin),
@@ -326,6 +338,7 @@ impl SchedulerState {
                     keys: w.has_what.len(),
                     nbytes: w.nbytes,
                     retiring: w.retiring,
+                    paused: w.paused,
                 })
                 .collect(),
             groups: self
@@ -429,11 +442,25 @@ impl SchedulerState {
         self.groups.len() - 1
     }
 
+    /// A worker paused for memory gets no new tasks until it resumes; then
+    /// its free slots are filled again.
+    fn set_paused(&mut self, w: WorkerId, paused: bool) {
+        let Some(entry) = self.workers.get_mut(&w) else { return };
+        if entry.paused == paused {
+            return;
+        }
+        entry.paused = paused;
+        if !paused {
+            self.may_have_slots.insert(w);
+        }
+        self.refresh_worker(w);
+    }
+
     /// Updates a worker's membership in the idle and saturated sets.
     fn refresh_worker(&mut self, w: WorkerId) {
         let Some(entry) = self.workers.get(&w) else { return };
         let n = entry.processing.len();
-        if n < entry.nthreads && !entry.retiring {
+        if n < entry.nthreads && entry.accepts_work() {
             self.idle.insert(w);
         } else {
             self.idle.remove(&w);
@@ -471,6 +498,7 @@ impl SchedulerState {
                 has_what: FxHashSet::default(),
                 nbytes: 0,
                 retiring: false,
+                paused: false,
                 told_to_leave: false,
                 incoming_steals: 0,
             },
@@ -788,7 +816,7 @@ impl SchedulerState {
         let mut candidates: Vec<WorkerId> = Vec::new();
         for &d in &t.deps {
             for &w in &self.task(d).who_has {
-                if !candidates.contains(&w) && self.workers.get(&w).is_some_and(|e| !e.retiring) {
+                if !candidates.contains(&w) && self.workers.get(&w).is_some_and(WorkerEntry::accepts_work) {
                     candidates.push(w);
                 }
             }
@@ -799,7 +827,7 @@ impl SchedulerState {
             candidates.push(w);
         }
         if candidates.is_empty() {
-            candidates.extend(self.workers.iter().filter(|(_, e)| !e.retiring).map(|(w, _)| *w).take(64));
+            candidates.extend(self.workers.iter().filter(|(_, e)| e.accepts_work()).map(|(w, _)| *w).take(64));
         }
         let deps = &t.deps;
         let mut best: Option<(f64, usize, WorkerId)> = None;
@@ -873,7 +901,7 @@ impl SchedulerState {
         let mut open: Vec<(WorkerId, usize)> = Vec::new();
         for &w in &self.may_have_slots {
             let Some(entry) = self.workers.get(&w) else { continue };
-            if entry.retiring {
+            if !entry.accepts_work() {
                 continue;
             }
             let limit = self.slot_limit(entry, head_group);
@@ -1236,7 +1264,7 @@ impl SchedulerState {
             return;
         }
         self.unassign(id);
-        match thief.filter(|t| self.workers.get(t).is_some_and(|e| !e.retiring)) {
+        match thief.filter(|t| self.workers.get(t).is_some_and(WorkerEntry::accepts_work)) {
             Some(thief) => self.assign(id, thief),
             None => {
                 self.set_state(id, TState::Waiting);

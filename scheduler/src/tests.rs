@@ -111,6 +111,39 @@ fn placement_prefers_the_worker_holding_the_inputs() {
 }
 
 #[test]
+fn paused_workers_get_no_new_tasks_until_they_resume() {
+    let mut s = with_workers(2, 1);
+    s.handle(Event::WorkerPaused { worker: WorkerId(1), paused: true });
+    let tasks: Vec<_> = (0..6).map(|i| task(&format!("leaf-{i}"), &[])).collect();
+    let wanted = tasks.iter().map(|t| t.key.clone()).collect();
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    let first = executes(&s.take_commands());
+    assert!(!first.is_empty() && first.iter().all(|(_, w)| *w == WorkerId(0)), "only the running worker: {first:?}");
+    // A task whose input sits on the paused worker still goes elsewhere
+    // (the paused worker serves its data but starts nothing).
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("x", &[]), task("y", &["x"])],
+        wanted: vec!["y".into()],
+    });
+    s.take_commands();
+    s.handle(Event::WorkerPaused { worker: WorkerId(0), paused: true });
+    s.check_invariants().unwrap();
+    // Everything finishing on worker 0 queues the rest: nobody accepts work.
+    for key in first.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>() {
+        let cmds = finish(&mut s, &key, 0);
+        assert!(executes(&cmds).is_empty(), "paused workers got {cmds:?}");
+    }
+    assert!(s.queue_depth() > 0);
+    // Resuming fills the worker's slots again.
+    s.handle(Event::WorkerPaused { worker: WorkerId(1), paused: false });
+    let resumed = executes(&s.take_commands());
+    assert!(!resumed.is_empty() && resumed.iter().all(|(_, w)| *w == WorkerId(1)), "{resumed:?}");
+    s.check_invariants().unwrap();
+    assert!(s.snapshot().workers.iter().any(|w| w.paused), "the snapshot shows the pause");
+}
+
+#[test]
 fn idle_worker_steals_queued_work() {
     let mut s = with_workers(1, 1);
     // Non-root tasks are assigned eagerly, so they pile up on the holder.

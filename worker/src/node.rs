@@ -514,7 +514,8 @@ pub async fn run(
         })
     };
 
-    let monitor = (config.memory_limit > 0).then(|| tokio::spawn(memory_monitor(node.clone(), name.clone())));
+    let monitor =
+        (config.memory_limit > 0).then(|| tokio::spawn(memory_monitor(node.clone(), name.clone(), out_tx.clone())));
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut retiring: Option<tokio::time::Instant> = None;
@@ -561,10 +562,11 @@ pub async fn run(
 
 /// Dask's memory monitor: every 100 ms, compare the process's resident
 /// memory with the limit; above `spill`, move values to disk; above
-/// `pause`, stop starting tasks until memory is back under it. Pausing
+/// `pause`, stop starting tasks until memory is back under it, and tell the
+/// scheduler, which sends no new tasks meanwhile. Pausing
 /// only while there is something left to spill, so memory held outside the
 /// store can never pause a worker for good.
-async fn memory_monitor(node: Arc<Node>, name: String) {
+async fn memory_monitor(node: Arc<Node>, name: String, out: mpsc::UnboundedSender<pb::WorkerMessage>) {
     let Some(cfg) = node.store.spill_config().cloned() else { return };
     let limit = cfg.limit as f64;
     let mut interval = tokio::time::interval(Duration::from_millis(100));
@@ -587,6 +589,8 @@ async fn memory_monitor(node: Arc<Node>, name: String) {
                 tracing::info!(worker = %name, "memory back under the pause threshold: resuming");
             }
             node.exec.set_paused(pause);
+            // The scheduler stops sending new tasks here until we resume.
+            let _ = out.send(up(Up::Paused(pb::Paused { paused: pause })));
         }
     }
 }

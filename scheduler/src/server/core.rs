@@ -447,6 +447,10 @@ impl Core {
                 let Some(key) = key_of(r.key) else { return };
                 Event::ReplicaAdded { worker, key, nbytes: r.nbytes }
             }
+            Kind::Paused(p) => {
+                tracing::info!(worker = worker.0, paused = p.paused, "worker memory pause changed");
+                Event::WorkerPaused { worker, paused: p.paused }
+            }
             Kind::Retire(_) => {
                 let name = self.workers.get(&worker).map(|c| c.name.clone()).unwrap_or_default();
                 tracing::info!(worker = worker.0, name = %name, "worker asked to retire");
