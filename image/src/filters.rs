@@ -57,15 +57,9 @@ impl Filter {
                 size.iter().map(|&s| s / 2).collect()
             }
             Filter::Edge { .. } | Filter::Laplace => vec![1; ndim],
-            Filter::Correlate { shape, origin, .. } | Filter::Rank { shape, origin, .. } => shape
-                .iter()
-                .zip(origin)
-                .map(|(&s, &o)| {
-                    let before = (s / 2) as isize + o;
-                    let after = s as isize - 1 - before;
-                    before.max(after).max(0) as usize
-                })
-                .collect(),
+            Filter::Correlate { shape, origin, .. } | Filter::Rank { shape, origin, .. } => {
+                kernels::window_pad(shape, origin).into_iter().map(|(before, after)| before.max(after)).collect()
+            }
         }
     }
 
@@ -460,6 +454,11 @@ pub enum Footprint {
 }
 
 impl Footprint {
+    /// How many elements the footprint selects.
+    fn count(&self, ndim: usize) -> Result<usize> {
+        Ok(self.resolve(ndim)?.0.iter().filter(|m| **m).count())
+    }
+
     /// The mask and its shape for an image of `ndim` axes.
     fn resolve(&self, ndim: usize) -> Result<(Vec<bool>, Vec<usize>)> {
         let (mask, shape) = match self {
@@ -511,8 +510,7 @@ pub fn percentile_filter(
     origin: &[isize],
     options: &FilterOptions,
 ) -> Result<Array> {
-    let (mask, _) = footprint.resolve(image.ndim())?;
-    let n = mask.iter().filter(|m| **m).count();
+    let n = footprint.count(image.ndim())?;
     let p = if percentile < 0.0 { percentile + 100.0 } else { percentile };
     if !(0.0..=100.0).contains(&p) {
         return Err(ImageError::Value(format!("invalid percentile {percentile}")));
@@ -529,8 +527,7 @@ pub fn median_filter_footprint(
     origin: &[isize],
     options: &FilterOptions,
 ) -> Result<Array> {
-    let (mask, _) = footprint.resolve(image.ndim())?;
-    let n = mask.iter().filter(|m| **m).count();
+    let n = footprint.count(image.ndim())?;
     rank_filter(image, (n / 2) as isize, footprint, origin, options)
 }
 

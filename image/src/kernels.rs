@@ -1034,6 +1034,20 @@ fn for_each_output(shape: &[usize], padded_shape: &[usize], mut f: impl FnMut(us
     }
 }
 
+/// The padding before and after each axis that a window of `shape`
+/// centred at `shape / 2 + origin` reads beyond a block.
+pub fn window_pad(shape: &[usize], origin: &[isize]) -> Vec<(usize, usize)> {
+    shape
+        .iter()
+        .zip(origin)
+        .map(|(&s, &o)| {
+            let before = (s / 2) as isize + o;
+            let after = s as isize - 1 - before;
+            (before.max(0) as usize, after.max(0) as usize)
+        })
+        .collect()
+}
+
 /// `scipy.ndimage.correlate` with an n-d kernel (`weights` in C order of
 /// `wshape`) and per-axis `origin`: sums the non-zero weights in C order
 /// starting from zero, as `NI_Correlate` does.
@@ -1045,16 +1059,7 @@ pub fn correlate_nd<W: Real>(
     mode: Mode,
     cval: f64,
 ) -> Block<W> {
-    let pad: Vec<(usize, usize)> = wshape
-        .iter()
-        .zip(origin)
-        .map(|(&s, &o)| {
-            let before = (s / 2) as isize + o;
-            let after = s as isize - 1 - before;
-            (before.max(0) as usize, after.max(0) as usize)
-        })
-        .collect();
-    let p = padded(src, &pad, mode, cval);
+    let p = padded(src, &window_pad(wshape, origin), mode, cval);
     let taps: Vec<(usize, W)> = window_offsets(wshape, &p.shape)
         .into_iter()
         .zip(weights)
@@ -1105,16 +1110,7 @@ pub fn rank_nd<W: Real>(
     mode: Mode,
     cval: f64,
 ) -> Block<W> {
-    let pad: Vec<(usize, usize)> = fshape
-        .iter()
-        .zip(origin)
-        .map(|(&s, &o)| {
-            let before = (s / 2) as isize + o;
-            let after = s as isize - 1 - before;
-            (before.max(0) as usize, after.max(0) as usize)
-        })
-        .collect();
-    let p = padded(src, &pad, mode, cval);
+    let p = padded(src, &window_pad(fshape, origin), mode, cval);
     let offs: Vec<usize> =
         window_offsets(fshape, &p.shape).into_iter().zip(mask).filter(|(_, m)| **m).map(|((o, _), _)| o).collect();
     let rank = rank.min(offs.len().saturating_sub(1));
