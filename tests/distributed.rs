@@ -439,3 +439,135 @@ fn sigterm_retires_a_worker_without_losing_its_data() {
     // 10 blocks once, 10 checksums: nothing was recomputed.
     assert_eq!(s.json("/status.json")["totals"]["completed_total"], 20);
 }
+
+/// A throwaway PKI: a CA, one certificate for the cluster's processes
+/// (named `localhost` and `127.0.0.1`), one for the client, and a second CA
+/// that signs nothing of ours. Removed on drop.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("rask-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).expect("write pem");
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca")
+        };
+        let cluster_ca = ca("rask test CA");
+        write("ca.pem", cluster_ca.pem());
+        write("other-ca.pem", ca("someone else's CA").pem());
+        for (name, sans) in [("node", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec![])] {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(sans).expect("params");
+            params.distinguished_name.push(DnType::CommonName, format!("rask {name}"));
+            let cert = params.signed_by(&key, &cluster_ca).expect("sign");
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn files(&self, ca: &str, identity: Option<&str>) -> rask::TlsFiles {
+        rask::TlsFiles {
+            ca_file: Some(self.dir.join(ca)),
+            cert: identity.map(|n| self.dir.join(format!("{n}.pem"))),
+            key: identity.map(|n| self.dir.join(format!("{n}.key"))),
+            server_name: None,
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn tls_encrypts_and_authenticates_grpc_and_https() {
+    let pki = Pki::new();
+    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("node.pem"), pki.path("node.key"));
+    let tls_args = ["--tls-ca-file", ca.as_str(), "--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let s = Scheduler::start(&tls_args);
+    assert!(s.address.starts_with("tls://127.0.0.1:"), "{}", s.address);
+    let workers: Vec<Proc> =
+        (0..2).map(|i| start_worker(WorkerKind::Test, &s.address, &format!("tls{i}"), 1, &tls_args)).collect();
+
+    // A client with the cluster's CA and its own certificate computes; the
+    // final sum needs inputs held on both workers (a peer fetch over TLS)
+    // and comes back through the scheduler (a gather over TLS).
+    let security = rask::Security { token: None, tls: pki.files("ca.pem", Some("client")) };
+    let client = Client::connect_with(&s.address, &security).expect("connect over TLS");
+    let pids: Vec<Delayed<i64>> = (0..16).map(|i| worker_pid::delayed(i, 20)).collect();
+    let futures = client.compute_many(&pids.iter().collect::<Vec<_>>());
+    let mut seen: Vec<i64> = futures.iter().map(|f| f.result_timeout(T).unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 2, "16 tasks of 20 ms should use both workers: {seen:?}");
+    let sums: Vec<Delayed<i64>> = (0..16).map(|i| slow_inc::delayed(i, 20)).collect();
+    assert_eq!(client.compute(&total::delayed(sums)).result_timeout(T).unwrap(), sum_inc(16));
+    let b = block::delayed(7, 3 << 20);
+    assert_eq!(client.compute(&checksum::delayed(&b)).result_timeout(T).unwrap(), expected_checksum(7, 3 << 20));
+
+    // Refusals, each with a message that says why.
+    let refused = |address: &str, security: &rask::Security| match Client::connect_with(address, security) {
+        Err(Error::Connect { message, .. }) => message,
+        Ok(_) => panic!("{address} with {security:?} connected"),
+        Err(other) => panic!("unexpected error {other}"),
+    };
+    let plain = s.address.replace("tls://", "tcp://");
+    let m = refused(&plain, &rask::Security::default());
+    assert!(!m.is_empty(), "a plaintext client must not get through");
+    let m = refused(&plain, &security);
+    assert!(m.contains("encryption is required"), "{m}");
+    let m = refused(&s.address, &rask::Security { token: None, tls: pki.files("other-ca.pem", Some("client")) });
+    assert!(m.to_lowercase().contains("certificate"), "a server certificate from an unknown CA: {m}");
+    // Mutual TLS: no client certificate, no connection.
+    let m = refused(&s.address, &rask::Security { token: None, tls: pki.files("ca.pem", None) });
+    assert!(!m.is_empty());
+    let bad = rask::Security { token: None, tls: rask::TlsFiles { key: None, ..pki.files("ca.pem", Some("client")) } };
+    assert!(refused(&s.address, &bad).contains("--tls-key"));
+
+    // HTTPS: the dashboard's API answers over TLS to anyone with the CA,
+    // not over plaintext, and not to someone trusting another CA.
+    let ca_pem = std::fs::read(&ca).expect("ca");
+    let (status, body) =
+        rask_tests::processes::https_get(&s.http, "localhost", &ca_pem, "/api/v1/get_workers").expect("HTTPS GET");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).expect("json")["num_workers"], 2);
+    assert_eq!(http(&s.http, "GET", "/health", None, &[]).0, 0, "plaintext HTTP must not be answered");
+    let other = std::fs::read(pki.path("other-ca.pem")).expect("other ca");
+    let err = rask_tests::processes::https_get(&s.http, "localhost", &other, "/health").expect_err("unknown CA");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // Workers serve their metrics over HTTPS too; the key never reaches a log.
+    drop(client);
+    let key_pem = std::fs::read_to_string(&key).expect("key");
+    let key_line = key_pem.lines().nth(1).expect("key body");
+    let mut sched = s.proc;
+    assert!(!sched.output().contains(key_line));
+    for mut w in workers {
+        let line = w.output();
+        let metrics = line
+            .split("metrics at https://")
+            .nth(1)
+            .and_then(|r| r.split("/metrics").next())
+            .unwrap_or_else(|| panic!("worker metrics URL in {line}"))
+            .to_string();
+        let (status, body) =
+            rask_tests::processes::https_get(&metrics, "localhost", &ca_pem, "/metrics").expect("worker HTTPS");
+        assert_eq!(status, 200);
+        assert!(body.contains("rask_worker_threads 1"), "{body}");
+        assert!(!line.contains(key_line));
+    }
+}

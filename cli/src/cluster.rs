@@ -7,6 +7,37 @@ use clap::Args;
 use rask_scheduler::server::{SchedulerServer, ServerConfig};
 use rask_worker::WorkerConfig;
 
+/// TLS files, as Dask's `--tls-ca-file`, `--tls-cert` and `--tls-key`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signs the cluster's certificates. A server
+    /// with a CA requires client certificates signed by it on gRPC.
+    #[arg(long, env = "RASK_TLS_CA_FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// This process's certificate (PEM). With --tls-key, it serves TLS:
+    /// its address becomes tls://, HTTP becomes HTTPS.
+    #[arg(long, env = "RASK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long, env = "RASK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Name to verify in servers' certificates instead of the address's host.
+    #[arg(long, env = "RASK_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    fn load(&self) -> anyhow::Result<Option<std::sync::Arc<rask_proto::tls::Tls>>> {
+        let files = rask_proto::tls::TlsFiles {
+            ca_file: self.tls_ca_file.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            server_name: self.tls_server_name.clone(),
+        };
+        Ok(files.load()?)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SchedulerArgs {
     /// Address to bind both ports on.
@@ -21,6 +52,8 @@ pub struct SchedulerArgs {
     /// Require this shared token from clients, workers and the HTTP API.
     #[arg(long, env = "RASK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Seconds of work the adaptive target aims for (Dask's target-duration).
     #[arg(long, default_value_t = 5.0)]
     target_duration: f64,
@@ -67,6 +100,8 @@ pub struct WorkerArgs {
     http_port: u16,
     #[arg(long, env = "RASK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Seconds a graceful shutdown (SIGTERM) may take to hand data to peers.
     #[arg(long, default_value_t = 30.0)]
     grace_period: f64,
@@ -158,6 +193,10 @@ async fn terminated() {
 }
 
 pub fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let tls = args.tls.load()?;
+    if tls.as_ref().is_some_and(|t| !t.can_serve()) {
+        anyhow::bail!("the scheduler serves TLS only with a certificate and key (--tls-cert, --tls-key)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rask-scheduler").build()?;
     runtime.block_on(async {
         let config = ServerConfig {
@@ -165,6 +204,7 @@ pub fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             port: args.port,
             http_port: args.http_port,
             token: args.token.filter(|t| !t.is_empty()),
+            tls: tls.clone(),
             target_duration: args.target_duration,
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
             ..ServerConfig::default()
@@ -172,8 +212,10 @@ pub fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         let server = SchedulerServer::start(config).await.context("cannot start the scheduler")?;
         let grpc = server.grpc_addr();
         let http = server.http_addr();
-        println!("rask scheduler at tcp://{}:{}", shown_host(grpc.ip()), grpc.port());
-        println!("dashboard at http://{}:{}/status", shown_host(http.ip()), http.port());
+        let scheme = rask_proto::tls::scheme(tls.as_deref());
+        let web = if tls.is_some() { "https" } else { "http" };
+        println!("rask scheduler at {scheme}://{}:{}", shown_host(grpc.ip()), grpc.port());
+        println!("dashboard at {web}://{}:{}/status", shown_host(http.ip()), http.port());
         terminated().await;
         tracing::info!("stopping the scheduler");
         server.shutdown().await;
@@ -186,6 +228,11 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let nthreads = args.nthreads.unwrap_or_else(|| (cores / nworkers).max(1));
     let memory_limit = parse_memory_limit(&args.memory_limit, nworkers)?;
+    let tls = args.tls.load()?;
+    if tls.as_ref().is_some_and(|t| !t.can_serve()) {
+        anyhow::bail!("a worker in a TLS cluster serves its data over TLS: give --tls-cert and --tls-key");
+    }
+    let web = if tls.as_ref().is_some_and(|t| t.can_serve()) { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rask-worker").build()?;
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -207,6 +254,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 data_port: if args.data_port == 0 { 0 } else { args.data_port + i as u16 },
                 http_port: if args.http_port == 0 { 0 } else { args.http_port + i as u16 },
                 token: args.token.clone().filter(|t| !t.is_empty()),
+                tls: tls.clone(),
                 grace_period: Duration::from_secs_f64(args.grace_period.max(0.0)),
                 local_directory: args
                     .local_directory
@@ -221,7 +269,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 };
                 rask_worker::node::run(config, shutdown, |s| {
                     println!(
-                        "rask worker {} at {} (metrics at http://{}/metrics)",
+                        "rask worker {} at {} (metrics at {web}://{}/metrics)",
                         s.name, s.data_address, s.http_address
                     );
                 })

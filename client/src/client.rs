@@ -126,6 +126,36 @@ impl Drop for ClientInner {
     }
 }
 
+/// How a client authenticates and protects its connection to a remote
+/// scheduler (Dask's `Security`): a shared token and TLS files.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// The scheduler's shared token (`--token` / `RASK_TOKEN`).
+    pub token: Option<String>,
+    /// The CA, this client's certificate and key, for `tls://` schedulers.
+    pub tls: rask_proto::tls::TlsFiles,
+}
+
+impl Security {
+    /// `RASK_TOKEN` and `RASK_TLS_CA_FILE`, `RASK_TLS_CERT`, `RASK_TLS_KEY`,
+    /// `RASK_TLS_SERVER_NAME`.
+    pub fn from_env() -> Self {
+        Self {
+            token: std::env::var("RASK_TOKEN").ok().filter(|t| !t.is_empty()),
+            tls: rask_proto::tls::TlsFiles::from_env(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
 /// A connection to a cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -179,17 +209,27 @@ impl Client {
     }
 
     /// Connects to a running scheduler (`rask scheduler`), e.g.
-    /// `tcp://127.0.0.1:8786`, and becomes the default client. The API is
-    /// the same as on a local cluster. Functions must be registered ops
-    /// (`rask::op!`): closures cannot cross a process boundary.
+    /// `tcp://127.0.0.1:8786` or `tls://scheduler:8786`, and becomes the
+    /// default client. The API is the same as on a local cluster. Functions
+    /// must be registered ops (`rask::op!`): closures cannot cross a process
+    /// boundary. The token and TLS files come from `RASK_TOKEN` and
+    /// `RASK_TLS_*` ([`Security::from_env`]).
     pub fn connect(address: &str) -> Result<Self> {
-        Self::connect_with_token(address, std::env::var("RASK_TOKEN").ok().filter(|t| !t.is_empty()).as_deref())
+        Self::connect_with(address, &Security::from_env())
     }
 
     /// As [`Self::connect`], presenting a shared token to a scheduler that
     /// requires one.
     pub fn connect_with_token(address: &str, token: Option<&str>) -> Result<Self> {
-        let remote = Remote::connect(address, token)?;
+        Self::connect_with(address, &Security { token: token.map(str::to_string), ..Security::from_env() })
+    }
+
+    /// As [`Self::connect`], with explicit credentials (Dask's
+    /// `Client(address, security=...)`).
+    pub fn connect_with(address: &str, security: &Security) -> Result<Self> {
+        let tls =
+            security.tls.load().map_err(|e| Error::Connect { address: address.into(), message: e.to_string() })?;
+        let remote = Remote::connect(address, security.token.as_deref(), tls.as_deref())?;
         let inner = Arc::new(ClientInner {
             id: ClientId(remote.id()),
             backend: Backend::Remote(Box::new(remote)),

@@ -14,11 +14,12 @@ use rask_core::{Key, Task, Value};
 use rask_proto::auth::Bearer;
 use rask_proto::pb::scheduler_client::SchedulerClient;
 use rask_proto::pb::{self, KeyState};
+use rask_proto::tls::Tls;
 use rask_proto::{Assembler, MAX_MESSAGE_BYTES, decode_value, task_to_pb};
 use rask_scheduler::{ErrorKind, TaskError};
 use rustc_hash::FxHashMap;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::client::FutureState;
 use crate::{Error, Result};
@@ -48,7 +49,7 @@ fn lock(w: &Waiting) -> std::sync::MutexGuard<'_, Waiters> {
 }
 
 impl Remote {
-    pub(crate) fn connect(address: &str, token: Option<&str>) -> Result<Self> {
+    pub(crate) fn connect(address: &str, token: Option<&str>, tls: Option<&Tls>) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rask-client")
@@ -59,13 +60,11 @@ impl Remote {
         let bearer =
             Bearer::new(token).map_err(|e| Error::Connect { address: address.into(), message: e.message().into() })?;
         let connect = async {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|e| e.to_string())?
-                .tcp_nodelay(true)
+            let endpoint = rask_proto::tls::endpoint(address, tls)?
                 .connect_timeout(Duration::from_secs(10))
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(20));
-            let channel = endpoint.connect().await.map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+            let channel = endpoint.connect().await.map_err(|e| rask_proto::tls::describe(&e))?;
             let mut grpc = SchedulerClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -188,16 +187,6 @@ impl Drop for Remote {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
 }
 
 async fn read_updates(mut updates: tonic::Streaming<pb::KeyUpdates>, grpc: Grpc, id: u64, waiting: Waiting) {

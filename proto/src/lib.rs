@@ -12,6 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rask_core::{Arg, Body, Call, Key, Params, Task, Value};
 
+pub mod tls;
+
 /// The generated protobuf types and services.
 #[allow(clippy::all, missing_debug_implementations, rust_2018_idioms, unused_qualifications)]
 pub mod pb {
@@ -43,9 +45,12 @@ pub enum WireError {
     Version { theirs: String, ours: String },
 }
 
-/// `tcp://host:port` (Dask's spelling), `host:port` or `http://host:port`,
-/// as the URL gRPC dials.
+/// `tcp://host:port` (Dask's spelling), `tls://host:port`, `host:port`,
+/// `http://host:port` or `https://host:port`, as the URL gRPC dials.
 pub fn grpc_url(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix("tls://") {
+        return format!("https://{rest}");
+    }
     let rest = address.strip_prefix("tcp://").unwrap_or(address);
     if rest.starts_with("http://") || rest.starts_with("https://") {
         rest.to_string()

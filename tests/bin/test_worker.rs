@@ -5,6 +5,7 @@
 //! Usage: rask-test-worker [<scheduler>] [--nthreads N] [--name NAME]
 //!        [--group GROUP] [--memory-limit BYTES] [--grace-period SECONDS]
 //!        [--data-port P] [--http-port P]
+//!        [--tls-ca-file PEM --tls-cert PEM --tls-key PEM]
 //!
 //! As in a worker pod, the scheduler, name, group and contact host may come
 //! from `RASK_SCHEDULER_ADDRESS`, `RASK_WORKER_NAME`, `RASK_WORKER_GROUP`
@@ -40,6 +41,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     rask_tests::ops::link();
+    let tls = rask::TlsFiles {
+        ca_file: arg(&args, "--tls-ca-file").map(Into::into),
+        cert: arg(&args, "--tls-cert").map(Into::into),
+        key: arg(&args, "--tls-key").map(Into::into),
+        server_name: None,
+    }
+    .load()?;
+    let web = if tls.is_some() { "https" } else { "http" };
     let config = rask_worker::WorkerConfig {
         scheduler,
         name: arg_or_env(&args, "--name", "RASK_WORKER_NAME"),
@@ -53,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         grace_period: Duration::from_secs_f64(
             arg(&args, "--grace-period").map(|n| n.parse()).transpose()?.unwrap_or(10.0),
         ),
+        tls,
         ..rask_worker::WorkerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -63,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             term.recv().await;
         };
         rask_worker::node::run(config, shutdown, |s| {
-            println!("rask worker {} at {} (metrics at http://{}/metrics)", s.name, s.data_address, s.http_address);
+            println!("rask worker {} at {} (metrics at {web}://{}/metrics)", s.name, s.data_address, s.http_address);
         })
         .await
     })?;

@@ -169,7 +169,7 @@ impl Scheduler {
         let http = dash
             .rsplit(' ')
             .next()
-            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|u| u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")))
             .and_then(|u| u.strip_suffix("/status"))
             .expect("dashboard URL")
             .to_string();
@@ -227,8 +227,45 @@ pub fn start_worker(kind: WorkerKind, scheduler: &str, name: &str, nthreads: usi
 
 /// A minimal HTTP/1.1 request over loopback; returns status and body.
 pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    request_over(stream, addr, method, path, body, headers)
+}
+
+/// A GET over HTTPS that trusts only `ca_pem` and checks the certificate
+/// names `server_name`. Err carries the TLS failure.
+pub fn https_get(addr: &str, server_name: &str, ca_pem: &[u8], path: &str) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    // Finish the handshake first so a refused certificate is an Err, not an
+    // empty response.
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(request_over(rustls::StreamOwned::new(conn, tcp), addr, "GET", path, None, &[]))
+}
+
+fn request_over(
+    mut stream: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let body = body.unwrap_or("");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());

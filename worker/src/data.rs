@@ -10,9 +10,10 @@ use rask_core::{Key, Value};
 use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::worker_data_server::{WorkerData, WorkerDataServer};
 use rask_proto::pb::{self, Keys, Piece};
+use rask_proto::tls::Tls;
 use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, decode_value, encode_value, pieces};
 use tokio_stream::Stream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::DataStore;
@@ -87,9 +88,15 @@ impl DataClient {
     /// Connects to `address` (`http://host:port`), accepting values of at
     /// most `limit` bytes.
     pub async fn connect(address: &str, limit: u64) -> Result<Self, FetchError> {
+        Self::connect_with(address, limit, None).await
+    }
+
+    /// As [`Self::connect`], over TLS when the address is `tls://` or
+    /// `https://` (with this process's certificates when it has them).
+    pub async fn connect_with(address: &str, limit: u64, tls: Option<&Tls>) -> Result<Self, FetchError> {
         let connect_error =
             |e: &dyn std::fmt::Display| FetchError::Connect { address: address.to_string(), message: e.to_string() };
-        let endpoint = Endpoint::from_shared(address.to_string()).map_err(|e| connect_error(&e))?.tcp_nodelay(true);
+        let endpoint = rask_proto::tls::endpoint(address, tls).map_err(|e| connect_error(&e))?;
         let channel = endpoint.connect().await.map_err(|e| connect_error(&e))?;
         let inner = WorkerDataClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -19,15 +19,15 @@ use axum::routing::get;
 use rask_core::{Key, Value};
 use rask_proto::pb::worker_control_client::WorkerControlClient;
 use rask_proto::pb::{self, worker_message::Kind as Up};
+use rask_proto::tls::{self, Tls};
 use rask_proto::{MAX_MESSAGE_BYTES, auth, check_version, task_from_pb};
 use rask_scheduler::{Priority, WorkerId};
 use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
-use tonic::transport::Endpoint;
 
-use crate::data::{DataClient, DataService};
+use crate::data::{DataClient, DataService, FetchError};
 use crate::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter, SpillConfig};
 
 /// Settings of `rask worker`.
@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     pub data_port: u16,
     pub http_port: u16,
     pub token: Option<String>,
+    /// TLS for the data service, HTTPS, and connections to the scheduler and
+    /// peers; plain when `None`.
+    pub tls: Option<Arc<Tls>>,
     pub heartbeat: Duration,
     /// How long a graceful shutdown may take to hand data to peers.
     pub grace_period: Duration,
@@ -67,6 +70,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("nthreads", &self.nthreads)
             .field("memory_limit", &self.memory_limit)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +88,7 @@ impl Default for WorkerConfig {
             data_port: 0,
             http_port: 0,
             token: None,
+            tls: None,
             heartbeat: Duration::from_secs(1),
             grace_period: Duration::from_secs(30),
             local_directory: None,
@@ -136,19 +141,26 @@ struct PeerInputs {
     clients: Mutex<FxHashMap<String, DataClient>>,
     counters: Arc<Counters>,
     limit: u64,
+    tls: Option<Arc<Tls>>,
 }
 
 impl PeerInputs {
-    fn client(&self, address: &str) -> Option<DataClient> {
-        if let Some(c) = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(address) {
-            return Some(c.clone());
+    /// The cached client for a peer, connecting on first use.
+    async fn connected(&self, address: &str) -> Result<DataClient, FetchError> {
+        let cached = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(address).cloned();
+        if let Some(c) = cached {
+            return Ok(c);
         }
-        let client = self.runtime.block_on(DataClient::connect(address, self.limit)).ok()?;
+        let client = DataClient::connect_with(address, self.limit, self.tls.as_deref()).await?;
         self.clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(address.to_string(), client.clone());
-        Some(client)
+        Ok(client)
+    }
+
+    fn client(&self, address: &str) -> Option<DataClient> {
+        self.runtime.block_on(self.connected(address)).ok()
     }
 
     /// The address of the first holder this worker knows.
@@ -160,22 +172,12 @@ impl PeerInputs {
     /// Fetches several keys from one peer in one request; what fails is
     /// left out (the executor retries it, key by key).
     async fn fetch_many(&self, address: &str, keys: &[Key]) -> Vec<(Key, Value)> {
-        let cached = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(address).cloned();
-        let mut client = match cached {
-            Some(c) => c,
-            None => match DataClient::connect(address, self.limit).await {
-                Ok(c) => {
-                    self.clients
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(address.to_string(), c.clone());
-                    c
-                }
-                Err(e) => {
-                    tracing::warn!(peer = address, error = %e, "cannot reach peer");
-                    return Vec::new();
-                }
-            },
+        let mut client = match self.connected(address).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(peer = address, error = %e, "cannot reach peer");
+                return Vec::new();
+            }
         };
         match client.fetch(keys).await {
             Ok(values) => {
@@ -373,8 +375,8 @@ pub async fn run(
     on_start: impl FnOnce(&Started),
 ) -> Result<(), WorkerError> {
     let url = rask_proto::grpc_url(&config.scheduler);
-    Endpoint::from_shared(url.clone())
-        .map_err(|e| WorkerError::Address { address: config.scheduler.clone(), message: e.to_string() })?;
+    let scheduler_endpoint = tls::endpoint(&config.scheduler, config.tls.as_deref())
+        .map_err(|message| WorkerError::Address { address: config.scheduler.clone(), message })?;
     let contact = config.contact_host.clone().or_else(|| route_to(&url)).unwrap_or_else(|| "127.0.0.1".into());
 
     // Data service first: the scheduler hands our address to peers at once.
@@ -389,24 +391,24 @@ pub async fn run(
     });
     let data_listener = TcpListener::bind((config.listen_host.as_str(), config.data_port)).await?;
     let data_port = data_listener.local_addr()?.port();
-    let data_address = format!("http://{contact}:{data_port}");
+    let web = if config.tls.as_deref().is_some_and(Tls::can_serve) { "https" } else { "http" };
+    let data_address = format!("{web}://{contact}:{data_port}");
     let data_svc = DataService::new(store.clone()).into_server();
-    let data_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(data_svc)
-            .serve_with_incoming(TcpListenerStream::new(data_listener)),
-    );
+    let mut data_server = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = config.tls.as_deref().filter(|t| t.can_serve()) {
+        let settings = tls.grpc_server().map_err(std::io::Error::other)?;
+        data_server = data_server.tls_config(settings).map_err(std::io::Error::other)?;
+    }
+    let data_task =
+        tokio::spawn(data_server.add_service(data_svc).serve_with_incoming(TcpListenerStream::new(data_listener)));
 
     let bearer = auth::Bearer::new(config.token.as_deref()).map_err(|e| WorkerError::Refused(e.message().into()))?;
-    let channel = Endpoint::from_shared(url.clone())
-        .map_err(|e| WorkerError::Address { address: config.scheduler.clone(), message: e.to_string() })?
-        .tcp_nodelay(true)
+    let channel = scheduler_endpoint
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
         .connect()
         .await
-        .map_err(|e| WorkerError::Connect { address: url.clone(), message: e.to_string() })?;
+        .map_err(|e| WorkerError::Connect { address: url.clone(), message: tls::describe(&e) })?;
     let mut control = WorkerControlClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -463,6 +465,7 @@ pub async fn run(
         clients: Mutex::default(),
         counters: counters.clone(),
         limit: u64::MAX,
+        tls: config.tls.clone(),
     });
     let exec = Executor::start(
         id,
@@ -492,8 +495,11 @@ pub async fn run(
             }),
         )
         .with_state(node.clone());
+    let http_tls = config.tls.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(http_listener, app).await;
+        if let Err(e) = tls::serve_http(http_listener, app, http_tls, std::future::pending()).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
     });
 
     tracing::info!(id = id.0, name = %name, data = %data_address, http = %http_address, nthreads = config.nthreads, "worker registered");

@@ -11,12 +11,13 @@ use rask_proto::pb::scheduler_server::Scheduler;
 use rask_proto::pb::worker_control_server::WorkerControl;
 use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::{self, Piece};
+use rask_proto::tls::Tls;
 use rask_proto::{MAX_MESSAGE_BYTES, auth, check_version, task_from_pb};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::core::CoreMsg;
@@ -27,13 +28,19 @@ use crate::{ClientId, WorkerId};
 pub(crate) struct Handle {
     pub core: mpsc::UnboundedSender<CoreMsg>,
     pub token: Option<Arc<str>>,
+    tls: Option<Arc<Tls>>,
     pub metrics: Arc<Metrics>,
     peers: Arc<Mutex<FxHashMap<String, WorkerDataClient<Channel>>>>,
 }
 
 impl Handle {
-    pub(crate) fn new(core: mpsc::UnboundedSender<CoreMsg>, token: Option<Arc<str>>, metrics: Arc<Metrics>) -> Self {
-        Self { core, token, metrics, peers: Arc::default() }
+    pub(crate) fn new(
+        core: mpsc::UnboundedSender<CoreMsg>,
+        token: Option<Arc<str>>,
+        tls: Option<Arc<Tls>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { core, token, tls, metrics, peers: Arc::default() }
     }
 
     fn send(&self, msg: CoreMsg) -> Result<(), Status> {
@@ -56,9 +63,8 @@ impl Handle {
         if let Some(c) = peers.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|e| Status::internal(format!("bad worker address {address}: {e}")))?
-            .tcp_nodelay(true);
+        let endpoint = rask_proto::tls::endpoint(address, self.tls.as_deref())
+            .map_err(|e| Status::internal(format!("worker {address}: {e}")))?;
         let client = WorkerDataClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

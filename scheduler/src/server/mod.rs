@@ -18,6 +18,7 @@ use std::time::Duration;
 use rask_proto::MAX_MESSAGE_BYTES;
 use rask_proto::pb::scheduler_server::SchedulerServer as SchedulerService;
 use rask_proto::pb::worker_control_server::WorkerControlServer;
+use rask_proto::tls::{self, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub http_port: u16,
     /// When set, clients, workers and the HTTP API must present this token.
     pub token: Option<String>,
+    /// TLS for gRPC (mutual when a CA is given) and HTTPS; plain when `None`.
+    pub tls: Option<Arc<Tls>>,
     pub scheduler: SchedulerConfig,
     /// The adaptive target aims to finish the current work in this many seconds.
     pub target_duration: f64,
@@ -50,6 +53,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("port", &self.port)
             .field("http_port", &self.http_port)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .field("target_duration", &self.target_duration)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .finish_non_exhaustive()
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             port: 8786,
             http_port: 8787,
             token: None,
+            tls: None,
             // Messages to workers cross a network: keep more tiny root tasks
             // buffered on each worker than in-process (50 ms of work per thread).
             scheduler: SchedulerConfig { root_buffer_seconds: 0.05, ..SchedulerConfig::default() },
@@ -98,7 +103,16 @@ impl SchedulerServer {
         );
         let core_thread =
             std::thread::Builder::new().name("rask-scheduler-core".into()).spawn(move || core.run(core_rx))?;
-        let handle = grpc::Handle::new(core_tx.clone(), config.token.as_deref().map(Arc::from), metrics);
+        let handle =
+            grpc::Handle::new(core_tx.clone(), config.token.as_deref().map(Arc::from), config.tls.clone(), metrics);
+        let mut grpc_server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        if let Some(tls) = &config.tls {
+            let settings = tls.grpc_server().map_err(std::io::Error::other)?;
+            grpc_server = grpc_server.tls_config(settings).map_err(std::io::Error::other)?;
+        }
 
         let grpc_listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let http_listener = TcpListener::bind((config.host.as_str(), config.http_port)).await?;
@@ -116,10 +130,7 @@ impl SchedulerServer {
         let mut grpc_stop = stop_rx.clone();
         let incoming = TcpListenerStream::new(grpc_listener);
         tasks.push(tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .http2_keepalive_interval(Some(Duration::from_secs(10)))
-                .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            let served = grpc_server
                 .add_service(scheduler_svc)
                 .add_service(worker_svc)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -132,12 +143,12 @@ impl SchedulerServer {
         }));
         let mut http_stop = stop_rx.clone();
         let app = http::router(handle);
+        let http_tls = config.tls.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let shutdown = async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            };
+            let served = tls::serve_http(http_listener, app, http_tls, shutdown).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
