@@ -7,6 +7,7 @@
 //! counter-based, so their values do not depend on the chunking.
 
 mod array;
+mod blosc;
 mod chunks;
 pub mod dtype;
 pub mod kernels;

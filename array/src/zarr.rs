@@ -4,16 +4,21 @@
 //!
 //! Chunks are little-endian C-order bytes, optionally compressed with zstd
 //! (zarr-python's default for both formats, and what [`Compressor`]
-//! defaults to), gzip or zlib, or not at all. Other codecs (blosc,
-//! filters, sharding, big-endian bytes) are refused with a message naming
-//! them, never misread. Decompression is bounded by the chunk's known
-//! size: a chunk that inflates past it is an error, not an allocation.
+//! defaults to), gzip, zlib or Blosc (zarr-python 2's default: numcodecs
+//! `Blosc`, or Zarr 3's `blosc` codec; read with any of its blosclz, lz4,
+//! lz4hc, zlib and zstd inner compressors and any shuffle, written with
+//! lz4, zlib or zstd; see `blosc.rs` for the format), or not at all. Other
+//! codecs (Blosc's snappy, filters, sharding, big-endian bytes) are refused
+//! with a message naming them, never misread. Decompression is bounded by
+//! the chunk's known size: a chunk that inflates past it is an error, not
+//! an allocation.
 
 use rask::core::{DType, OpError, Params, Value};
 use rask_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
+pub use crate::blosc::{BloscCname, BloscShuffle};
 use crate::{ArrayError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +42,17 @@ pub enum Compressor {
     Zlib {
         level: u32,
     },
+    /// The Blosc container (numcodecs `blosc`, Zarr 3 `blosc`). Any
+    /// `cname` reads; lz4, zlib and zstd write. The element size Blosc
+    /// shuffles by is the array's dtype size.
+    Blosc {
+        cname: BloscCname,
+        /// 0 (stored raw) to 9.
+        clevel: u8,
+        shuffle: BloscShuffle,
+        /// Bytes per Blosc block; 0 lets Blosc choose, as numcodecs does.
+        blocksize: u32,
+    },
 }
 
 impl Default for Compressor {
@@ -47,8 +63,14 @@ impl Default for Compressor {
 }
 
 impl Compressor {
-    /// Compresses one chunk's bytes.
-    pub fn encode(self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// numcodecs' `Blosc()` default, zarr-python 2's default compressor:
+    /// lz4 at level 5 with the byte shuffle and automatic blocks.
+    pub const BLOSC_DEFAULT: Compressor =
+        Compressor::Blosc { cname: BloscCname::Lz4, clevel: 5, shuffle: BloscShuffle::Byte, blocksize: 0 };
+
+    /// Compresses one chunk's bytes; `itemsize` is the dtype's size (Blosc
+    /// shuffles by it, the other codecs ignore it).
+    pub fn encode(self, raw: &[u8], itemsize: usize) -> std::io::Result<Vec<u8>> {
         use std::io::Write;
         match self {
             Compressor::None => Ok(raw.to_vec()),
@@ -62,6 +84,16 @@ impl Compressor {
                 let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level.min(9)));
                 e.write_all(raw)?;
                 e.finish()
+            }
+            Compressor::Blosc { cname, clevel, shuffle, blocksize } => {
+                let options = crate::blosc::EncodeOptions {
+                    cname,
+                    clevel,
+                    shuffle,
+                    typesize: itemsize,
+                    blocksize: blocksize as usize,
+                };
+                crate::blosc::encode(raw, &options).map_err(std::io::Error::other)
             }
         }
     }
@@ -83,6 +115,7 @@ impl Compressor {
             }
             Compressor::Gzip { .. } => bounded(Box::new(flate2::read::MultiGzDecoder::new(stored)))?,
             Compressor::Zlib { .. } => bounded(Box::new(flate2::read::ZlibDecoder::new(stored)))?,
+            Compressor::Blosc { .. } => crate::blosc::decode(stored, want)?,
         };
         if out.len() != want {
             return Err(format!("chunk holds {} bytes once decoded, expected {want}", out.len()));
@@ -139,7 +172,7 @@ fn v3_codecs(codecs: &[Json], dtype: DType) -> std::result::Result<Compressor, S
     let unsupported = || {
         format!(
             "codecs [{}] are not supported: rask reads the little-endian bytes codec, optionally followed by \
-             zstd or gzip",
+             zstd, gzip or blosc",
             names()
         )
     };
@@ -152,12 +185,55 @@ fn v3_codecs(codecs: &[Json], dtype: DType) -> std::result::Result<Compressor, S
         [] => Ok(Compressor::None),
         [c] if c["name"] == "zstd" => Ok(Compressor::Zstd { level: level_of(&c["configuration"], 0)? }),
         [c] if c["name"] == "gzip" => Ok(Compressor::Gzip { level: level_of(&c["configuration"], 6)? }),
+        [c] if c["name"] == "blosc" => v3_blosc(&c["configuration"], dtype),
         _ => Err(unsupported()),
     }
 }
 
-/// A Zarr 2 `compressor` entry (numcodecs ids).
-fn v2_compressor(c: &Json) -> std::result::Result<Compressor, String> {
+/// An optional non-negative integer setting of a codec, `default` when
+/// absent or null.
+fn uint_of<T: TryFrom<u64>>(c: &Json, key: &str, default: T) -> std::result::Result<T, String> {
+    match c.get(key) {
+        None | Some(Json::Null) => Ok(default),
+        Some(v) => v.as_u64().and_then(|l| T::try_from(l).ok()).ok_or_else(|| format!("bad blosc {key} {v}")),
+    }
+}
+
+/// Blosc's settings shared by both formats: `cname` (default lz4, as
+/// numcodecs), `clevel` 0-9 (default 5) and `blocksize` (0: automatic).
+fn blosc_of(c: &Json, shuffle: BloscShuffle) -> std::result::Result<Compressor, String> {
+    let cname = match c.get("cname") {
+        None | Some(Json::Null) => BloscCname::Lz4,
+        Some(Json::String(name)) => BloscCname::parse(name)?,
+        Some(v) => return Err(format!("bad blosc cname {v}")),
+    };
+    let clevel: u8 = uint_of(c, "clevel", 5)?;
+    if clevel > 9 {
+        return Err(format!("blosc clevel {clevel} is out of range 0-9"));
+    }
+    Ok(Compressor::Blosc { cname, clevel, shuffle, blocksize: uint_of(c, "blocksize", 0)? })
+}
+
+/// A Zarr 3 `blosc` codec's configuration; `shuffle` is a name there.
+fn v3_blosc(c: &Json, dtype: DType) -> std::result::Result<Compressor, String> {
+    let shuffle = match c.get("shuffle") {
+        None | Some(Json::Null) => BloscShuffle::auto(dtype.itemsize()),
+        Some(v) => match v.as_str() {
+            Some("noshuffle") => BloscShuffle::NoShuffle,
+            Some("shuffle") => BloscShuffle::Byte,
+            Some("bitshuffle") => BloscShuffle::Bit,
+            _ => return Err(format!("bad blosc shuffle {v} (noshuffle, shuffle or bitshuffle)")),
+        },
+    };
+    // The chunks' own headers carry the typesize; this one only has to be
+    // well-formed.
+    let _: u8 = uint_of(c, "typesize", 1)?;
+    blosc_of(c, shuffle)
+}
+
+/// A Zarr 2 `compressor` entry (numcodecs ids); `dtype` resolves Blosc's
+/// automatic shuffle (-1).
+fn v2_compressor(c: &Json, dtype: DType) -> std::result::Result<Compressor, String> {
     if c.is_null() {
         return Ok(Compressor::None);
     }
@@ -165,9 +241,20 @@ fn v2_compressor(c: &Json) -> std::result::Result<Compressor, String> {
         Some("zstd") => Ok(Compressor::Zstd { level: level_of(c, 0)? }),
         Some("gzip") => Ok(Compressor::Gzip { level: level_of(c, 6)? }),
         Some("zlib") => Ok(Compressor::Zlib { level: level_of(c, 6)? }),
-        _ => {
-            Err(format!("compressor {} is not supported: rask reads zstd, gzip, zlib or uncompressed chunks", c["id"]))
+        Some("blosc") => {
+            let shuffle = match c.get("shuffle").map(|v| (v, v.as_i64())) {
+                None | Some((Json::Null, _)) | Some((_, Some(1))) => BloscShuffle::Byte,
+                Some((_, Some(-1))) => BloscShuffle::auto(dtype.itemsize()),
+                Some((_, Some(0))) => BloscShuffle::NoShuffle,
+                Some((_, Some(2))) => BloscShuffle::Bit,
+                Some((v, _)) => return Err(format!("bad blosc shuffle {v} (-1, 0, 1 or 2)")),
+            };
+            blosc_of(c, shuffle)
         }
+        _ => Err(format!(
+            "compressor {} is not supported: rask reads zstd, gzip, zlib, blosc or uncompressed chunks",
+            c["id"]
+        )),
     }
 }
 
@@ -258,7 +345,7 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
     let descr = m["dtype"].as_str().ok_or_else(|| bad("no dtype".into()))?;
     let dtype = crate::npy::parse_descr(descr)
         .ok_or_else(|| bad(format!("dtype {descr:?} is not supported (little-endian numeric types are)")))?;
-    let compressor = v2_compressor(&m["compressor"]).map_err(bad)?;
+    let compressor = v2_compressor(&m["compressor"], dtype).map_err(bad)?;
     if m["filters"].as_array().is_some_and(|f| !f.is_empty()) {
         return Err(bad("filters are not supported".into()));
     }
@@ -280,7 +367,7 @@ pub fn read_meta(path: &str, options: &StorageOptions) -> Result<ZarrMeta> {
     })
 }
 
-fn v3_codec_doc(c: Compressor) -> Result<Json> {
+fn v3_codec_doc(c: Compressor, dtype: DType) -> Result<Json> {
     let bytes = json!({"name": "bytes", "configuration": {"endian": "little"}});
     Ok(match c {
         Compressor::None => json!([bytes]),
@@ -288,6 +375,13 @@ fn v3_codec_doc(c: Compressor) -> Result<Json> {
             json!([bytes, {"name": "zstd", "configuration": {"level": level, "checksum": false}}])
         }
         Compressor::Gzip { level } => json!([bytes, {"name": "gzip", "configuration": {"level": level}}]),
+        Compressor::Blosc { cname, clevel, shuffle, blocksize } => json!([bytes, {"name": "blosc", "configuration": {
+            "typesize": dtype.itemsize(),
+            "cname": cname.name(),
+            "clevel": clevel,
+            "shuffle": shuffle.name(),
+            "blocksize": blocksize,
+        }}]),
         Compressor::Zlib { .. } => {
             return Err(ArrayError::Value("zlib is a Zarr 2 compressor; Zarr 3 has zstd and gzip".into()));
         }
@@ -300,6 +394,13 @@ fn v2_compressor_doc(c: Compressor) -> Json {
         Compressor::Zstd { level } => json!({"id": "zstd", "level": level}),
         Compressor::Gzip { level } => json!({"id": "gzip", "level": level}),
         Compressor::Zlib { level } => json!({"id": "zlib", "level": level}),
+        Compressor::Blosc { cname, clevel, shuffle, blocksize } => json!({
+            "id": "blosc",
+            "cname": cname.name(),
+            "clevel": clevel,
+            "shuffle": shuffle.code(),
+            "blocksize": blocksize,
+        }),
     }
 }
 
@@ -307,6 +408,17 @@ fn v2_compressor_doc(c: Compressor) -> Json {
 /// on S3 the store is just a key prefix).
 pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Result<()> {
     let io = |e: rask_storage::StorageError| ArrayError::Value(e.to_string());
+    if let Compressor::Blosc { cname, clevel, .. } = meta.compressor {
+        if !cname.writable() {
+            return Err(ArrayError::Value(format!(
+                "blosc cname {:?} can be read but not written by rask; write lz4, zstd or zlib",
+                cname.name()
+            )));
+        }
+        if clevel > 9 {
+            return Err(ArrayError::Value(format!("blosc clevel {clevel} is out of range 0-9")));
+        }
+    }
     rask_storage::create_dir_all(path).map_err(io)?;
     let fill = if meta.dtype == DType::Bool {
         json!(meta.fill_value != 0.0)
@@ -325,7 +437,7 @@ pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Resu
                 "data_type": meta.dtype.name(),
                 "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta.chunks}},
                 "chunk_key_encoding": {"name": "default", "configuration": {"separator": meta.separator.to_string()}},
-                "codecs": v3_codec_doc(meta.compressor)?,
+                "codecs": v3_codec_doc(meta.compressor, meta.dtype)?,
                 "fill_value": fill,
                 "attributes": {},
             }),
@@ -408,7 +520,8 @@ pub fn write_chunk(params: &Params, args: Vec<Value>) -> std::result::Result<Val
     let file = chunk_path(&p);
     let mut raw = Vec::with_capacity(full.nbytes());
     crate::npy::write_values(&mut raw, &full).map_err(|e| OpError::new(e.to_string()))?;
-    let bytes = p.meta.compressor.encode(&raw).map_err(|e| OpError::new(format!("{file}: {e}")))?;
+    let bytes =
+        p.meta.compressor.encode(&raw, p.meta.dtype.itemsize()).map_err(|e| OpError::new(format!("{file}: {e}")))?;
     // Visible only once whole: a local temp file renamed, or one S3 PUT
     // (multipart past 8 MiB, aborted on failure).
     rask_storage::write(&file, &bytes, &p.storage).map_err(|e| OpError::new(e.to_string()))?;
@@ -444,8 +557,10 @@ mod tests {
             Compressor::Zstd { level: 0 },
             Compressor::Gzip { level: 6 },
             Compressor::Zlib { level: 1 },
+            Compressor::BLOSC_DEFAULT,
+            Compressor::Blosc { cname: BloscCname::Zstd, clevel: 3, shuffle: BloscShuffle::Bit, blocksize: 4096 },
         ] {
-            let stored = c.encode(&raw).expect("encode");
+            let stored = c.encode(&raw, 4).expect("encode");
             assert_eq!(c.decode(&stored, raw.len()).expect("decode"), raw, "{c:?}");
             // Claiming a smaller chunk than the data holds is refused.
             let e = c.decode(&stored, 100).expect_err("too long");
@@ -462,12 +577,69 @@ mod tests {
         let zstd = json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}});
         assert_eq!(v3_codecs(&[bytes.clone(), zstd], DType::F64), Ok(Compressor::Zstd { level: 3 }));
         assert_eq!(v3_codecs(std::slice::from_ref(&bytes), DType::F64), Ok(Compressor::None));
-        let blosc = json!({"name": "blosc", "configuration": {}});
-        assert!(v3_codecs(&[bytes, blosc], DType::F64).expect_err("blosc").contains("blosc"));
         let big = json!({"name": "bytes", "configuration": {"endian": "big"}});
         assert!(v3_codecs(&[big], DType::F64).is_err());
-        assert_eq!(v2_compressor(&json!({"id": "zlib", "level": 1})), Ok(Compressor::Zlib { level: 1 }));
-        assert!(v2_compressor(&json!({"id": "lz4"})).expect_err("lz4").contains("lz4"));
-        assert!(v2_compressor(&json!({"id": "zstd", "level": 1e10})).is_err());
+        assert_eq!(v2_compressor(&json!({"id": "zlib", "level": 1}), DType::F64), Ok(Compressor::Zlib { level: 1 }));
+        assert!(v2_compressor(&json!({"id": "lz4"}), DType::F64).expect_err("lz4").contains("lz4"));
+        assert!(v2_compressor(&json!({"id": "zstd", "level": 1e10}), DType::F64).is_err());
+        // Blosc reads in both formats; snappy and bad settings are named.
+        let blosc =
+            |config: Json| v3_codecs(&[bytes.clone(), json!({"name": "blosc", "configuration": config})], DType::F64);
+        let config = json!({"typesize": 8, "cname": "zstd", "clevel": 7, "shuffle": "bitshuffle", "blocksize": 0});
+        let want = Compressor::Blosc { cname: BloscCname::Zstd, clevel: 7, shuffle: BloscShuffle::Bit, blocksize: 0 };
+        assert_eq!(blosc(config), Ok(want));
+        assert!(blosc(json!({"cname": "snappy"})).expect_err("snappy").contains("snappy"));
+        assert!(blosc(json!({"cname": "lz4", "shuffle": "sideways"})).expect_err("shuffle").contains("sideways"));
+        assert!(blosc(json!({"cname": "lz4", "clevel": 10})).expect_err("clevel").contains("clevel"));
+        let v2 = json!({"id": "blosc", "cname": "lz4hc", "clevel": 1, "shuffle": 0, "blocksize": 65536});
+        let want = Compressor::Blosc {
+            cname: BloscCname::Lz4Hc,
+            clevel: 1,
+            shuffle: BloscShuffle::NoShuffle,
+            blocksize: 65536,
+        };
+        assert_eq!(v2_compressor(&v2, DType::F64), Ok(want));
+        // numcodecs' automatic shuffle: bits for bytes, bytes otherwise.
+        let auto = json!({"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": -1});
+        assert!(matches!(v2_compressor(&auto, DType::U8), Ok(Compressor::Blosc { shuffle: BloscShuffle::Bit, .. })));
+        assert!(matches!(v2_compressor(&auto, DType::F32), Ok(Compressor::Blosc { shuffle: BloscShuffle::Byte, .. })));
+        assert!(v2_compressor(&json!({"id": "blosc", "shuffle": 3}), DType::F64).is_err());
+        assert!(
+            v2_compressor(&json!({"id": "blosc", "cname": "snappy"}), DType::F64).expect_err("").contains("snappy")
+        );
+        // Both formats write back what they read.
+        for c in [Compressor::BLOSC_DEFAULT, want] {
+            assert_eq!(v2_compressor(&v2_compressor_doc(c), DType::F64), Ok(c));
+            let doc = v3_codec_doc(c, DType::F64).expect("v3 doc");
+            assert_eq!(v3_codecs(doc.as_array().expect("list"), DType::F64), Ok(c));
+        }
+    }
+
+    #[test]
+    fn blosc_writes_are_refused_for_read_only_cnames() {
+        let dir = std::env::temp_dir().join(format!("rask-zarr-blosc-meta-{}", std::process::id()));
+        let mut meta = ZarrMeta {
+            format: ZarrFormat::V2,
+            shape: vec![4],
+            chunks: vec![4],
+            dtype: DType::F64,
+            fill_value: 0.0,
+            separator: '.',
+            compressor: Compressor::Blosc {
+                cname: BloscCname::BloscLz,
+                clevel: 5,
+                shuffle: BloscShuffle::Byte,
+                blocksize: 0,
+            },
+        };
+        let path = dir.to_string_lossy().to_string();
+        let e = write_meta(&path, &meta, &StorageOptions::default()).expect_err("blosclz");
+        assert!(e.to_string().contains("blosclz"), "{e}");
+        assert!(!dir.exists(), "nothing is written before the refusal");
+        meta.compressor = Compressor::BLOSC_DEFAULT;
+        write_meta(&path, &meta, &StorageOptions::default()).expect("lz4 writes");
+        let read = read_meta(&path, &StorageOptions::default()).expect("reads back");
+        assert_eq!(read.compressor, Compressor::BLOSC_DEFAULT);
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -701,12 +701,13 @@ fn zarr_stores_round_trip_with_zarr_python() {
             assert_eq!(Array::from_zarr(&ours).unwrap().compute().unwrap(), x.compute().unwrap());
         }
     }
-    // Blosc (no Rust implementation here) is refused by name, never misread.
+    // Blosc with zarr-python's default settings reads (a 16-byte chunk is
+    // stored raw inside the Blosc header); blosc_chunks_* test the rest.
     let blosc = dir.join("blosc.zarr");
     numpy(&[json!({"op": "expr", "a": [1.0, 2.0], "dtype": "float64", "shape": [2],
         "expr": format!("(lambda z: (z.__setitem__(Ellipsis, a), a)[1])(__import__('zarr').create_array(store={:?}, shape=a.shape, chunks=(2,), dtype=a.dtype, compressors=__import__('zarr').codecs.BloscCodec()))", blosc.to_string_lossy())})]);
-    let err = Array::from_zarr(&blosc).unwrap_err().to_string();
-    assert!(err.contains("not supported") && err.contains("blosc"), "{err}");
+    let two = array_of(DType::F64, &[2], &[1.0, 2.0], &[2]);
+    assert_eq!(Array::from_zarr(&blosc).unwrap().compute().unwrap(), two.compute().unwrap());
     // A chunk that inflates past its size is an error, not an allocation.
     let bomb = dir.join("bomb.zarr");
     let small = array_of(DType::U8, &[4], &[1.0, 2.0, 3.0, 4.0], &[4]);
@@ -718,6 +719,166 @@ fn zarr_stores_round_trip_with_zarr_python() {
     assert!(
         Array::from_zarr(dir.join("missing.zarr")).unwrap_err().to_string().contains("neither zarr.json nor .zarray")
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs a Python script in the reference interpreter with `args`; returns
+/// what it prints.
+fn python_script(script: &str, args: &[String]) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "python script failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Blosc reference data: one chunk of 300 007 elements is larger than
+/// any Blosc block c-blosc picks at level 5 (up to 1 MiB), is not a
+/// multiple of any block or element count, and the second chunk is a
+/// padded edge chunk.
+const BLOSC_DATA: &str = r#"
+import numpy as np
+N, C = 450011, 300007
+i = np.arange(N, dtype=np.int64)
+# Runs of 16 equal values with sparse noise: compressible by every cname
+# with every shuffle, so chunks are really split into blocks and streams.
+noise = (i * 2654435761 >> 11) % 5 * (i % 64 == 0)
+DATA = {
+    "uint8": ((i // 16) % 200 + noise).astype("u1"),
+    "int16": ((i // 16) % 20000 - 10000 + noise).astype("i2"),
+    "float32": (np.sin(i // 16 / 300.0) * 1000 + noise * 0.25).astype("f4"),
+    "float64": np.cos(i // 16 / 200.0) * 1e6 + noise * 0.125,
+}
+SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+"#;
+
+const BLOSC_DTYPES: [&str; 4] = ["uint8", "int16", "float32", "float64"];
+const BLOSC_SHUFFLES: [&str; 3] = ["noshuffle", "shuffle", "bitshuffle"];
+
+/// zarr-python (numcodecs' c-blosc) writes every cname × shuffle × dtype
+/// in both formats; rask reads each exactly as numpy holds it.
+#[test]
+fn blosc_chunks_written_by_zarr_python_read_exactly() {
+    let dir = std::env::temp_dir().join(format!("rask-blosc-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cnames = ["lz4", "lz4hc", "blosclz", "zstd", "zlib"];
+    let script = format!(
+        r#"{BLOSC_DATA}
+import sys, zarr, numcodecs
+d = sys.argv[1]
+for name, a in DATA.items():
+    np.save(f"{{d}}/{{name}}.npy", a)
+for fmt in (2, 3):
+    for cname in {cnames:?}:
+        for sname, scode in SHUFFLES.items():
+            for name, a in DATA.items():
+                if fmt == 2:
+                    comp = numcodecs.Blosc(cname=cname, clevel=5, shuffle=scode)
+                else:
+                    comp = zarr.codecs.BloscCodec(cname=cname, clevel=5, shuffle=sname)
+                z = zarr.create_array(store=f"{{d}}/v{{fmt}}-{{cname}}-{{sname}}-{{name}}.zarr", shape=a.shape,
+                                      chunks=(C,), dtype=a.dtype, compressors=comp, zarr_format=fmt, fill_value=0)
+                z[...] = a
+"#
+    );
+    python_script(&script, &[dir.to_string_lossy().to_string()]);
+    for dtype in BLOSC_DTYPES {
+        let want = Array::from_npy(dir.join(format!("{dtype}.npy")), Chunks::Auto).unwrap().compute().unwrap();
+        for fmt in [2, 3] {
+            for cname in cnames {
+                for shuffle in BLOSC_SHUFFLES {
+                    let label = format!("v{fmt}-{cname}-{shuffle}-{dtype}");
+                    let store = dir.join(format!("{label}.zarr"));
+                    // zarr-python wrote what was asked, in several blocks.
+                    let chunk = std::fs::read(store.join(if fmt == 2 { "0" } else { "c/0" })).unwrap();
+                    let field = |at: usize| u32::from_le_bytes(chunk[at..at + 4].try_into().unwrap());
+                    let code = match cname {
+                        "blosclz" => 0,
+                        "lz4" | "lz4hc" => 1,
+                        "zlib" => 3,
+                        _ => 4,
+                    };
+                    assert_eq!(chunk[2] >> 5, code, "{label}: compressor");
+                    let flags = [0, 1, 4][BLOSC_SHUFFLES.iter().position(|s| *s == shuffle).unwrap()];
+                    assert_eq!(chunk[2] & 0x07, flags, "{label}: shuffle, and compressed (not stored raw)");
+                    assert!(field(4) > field(8), "{label}: one chunk spans several blocks");
+                    let got = Array::from_zarr(&store).unwrap();
+                    assert_eq!(got.dtype().name(), dtype, "{label}");
+                    assert!(got.compute().unwrap() == want, "{label}: values differ from numpy's");
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// rask writes lz4, zstd and zlib × every shuffle × dtype in both formats;
+/// zarr-python reads each exactly, and with automatic blocks rask's Blosc
+/// header matches numcodecs' own for the same chunk.
+#[test]
+fn blosc_chunks_written_by_rask_read_in_zarr_python() {
+    use rask_array::zarr::{BloscCname, BloscShuffle, Compressor, ZarrFormat, ZarrWriteOptions};
+    let dir = std::env::temp_dir().join(format!("rask-blosc-write-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = format!(
+        "{BLOSC_DATA}\nimport sys\nfor name, a in DATA.items():\n    np.save(f\"{{sys.argv[1]}}/{{name}}.npy\", a)\n"
+    );
+    python_script(&data, &[dir.to_string_lossy().to_string()]);
+    let mut stores = Vec::new();
+    for dtype in BLOSC_DTYPES {
+        let x = Array::from_npy(dir.join(format!("{dtype}.npy")), Chunks::Uniform(vec![300_007])).unwrap();
+        let want = x.compute().unwrap();
+        for (format, fmt) in [(ZarrFormat::V2, 2), (ZarrFormat::V3, 3)] {
+            for (cname, name) in [(BloscCname::Lz4, "lz4"), (BloscCname::Zstd, "zstd"), (BloscCname::Zlib, "zlib")] {
+                for (s, shuffle) in
+                    [BloscShuffle::NoShuffle, BloscShuffle::Byte, BloscShuffle::Bit].into_iter().enumerate()
+                {
+                    // zstd also tries a forced block size.
+                    let blocksize = if cname == BloscCname::Zstd && fmt == 3 { 100_000 } else { 0 };
+                    let compressor = Compressor::Blosc { cname, clevel: 5, shuffle, blocksize };
+                    let label = format!("v{fmt}-{name}-{}-{dtype}-{blocksize}", BLOSC_SHUFFLES[s]);
+                    let store = dir.join(format!("{label}.zarr"));
+                    x.to_zarr_with(&store, &ZarrWriteOptions { format, compressor, ..Default::default() }).unwrap();
+                    assert!(Array::from_zarr(&store).unwrap().compute().unwrap() == want, "{label}: rask reads back");
+                    let chunk = store.join(if fmt == 2 { "0" } else { "c/0" });
+                    stores.push(json!({"label": label, "store": store, "chunk": chunk, "dtype": dtype,
+                                       "cname": name, "shuffle": s, "blocksize": blocksize}));
+                }
+            }
+        }
+    }
+    let script = format!(
+        r#"{BLOSC_DATA}
+import json, sys, zarr, numcodecs
+d, stores = sys.argv[1], json.loads(sys.argv[2])
+problems = []
+for s in stores:
+    a = np.load(f"{{d}}/{{s['dtype']}}.npy")
+    z = zarr.open_array(s["store"], mode="r")
+    got = z[...]
+    if got.dtype != a.dtype or not np.array_equal(got, a):
+        problems.append(f"{{s['label']}}: zarr-python reads other values")
+    theirs = numcodecs.Blosc(cname=s["cname"], clevel=5, shuffle=s["shuffle"], blocksize=s["blocksize"]).encode(a[:C])
+    ours = open(s["chunk"], "rb").read()
+    # Whether a chunk ends up stored raw (flag 0x02) depends on how well
+    # each lz4 implementation compresses; the rest of the header must agree.
+    if ours[:2] + bytes([ours[2] & ~2]) + ours[3:12] != theirs[:2] + bytes([theirs[2] & ~2]) + theirs[3:12]:
+        problems.append(f"{{s['label']}}: header {{ours[:12].hex()}}, numcodecs writes {{theirs[:12].hex()}}")
+    if numcodecs.Blosc().decode(ours) != a[:C].tobytes():
+        problems.append(f"{{s['label']}}: numcodecs decodes other bytes")
+print(json.dumps(problems))
+"#
+    );
+    let out = python_script(&script, &[dir.to_string_lossy().to_string(), Json::Array(stores).to_string()]);
+    let problems: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The read-only cnames are refused before anything is written.
+    let x = Array::from_npy(dir.join("uint8.npy"), Chunks::Auto).unwrap();
+    for cname in [BloscCname::BloscLz, BloscCname::Lz4Hc] {
+        let compressor = Compressor::Blosc { cname, clevel: 5, shuffle: BloscShuffle::Byte, blocksize: 0 };
+        let store = dir.join("refused.zarr");
+        let err = x.to_zarr_with(&store, &ZarrWriteOptions { compressor, ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("not written"), "{err}");
+        assert!(!store.join(".zarray").exists() && !store.join("zarr.json").exists());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
