@@ -509,9 +509,9 @@ fn transfer(mib: usize, repeat: usize) -> anyhow::Result<()> {
         store.insert(Key::new("big"), rask_core::Value::Array(rask_core::ArrayValue::F64(data.into_shared())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = format!("http://{}", listener.local_addr()?);
+        // The worker's data server, as `rask worker` builds it.
         tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            rask_proto::transport::grpc_server(None)?
                 .add_service(DataService::new(store).into_server())
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );

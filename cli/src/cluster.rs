@@ -27,8 +27,8 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    fn load(&self) -> anyhow::Result<Option<std::sync::Arc<rask_proto::tls::Tls>>> {
-        let files = rask_proto::tls::TlsFiles {
+    fn load(&self) -> anyhow::Result<Option<std::sync::Arc<rask_proto::transport::Tls>>> {
+        let files = rask_proto::transport::TlsFiles {
             ca_file: self.tls_ca_file.clone(),
             cert: self.tls_cert.clone(),
             key: self.tls_key.clone(),
@@ -212,7 +212,7 @@ pub fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         let server = SchedulerServer::start(config).await.context("cannot start the scheduler")?;
         let grpc = server.grpc_addr();
         let http = server.http_addr();
-        let scheme = rask_proto::tls::scheme(tls.as_deref());
+        let scheme = rask_proto::transport::scheme(tls.as_deref());
         let web = if tls.is_some() { "https" } else { "http" };
         println!("rask scheduler at {scheme}://{}:{}", shown_host(grpc.ip()), grpc.port());
         println!("dashboard at {web}://{}:{}/status", shown_host(http.ip()), http.port());

@@ -133,7 +133,7 @@ pub struct Security {
     /// The scheduler's shared token (`--token` / `RASK_TOKEN`).
     pub token: Option<String>,
     /// The CA, this client's certificate and key, for `tls://` schedulers.
-    pub tls: rask_proto::tls::TlsFiles,
+    pub tls: rask_proto::transport::TlsFiles,
 }
 
 impl Security {
@@ -142,7 +142,7 @@ impl Security {
     pub fn from_env() -> Self {
         Self {
             token: std::env::var("RASK_TOKEN").ok().filter(|t| !t.is_empty()),
-            tls: rask_proto::tls::TlsFiles::from_env(),
+            tls: rask_proto::transport::TlsFiles::from_env(),
         }
     }
 }

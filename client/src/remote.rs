@@ -14,7 +14,7 @@ use rask_core::{Key, Task, Value};
 use rask_proto::auth::Bearer;
 use rask_proto::pb::scheduler_client::SchedulerClient;
 use rask_proto::pb::{self, KeyState};
-use rask_proto::tls::Tls;
+use rask_proto::transport::Tls;
 use rask_proto::{Assembler, MAX_MESSAGE_BYTES, decode_value, task_to_pb};
 use rask_scheduler::{ErrorKind, TaskError};
 use rustc_hash::FxHashMap;
@@ -60,11 +60,11 @@ impl Remote {
         let bearer =
             Bearer::new(token).map_err(|e| Error::Connect { address: address.into(), message: e.message().into() })?;
         let connect = async {
-            let endpoint = rask_proto::tls::endpoint(address, tls)?
+            let endpoint = rask_proto::transport::endpoint(address, tls)?
                 .connect_timeout(Duration::from_secs(10))
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(20));
-            let channel = endpoint.connect().await.map_err(|e| rask_proto::tls::describe(&e))?;
+            let channel = endpoint.connect().await.map_err(|e| rask_proto::transport::describe(&e))?;
             let mut grpc = SchedulerClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rask_core::{Arg, Body, Call, Key, Params, Task, Value};
 
-pub mod tls;
+pub mod transport;
 
 /// The generated protobuf types and services.
 #[allow(clippy::all, missing_debug_implementations, rust_2018_idioms, unused_qualifications)]

@@ -10,7 +10,7 @@ use rask_core::{Key, Value};
 use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::worker_data_server::{WorkerData, WorkerDataServer};
 use rask_proto::pb::{self, Keys, Piece};
-use rask_proto::tls::Tls;
+use rask_proto::transport::Tls;
 use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, decode_value, encode_value, pieces};
 use tokio_stream::Stream;
 use tonic::transport::Channel;
@@ -96,7 +96,7 @@ impl DataClient {
     pub async fn connect_with(address: &str, limit: u64, tls: Option<&Tls>) -> Result<Self, FetchError> {
         let connect_error =
             |e: &dyn std::fmt::Display| FetchError::Connect { address: address.to_string(), message: e.to_string() };
-        let endpoint = rask_proto::tls::endpoint(address, tls).map_err(|e| connect_error(&e))?;
+        let endpoint = rask_proto::transport::endpoint(address, tls).map_err(|e| connect_error(&e))?;
         let channel = endpoint.connect().await.map_err(|e| connect_error(&e))?;
         let inner = WorkerDataClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

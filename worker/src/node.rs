@@ -19,7 +19,7 @@ use axum::routing::get;
 use rask_core::{Key, Value};
 use rask_proto::pb::worker_control_client::WorkerControlClient;
 use rask_proto::pb::{self, worker_message::Kind as Up};
-use rask_proto::tls::{self, Tls};
+use rask_proto::transport::{self, Tls};
 use rask_proto::{MAX_MESSAGE_BYTES, auth, check_version, task_from_pb};
 use rask_scheduler::{Priority, WorkerId};
 use rustc_hash::FxHashMap;
@@ -375,7 +375,7 @@ pub async fn run(
     on_start: impl FnOnce(&Started),
 ) -> Result<(), WorkerError> {
     let url = rask_proto::grpc_url(&config.scheduler);
-    let scheduler_endpoint = tls::endpoint(&config.scheduler, config.tls.as_deref())
+    let scheduler_endpoint = transport::endpoint(&config.scheduler, config.tls.as_deref())
         .map_err(|message| WorkerError::Address { address: config.scheduler.clone(), message })?;
     let contact = config.contact_host.clone().or_else(|| route_to(&url)).unwrap_or_else(|| "127.0.0.1".into());
 
@@ -394,11 +394,7 @@ pub async fn run(
     let web = if config.tls.as_deref().is_some_and(Tls::can_serve) { "https" } else { "http" };
     let data_address = format!("{web}://{contact}:{data_port}");
     let data_svc = DataService::new(store.clone()).into_server();
-    let mut data_server = tonic::transport::Server::builder().tcp_nodelay(true);
-    if let Some(tls) = config.tls.as_deref().filter(|t| t.can_serve()) {
-        let settings = tls.grpc_server().map_err(std::io::Error::other)?;
-        data_server = data_server.tls_config(settings).map_err(std::io::Error::other)?;
-    }
+    let mut data_server = transport::grpc_server(config.tls.as_deref()).map_err(std::io::Error::other)?;
     let data_task =
         tokio::spawn(data_server.add_service(data_svc).serve_with_incoming(TcpListenerStream::new(data_listener)));
 
@@ -408,7 +404,7 @@ pub async fn run(
         .keep_alive_timeout(Duration::from_secs(20))
         .connect()
         .await
-        .map_err(|e| WorkerError::Connect { address: url.clone(), message: tls::describe(&e) })?;
+        .map_err(|e| WorkerError::Connect { address: url.clone(), message: transport::describe(&e) })?;
     let mut control = WorkerControlClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -497,7 +493,7 @@ pub async fn run(
         .with_state(node.clone());
     let http_tls = config.tls.clone();
     let http_task = tokio::spawn(async move {
-        if let Err(e) = tls::serve_http(http_listener, app, http_tls, std::future::pending()).await {
+        if let Err(e) = transport::serve_http(http_listener, app, http_tls, std::future::pending()).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });

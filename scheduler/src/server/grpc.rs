@@ -11,7 +11,7 @@ use rask_proto::pb::scheduler_server::Scheduler;
 use rask_proto::pb::worker_control_server::WorkerControl;
 use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::{self, Piece};
-use rask_proto::tls::Tls;
+use rask_proto::transport::Tls;
 use rask_proto::{MAX_MESSAGE_BYTES, auth, check_version, task_from_pb};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -63,7 +63,7 @@ impl Handle {
         if let Some(c) = peers.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = rask_proto::tls::endpoint(address, self.tls.as_deref())
+        let endpoint = rask_proto::transport::endpoint(address, self.tls.as_deref())
             .map_err(|e| Status::internal(format!("worker {address}: {e}")))?;
         let client = WorkerDataClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rask_proto::MAX_MESSAGE_BYTES;
 use rask_proto::pb::scheduler_server::SchedulerServer as SchedulerService;
 use rask_proto::pb::worker_control_server::WorkerControlServer;
-use rask_proto::tls::{self, Tls};
+use rask_proto::transport::{self, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -105,14 +105,10 @@ impl SchedulerServer {
             std::thread::Builder::new().name("rask-scheduler-core".into()).spawn(move || core.run(core_rx))?;
         let handle =
             grpc::Handle::new(core_tx.clone(), config.token.as_deref().map(Arc::from), config.tls.clone(), metrics);
-        let mut grpc_server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut grpc_server = transport::grpc_server(config.tls.as_deref())
+            .map_err(std::io::Error::other)?
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-        if let Some(tls) = &config.tls {
-            let settings = tls.grpc_server().map_err(std::io::Error::other)?;
-            grpc_server = grpc_server.tls_config(settings).map_err(std::io::Error::other)?;
-        }
 
         let grpc_listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let http_listener = TcpListener::bind((config.host.as_str(), config.http_port)).await?;
@@ -148,7 +144,7 @@ impl SchedulerServer {
             let shutdown = async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             };
-            let served = tls::serve_http(http_listener, app, http_tls, shutdown).await;
+            let served = transport::serve_http(http_listener, app, http_tls, shutdown).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
