@@ -8,13 +8,18 @@
 //! same for any chunking. The edges of the whole array are extended by the
 //! filter itself (the halo has `Boundary::None` there), which gives scipy's
 //! `mirror` mode and arrays shorter than the filter for free; only `wrap`
-//! takes its halo from the other end (`Boundary::Periodic`).
+//! takes its halo from the other end of its axis.
+//!
+//! The edge mode is scipy's `mode`: one for every axis, or ([`Modes`]) one per
+//! axis for the filters scipy builds from 1-D passes (Gaussian and its
+//! derivatives, uniform, minimum/maximum with a box, Sobel, Prewitt,
+//! Laplace); the others refuse a sequence as scipy does.
 
 use rask::core::{ArrayValue, DType, OpEntry, OpError, Params, Value};
-use rask_array::{Array, Boundary, Chunks};
+use rask_array::{Array, Boundary, Chunks, Index};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{self, Block, Mode, Real};
+use crate::kernels::{self, Block, Mode, Pass, Real};
 use crate::{ImageError, Result};
 
 /// The registered op that runs a [`FilterTask`] on one (extended) block.
@@ -38,6 +43,9 @@ pub enum Filter {
     Laplace,
     /// `gaussian_gradient_magnitude`.
     GradientMagnitude { sigma: Vec<f64>, radius: Vec<usize> },
+    /// `gaussian_laplace`: the sum over axes of the second Gaussian
+    /// derivative along that axis.
+    GaussianLaplace { sigma: Vec<f64>, radius: Vec<usize> },
     /// `correlate` with an n-d kernel (C order of `shape`) and origins.
     Correlate { weights: Vec<f64>, shape: Vec<usize>, origin: Vec<isize> },
     /// `rank_filter` (and `percentile_filter`, footprint `median_filter`,
@@ -50,7 +58,9 @@ impl Filter {
     /// How many elements the filter reads beyond an output element, per axis.
     pub fn depth(&self, ndim: usize) -> Vec<usize> {
         match self {
-            Filter::Gaussian { sigma, radius, .. } | Filter::GradientMagnitude { sigma, radius } => {
+            Filter::Gaussian { sigma, radius, .. }
+            | Filter::GradientMagnitude { sigma, radius }
+            | Filter::GaussianLaplace { sigma, radius } => {
                 sigma.iter().zip(radius).map(|(&s, &r)| if s > 1e-15 { r } else { 0 }).collect()
             }
             Filter::Uniform { size } | Filter::Extremum { size, .. } | Filter::Median { size } => {
@@ -63,42 +73,100 @@ impl Filter {
         }
     }
 
+    /// scipy's name of the filter, for error messages.
+    pub fn scipy_name(&self) -> &'static str {
+        match self {
+            Filter::Gaussian { .. } => "gaussian_filter",
+            Filter::Uniform { .. } => "uniform_filter",
+            Filter::Extremum { maximum: false, .. } => "minimum_filter",
+            Filter::Extremum { maximum: true, .. } => "maximum_filter",
+            Filter::Median { .. } => "median_filter",
+            Filter::Edge { smooth, .. } if smooth[1] == 2.0 => "sobel",
+            Filter::Edge { .. } => "prewitt",
+            Filter::Laplace => "laplace",
+            Filter::GradientMagnitude { .. } => "gaussian_gradient_magnitude",
+            Filter::GaussianLaplace { .. } => "gaussian_laplace",
+            Filter::Correlate { .. } => "correlate",
+            Filter::Rank { .. } => "rank_filter",
+        }
+    }
+
+    /// Why scipy refuses a sequence of modes (one per axis) for this filter,
+    /// or `None` when it takes one. scipy takes a sequence for the filters it
+    /// runs as 1-D passes; a rank filter is one when its rank picks the
+    /// minimum or maximum of a full box (scipy then calls the separable
+    /// `minimum_filter` / `maximum_filter`).
+    pub fn mode_sequence_refusal(&self) -> Option<&'static str> {
+        const RANK: &str = "a sequence of modes is not supported by non-separable rank filters";
+        match self {
+            Filter::Correlate { .. } => Some("a sequence of modes is not supported"),
+            Filter::Median { size } if size.iter().product::<usize>() > 1 => Some(RANK),
+            Filter::Rank { mask, rank, .. } => {
+                let count = mask.iter().filter(|m| **m).count();
+                if *rank != 0 && *rank + 1 != count {
+                    Some(RANK)
+                } else if mask.contains(&false) {
+                    Some("a sequence of modes is not supported for non-separable footprints")
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The modes the filter extends each axis with, given one mode per axis:
+    /// `modes[k]` on axis `k`, except for the Gaussian derivative sums, where
+    /// (as in scipy) the derivative along axis `k` runs all its passes with
+    /// `modes[k]`, so every axis is read with every mode.
+    pub fn axis_modes(&self, modes: &[Mode]) -> Vec<Vec<Mode>> {
+        match self {
+            Filter::GradientMagnitude { .. } | Filter::GaussianLaplace { .. } => vec![modes.to_vec(); modes.len()],
+            _ => modes.iter().map(|&m| vec![m]).collect(),
+        }
+    }
+
     /// Runs the filter on one in-memory block, with scipy's output rules:
-    /// every pass is stored as `output` before the next reads it.
-    pub fn apply(&self, input: ArrayValue, mode: Mode, cval: f64, output: DType) -> ArrayValue {
+    /// every pass is stored as `output` before the next reads it. Axis `k`
+    /// is extended by `modes[k]` (one mode per axis of `input`).
+    pub fn apply(&self, input: ArrayValue, modes: &[Mode], cval: f64, output: DType) -> ArrayValue {
         let f32_work = input.dtype() == DType::F32 && output == DType::F32;
-        if let Some(passes) = self.separable_passes(input.shape().len()) {
+        if let Some(passes) = self.separable_passes(input.shape().len(), modes) {
             return if f32_work {
-                kernels::separable_to::<f32>(input, &passes, mode, cval, output)
+                kernels::separable_to::<f32>(input, &passes, cval, output)
             } else {
-                kernels::separable_to::<f64>(input, &passes, mode, cval, output)
+                kernels::separable_to::<f64>(input, &passes, cval, output)
             };
         }
         if f32_work {
-            self.run::<f32>(input, mode, cval, output).into_value(output)
+            self.run::<f32>(input, modes, cval, output).into_value(output)
         } else {
-            self.run::<f64>(input, mode, cval, output).into_value(output)
+            self.run::<f64>(input, modes, cval, output).into_value(output)
         }
     }
 
     /// The 1-D correlations of a separable filter (Gaussian with at least
-    /// one pass, Sobel, Prewitt), in scipy's order.
-    fn separable_passes(&self, ndim: usize) -> Option<Vec<(usize, Vec<f64>)>> {
+    /// one pass, Sobel, Prewitt), in scipy's order, each with its axis's mode.
+    fn separable_passes(&self, ndim: usize, modes: &[Mode]) -> Option<Vec<Pass>> {
         match self {
             Filter::Gaussian { sigma, order, radius } => {
-                let passes = gaussian_kernels(ndim, sigma, order, radius);
+                let passes = gaussian_kernels(ndim, sigma, order, radius, modes);
                 (!passes.is_empty()).then_some(passes)
             }
             Filter::Edge { axis, smooth } => {
-                let mut passes = vec![(*axis, vec![-1.0, 0.0, 1.0])];
-                passes.extend((0..ndim).filter(|a| a != axis).map(|a| (a, smooth.to_vec())));
+                let mut passes = vec![Pass { axis: *axis, weights: vec![-1.0, 0.0, 1.0], mode: modes[*axis] }];
+                passes.extend((0..ndim).filter(|a| a != axis).map(|a| Pass {
+                    axis: a,
+                    weights: smooth.to_vec(),
+                    mode: modes[a],
+                }));
                 Some(passes)
             }
             _ => None,
         }
     }
 
-    fn run<W: Real>(&self, input: ArrayValue, mode: Mode, cval: f64, output: DType) -> Block<W> {
+    fn run<W: Real>(&self, input: ArrayValue, modes: &[Mode], cval: f64, output: DType) -> Block<W> {
         let ndim = input.shape().len();
         let src: Block<W> = Block::from_owned(input);
         let stored = |mut b: Block<W>| {
@@ -111,7 +179,7 @@ impl Filter {
                 let mut b = src;
                 for (axis, &s) in size.iter().enumerate() {
                     if s > 1 {
-                        b = kernels::uniform1d(&b, axis, s, mode, cval);
+                        b = kernels::uniform1d(&b, axis, s, modes[axis], cval);
                         b.store_as(output);
                     }
                 }
@@ -121,98 +189,114 @@ impl Filter {
                 let mut b = src;
                 for (axis, &s) in size.iter().enumerate() {
                     if s > 1 {
-                        b = kernels::extremum1d(&b, axis, s, *maximum, mode, cval);
+                        b = kernels::extremum1d(&b, axis, s, *maximum, modes[axis], cval);
                         b.store_as(output);
                     }
                 }
                 stored(b)
             }
-            Filter::Median { size } => stored(kernels::median_nd(&src, size, mode, cval)),
-            Filter::Laplace => {
-                if ndim == 0 {
-                    return stored(src);
-                }
-                let mut out = stored(kernels::correlate1d(&src, 0, &[1.0, -2.0, 1.0], mode, cval));
-                for axis in 1..ndim {
-                    let tmp = stored(kernels::correlate1d(&src, axis, &[1.0, -2.0, 1.0], mode, cval));
-                    for (o, t) in out.data.iter_mut().zip(&tmp.data) {
-                        *o = W::of(kernels::wrap_integer(o.get() + t.get(), output));
-                    }
-                }
-                out
-            }
+            Filter::Median { size } => stored(kernels::median_nd(&src, size, modes, cval)),
+            Filter::Laplace => sum_over_axes(src, output, |src, axis| {
+                stored(kernels::correlate1d(src, axis, &[1.0, -2.0, 1.0], modes[axis], cval))
+            }),
+            Filter::GaussianLaplace { sigma, radius } => sum_over_axes(src, output, |src, axis| {
+                gaussian_derivative(src, axis, 2, sigma, radius, modes[axis], cval, output)
+            }),
             Filter::GradientMagnitude { sigma, radius } => {
-                let mut out: Option<Block<W>> = None;
-                for axis in 0..ndim {
-                    let mut order = vec![0; ndim];
-                    order[axis] = 1;
-                    let mut d = gaussian_passes(src.clone(), sigma, &order, radius, mode, cval, output);
+                let mut o = sum_over_axes(src, output, |src, axis| {
+                    let mut d = gaussian_derivative(src, axis, 1, sigma, radius, modes[axis], cval, output);
                     for v in &mut d.data {
                         *v = W::of(kernels::wrap_integer(v.get() * v.get(), output));
                     }
-                    out = Some(match out {
-                        None => d,
-                        Some(mut o) => {
-                            for (a, b) in o.data.iter_mut().zip(&d.data) {
-                                *a = W::of(kernels::wrap_integer(a.get() + b.get(), output));
-                            }
-                            o
-                        }
-                    });
+                    d
+                });
+                if ndim > 0 {
+                    for v in &mut o.data {
+                        *v = W::of(v.get().sqrt());
+                    }
                 }
-                let mut o = out.unwrap_or_else(|| stored(src));
-                for v in &mut o.data {
-                    *v = W::of(v.get().sqrt());
-                }
-                o.store_as(output);
-                o
+                stored(o)
             }
             Filter::Correlate { weights, shape, origin } => {
-                stored(kernels::correlate_nd(&src, weights, shape, origin, mode, cval))
+                stored(kernels::correlate_nd(&src, weights, shape, origin, modes, cval))
             }
             Filter::Rank { mask, shape, origin, rank } => {
-                stored(kernels::rank_nd(&src, mask, shape, origin, *rank, mode, cval))
+                stored(kernels::rank_nd(&src, mask, shape, origin, *rank, modes, cval))
             }
         }
     }
 }
 
+/// `Σ term(src, axis)` over the axes, added in `output`'s arithmetic (integers
+/// wrap), as scipy's `generic_laplace` and `generic_gradient_magnitude` add
+/// into their output; the input stored as `output` for a 0-d block.
+fn sum_over_axes<W: Real>(
+    src: Block<W>,
+    output: DType,
+    mut term: impl FnMut(&Block<W>, usize) -> Block<W>,
+) -> Block<W> {
+    let ndim = src.shape.len();
+    if ndim == 0 {
+        let mut b = src;
+        b.store_as(output);
+        return b;
+    }
+    let mut out = term(&src, 0);
+    for axis in 1..ndim {
+        let t = term(&src, axis);
+        for (o, x) in out.data.iter_mut().zip(&t.data) {
+            *o = W::of(kernels::wrap_integer(o.get() + x.get(), output));
+        }
+    }
+    out
+}
+
 /// The reversed (scipy correlates with them reversed) Gaussian kernels of
-/// the axes with `sigma > 1e-15`, in axis order.
-fn gaussian_kernels(ndim: usize, sigma: &[f64], order: &[usize], radius: &[usize]) -> Vec<(usize, Vec<f64>)> {
+/// the axes with `sigma > 1e-15`, in axis order, each with its axis's mode.
+fn gaussian_kernels(ndim: usize, sigma: &[f64], order: &[usize], radius: &[usize], modes: &[Mode]) -> Vec<Pass> {
     (0..ndim)
         .filter(|&axis| sigma[axis] > 1e-15)
         .map(|axis| {
             let mut w = kernels::gaussian_kernel1d(sigma[axis], order[axis], radius[axis]);
             w.reverse();
-            (axis, w)
+            Pass { axis, weights: w, mode: modes[axis] }
         })
         .collect()
 }
 
-fn gaussian_passes<W: Real>(
-    src: Block<W>,
+/// The Gaussian derivative of order `deriv` along `axis` (order 0 on the
+/// other axes) stored as `output`, every pass extended by `mode`: scipy's
+/// `gaussian_gradient_magnitude` and `gaussian_laplace` call
+/// `gaussian_filter` once per axis with that axis's mode.
+#[allow(clippy::too_many_arguments)] // the derivative's parameters, spelled out
+fn gaussian_derivative<W: Real>(
+    src: &Block<W>,
+    axis: usize,
+    deriv: usize,
     sigma: &[f64],
-    order: &[usize],
     radius: &[usize],
     mode: Mode,
     cval: f64,
     output: DType,
 ) -> Block<W> {
-    let passes = gaussian_kernels(src.shape.len(), sigma, order, radius);
+    let ndim = src.shape.len();
+    let mut order = vec![0; ndim];
+    order[axis] = deriv;
+    let passes = gaussian_kernels(ndim, sigma, &order, radius, &vec![mode; ndim]);
     if passes.is_empty() {
-        let mut b = src;
+        let mut b = src.clone();
         b.store_as(output);
         return b;
     }
-    kernels::separable(&src, &passes, mode, cval, output)
+    kernels::separable(src, &passes, cval, output)
 }
 
-/// What a filter task carries: the filter, the edge mode and the output dtype.
+/// What a filter task carries: the filter, the edge mode of each axis and
+/// the output dtype.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FilterTask {
     pub filter: Filter,
-    pub mode: Mode,
+    pub modes: Vec<Mode>,
     pub cval: f64,
     pub output: DType,
 }
@@ -227,77 +311,304 @@ fn filter_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError
     if input.dtype() == DType::Bool {
         return Err(OpError::new(format!("{FILTER_OP}: boolean images are not supported; cast to uint8 first")));
     }
-    Ok(Value::Array(task.filter.apply(input, task.mode, task.cval, task.output)))
+    if task.modes.len() != input.shape().len() {
+        return Err(OpError::new(format!(
+            "{FILTER_OP}: {} modes for a block of {} axes",
+            task.modes.len(),
+            input.shape().len()
+        )));
+    }
+    Ok(Value::Array(task.filter.apply(input, &task.modes, task.cval, task.output)))
 }
 
 rask::core::inventory::submit! { OpEntry { name: FILTER_OP, func: filter_op } }
 
-/// Options shared by the filters: scipy's `mode`, `cval` and `output`
-/// (`None`: the input's dtype).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// scipy's `mode` argument: one [`Mode`] for every axis (a string in
+/// scipy), or a sequence with exactly one mode per axis of the image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Modes {
+    /// The same mode on every axis.
+    All(Mode),
+    /// `modes[k]` extends axis `k`. Only the filters scipy builds from 1-D
+    /// passes take a sequence, even one that repeats a single mode.
+    PerAxis(Vec<Mode>),
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes::All(Mode::Reflect)
+    }
+}
+
+impl From<Mode> for Modes {
+    fn from(mode: Mode) -> Self {
+        Modes::All(mode)
+    }
+}
+
+impl From<Vec<Mode>> for Modes {
+    fn from(modes: Vec<Mode>) -> Self {
+        Modes::PerAxis(modes)
+    }
+}
+
+impl<const N: usize> From<[Mode; N]> for Modes {
+    fn from(modes: [Mode; N]) -> Self {
+        Modes::PerAxis(modes.to_vec())
+    }
+}
+
+impl Modes {
+    /// One mode for every axis from scipy's name (`"reflect"`, `"wrap"`, …).
+    pub fn from_name(name: &str) -> Result<Modes> {
+        Ok(Modes::All(parse_mode(name)?))
+    }
+
+    /// One mode per axis from scipy's names, as scipy's `mode=("reflect",
+    /// "wrap")`.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Modes> {
+        Ok(Modes::PerAxis(names.iter().map(|n| parse_mode(n.as_ref())).collect::<Result<_>>()?))
+    }
+
+    /// Whether this is a sequence (one mode per axis).
+    pub fn is_sequence(&self) -> bool {
+        matches!(self, Modes::PerAxis(_))
+    }
+
+    /// The mode of each of `ndim` axes. A sequence must have exactly `ndim`
+    /// entries (scipy: "sequence argument must have length equal to input
+    /// rank").
+    pub fn per_axis(&self, ndim: usize) -> Result<Vec<Mode>> {
+        match self {
+            Modes::All(mode) => Ok(vec![*mode; ndim]),
+            Modes::PerAxis(modes) if modes.len() == ndim => Ok(modes.clone()),
+            Modes::PerAxis(modes) => Err(ImageError::Value(format!(
+                "sequence argument must have length equal to input rank: {} modes {} for {ndim} axes",
+                modes.len(),
+                self.names()
+            ))),
+        }
+    }
+
+    /// The modes as scipy spells the argument: `reflect` or
+    /// `('reflect', 'wrap')`.
+    pub fn names(&self) -> String {
+        match self {
+            Modes::All(mode) => mode.name().to_string(),
+            Modes::PerAxis(modes) => {
+                let names: Vec<String> = modes.iter().map(|m| format!("'{}'", m.name())).collect();
+                format!("({})", names.join(", "))
+            }
+        }
+    }
+}
+
+fn parse_mode(name: &str) -> Result<Mode> {
+    Mode::from_name(name).ok_or_else(|| {
+        ImageError::Value(format!(
+            "boundary mode not supported: {name:?} (expected reflect, nearest, mirror, constant or wrap)"
+        ))
+    })
+}
+
+/// Options shared by the filters: scipy's `mode` (one for all axes or, for
+/// the separable filters, one per axis), `cval` and `output` (`None`: the
+/// input's dtype).
+#[derive(Clone, Debug, PartialEq)]
 pub struct FilterOptions {
-    pub mode: Mode,
+    pub mode: Modes,
     pub cval: f64,
     pub output: Option<DType>,
 }
 
 impl Default for FilterOptions {
     fn default() -> Self {
-        Self { mode: Mode::Reflect, cval: 0.0, output: None }
+        Self { mode: Modes::default(), cval: 0.0, output: None }
     }
 }
 
 impl FilterOptions {
-    /// The given mode, `cval` 0 and the input's dtype.
+    /// The given mode on every axis, `cval` 0 and the input's dtype.
     pub fn mode(mode: Mode) -> Self {
-        Self { mode, ..Self::default() }
+        Self { mode: Modes::All(mode), ..Self::default() }
+    }
+
+    /// One mode per axis (`modes[k]` on axis `k`), `cval` 0 and the input's
+    /// dtype.
+    pub fn modes(modes: impl Into<Vec<Mode>>) -> Self {
+        Self { mode: Modes::PerAxis(modes.into()), ..Self::default() }
+    }
+
+    /// The same options with `cval`, the value beyond the edges in
+    /// `constant` mode.
+    pub fn with_cval(self, cval: f64) -> Self {
+        Self { cval, ..self }
+    }
+
+    /// The same options with the output dtype.
+    pub fn with_output(self, output: DType) -> Self {
+        Self { output: Some(output), ..self }
     }
 }
 
+/// How a filter's halo is taken along one axis of a chunked array.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AxisHalo {
+    /// No halo: one chunk, or the filter does not read beyond an element.
+    Skip,
+    /// Neighbouring chunks; the kernel extends the array's edges itself.
+    Extend,
+    /// Neighbouring chunks, wrapping around at the array's edges.
+    Periodic,
+    /// The axis is merged into one chunk, where the kernel extends the
+    /// edges itself: `wrap` mixed with other modes on the axis (Gaussian
+    /// derivative sums), or a wrapping halo at least as long as the axis.
+    Merge,
+}
+
 /// Runs `filter` over a chunked array: `map_overlap` with the filter's depth
-/// on split axes, `map_blocks` when no axis needs a halo.
+/// on split axes, `map_blocks` when no axis needs a halo. Errors name the
+/// filter by scipy's name.
 pub fn apply(image: &Array, filter: Filter, options: &FilterOptions) -> Result<Array> {
+    let name = filter.scipy_name();
+    apply_named(image, filter, options, name)
+}
+
+/// The modes of each axis for `filter`, refusing a sequence as scipy does
+/// for the filters that take one mode only (`name` is the function called).
+fn resolve_modes(filter: &Filter, options: &FilterOptions, ndim: usize, name: &str) -> Result<Vec<Mode>> {
+    if options.mode.is_sequence() {
+        let refusal = filter.mode_sequence_refusal();
+        // scipy's correlate and convolve refuse any sequence before looking
+        // at its length; the rank filters check the length first.
+        if let (Filter::Correlate { .. }, Some(why)) = (filter, refusal) {
+            return Err(ImageError::Value(format!("{name}: {why} (got mode={})", options.mode.names())));
+        }
+        let modes = options.mode.per_axis(ndim).map_err(|e| ImageError::Value(format!("{name}: {e}")))?;
+        if let Some(why) = refusal {
+            return Err(ImageError::Value(format!("{name}: {why} (got mode={})", options.mode.names())));
+        }
+        return Ok(modes);
+    }
+    options.mode.per_axis(ndim)
+}
+
+/// [`apply`] with the name of the scipy function called, for errors.
+fn apply_named(image: &Array, filter: Filter, options: &FilterOptions, name: &str) -> Result<Array> {
     let ndim = image.ndim();
     if image.dtype() == DType::Bool {
-        return Err(ImageError::Value("boolean images are not supported; cast to uint8 first".into()));
+        return Err(ImageError::Value(format!("{name}: boolean images are not supported; cast to uint8 first")));
     }
-    let shape: Vec<usize> =
-        image.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            ImageError::Value("filters need known chunk sizes; call compute_chunk_sizes() first".into())
-        })?;
+    let modes = resolve_modes(&filter, options, ndim, name)?;
+    let shape: Vec<usize> = image.shape().into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+        ImageError::Value(format!("{name}: filters need known chunk sizes; call compute_chunk_sizes() first"))
+    })?;
     let mut depth = filter.depth(ndim);
+    let axis_modes = filter.axis_modes(&modes);
+    let split = |image: &Array, a: usize| image.chunks().axis(a).len() > 1;
+    let halo: Vec<AxisHalo> = (0..ndim)
+        .map(|a| {
+            if depth[a] == 0 || !split(image, a) {
+                return AxisHalo::Skip;
+            }
+            let wraps = axis_modes[a].contains(&Mode::Wrap);
+            let others = axis_modes[a].iter().any(|&m| m != Mode::Wrap);
+            match (wraps, others) {
+                (true, true) => AxisHalo::Merge,
+                (true, false) if depth[a] >= shape[a] => AxisHalo::Merge,
+                (true, false) => AxisHalo::Periodic,
+                _ => AxisHalo::Extend,
+            }
+        })
+        .collect();
+    let original = image;
     let mut image = image.clone();
-    if options.mode == Mode::Wrap {
-        // A periodic halo deeper than the axis cannot be gathered: keep such
-        // axes whole, where the filter wraps by itself.
-        let too_deep: Vec<usize> =
-            (0..ndim).filter(|&a| depth[a] > 0 && depth[a] >= shape[a] && image.chunks().axis(a).len() > 1).collect();
-        if !too_deep.is_empty() {
-            let chunks: Vec<usize> = (0..ndim)
-                .map(|a| {
-                    if too_deep.contains(&a) {
-                        shape[a].max(1)
-                    } else {
-                        image.chunks().axis(a).iter().flatten().copied().max().unwrap_or(1).max(1)
-                    }
-                })
-                .collect();
-            image = image.rechunk(Chunks::Uniform(chunks))?;
-        }
+    if halo.contains(&AxisHalo::Merge) {
+        // A periodic halo deeper than the axis cannot be gathered, nor can
+        // one halo serve both `wrap` and another mode: keep such axes whole,
+        // where the filter extends the edges by itself.
+        let chunks: Vec<Vec<usize>> = (0..ndim)
+            .map(|a| {
+                if halo[a] == AxisHalo::Merge {
+                    vec![shape[a]]
+                } else {
+                    image.chunks().axis(a).iter().flatten().copied().collect()
+                }
+            })
+            .collect();
+        image = image.rechunk(Chunks::Explicit(chunks))?;
     }
     for (a, d) in depth.iter_mut().enumerate() {
-        if image.chunks().axis(a).len() <= 1 {
+        if matches!(halo[a], AxisHalo::Skip | AxisHalo::Merge) {
             *d = 0;
         }
     }
     let output = options.output.unwrap_or(image.dtype());
-    let task = FilterTask { filter, mode: options.mode, cval: options.cval, output };
-    let params = Params::encode(&task);
+    let task = FilterTask { filter, modes, cval: options.cval, output };
+    let filtered = filter_with_halo(&image, &task, &depth, &halo, &shape)?;
+    if halo.contains(&AxisHalo::Merge) {
+        // Give the result the input's chunks back, as for any other call.
+        let chunks: Vec<Vec<usize>> =
+            (0..ndim).map(|a| original.chunks().axis(a).iter().flatten().copied().collect()).collect();
+        return Ok(filtered.rechunk(Chunks::Explicit(chunks))?);
+    }
+    Ok(filtered)
+}
+
+/// Runs `task` over `image` with `depth` (0 where no halo is needed) and
+/// each axis's halo kind: `map_blocks` without any halo, one `map_overlap`
+/// when all halo axes agree on the boundary; with `wrap` on some axes and
+/// kernel-extended edges on others, the wrapping axes get their far ends
+/// attached first (then they need no halo beyond the extended array) and
+/// are cut back after filtering.
+fn filter_with_halo(
+    image: &Array,
+    task: &FilterTask,
+    depth: &[usize],
+    halo: &[AxisHalo],
+    shape: &[usize],
+) -> Result<Array> {
+    let params = Params::encode(task);
+    let output = task.output;
     if depth.iter().all(|&d| d == 0) {
         return Ok(image.map_blocks(FILTER_OP, params, output));
     }
-    let boundary = if options.mode == Mode::Wrap { Boundary::Periodic } else { Boundary::None };
-    Ok(image.map_overlap(FILTER_OP, params, &depth, boundary, output)?)
+    let periodic: Vec<usize> = (0..depth.len()).filter(|&a| depth[a] > 0 && halo[a] == AxisHalo::Periodic).collect();
+    if periodic.is_empty() {
+        return Ok(image.map_overlap(FILTER_OP, params, depth, Boundary::None, output)?);
+    }
+    if (0..depth.len()).all(|a| depth[a] == 0 || halo[a] == AxisHalo::Periodic) {
+        return Ok(image.map_overlap(FILTER_OP, params, depth, Boundary::Periodic, output)?);
+    }
+    let mut extended = image.clone();
+    for &a in &periodic {
+        extended = wrap_extend(&extended, a, depth[a], shape[a])?;
+    }
+    let filtered = extended.map_overlap(FILTER_OP, params, depth, Boundary::None, output)?;
+    let index: Vec<Index> = (0..depth.len())
+        .map(|a| {
+            if periodic.contains(&a) {
+                Index::range(Some(depth[a] as isize), Some((depth[a] + shape[a]) as isize), 1)
+            } else {
+                Index::ALL
+            }
+        })
+        .collect();
+    Ok(filtered.slice(&index)?)
+}
+
+/// `image` with its last `depth` elements along `axis` (of length `n >
+/// depth`) put before it and its first `depth` after it: the periodic halo
+/// of the whole axis.
+fn wrap_extend(image: &Array, axis: usize, depth: usize, n: usize) -> Result<Array> {
+    let along = |start: usize, stop: usize| -> Vec<Index> {
+        (0..image.ndim())
+            .map(|a| if a == axis { Index::range(Some(start as isize), Some(stop as isize), 1) } else { Index::ALL })
+            .collect()
+    };
+    let tail = image.slice(&along(n - depth, n))?;
+    let head = image.slice(&along(0, depth))?;
+    Ok(Array::concatenate(&[tail, image.clone(), head], axis)?)
 }
 
 /// One value per axis: a single value is repeated.
@@ -400,6 +711,17 @@ pub fn gaussian_gradient_magnitude(image: &Array, sigma: &[f64], options: &Filte
     apply(image, Filter::GradientMagnitude { sigma, radius }, options)
 }
 
+/// `scipy.ndimage.gaussian_laplace(image, sigma)` (`truncate=4`): the sum
+/// over axes of the second Gaussian derivative along each axis.
+pub fn gaussian_laplace(image: &Array, sigma: &[f64], options: &FilterOptions) -> Result<Array> {
+    let sigma = per_axis(sigma, image.ndim(), "sigma")?;
+    if sigma.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(ImageError::Value(format!("sigma must be finite and non-negative, got {sigma:?}")));
+    }
+    let radius = sigma.iter().map(|&s| kernels::gaussian_radius(s, 4.0)).collect();
+    apply(image, Filter::GaussianLaplace { sigma, radius }, options)
+}
+
 /// An n-d kernel for [`correlate`] and [`convolve`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
@@ -490,6 +812,18 @@ pub fn rank_filter(
     origin: &[isize],
     options: &FilterOptions,
 ) -> Result<Array> {
+    rank_filter_named(image, rank, footprint, origin, options, "rank_filter")
+}
+
+/// [`rank_filter`] called as scipy's `name` (for errors).
+fn rank_filter_named(
+    image: &Array,
+    rank: isize,
+    footprint: &Footprint,
+    origin: &[isize],
+    options: &FilterOptions,
+    name: &str,
+) -> Result<Array> {
     let (mask, shape) = footprint.resolve(image.ndim())?;
     let count = mask.iter().filter(|m| **m).count() as isize;
     let r = if rank < 0 { rank + count } else { rank };
@@ -497,7 +831,7 @@ pub fn rank_filter(
         return Err(ImageError::Value(format!("rank {rank} is out of range for a footprint of {count} elements")));
     }
     let origin = check_origin(image.ndim(), &shape, origin)?;
-    apply(image, Filter::Rank { mask, shape, origin, rank: r as usize }, options)
+    apply_named(image, Filter::Rank { mask, shape, origin, rank: r as usize }, options, name)
 }
 
 /// `scipy.ndimage.percentile_filter`: the rank is `int(n * percentile /
@@ -516,7 +850,7 @@ pub fn percentile_filter(
         return Err(ImageError::Value(format!("invalid percentile {percentile}")));
     }
     let rank = if p == 100.0 { n - 1 } else { (n as f64 * p / 100.0) as usize };
-    rank_filter(image, rank as isize, footprint, origin, options)
+    rank_filter_named(image, rank as isize, footprint, origin, options, "percentile_filter")
 }
 
 /// `scipy.ndimage.median_filter` with a footprint (or a size): rank
@@ -528,7 +862,7 @@ pub fn median_filter_footprint(
     options: &FilterOptions,
 ) -> Result<Array> {
     let n = footprint.count(image.ndim())?;
-    rank_filter(image, (n / 2) as isize, footprint, origin, options)
+    rank_filter_named(image, (n / 2) as isize, footprint, origin, options, "median_filter")
 }
 
 /// Origins (empty: all 0) that keep the window's centre inside it.
@@ -555,5 +889,5 @@ pub fn convolve(image: &Array, kernel: &Kernel, origin: &[isize], options: &Filt
     let flipped = Kernel { weights, shape: kernel.shape.clone() };
     let origin_checked = check_kernel(image, &flipped, &origin)?;
     let filter = Filter::Correlate { weights: flipped.weights, shape: flipped.shape, origin: origin_checked };
-    apply(image, filter, options)
+    apply_named(image, filter, options, "convolve")
 }

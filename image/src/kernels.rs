@@ -114,6 +114,24 @@ impl Mode {
     }
 }
 
+/// One 1-D correlation of a separable filter: `weights` (origin 0) along
+/// `axis`, with the lines extended by `mode` (scipy lets each axis of a
+/// separable filter have its own mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pass {
+    pub axis: usize,
+    pub weights: Vec<f64>,
+    pub mode: Mode,
+}
+
+impl Pass {
+    /// The same pass along `axis - 1`: for the slabs of a block, which lack
+    /// its first axis.
+    fn inner(&self) -> Pass {
+        Pass { axis: self.axis.saturating_sub(1), weights: self.weights.clone(), mode: self.mode }
+    }
+}
+
 /// The working element type: `f32` or `f64`.
 pub trait Real:
     Copy
@@ -533,33 +551,19 @@ pub fn correlate1d_into<W: Real>(
     pass_1d_into(src, out, axis, before, after, mode, cval, |out, taps| fold_taps(out, taps, &w, sym))
 }
 
-/// A sequence of 1-D correlations (`(axis, weights)`, applied in order, each
+/// A sequence of 1-D correlations ([`Pass`]es, applied in order, each
 /// stored as `output` before the next), streamed over the first axis when
 /// possible: the passes of one slab run while it is in cache, and no
 /// full-size intermediate is allocated. Each element is computed exactly as
 /// by the passes one after the other.
-pub fn separable<W: Real>(
-    src: &Block<W>,
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
-    cval: f64,
-    output: DType,
-) -> Block<W> {
+pub fn separable<W: Real>(src: &Block<W>, passes: &[Pass], cval: f64, output: DType) -> Block<W> {
     let mut out = vec![W::default(); src.data.len()];
-    separable_into(&src.data, &src.shape, passes, mode, cval, output, &mut out);
+    separable_into(&src.data, &src.shape, passes, cval, output, &mut out);
     Block { data: out, shape: src.shape.clone() }
 }
 
-fn separable_into<W: Real>(
-    src: &[W],
-    shape: &[usize],
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
-    cval: f64,
-    output: DType,
-    out: &mut [W],
-) {
-    let Some(((axis, weights), rest)) = passes.split_first() else {
+fn separable_into<W: Real>(src: &[W], shape: &[usize], passes: &[Pass], cval: f64, output: DType, out: &mut [W]) {
+    let Some((Pass { axis, weights, mode }, rest)) = passes.split_first() else {
         out.copy_from_slice(src);
         return;
     };
@@ -567,13 +571,13 @@ fn separable_into<W: Real>(
     let n0 = shape.first().copied().unwrap_or(0);
     let full_pass = |out: &mut [W]| {
         let block = Block { data: src.to_vec(), shape: shape.to_vec() };
-        let mut b = correlate1d(&block, *axis, weights, mode, cval);
+        let mut b = correlate1d(&block, *axis, weights, *mode, cval);
         b.store_as(output);
-        separable_into(&b.data, shape, rest, mode, cval, output, out);
+        separable_into(&b.data, shape, rest, cval, output, out);
     };
     if nd < 2 || n0 == 0 || src.is_empty() {
         if nd == 1 && rest.is_empty() && !src.is_empty() {
-            line_into(src, weights, mode, cval, out);
+            line_into(src, weights, *mode, cval, out);
             Block { data: Vec::new(), shape: Vec::new() }.store_slice(out, output);
         } else {
             full_pass(out);
@@ -582,14 +586,12 @@ fn separable_into<W: Real>(
     }
     let slab_len = src.len() / n0;
     let slab_shape = &shape[1..];
-    let shifted = |ps: &[(usize, Vec<f64>)]| -> Vec<(usize, Vec<f64>)> {
-        ps.iter().map(|(a, w)| (a.saturating_sub(1), w.clone())).collect()
-    };
+    let shifted = |ps: &[Pass]| -> Vec<Pass> { ps.iter().map(Pass::inner).collect() };
     if column_first(shape, passes) {
-        column_passes(src, shape, passes, mode, cval, output, out, |x: &[W], y: &mut [W]| y.copy_from_slice(x));
+        column_passes(src, shape, passes, cval, output, out, |x: &[W], y: &mut [W]| y.copy_from_slice(x));
         return;
     }
-    if *axis == 0 && rest.iter().all(|(a, _)| *a > 0) {
+    if *axis == 0 && rest.iter().all(|p| p.axis > 0) {
         // The axis-0 pass one output slab at a time, then the other passes
         // on that slab, written straight into the output.
         let before = weights.len() / 2;
@@ -615,16 +617,16 @@ fn separable_into<W: Real>(
             }
             Block { data: Vec::new(), shape: Vec::new() }.store_slice(target, output);
             if !rest.is_empty() {
-                separable_into(&slab, slab_shape, &rest, mode, cval, output, dst);
+                separable_into(&slab, slab_shape, &rest, cval, output, dst);
             }
         }
         return;
     }
-    if passes.iter().all(|(a, _)| *a > 0) {
+    if passes.iter().all(|p| p.axis > 0) {
         // Slabs are independent.
         let all = shifted(passes);
         for (s, dst) in src.chunks_exact(slab_len).zip(out.chunks_exact_mut(slab_len)) {
-            separable_into(s, slab_shape, &all, mode, cval, output, dst);
+            separable_into(s, slab_shape, &all, cval, output, dst);
         }
         return;
     }
@@ -649,15 +651,15 @@ fn extend_line<W: Real>(line: &[W], ext: &mut [W], before: usize, mode: Mode, cv
 /// Whether [`separable`] runs its first pass column tile by column tile:
 /// a first pass along axis 0 followed by passes along other axes only, on
 /// slabs too big for a window of them to stay in cache.
-fn column_first(shape: &[usize], passes: &[(usize, Vec<f64>)]) -> bool {
-    let Some(((axis, weights), rest)) = passes.split_first() else { return false };
+fn column_first(shape: &[usize], passes: &[Pass]) -> bool {
+    let Some((Pass { axis, weights, .. }, rest)) = passes.split_first() else { return false };
     let n0 = shape.first().copied().unwrap_or(0);
     let slab_len: usize = shape.iter().skip(1).product();
     shape.len() >= 2
         && n0 > 0
         && *axis == 0
         && !rest.is_empty()
-        && rest.iter().all(|(a, _)| *a > 0)
+        && rest.iter().all(|p| p.axis > 0)
         && slab_len * weights.len() > STREAM_LIMIT
 }
 
@@ -711,24 +713,23 @@ fn axis0_tiles<I: Copy, W: Real>(
 fn column_passes<I: Copy, W: Real>(
     src: &[I],
     shape: &[usize],
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
+    passes: &[Pass],
     cval: f64,
     output: DType,
     out: &mut [W],
     convert: impl Fn(&[I], &mut [W]),
 ) {
-    let Some(((_, weights), rest)) = passes.split_first() else { return };
+    let Some((first, rest)) = passes.split_first() else { return };
     let slab_len = src.len() / shape[0].max(1);
-    axis0_tiles(src, shape, weights, mode, cval, convert, |i, tile, taps, w, sym| {
+    axis0_tiles(src, shape, &first.weights, first.mode, cval, convert, |i, tile, taps, w, sym| {
         fold_taps(&mut out[i * slab_len + tile.start..i * slab_len + tile.end], taps, w, sym);
     });
     let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
     empty.store_slice(out, output);
-    let rest: Vec<(usize, Vec<f64>)> = rest.iter().map(|(a, w)| (a - 1, w.clone())).collect();
+    let rest: Vec<Pass> = rest.iter().map(Pass::inner).collect();
     let mut scratch = vec![W::default(); slab_len];
     for dst in out.chunks_exact_mut(slab_len) {
-        separable_into(dst, &shape[1..], &rest, mode, cval, output, &mut scratch);
+        separable_into(dst, &shape[1..], &rest, cval, output, &mut scratch);
         dst.copy_from_slice(&scratch);
     }
 }
@@ -781,18 +782,17 @@ stored_as!(u32, u64, i64, f32, f64);
 fn column_passes_to<I: Copy, W: Real, O: Stored>(
     src: &[I],
     shape: &[usize],
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
+    passes: &[Pass],
     cval: f64,
     output: DType,
     out: &mut [O],
     convert: impl Fn(&[I], &mut [W]),
 ) {
-    let Some(((_, weights), rest)) = passes.split_first() else { return };
+    let Some((first, rest)) = passes.split_first() else { return };
     let slab_len = src.len() / shape[0].max(1);
     let mut result = [W::default(); COLUMN_TILE];
     let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
-    axis0_tiles(src, shape, weights, mode, cval, convert, |i, tile, taps, w, sym| {
+    axis0_tiles(src, shape, &first.weights, first.mode, cval, convert, |i, tile, taps, w, sym| {
         let m = tile.len();
         fold_taps(&mut result[..m], taps, w, sym);
         empty.store_slice(&mut result[..m], output);
@@ -800,14 +800,14 @@ fn column_passes_to<I: Copy, W: Real, O: Stored>(
             *o = O::from_stored(v.get());
         }
     });
-    let rest: Vec<(usize, Vec<f64>)> = rest.iter().map(|(a, w)| (a - 1, w.clone())).collect();
+    let rest: Vec<Pass> = rest.iter().map(Pass::inner).collect();
     let mut slab = vec![W::default(); slab_len];
     let mut scratch = vec![W::default(); slab_len];
     for dst in out.chunks_exact_mut(slab_len) {
         for (s, &o) in slab.iter_mut().zip(dst.iter()) {
             *s = W::of(o.to_work());
         }
-        separable_into(&slab, &shape[1..], &rest, mode, cval, output, &mut scratch);
+        separable_into(&slab, &shape[1..], &rest, cval, output, &mut scratch);
         for (o, v) in dst.iter_mut().zip(&scratch) {
             *o = O::from_stored(v.get());
         }
@@ -817,13 +817,7 @@ fn column_passes_to<I: Copy, W: Real, O: Stored>(
 /// [`separable`] from an array value of any dtype to an array of `output`:
 /// big blocks go through [`column_passes_to`] (no full-size working copy),
 /// others through [`separable`].
-pub fn separable_to<W: Real>(
-    input: ArrayValue,
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
-    cval: f64,
-    output: DType,
-) -> ArrayValue {
+pub fn separable_to<W: Real>(input: ArrayValue, passes: &[Pass], cval: f64, output: DType) -> ArrayValue {
     let shape = input.shape().to_vec();
     if column_first(&shape, passes) && output != DType::Bool {
         macro_rules! to {
@@ -831,7 +825,7 @@ pub fn separable_to<W: Real>(
                 let mut out: Vec<$o> = vec![<$o>::default(); input.len()];
                 let done = with_array!(&input, x => match x.as_slice() {
                     Some(s) => {
-                        column_passes_to(s, &shape, passes, mode, cval, output, &mut out, |a, b: &mut [W]| {
+                        column_passes_to(s, &shape, passes, cval, output, &mut out, |a, b: &mut [W]| {
                             for (o, &v) in b.iter_mut().zip(a) {
                                 *o = W::of(rask_array::dtype::Scalar::to_f64(v));
                             }
@@ -861,24 +855,18 @@ pub fn separable_to<W: Real>(
             DType::Bool => {}
         }
     }
-    separable_value::<W>(input, passes, mode, cval, output).into_value(output)
+    separable_value::<W>(input, passes, cval, output).into_value(output)
 }
 
 /// [`separable`] on an array value of any dtype: big blocks are converted
 /// to the working type a column tile at a time instead of all at once.
-pub fn separable_value<W: Real>(
-    input: ArrayValue,
-    passes: &[(usize, Vec<f64>)],
-    mode: Mode,
-    cval: f64,
-    output: DType,
-) -> Block<W> {
+pub fn separable_value<W: Real>(input: ArrayValue, passes: &[Pass], cval: f64, output: DType) -> Block<W> {
     let shape = input.shape().to_vec();
     if column_first(&shape, passes) && input.dtype() != W::DTYPE {
         let mut out = vec![W::default(); input.len()];
         let done = with_array!(&input, x => match x.as_slice() {
             Some(s) => {
-                column_passes(s, &shape, passes, mode, cval, output, &mut out, |a, b: &mut [W]| {
+                column_passes(s, &shape, passes, cval, output, &mut out, |a, b: &mut [W]| {
                     for (o, &v) in b.iter_mut().zip(a) {
                         *o = W::of(rask_array::dtype::Scalar::to_f64(v));
                     }
@@ -891,7 +879,7 @@ pub fn separable_value<W: Real>(
             return Block { data: out, shape };
         }
     }
-    separable(&Block::from_owned(input), passes, mode, cval, output)
+    separable(&Block::from_owned(input), passes, cval, output)
 }
 
 /// One line correlated with `weights` into `out` (extended by `mode`).
@@ -953,14 +941,14 @@ pub fn extremum1d<W: Real>(src: &Block<W>, axis: usize, size: usize, maximum: bo
     })
 }
 
-/// The block extended by `pad[axis] = (before, after)` with `mode`.
-fn padded<W: Real>(src: &Block<W>, pad: &[(usize, usize)], mode: Mode, cval: f64) -> Block<W> {
+/// The block extended by `pad[axis] = (before, after)` with `modes[axis]`.
+fn padded<W: Real>(src: &Block<W>, pad: &[(usize, usize)], modes: &[Mode], cval: f64) -> Block<W> {
     let nd = src.shape.len();
     let shape: Vec<usize> = src.shape.iter().zip(pad).map(|(&n, &(b, a))| n + b + a).collect();
     let total: usize = shape.iter().product();
     // Per axis: the source index (or None) of each padded position.
     let maps: Vec<Vec<Option<usize>>> = (0..nd)
-        .map(|ax| (0..shape[ax]).map(|j| mode.source(j as isize - pad[ax].0 as isize, src.shape[ax])).collect())
+        .map(|ax| (0..shape[ax]).map(|j| modes[ax].source(j as isize - pad[ax].0 as isize, src.shape[ax])).collect())
         .collect();
     let mut strides = vec![1usize; nd];
     for ax in (0..nd.saturating_sub(1)).rev() {
@@ -1050,16 +1038,17 @@ pub fn window_pad(shape: &[usize], origin: &[isize]) -> Vec<(usize, usize)> {
 
 /// `scipy.ndimage.correlate` with an n-d kernel (`weights` in C order of
 /// `wshape`) and per-axis `origin`: sums the non-zero weights in C order
-/// starting from zero, as `NI_Correlate` does.
+/// starting from zero, as `NI_Correlate` does. The edges of axis `k` are
+/// extended by `modes[k]`.
 pub fn correlate_nd<W: Real>(
     src: &Block<W>,
     weights: &[f64],
     wshape: &[usize],
     origin: &[isize],
-    mode: Mode,
+    modes: &[Mode],
     cval: f64,
 ) -> Block<W> {
-    let p = padded(src, &window_pad(wshape, origin), mode, cval);
+    let p = padded(src, &window_pad(wshape, origin), modes, cval);
     let taps: Vec<(usize, W)> = window_offsets(wshape, &p.shape)
         .into_iter()
         .zip(weights)
@@ -1078,10 +1067,10 @@ pub fn correlate_nd<W: Real>(
 }
 
 /// `scipy.ndimage.median_filter` with a box of `size[axis]`: the element of
-/// rank `count / 2` of each window.
-pub fn median_nd<W: Real>(src: &Block<W>, size: &[usize], mode: Mode, cval: f64) -> Block<W> {
+/// rank `count / 2` of each window (edges of axis `k` extended by `modes[k]`).
+pub fn median_nd<W: Real>(src: &Block<W>, size: &[usize], modes: &[Mode], cval: f64) -> Block<W> {
     let pad: Vec<(usize, usize)> = size.iter().map(|&s| (s / 2, s - s / 2 - 1)).collect();
-    let p = padded(src, &pad, mode, cval);
+    let p = padded(src, &pad, modes, cval);
     let offs: Vec<usize> = window_offsets(size, &p.shape).into_iter().map(|(o, _)| o).collect();
     let rank = offs.len() / 2;
     let mut window = vec![W::default(); offs.len()];
@@ -1100,17 +1089,19 @@ pub fn median_nd<W: Real>(src: &Block<W>, size: &[usize], mode: Mode, cval: f64)
 /// `scipy.ndimage.rank_filter` with a footprint (`mask` in C order of
 /// `fshape`) and per-axis `origin`: the element of `rank` among the
 /// footprint's values of each window (ties are equal values, so the pick
-/// is exact for any selection order).
+/// is exact for any selection order). The edges of axis `k` are extended by
+/// `modes[k]` (with a full box, rank 0 and the last rank are scipy's
+/// separable minimum and maximum with one mode per axis).
 pub fn rank_nd<W: Real>(
     src: &Block<W>,
     mask: &[bool],
     fshape: &[usize],
     origin: &[isize],
     rank: usize,
-    mode: Mode,
+    modes: &[Mode],
     cval: f64,
 ) -> Block<W> {
-    let p = padded(src, &window_pad(fshape, origin), mode, cval);
+    let p = padded(src, &window_pad(fshape, origin), modes, cval);
     let offs: Vec<usize> =
         window_offsets(fshape, &p.shape).into_iter().zip(mask).filter(|(_, m)| **m).map(|((o, _), _)| o).collect();
     let rank = rank.min(offs.len().saturating_sub(1));
@@ -1253,25 +1244,29 @@ mod tests {
         let input = ArrayValue::U16(arr.into_shared());
         let mut w = gaussian_kernel1d(2.0, 0, 8);
         w.reverse();
-        for mode in [Mode::Reflect, Mode::Constant, Mode::Wrap] {
-            let passes: Vec<(usize, Vec<f64>)> = (0..3).map(|a| (a, w.clone())).collect();
+        let all = [Mode::Reflect, Mode::Nearest, Mode::Mirror, Mode::Constant, Mode::Wrap];
+        // One mode for every pass, then a different mode per axis.
+        let mut mode_sets: Vec<[Mode; 3]> = [Mode::Reflect, Mode::Constant, Mode::Wrap].map(|m| [m; 3]).to_vec();
+        mode_sets.extend((0..all.len()).map(|i| [all[i], all[(i + 1) % 5], all[(i + 3) % 5]]));
+        for modes in mode_sets {
+            let passes: Vec<Pass> = (0..3).map(|a| Pass { axis: a, weights: w.clone(), mode: modes[a] }).collect();
             assert!(column_first(&shape, &passes));
             let mut want: Block<f64> = Block::from_value(&input);
-            for (axis, weights) in &passes {
-                want = correlate1d(&want, *axis, weights, mode, 5.0);
+            for p in &passes {
+                want = correlate1d(&want, p.axis, &p.weights, p.mode, 5.0);
                 want.store_as(DType::U16);
             }
-            let got: Block<f64> = separable_value(input.clone(), &passes, mode, 5.0, DType::U16);
-            assert!(got == want, "column path differs for {mode:?}");
-            let direct = separable_to::<f64>(input.clone(), &passes, mode, 5.0, DType::U16);
-            assert!(direct == want.clone().into_value(DType::U16), "column path into uint16 differs for {mode:?}");
-            let streamed: Block<f64> = separable(&Block::from_value(&input), &passes[..2], mode, 5.0, DType::U16);
+            let got: Block<f64> = separable_value(input.clone(), &passes, 5.0, DType::U16);
+            assert!(got == want, "column path differs for {modes:?}");
+            let direct = separable_to::<f64>(input.clone(), &passes, 5.0, DType::U16);
+            assert!(direct == want.clone().into_value(DType::U16), "column path into uint16 differs for {modes:?}");
+            let streamed: Block<f64> = separable(&Block::from_value(&input), &passes[..2], 5.0, DType::U16);
             let mut want2: Block<f64> = Block::from_value(&input);
-            for (axis, weights) in &passes[..2] {
-                want2 = correlate1d(&want2, *axis, weights, mode, 5.0);
+            for p in &passes[..2] {
+                want2 = correlate1d(&want2, p.axis, &p.weights, p.mode, 5.0);
                 want2.store_as(DType::U16);
             }
-            assert!(streamed == want2, "streamed path differs for {mode:?}");
+            assert!(streamed == want2, "streamed path differs for {modes:?}");
         }
     }
 
@@ -1284,7 +1279,7 @@ mod tests {
         for axis in 0..3 {
             let got = correlate1d(&b, axis, &w, Mode::Nearest, 0.0);
             let wshape: Vec<usize> = (0..3).map(|a| if a == axis { 3 } else { 1 }).collect();
-            let want = correlate_nd(&b, &w, &wshape, &[0, 0, 0], Mode::Nearest, 0.0);
+            let want = correlate_nd(&b, &w, &wshape, &[0, 0, 0], &[Mode::Nearest; 3], 0.0);
             for (g, x) in got.data.iter().zip(&want.data) {
                 assert!((g - x).abs() < 1e-12);
             }

@@ -4,8 +4,8 @@
 //! - [`io`]: `imread` (PNG, JPEG, TIFF stacks) into a lazy [`Array`] with
 //!   one block per file (or per page run of big TIFFs), `imwrite`.
 //! - [`filters`]: Gaussian, uniform, median, minimum/maximum, Sobel, Prewitt,
-//!   Laplace, gradient magnitude, correlate/convolve with scipy's modes,
-//!   dtypes and rounding, through `map_overlap`, so any chunking gives the
+//!   Laplace, Gaussian Laplace, gradient magnitude, correlate/convolve with
+//!   scipy's modes (one per axis where scipy allows it), dtypes and rounding, through `map_overlap`, so any chunking gives the
 //!   same result.
 //! - [`skimage`]: scikit-image's `gaussian` (float conversion,
 //!   `preserve_range`, `channel_axis`).
@@ -25,9 +25,9 @@ pub mod skimage;
 pub mod synth;
 
 pub use filters::{
-    Filter, FilterOptions, Footprint, Kernel, convolve, correlate, gaussian_filter, gaussian_filter_order,
-    gaussian_gradient_magnitude, laplace, maximum_filter, median_filter, median_filter_footprint, minimum_filter,
-    percentile_filter, prewitt, rank_filter, sobel, uniform_filter,
+    Filter, FilterOptions, Footprint, Kernel, Modes, convolve, correlate, gaussian_filter, gaussian_filter_order,
+    gaussian_gradient_magnitude, gaussian_laplace, laplace, maximum_filter, median_filter, median_filter_footprint,
+    minimum_filter, percentile_filter, prewitt, rank_filter, sobel, uniform_filter,
 };
 pub use io::{ImreadOptions, imread, imread_with, imwrite, imwrite_with, write_image, write_image_with};
 pub use kernels::Mode;

@@ -84,6 +84,6 @@ pub fn gaussian(image: &Array, sigma: &[f64], options: &GaussianOptions) -> Resu
         }
     }
     let float = to_float(image, options.preserve_range)?;
-    let filter_options = FilterOptions { mode: options.mode, cval: options.cval, output: None };
+    let filter_options = FilterOptions { mode: options.mode.into(), cval: options.cval, output: None };
     gaussian_filter_order(&float, &sigma, &[0], options.truncate, &filter_options)
 }

@@ -40,7 +40,7 @@ proptest! {
 
     #[test]
     fn gaussian_is_chunk_invariant((shape, chunks, values) in case(), mode in modes(), sigma in 0.0f64..3.0, f32_data in any::<bool>()) {
-        let o = FilterOptions { mode, cval: 3.0, output: None };
+        let o = FilterOptions { mode: mode.into(), cval: 3.0, output: None };
         let dtype = if f32_data { DType::F32 } else { DType::U16 };
         let (whole, split) = run(&|x| rask_image::gaussian_filter(x, &[sigma], &o).unwrap(), &shape, &chunks, &values, dtype);
         prop_assert_eq!(whole, split);
@@ -48,7 +48,7 @@ proptest! {
 
     #[test]
     fn size_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), size in 1usize..6, which in 0usize..4) {
-        let o = FilterOptions { mode, cval: 7.0, output: None };
+        let o = FilterOptions { mode: mode.into(), cval: 7.0, output: None };
         let f = |x: &Array| match which {
             0 => filters::uniform_filter(x, &[size], &o).unwrap(),
             1 => filters::minimum_filter(x, &[size], &o).unwrap(),
@@ -61,7 +61,7 @@ proptest! {
 
     #[test]
     fn edge_and_kernel_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), which in 0usize..5) {
-        let o = FilterOptions { mode, cval: 1.0, output: None };
+        let o = FilterOptions { mode: mode.into(), cval: 1.0, output: None };
         let nd = shape.len();
         let kshape: Vec<usize> = (0..nd).map(|a| 2 + a % 2).collect();
         let n: usize = kshape.iter().product();
@@ -79,7 +79,7 @@ proptest! {
 
     #[test]
     fn footprint_rank_filters_are_chunk_invariant((shape, chunks, values) in case(), mode in modes(), bits in any::<u32>(), percentile in -100.0f64..=100.0) {
-        let o = FilterOptions { mode, cval: 2.0, output: None };
+        let o = FilterOptions { mode: mode.into(), cval: 2.0, output: None };
         let nd = shape.len();
         let fshape: Vec<usize> = (0..nd).map(|a| 3 - a % 2).collect();
         let n: usize = fshape.iter().product();
@@ -112,5 +112,44 @@ proptest! {
             prop_assert_eq!(*p == 0, *q == 0);
             prop_assert_eq!(*map.entry(*p).or_insert(*q), *q);
         }
+    }
+}
+
+/// One mode per axis of a shape of `ndim` axes.
+fn per_axis_modes(ndim: usize) -> impl Strategy<Value = Vec<Mode>> {
+    prop::collection::vec(modes(), ndim)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Per-axis modes (`wrap` next to others included): the same bits for
+    /// any chunking, for every filter that takes a sequence of modes.
+    #[test]
+    fn per_axis_modes_are_chunk_invariant(
+        (shape, chunks, values, modes) in case().prop_flat_map(|(s, c, v)| {
+            let nd = s.len();
+            (Just(s), Just(c), Just(v), per_axis_modes(nd))
+        }),
+        which in 0usize..9,
+        sigma in 0.3f64..2.5,
+        size in 1usize..6,
+        f32_data in any::<bool>(),
+    ) {
+        let o = FilterOptions::modes(modes).with_cval(5.0);
+        let f = |x: &Array| match which {
+            0 => rask_image::gaussian_filter(x, &[sigma], &o).unwrap(),
+            1 => rask_image::gaussian_filter_order(x, &[sigma], &[1], 4.0, &o).unwrap(),
+            2 => filters::uniform_filter(x, &[size], &o).unwrap(),
+            3 => filters::minimum_filter(x, &[size], &o).unwrap(),
+            4 => filters::maximum_filter(x, &[size], &o).unwrap(),
+            5 => filters::sobel(x, 0, &o).unwrap(),
+            6 => filters::laplace(x, &o).unwrap(),
+            7 => filters::gaussian_gradient_magnitude(x, &[sigma], &o).unwrap(),
+            _ => filters::gaussian_laplace(x, &[sigma], &o).unwrap(),
+        };
+        let dtype = if f32_data { DType::F32 } else { DType::U16 };
+        let (whole, split) = run(&f, &shape, &chunks, &values, dtype);
+        prop_assert_eq!(whole, split);
     }
 }

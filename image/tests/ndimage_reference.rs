@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use ndarray::{ArrayD, IxDyn};
 use rask::core::{ArrayValue, DType};
 use rask_array::{Array, Chunks};
-use rask_image::{FilterOptions, Kernel, Mode, filters, skimage};
+use rask_image::{FilterOptions, Kernel, Mode, Modes, filters, skimage};
 use serde_json::{Value as Json, json};
 
 const DTYPES: [DType; 5] = [DType::U8, DType::U16, DType::I32, DType::F32, DType::F64];
@@ -108,7 +108,11 @@ fn ask(inp: &Input, func: &str, kwargs: Json) -> Json {
 
 fn mode_kwargs(options: &FilterOptions) -> serde_json::Map<String, Json> {
     let mut m = serde_json::Map::new();
-    m.insert("mode".into(), json!(options.mode.name()));
+    let mode = match &options.mode {
+        Modes::All(mode) => json!(mode.name()),
+        Modes::PerAxis(modes) => json!(modes.iter().map(|m| m.name()).collect::<Vec<_>>()),
+    };
+    m.insert("mode".into(), mode);
     m.insert("cval".into(), json!(options.cval));
     m
 }
@@ -175,12 +179,16 @@ fn inputs() -> Vec<Input> {
 fn options_all() -> Vec<FilterOptions> {
     MODES
         .iter()
-        .map(|&mode| FilterOptions { mode, cval: if mode == Mode::Constant { 1.5 } else { 0.0 }, output: None })
+        .map(|&mode| FilterOptions {
+            mode: mode.into(),
+            cval: if mode == Mode::Constant { 1.5 } else { 0.0 },
+            output: None,
+        })
         .collect()
 }
 
 fn label(inp: &Input, what: &str, o: &FilterOptions) -> String {
-    format!("{what} {} {:?} mode={}", inp.dtype, inp.shape, o.mode.name())
+    format!("{what} {} {:?} mode={}", inp.dtype, inp.shape, o.mode.names())
 }
 
 #[test]
@@ -294,7 +302,12 @@ fn edge_filters_match_scipy() {
             cases.push(Case {
                 label: label(&inp, "gaussian_gradient_magnitude", &o),
                 ours: filters::gaussian_gradient_magnitude(&inp.array, &[1.2], &o).unwrap().compute().unwrap(),
-                ask: ask(&inp, "gaussian_gradient_magnitude", Json::Object(kw)),
+                ask: ask(&inp, "gaussian_gradient_magnitude", Json::Object(kw.clone())),
+            });
+            cases.push(Case {
+                label: label(&inp, "gaussian_laplace", &o),
+                ours: filters::gaussian_laplace(&inp.array, &[1.2], &o).unwrap().compute().unwrap(),
+                ask: ask(&inp, "gaussian_laplace", Json::Object(kw)),
             });
         }
     }
@@ -543,5 +556,323 @@ fn label_and_label_stats_match_scipy() {
             }
         }
         assert_eq!(stats.area.iter().sum::<u64>() as usize, flat(got).iter().filter(|v| **v != 0.0).count());
+    }
+}
+
+/// Mixed per-axis modes: 2-D and 3-D inputs of the dtypes below, each at two
+/// chunkings (one far finer than the filters' reach, one coarser).
+const PER_AXIS_DTYPES: [DType; 4] = [DType::F32, DType::F64, DType::U8, DType::U16];
+
+fn per_axis_inputs() -> Vec<Input> {
+    let mut v = Vec::new();
+    for (k, &dtype) in PER_AXIS_DTYPES.iter().enumerate() {
+        for chunks in [vec![2, 3], vec![7, 9]] {
+            v.push(input(dtype, &[13, 17], &chunks, 200 + k as u64));
+        }
+        for chunks in [vec![2, 3, 2], vec![4, 7, 9]] {
+            v.push(input(dtype, &[6, 7, 9], &chunks, 300 + k as u64));
+        }
+    }
+    v
+}
+
+/// Mode sequences for an image of `ndim` axes, with `cval` 1.5 (it matters
+/// where `constant` is among them).
+fn per_axis_options(ndim: usize) -> Vec<FilterOptions> {
+    use Mode::*;
+    let sets: Vec<Vec<Mode>> = if ndim == 2 {
+        vec![vec![Reflect, Wrap], vec![Constant, Nearest], vec![Wrap, Mirror], vec![Mirror, Constant]]
+    } else {
+        vec![vec![Constant, Nearest, Mirror], vec![Wrap, Reflect, Constant], vec![Nearest, Wrap, Wrap]]
+    };
+    sets.into_iter().map(|m| FilterOptions::modes(m).with_cval(1.5)).collect()
+}
+
+fn chunk_label(inp: &Input) -> String {
+    format!("chunks={:?}", inp.array.chunks())
+}
+
+/// Every filter scipy runs with one mode per axis, against scipy with the
+/// same sequence.
+fn per_axis_cases(inp: &Input, o: &FilterOptions) -> Vec<Case> {
+    let nd = inp.shape.len();
+    let mut cases = Vec::new();
+    let mut push = |what: String, ours: rask_image::Result<Array>, func: &str, extra: Json| {
+        let mut kw = mode_kwargs(o);
+        if let Json::Object(m) = extra {
+            kw.extend(m);
+        }
+        cases.push(Case {
+            label: format!("{} {}", label(inp, &what, o), chunk_label(inp)),
+            ours: ours.unwrap().compute().unwrap(),
+            ask: ask(inp, func, Json::Object(kw)),
+        });
+    };
+    let sigma: Vec<f64> = (0..nd).map(|a| [1.5, 0.0, 2.2][a % 3]).collect();
+    push(
+        "gaussian sigma=1.7".into(),
+        rask_image::gaussian_filter(&inp.array, &[1.7], o),
+        "gaussian_filter",
+        json!({"sigma": 1.7}),
+    );
+    push(
+        format!("gaussian sigma={sigma:?}"),
+        rask_image::gaussian_filter(&inp.array, &sigma, o),
+        "gaussian_filter",
+        json!({"sigma": sigma}),
+    );
+    push(
+        "gaussian order=1".into(),
+        rask_image::gaussian_filter_order(&inp.array, &[1.1], &[1], 4.0, o),
+        "gaussian_filter",
+        json!({"sigma": 1.1, "order": 1}),
+    );
+    let size: Vec<usize> = (0..nd).map(|a| [3, 4, 1][a % 3]).collect();
+    push(
+        format!("uniform size={size:?}"),
+        filters::uniform_filter(&inp.array, &size, o),
+        "uniform_filter",
+        json!({"size": size}),
+    );
+    push("minimum size=3".into(), filters::minimum_filter(&inp.array, &[3], o), "minimum_filter", json!({"size": 3}));
+    push(
+        format!("maximum size={size:?}"),
+        filters::maximum_filter(&inp.array, &size, o),
+        "maximum_filter",
+        json!({"size": size}),
+    );
+    for axis in [0isize, -1] {
+        push(format!("sobel axis={axis}"), filters::sobel(&inp.array, axis, o), "sobel", json!({"axis": axis}));
+        push(format!("prewitt axis={axis}"), filters::prewitt(&inp.array, axis, o), "prewitt", json!({"axis": axis}));
+    }
+    push("laplace".into(), filters::laplace(&inp.array, o), "laplace", json!({}));
+    push(
+        "gaussian_laplace".into(),
+        filters::gaussian_laplace(&inp.array, &[1.2], o),
+        "gaussian_laplace",
+        json!({"sigma": 1.2}),
+    );
+    push(
+        "gaussian_gradient_magnitude".into(),
+        filters::gaussian_gradient_magnitude(&inp.array, &[0.9], o),
+        "gaussian_gradient_magnitude",
+        json!({"sigma": 0.9}),
+    );
+    // Rank filters that scipy turns into its separable minimum / maximum.
+    let box3 = filters::Footprint::Size(vec![3]);
+    push(
+        "rank_filter rank=0 size=3".into(),
+        filters::rank_filter(&inp.array, 0, &box3, &[], o),
+        "rank_filter",
+        json!({"rank": 0, "size": 3}),
+    );
+    push(
+        "percentile_filter 100 size=3".into(),
+        filters::percentile_filter(&inp.array, 100.0, &box3, &[], o),
+        "percentile_filter",
+        json!({"percentile": 100.0, "size": 3}),
+    );
+    push(
+        "median_filter size=1".into(),
+        filters::median_filter(&inp.array, &[1], o),
+        "median_filter",
+        json!({"size": 1}),
+    );
+    cases
+}
+
+#[test]
+fn per_axis_modes_match_scipy_2d() {
+    let mut cases = Vec::new();
+    for inp in per_axis_inputs().iter().filter(|i| i.shape.len() == 2) {
+        for o in per_axis_options(2) {
+            cases.extend(per_axis_cases(inp, &o));
+        }
+    }
+    check(cases);
+}
+
+#[test]
+fn per_axis_modes_match_scipy_3d() {
+    let mut cases = Vec::new();
+    for inp in per_axis_inputs().iter().filter(|i| i.shape.len() == 3) {
+        for o in per_axis_options(3) {
+            cases.extend(per_axis_cases(inp, &o));
+        }
+    }
+    check(cases);
+}
+
+/// A sequence that repeats one mode gives what that mode gives, and scipy's
+/// names parse (with the `grid-` aliases).
+#[test]
+fn per_axis_modes_agree_with_single_modes_and_parse() {
+    let inp = input(DType::U16, &[13, 17], &[3, 4], 5);
+    for mode in MODES {
+        let one = FilterOptions::mode(mode).with_cval(4.0);
+        let seq = FilterOptions::modes([mode, mode]).with_cval(4.0);
+        let a = rask_image::gaussian_filter(&inp.array, &[1.5], &one).unwrap().compute().unwrap();
+        let b = rask_image::gaussian_filter(&inp.array, &[1.5], &seq).unwrap().compute().unwrap();
+        assert_eq!(a, b, "mode {mode:?}");
+    }
+    assert_eq!(
+        Modes::from_names(&["reflect", "grid-wrap", "constant"]).unwrap(),
+        Modes::PerAxis(vec![Mode::Reflect, Mode::Wrap, Mode::Constant])
+    );
+    assert_eq!(Modes::from_name("nearest").unwrap(), Modes::All(Mode::Nearest));
+    let e = Modes::from_names(&["reflect", "bogus"]).unwrap_err().to_string();
+    assert!(e.contains("boundary mode not supported") && e.contains("bogus"), "{e}");
+    assert_eq!(Modes::from(vec![Mode::Reflect, Mode::Wrap]).names(), "('reflect', 'wrap')");
+    // Mixed modes keep the input's chunks, whether the wrapping axis gets a
+    // halo of its own (Gaussian) or is filtered whole (gradient magnitude,
+    // whose derivatives read both axes with both modes).
+    let mixed = FilterOptions::modes([Mode::Reflect, Mode::Wrap]);
+    let g = rask_image::gaussian_filter(&inp.array, &[1.5], &mixed).unwrap();
+    assert_eq!(g.chunks(), inp.array.chunks());
+    let m = filters::gaussian_gradient_magnitude(&inp.array, &[1.5], &mixed).unwrap();
+    assert_eq!(m.chunks(), inp.array.chunks());
+}
+
+/// Wrong lengths and single-mode filters: our error names the filter and
+/// says what scipy says, and scipy raises for the same call.
+#[test]
+fn per_axis_mode_errors_match_scipy() {
+    use filters::Footprint;
+    let inp = input(DType::F64, &[8, 9], &[3, 4], 3);
+    let short = FilterOptions::modes([Mode::Reflect]);
+    let long = FilterOptions::modes([Mode::Reflect, Mode::Wrap, Mode::Nearest]);
+    let two = FilterOptions::modes([Mode::Reflect, Mode::Wrap]);
+    let kernel = Kernel::new(vec![1.0; 9], vec![3, 3]).unwrap();
+    let cross =
+        Footprint::Mask { mask: vec![false, true, false, true, true, true, false, true, false], shape: vec![3, 3] };
+    let box3 = Footprint::Size(vec![3]);
+    const LENGTH: &str = "sequence argument must have length equal to input rank";
+    const RANK: &str = "a sequence of modes is not supported by non-separable rank filters";
+    const FOOTPRINT: &str = "a sequence of modes is not supported for non-separable footprints";
+    const ANY: &str = "a sequence of modes is not supported";
+    type Call<'a> = (&'a str, rask_image::Result<Array>, &'a str, &'a FilterOptions, Json, &'a str);
+    let calls: Vec<Call<'_>> = vec![
+        (
+            "gaussian_filter",
+            rask_image::gaussian_filter(&inp.array, &[1.0], &short),
+            "gaussian_filter",
+            &short,
+            json!({"sigma": 1.0}),
+            LENGTH,
+        ),
+        (
+            "uniform_filter",
+            filters::uniform_filter(&inp.array, &[3], &long),
+            "uniform_filter",
+            &long,
+            json!({"size": 3}),
+            LENGTH,
+        ),
+        (
+            "minimum_filter",
+            filters::minimum_filter(&inp.array, &[3], &short),
+            "minimum_filter",
+            &short,
+            json!({"size": 3}),
+            LENGTH,
+        ),
+        (
+            "maximum_filter",
+            filters::maximum_filter(&inp.array, &[3], &long),
+            "maximum_filter",
+            &long,
+            json!({"size": 3}),
+            LENGTH,
+        ),
+        ("sobel", filters::sobel(&inp.array, 0, &short), "sobel", &short, json!({"axis": 0}), LENGTH),
+        ("prewitt", filters::prewitt(&inp.array, 1, &long), "prewitt", &long, json!({"axis": 1}), LENGTH),
+        ("laplace", filters::laplace(&inp.array, &short), "laplace", &short, json!({}), LENGTH),
+        (
+            "gaussian_laplace",
+            filters::gaussian_laplace(&inp.array, &[1.0], &long),
+            "gaussian_laplace",
+            &long,
+            json!({"sigma": 1.0}),
+            LENGTH,
+        ),
+        (
+            "gaussian_gradient_magnitude",
+            filters::gaussian_gradient_magnitude(&inp.array, &[1.0], &short),
+            "gaussian_gradient_magnitude",
+            &short,
+            json!({"sigma": 1.0}),
+            LENGTH,
+        ),
+        (
+            "median_filter",
+            filters::median_filter(&inp.array, &[3], &two),
+            "median_filter",
+            &two,
+            json!({"size": 3}),
+            RANK,
+        ),
+        (
+            "median_filter",
+            filters::median_filter(&inp.array, &[3], &short),
+            "median_filter",
+            &short,
+            json!({"size": 3}),
+            LENGTH,
+        ),
+        (
+            "rank_filter",
+            filters::rank_filter(&inp.array, 1, &box3, &[], &two),
+            "rank_filter",
+            &two,
+            json!({"rank": 1, "size": 3}),
+            RANK,
+        ),
+        (
+            "percentile_filter",
+            filters::percentile_filter(&inp.array, 50.0, &box3, &[], &two),
+            "percentile_filter",
+            &two,
+            json!({"percentile": 50.0, "size": 3}),
+            RANK,
+        ),
+        ("correlate", filters::correlate(&inp.array, &kernel, &[], &two), "correlate", &two, json!({}), ANY),
+        ("convolve", filters::convolve(&inp.array, &kernel, &[], &short), "convolve", &short, json!({}), ANY),
+    ];
+    let mut asks = Vec::new();
+    for (name, ours, func, o, extra, phrase) in calls {
+        let e = ours.err().unwrap_or_else(|| panic!("{name} with mode={} should fail", o.mode.names())).to_string();
+        assert!(e.starts_with(name) && e.contains(phrase), "{name} mode={}: {e}", o.mode.names());
+        let mut kw = mode_kwargs(o);
+        if let Json::Object(m) = extra {
+            kw.extend(m);
+        }
+        let mut a = ask(&inp, func, Json::Object(kw));
+        if func == "correlate" || func == "convolve" {
+            a["weights"] = json!(kernel.weights);
+            a["wshape"] = json!(kernel.shape);
+        }
+        asks.push((format!("{name} mode={}", o.mode.names()), phrase, a));
+    }
+    // Footprints: rank 0 with a cross is scipy's non-separable minimum; a
+    // median over a cross is a non-separable rank filter.
+    for (name, ours, phrase) in [
+        ("rank_filter", filters::rank_filter(&inp.array, 0, &cross, &[], &two), FOOTPRINT),
+        ("median_filter", filters::median_filter_footprint(&inp.array, &cross, &[], &two), RANK),
+    ] {
+        let e = ours.err().unwrap_or_else(|| panic!("{name} with a footprint should fail")).to_string();
+        assert!(e.starts_with(name) && e.contains(phrase), "{name}: {e}");
+        let mut kw = mode_kwargs(&two);
+        if name == "rank_filter" {
+            kw.insert("rank".into(), json!(0));
+        }
+        let mut a = ask(&inp, name, Json::Object(kw));
+        a["footprint"] = json!([false, true, false, true, true, true, false, true, false]);
+        a["fshape"] = json!([3, 3]);
+        asks.push((format!("{name} footprint"), phrase, a));
+    }
+    let results = reference(&asks.iter().map(|(_, _, a)| a.clone()).collect::<Vec<_>>());
+    for ((what, phrase, _), got) in asks.iter().zip(&results) {
+        let err = got.get("error").and_then(Json::as_str).unwrap_or_else(|| panic!("{what}: scipy did not raise"));
+        assert!(err.to_lowercase().contains(phrase), "{what}: scipy raised {err}, we say {phrase:?}");
     }
 }
