@@ -14,16 +14,20 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::autoscale::{self, Decision, Direction, Observation, Policy};
+use crate::cache::{self, Applied, Memory, Written};
 use crate::crd::{
     AutoscalingSpec, AutoscalingStatus, DaskCluster, DaskClusterStatus, DaskJob, DaskJobStatus, DaskWorkerGroup,
     DaskWorkerGroupStatus, JobPhase, WorkerSpec,
@@ -59,6 +63,32 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The reflector caches of the children (filled by the watches that also
+/// trigger the reconciles, see [`crate::run`]): reconciles read these, not
+/// the API server.
+#[derive(Clone, Debug)]
+pub struct Caches {
+    /// The scheduler Deployments (label `app.kubernetes.io/managed-by`).
+    pub deployments: Store<Deployment>,
+    /// The scheduler Services (label `app.kubernetes.io/managed-by`).
+    pub services: Store<Service>,
+    /// Every worker pod (label `rask.dev/component=worker`, a superset of
+    /// every group's selector).
+    pub pods: Store<Pod>,
+}
+
+impl Caches {
+    /// Resolves once every cache holds its first complete list.
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::future::join3(
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pods.wait_until_ready(),
+        )
+        .await;
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -66,9 +96,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub scheduler: SchedulerApi,
     pub config: ControllerConfig,
+    pub caches: Caches,
     /// Each autoscaled group's memory: its recommendations (for the
     /// stabilization window), last scale times, and the last hold reported.
     autoscalers: Mutex<HashMap<String, GroupAutoscaler>>,
+    /// The last server-side apply of each child (`kind/namespace/name`), so
+    /// applies that would change nothing are skipped.
+    applied: Memory<Applied>,
+    /// Statuses written whose watch event may not have arrived yet.
+    cluster_status: Memory<Written<DaskClusterStatus>>,
+    group_status: Memory<Written<DaskWorkerGroupStatus>>,
 }
 
 /// What the autoscaler remembers of one group between reconciles.
@@ -91,20 +128,86 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, config: ControllerConfig) -> Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        config: ControllerConfig,
+        caches: Caches,
+    ) -> Context {
         Context {
             client,
             recorder,
             metrics,
             scheduler: SchedulerApi::default(),
             config,
+            caches,
             autoscalers: Mutex::new(HashMap::new()),
+            applied: Memory::default(),
+            cluster_status: Memory::default(),
+            group_status: Memory::default(),
         }
     }
 
-    /// Drops a group's autoscaler memory (its object is going away).
-    fn forget_autoscaler(&self, key: &str) {
+    /// Drops what is remembered of an object that is going away (its key:
+    /// `kind/namespace/name`), and of its scheduler's children.
+    fn forget(&self, key: &str, namespace: &str, cluster: Option<&str>) {
         self.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.cluster_status.remove(key);
+        self.group_status.remove(key);
+        if let Some(cluster) = cluster {
+            let child = resources::scheduler_name(cluster);
+            self.applied.remove(&format!("Deployment/{namespace}/{child}"));
+            self.applied.remove(&format!("Service/{namespace}/{child}"));
+        }
+    }
+
+    /// Server-side applies `desired` (named `name` in `namespace`) unless
+    /// the cache shows that the apply would change nothing; returns the
+    /// child as the server has it (the cached copy when skipped).
+    async fn apply_child<K>(&self, cache: &Store<K>, namespace: &str, name: &str, desired: &K) -> Result<Arc<K>>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + Serialize
+            + DeserializeOwned,
+    {
+        let key = format!("{}/{namespace}/{name}", K::kind(&()));
+        let desired_json = serde_json::to_value(desired)?;
+        let hash = cache::fingerprint(&desired_json);
+        let cached = cache.get(&ObjectRef::new(name).within(namespace));
+        let cached_json = cached.as_ref().map(|c| serde_json::to_value(c.as_ref())).transpose()?;
+        let last = self.applied.get(&key);
+        let version = cached.as_ref().and_then(|c| c.meta().resource_version.clone());
+        let needed = cache::apply_needed(
+            last.as_ref(),
+            hash,
+            &desired_json,
+            cached_json.as_ref().map(|j| (version.as_deref(), j)),
+        );
+        if let (false, Some(cached)) = (needed, cached) {
+            return Ok(cached);
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let applied = api.patch(name, &apply_params(), &Patch::Apply(desired)).await?;
+        let after = applied.meta().resource_version.clone();
+        self.applied.insert(key, Applied { hash, before: version, after });
+        Ok(Arc::new(applied))
+    }
+
+    /// The worker pods of one group, from the cache.
+    fn group_pods(&self, namespace: &str, cluster: &str, group: &str) -> Vec<Arc<Pod>> {
+        let wanted = [
+            (resources::LABEL_CLUSTER, cluster),
+            (resources::LABEL_COMPONENT, "worker"),
+            (resources::LABEL_WORKER_GROUP, group),
+        ];
+        self.caches.pods.state_filter(|pod| {
+            let labels = pod.labels();
+            pod.metadata.namespace.as_deref() == Some(namespace)
+                && wanted.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
@@ -209,6 +312,22 @@ fn observe(pod: &Pod) -> ObservedPod {
     }
 }
 
+/// Drops what no reconcile reads from a cached child: its managedFields.
+pub fn trim_meta<K: Resource>(child: &mut K) {
+    child.meta_mut().managed_fields = None;
+}
+
+/// Drops what no reconcile reads from a cached worker pod: all but its
+/// metadata, phase and conditions (what [`observe`] looks at). Most of a
+/// pod's size is its spec, and the cache holds every worker.
+pub fn trim_pod(pod: &mut Pod) {
+    trim_meta(pod);
+    pod.spec = None;
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus { phase: status.phase, conditions: status.conditions, ..PodStatus::default() });
+    }
+}
+
 /// Reconciles one worker group: create the missing pods, and remove the
 /// leaving ones the safe way.
 async fn reconcile_group<K: Resource<DynamicType = ()>>(
@@ -217,9 +336,11 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     g: &Group<'_>,
 ) -> Result<GroupOutcome> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), g.namespace);
-    let selector = resources::worker_selector(g.cluster, g.group);
+    // From the watch cache: a pod it does not show yet (just created) is
+    // created again and refused (409), one it still shows after deletion is
+    // deleted again (404); the watch event of either triggers another pass.
     let observed: Vec<ObservedPod> =
-        pods.list(&ListParams::default().labels(&selector)).await?.items.iter().map(observe).collect();
+        ctx.group_pods(g.namespace, g.cluster, g.group).iter().map(|p| observe(p)).collect();
     let template = resources::worker_template(g.cluster, g.group, g.image, g.worker, &g.scheduler_address);
     let revision = resources::revision(&template);
     let target = GroupTarget {
@@ -230,7 +351,9 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     };
     let plan = plan::plan_workers(&target, &observed);
     let mut outcome = GroupOutcome {
-        counts: plan.counts,
+        // The pods created below count: the status need not be written
+        // again when their watch events arrive.
+        counts: plan.counts_after_creation(),
         rolling: plan.rolling,
         busy: plan.rolling || !plan.create.is_empty() || !plan.leaving.is_empty(),
         blocked: None,
@@ -399,20 +522,18 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     if dc.metadata.deletion_timestamp.is_some() {
         // Children go by garbage collection through their ownerReferences.
         ctx.metrics.set_group(&key, None);
-        ctx.forget_autoscaler(&key);
+        ctx.forget(&key, &ns, Some(&name));
         return Ok(Action::await_change());
     }
     let owner = owner_of(dc)?;
     let spec = &dc.spec;
 
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let deployment = resources::scheduler_deployment(&name, spec, owner.clone());
     let service = resources::scheduler_service(&name, spec, owner.clone());
     let child_name = resources::scheduler_name(&name);
     let (deployment, _) = futures::future::try_join(
-        deployments.patch(&child_name, &apply_params(), &Patch::Apply(&deployment)),
-        services.patch(&child_name, &apply_params(), &Patch::Apply(&service)),
+        ctx.apply_child(&ctx.caches.deployments, &ns, &child_name, &deployment),
+        ctx.apply_child(&ctx.caches.services, &ns, &child_name, &service),
     )
     .await?;
     let scheduler_ready = deployment
@@ -428,7 +549,13 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
     );
     let mut replicas = replicas_of(&spec.worker);
-    let last = dc.status.as_ref();
+    // The status the server has: ours if the cache has not caught up yet.
+    let version = dc.metadata.resource_version.clone();
+    let written = ctx.cluster_status.get(&key);
+    if written.as_ref().is_some_and(|w| w.before != version) {
+        ctx.cluster_status.remove(&key);
+    }
+    let last = cache::known(written.as_ref(), version.as_deref(), dc.status.as_ref());
     let mut autoscaling_status = last.and_then(|s| s.autoscaling.clone()).filter(|_| spec.autoscaling.is_some());
     if let (Some(auto), true) = (&spec.autoscaling, scheduler_ready) {
         let ready = last.map_or(0, |s| u32::try_from(s.ready_replicas).unwrap_or(0));
@@ -471,7 +598,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     };
     let outcome = reconcile_group(ctx, dc, &group).await?;
 
-    let previous = dc.status.clone().unwrap_or_default();
+    let previous = last.cloned().unwrap_or_default();
     let generation = dc.metadata.generation;
     let t = now();
     let counts = outcome.counts;
@@ -531,10 +658,11 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     }
     // Conditions keep their transition times, so an unchanged status
     // compares equal: skip the write (one request fewer per quiet reconcile).
-    if dc.status.as_ref() != Some(&status) {
+    if last != Some(&status) {
         let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskCluster", "status": status});
         api.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+        ctx.cluster_status.insert(key.clone(), Written { before: version, status });
     }
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
 
@@ -559,12 +687,19 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     let key = format!("DaskWorkerGroup/{ns}/{name}");
     if wg.metadata.deletion_timestamp.is_some() {
         ctx.metrics.set_group(&key, None);
-        ctx.forget_autoscaler(&key);
+        ctx.forget(&key, &ns, None);
         return Ok(Action::await_change());
     }
     let clusters: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let groups: Api<DaskWorkerGroup> = Api::namespaced(ctx.client.clone(), &ns);
-    let previous = wg.status.clone().unwrap_or_default();
+    // The status the server has: ours if the cache has not caught up yet.
+    let version = wg.metadata.resource_version.clone();
+    let written = ctx.group_status.get(&key);
+    if written.as_ref().is_some_and(|w| w.before != version) {
+        ctx.group_status.remove(&key);
+    }
+    let last = cache::known(written.as_ref(), version.as_deref(), wg.status.as_ref());
+    let previous = last.cloned().unwrap_or_default();
     let generation = wg.metadata.generation;
     let t = now();
     let Some(dc) = clusters.get_opt(&wg.spec.cluster).await? else {
@@ -578,8 +713,11 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
             &t,
         );
         let status = DaskWorkerGroupStatus { conditions: vec![condition], observed_generation: generation, ..previous };
-        let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
-        groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+        if last != Some(&status) {
+            let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
+            groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+            ctx.group_status.insert(key.clone(), Written { before: version, status });
+        }
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
 
@@ -670,8 +808,11 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         observed_generation: generation,
         autoscaling: autoscaling_status,
     };
-    let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
-    groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+    if last != Some(&status) {
+        let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskWorkerGroup", "status": status});
+        groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+        ctx.group_status.insert(key.clone(), Written { before: version, status });
+    }
     let phase = if outcome.rolling { "Updating" } else { "Running" };
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
     Ok(if wg.spec.autoscaling.is_some() {
@@ -803,4 +944,48 @@ async fn reconcile_job_inner(dj: &DaskJob, ctx: &Context) -> Result<Action> {
     let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskJob", "status": status});
     daskjobs.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
     Ok(if finished { Action::await_change() } else { Action::requeue(ctx.config.idle_interval) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trimmed_pod_is_observed_as_the_whole_pod() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": "c-default-worker-3",
+                "labels": {resources::LABEL_REVISION: "abc", resources::LABEL_CLUSTER: "c"},
+                "annotations": {ANNOTATION_RETIRING: "true"},
+                "deletionTimestamp": "2026-11-26T00:00:00Z",
+                "managedFields": [{"manager": "rask-operator", "operation": "Update"}],
+            },
+            "spec": {"containers": [{"name": "worker", "image": "x"}]},
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "worker", "image": "x", "imageID": "", "ready": true, "restartCount": 0}],
+            },
+        }))
+        .expect("pod");
+        let mut trimmed = pod.clone();
+        trim_pod(&mut trimmed);
+        assert_eq!(observe(&trimmed), observe(&pod));
+        assert_eq!(
+            observe(&pod),
+            ObservedPod {
+                name: "c-default-worker-3".into(),
+                revision: "abc".into(),
+                phase: PodPhase::Running,
+                ready: true,
+                retiring: true,
+                terminating: true,
+            }
+        );
+        assert!(trimmed.spec.is_none() && trimmed.metadata.managed_fields.is_none());
+        assert_eq!(trimmed.labels(), pod.labels());
+        let status = trimmed.status.expect("status");
+        assert!(status.pod_ip.is_none() && status.container_statuses.is_none());
+    }
 }

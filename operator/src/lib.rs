@@ -11,11 +11,15 @@
 //!   worker pods, runner Job), also pure.
 //! - [`scheduler_api`]: the scheduler's Dask-compatible HTTP API, the only way
 //!   the operator removes a worker that may hold data.
+//! - [`cache`]: what the reconcilers know without asking the API server:
+//!   whether an apply would change nothing, and our own writes the watches
+//!   have not shown yet (pure, unit tested).
 //! - [`controller`]: the kube-runtime controllers that join the two.
 //! - [`leader`], [`telemetry`], [`run`]: the process: leader election on a
 //!   Lease, `/metrics`, `/healthz`, `/readyz`, graceful shutdown.
 
 pub mod autoscale;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;

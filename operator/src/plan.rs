@@ -88,6 +88,19 @@ pub struct WorkerPlan {
     pub rolling: bool,
 }
 
+impl WorkerPlan {
+    /// The counts once the planned pods are created: they are not ready
+    /// yet, and they are made from the current template.
+    pub fn counts_after_creation(&self) -> GroupCounts {
+        let created = u32::try_from(self.create.len()).unwrap_or(u32::MAX);
+        GroupCounts {
+            replicas: self.counts.replicas.saturating_add(created),
+            ready: self.counts.ready,
+            updated: self.counts.updated.saturating_add(created),
+        }
+    }
+}
+
 /// Plans one worker group: which pods to create and which must leave.
 ///
 /// - Ended pods (Failed, Succeeded) leave and are replaced.
@@ -330,6 +343,17 @@ mod tests {
         assert_eq!(plan.create, ["c-worker-0", "c-worker-2"]);
         assert!(plan.leaving.is_empty());
         assert_eq!(plan.counts, GroupCounts { replicas: 1, ready: 1, updated: 1 });
+    }
+
+    #[test]
+    fn counts_after_creation_include_the_new_pods_as_not_ready() {
+        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")]);
+        assert_eq!(plan.counts_after_creation(), GroupCounts { replicas: 3, ready: 1, updated: 3 });
+        let converged = plan_workers(&target(1, "a"), &[ready("c-worker-0", "a")]);
+        assert_eq!(converged.counts_after_creation(), converged.counts);
+        // A rollout's surge pod counts as updated, the old ones stay counted.
+        let rolling = plan_workers(&target(1, "new"), &[ready("c-worker-0", "old")]);
+        assert_eq!(rolling.counts_after_creation(), GroupCounts { replicas: 2, ready: 1, updated: 1 });
     }
 
     #[test]

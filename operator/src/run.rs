@@ -14,22 +14,28 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, ReconcileRequest, trigger_self};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::utils::CancelableJoinHandle;
+use kube::runtime::{Controller, WatchStreamExt, applier, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::controller::{self, Context, ControllerConfig};
+use crate::controller::{self, Caches, Context, ControllerConfig};
 use crate::crd::{DaskCluster, DaskJob, DaskWorkerGroup};
 use crate::leader::{self, LeaderConfig};
-use crate::resources::{LABEL_MANAGED_BY, MANAGER};
+use crate::resources::{LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGER};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -154,13 +160,16 @@ pub async fn run(
     let outcome = if led {
         metrics.leader.set(1);
         let reporter = Reporter { controller: MANAGER.into(), instance: Some(config.leader.identity.clone()) };
+        let (caches, writers) = caches();
         let ctx = Arc::new(Context::new(
             client.clone(),
             Recorder::new(client.clone(), reporter),
             metrics.clone(),
             config.controller.clone(),
+            caches,
         ));
-        run_controllers(client.clone(), config.namespace.as_deref(), ctx, shutdown_rx.clone(), leading_rx.clone()).await
+        let namespace = config.namespace.as_deref();
+        run_controllers(client.clone(), namespace, ctx, writers, shutdown_rx.clone(), leading_rx.clone()).await
     } else {
         Ok(())
     };
@@ -210,11 +219,115 @@ pub async fn apply_crds(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// The three controllers, until shutdown or loss of leadership.
+/// The writing halves of [`Caches`], consumed by the child watches.
+struct CacheWriters {
+    deployments: Writer<Deployment>,
+    services: Writer<Service>,
+    pods: Writer<Pod>,
+}
+
+fn caches() -> (Caches, CacheWriters) {
+    let (deployments, deployments_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (pods, pods_w) = reflector::store();
+    (
+        Caches { deployments, services, pods },
+        CacheWriters { deployments: deployments_w, services: services_w, pods: pods_w },
+    )
+}
+
+/// Where a child's change is sent: the reconcile queue of each owner that is
+/// a DaskCluster or a DaskWorkerGroup.
+#[derive(Clone)]
+struct Owners {
+    clusters: mpsc::UnboundedSender<ObjectRef<DaskCluster>>,
+    groups: mpsc::UnboundedSender<ObjectRef<DaskWorkerGroup>>,
+}
+
+impl Owners {
+    fn notify<K: Resource>(&self, child: &K) {
+        let namespace = child.meta().namespace.as_deref();
+        for owner in child.meta().owner_references.iter().flatten() {
+            if let Some(cluster) = ObjectRef::from_owner_ref(namespace, owner, ()) {
+                let _ = self.clusters.unbounded_send(cluster);
+            } else if let Some(group) = ObjectRef::from_owner_ref(namespace, owner, ()) {
+                let _ = self.groups.unbounded_send(group);
+            }
+        }
+    }
+}
+
+/// One watch per kind of child: it fills the child's cache (trimmed by
+/// `trim` to what the reconcilers read) and then asks the owners to
+/// reconcile, so a reconcile always finds the change that triggered it.
+async fn watch_children<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    writer: Writer<K>,
+    owners: Owners,
+    stop: impl Future<Output = ()>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let changes =
+        watcher(api, config).default_backoff().modify(trim).reflect(writer).touched_objects().take_until(stop);
+    futures::pin_mut!(changes);
+    while let Some(change) = changes.next().await {
+        match change {
+            Ok(child) => owners.notify(&child),
+            Err(e) => warn!(kind = %K::kind(&()), error = %e, "watching children failed; retrying"),
+        }
+    }
+}
+
+/// A controller for `K` on kube-runtime's applier: reconciles run
+/// concurrently (one at a time per object), triggered by `K`'s own watch and
+/// by `related` (its children's changes), and only once the child caches
+/// hold their first full list. Stops taking work when `stop` resolves and
+/// ends when the running reconciles have finished.
+fn controller<K, F, Fut>(
+    api: Api<K>,
+    related: mpsc::UnboundedReceiver<ObjectRef<K>>,
+    caches: Caches,
+    stop: impl Future<Output = ()> + Send + 'static,
+    reconcile: F,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = std::result::Result<(ObjectRef<K>, Action), impl std::fmt::Display>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let own = trigger_self(
+        reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).applied_objects(),
+        (),
+    );
+    let related = related.map(|obj_ref| Ok(ReconcileRequest::from(obj_ref)));
+    let queue = futures::stream::once(async move {
+        caches.wait_until_ready().await;
+        futures::stream::select(own, related)
+    })
+    .flatten()
+    .take_until(stop);
+    applier(
+        move |obj, ctx| CancelableJoinHandle::spawn(reconcile(obj, ctx), &tokio::runtime::Handle::current()),
+        controller::error_policy,
+        ctx,
+        store,
+        queue,
+        kube::runtime::Config::default(),
+    )
+}
+
+/// The three controllers and the child watches, until shutdown or loss of
+/// leadership.
 async fn run_controllers(
     client: Client,
     namespace: Option<&str>,
     ctx: Arc<Context>,
+    writers: CacheWriters,
     shutdown: watch::Receiver<bool>,
     mut leading: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -227,8 +340,10 @@ async fn run_controllers(
             None => Api::all(client.clone()),
         }
     }
-    // Children are watched by the operator's own label, not all pods.
+    // Children are watched by the operator's own label, not all objects;
+    // pods by the worker label, which every group's selector includes.
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let workers = watcher::Config::default().labels(&format!("{LABEL_COMPONENT}=worker"));
     let mut stops = Vec::new();
     let mut stop = || {
         let (tx, rx) = oneshot::channel::<()>();
@@ -238,18 +353,47 @@ async fn run_controllers(
         }
     };
 
-    let clusters = Controller::new(api::<DaskCluster>(&client, namespace), watcher::Config::default())
-        .owns(api::<Deployment>(&client, namespace), owned.clone())
-        .owns(api::<Service>(&client, namespace), owned.clone())
-        .owns(api::<Pod>(&client, namespace), owned.clone())
-        .graceful_shutdown_on(stop())
-        .run(controller::reconcile_cluster, controller::error_policy, ctx.clone())
-        .for_each(|r| async move { log_result("daskcluster", r) });
-    let groups = Controller::new(api::<DaskWorkerGroup>(&client, namespace), watcher::Config::default())
-        .owns(api::<Pod>(&client, namespace), owned.clone())
-        .graceful_shutdown_on(stop())
-        .run(controller::reconcile_worker_group, controller::error_policy, ctx.clone())
-        .for_each(|r| async move { log_result("daskworkergroup", r) });
+    let (clusters_tx, clusters_rx) = mpsc::unbounded();
+    let (groups_tx, groups_rx) = mpsc::unbounded();
+    let owners = Owners { clusters: clusters_tx, groups: groups_tx };
+    let children = futures::future::join3(
+        watch_children(
+            api::<Deployment>(&client, namespace),
+            owned.clone(),
+            controller::trim_meta,
+            writers.deployments,
+            owners.clone(),
+            stop(),
+        ),
+        watch_children(
+            api::<Service>(&client, namespace),
+            owned.clone(),
+            controller::trim_meta,
+            writers.services,
+            owners.clone(),
+            stop(),
+        ),
+        watch_children(api::<Pod>(&client, namespace), workers, controller::trim_pod, writers.pods, owners, stop()),
+    );
+    let caches = ctx.caches.clone();
+    let clusters = controller(
+        api::<DaskCluster>(&client, namespace),
+        clusters_rx,
+        caches.clone(),
+        stop(),
+        controller::reconcile_cluster,
+        ctx.clone(),
+    )
+    .for_each(|r| async move { log_result("daskcluster", r) });
+    let groups = controller(
+        api::<DaskWorkerGroup>(&client, namespace),
+        groups_rx,
+        caches,
+        stop(),
+        controller::reconcile_worker_group,
+        ctx.clone(),
+    )
+    .for_each(|r| async move { log_result("daskworkergroup", r) });
     let jobs = Controller::new(api::<DaskJob>(&client, namespace), watcher::Config::default())
         .owns(api::<DaskCluster>(&client, namespace), watcher::Config::default())
         .owns(api::<Job>(&client, namespace), owned)
@@ -258,7 +402,7 @@ async fn run_controllers(
         .for_each(|r| async move { log_result("daskjob", r) });
     info!("leading: controllers started");
 
-    let all = futures::future::join3(clusters, groups, jobs);
+    let all = futures::future::join(children, futures::future::join3(clusters, groups, jobs));
     tokio::pin!(all);
     let mut shutdown_wait = shutdown.clone();
     let lost = tokio::select! {
