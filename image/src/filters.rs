@@ -629,6 +629,17 @@ fn checked_axis(axis: isize, ndim: usize) -> Result<usize> {
     }
 }
 
+/// One sigma per axis, checked, and the kernel radius each gives with
+/// `truncate` (scipy's `int(truncate * sigma + 0.5)`).
+fn gaussian_sigmas(sigma: &[f64], ndim: usize, truncate: f64) -> Result<(Vec<f64>, Vec<usize>)> {
+    let sigma = per_axis(sigma, ndim, "sigma")?;
+    if sigma.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(ImageError::Value(format!("sigma must be finite and non-negative, got {sigma:?}")));
+    }
+    let radius = sigma.iter().map(|&s| kernels::gaussian_radius(s, truncate)).collect();
+    Ok((sigma, radius))
+}
+
 /// `scipy.ndimage.gaussian_filter(image, sigma, order, mode, cval, truncate)`.
 /// `sigma` and `order` take one value or one per axis.
 pub fn gaussian_filter_order(
@@ -639,15 +650,11 @@ pub fn gaussian_filter_order(
     options: &FilterOptions,
 ) -> Result<Array> {
     let ndim = image.ndim();
-    let sigma = per_axis(sigma, ndim, "sigma")?;
+    let (sigma, radius) = gaussian_sigmas(sigma, ndim, truncate)?;
     let order = per_axis(order, ndim, "order")?;
-    if sigma.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
-        return Err(ImageError::Value(format!("sigma must be finite and non-negative, got {sigma:?}")));
-    }
     if !(truncate.is_finite() && truncate >= 0.0) {
         return Err(ImageError::Value(format!("truncate must be finite and non-negative, got {truncate}")));
     }
-    let radius = sigma.iter().map(|&s| kernels::gaussian_radius(s, truncate)).collect();
     apply(image, Filter::Gaussian { sigma, order, radius }, options)
 }
 
@@ -703,22 +710,14 @@ pub fn laplace(image: &Array, options: &FilterOptions) -> Result<Array> {
 
 /// `scipy.ndimage.gaussian_gradient_magnitude(image, sigma)` (`truncate=4`).
 pub fn gaussian_gradient_magnitude(image: &Array, sigma: &[f64], options: &FilterOptions) -> Result<Array> {
-    let sigma = per_axis(sigma, image.ndim(), "sigma")?;
-    if sigma.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
-        return Err(ImageError::Value(format!("sigma must be finite and non-negative, got {sigma:?}")));
-    }
-    let radius = sigma.iter().map(|&s| kernels::gaussian_radius(s, 4.0)).collect();
+    let (sigma, radius) = gaussian_sigmas(sigma, image.ndim(), 4.0)?;
     apply(image, Filter::GradientMagnitude { sigma, radius }, options)
 }
 
 /// `scipy.ndimage.gaussian_laplace(image, sigma)` (`truncate=4`): the sum
 /// over axes of the second Gaussian derivative along each axis.
 pub fn gaussian_laplace(image: &Array, sigma: &[f64], options: &FilterOptions) -> Result<Array> {
-    let sigma = per_axis(sigma, image.ndim(), "sigma")?;
-    if sigma.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
-        return Err(ImageError::Value(format!("sigma must be finite and non-negative, got {sigma:?}")));
-    }
-    let radius = sigma.iter().map(|&s| kernels::gaussian_radius(s, 4.0)).collect();
+    let (sigma, radius) = gaussian_sigmas(sigma, image.ndim(), 4.0)?;
     apply(image, Filter::GaussianLaplace { sigma, radius }, options)
 }
 
