@@ -232,7 +232,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if tls.as_ref().is_some_and(|t| !t.can_serve()) {
         anyhow::bail!("a worker in a TLS cluster serves its data over TLS: give --tls-cert and --tls-key");
     }
-    let web = if tls.as_ref().is_some_and(|t| t.can_serve()) { "https" } else { "http" };
+    let web = if tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rask-worker").build()?;
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
