@@ -31,6 +31,11 @@ pub struct Array {
     grid: ChunkGrid,
     /// Block tasks in C order of block index.
     blocks: Vec<Delayed<ArrayValue>>,
+    /// Set by `full` (so `zeros` and `ones`): every element is this value,
+    /// exactly representable in `dtype`. An elementwise operation with such
+    /// an array becomes the operation with the scalar, which gives the same
+    /// values without building, storing or reading the constant blocks.
+    constant: Option<Fill>,
 }
 
 fn token_of(parts: &[&[u8]]) -> String {
@@ -57,7 +62,7 @@ impl Array {
     ) -> Self {
         let name: Arc<str> = Arc::from(format!("{prefix}-{}", token_of(token_parts)));
         let blocks = grid.indices().iter().map(|idx| block(idx, block_key(&name, idx))).collect();
-        Self { name, dtype, grid, blocks }
+        Self { name, dtype, grid, blocks, constant: None }
     }
 
     /// Dask's `da.Array(graph, name, chunks, dtype)`: an array whose blocks
@@ -123,10 +128,12 @@ impl Array {
         let grid = ChunkGrid::normalize(shape, &chunks, dtype.itemsize())?;
         let tok = postcard::to_stdvec(&(shape, value, dtype, format!("{grid:?}"))).unwrap_or_default();
         let g = grid.clone();
-        Ok(Self::build("full", &[&tok], dtype, grid, |idx, key| {
+        let mut full = Self::build("full", &[&tok], dtype, grid, |idx, key| {
             let shape = g.block_shape(idx).unwrap_or_default();
             Delayed::from_task(key, kernels::FULL, Params::encode(&FullParams { shape, dtype, value }), vec![])
-        }))
+        });
+        full.constant = crate::dtype::holds_exactly(dtype, value).then_some(value);
+        Ok(full)
     }
 
     pub fn zeros(shape: &[usize], dtype: DType, chunks: Chunks) -> Result<Self> {
@@ -423,6 +430,21 @@ impl Array {
     /// (the second is rechunked to match).
     fn binary(&self, other: &Array, op: BinaryOp) -> Result<Array> {
         let (sa, sb) = (self.shape(), other.shape());
+        // With a constant operand of the same (known) shape, the scalar
+        // operation gives the same values whenever it gives the same dtype.
+        if sa == sb && sa.iter().all(Option::is_some) {
+            let dtype = compute_dtype(op, promote(self.dtype, other.dtype));
+            let same_as_scalar = |array: DType, value: Fill| {
+                compute_dtype(op, promote_scalar(array, matches!(value, Fill::Float(_)))) == dtype
+            };
+            if let Some(value) = other.constant.filter(|v| same_as_scalar(self.dtype, *v)) {
+                return Ok(self.with_scalar(value, false, op));
+            }
+            if let Some(value) = self.constant.filter(|v| same_as_scalar(other.dtype, *v)) {
+                // The result keeps the first operand's chunks, as below.
+                return Ok(other.rechunk_to(&self.grid)?.with_scalar(value, true, op));
+            }
+        }
         let nd = sa.len().max(sb.len());
         let pad = |s: &[Option<usize>]| -> Vec<Option<usize>> {
             std::iter::repeat_n(Some(1), nd - s.len()).chain(s.iter().copied()).collect()
@@ -756,7 +778,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid, blocks })
+        Ok(Array { name, dtype: self.dtype, grid, blocks, constant: None })
     }
 
     /// Permutes the axes (`np.transpose(x, axes)`).
@@ -787,7 +809,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid, blocks })
+        Ok(Array { name, dtype: self.dtype, grid, blocks, constant: None })
     }
 
     /// `np.swapaxes`.
@@ -892,7 +914,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype, grid, blocks })
+        Ok(Array { name, dtype, grid, blocks, constant: None })
     }
 
     /// `np.stack(arrays, axis)`: a new axis, then concatenation along it.
@@ -936,7 +958,7 @@ impl Array {
                 vec![ArgPart::of(&whole.blocks[0])],
             );
             let grid = ChunkGrid::from_sizes(out.iter().map(|&n| vec![n]).collect());
-            return Ok(Array { name, dtype: self.dtype, grid, blocks: vec![block] });
+            return Ok(Array { name, dtype: self.dtype, grid, blocks: vec![block], constant: None });
         }
         let in_rest: usize = in_shape[1..].iter().product::<usize>().max(1);
         let out_rest: usize = out[1..].iter().product::<usize>().max(1);
@@ -987,7 +1009,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid, blocks })
+        Ok(Array { name, dtype: self.dtype, grid, blocks, constant: None })
     }
 
     /// `x.ravel()`: the elements in C order, 1-d.
@@ -1078,7 +1100,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype, grid: self.grid.clone(), blocks })
+        Ok(Array { name, dtype, grid: self.grid.clone(), blocks, constant: None })
     }
 
     /// Integer-array indexing along one axis, `x[[3, 0, 3], :]` or
@@ -1130,7 +1152,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid, blocks })
+        Ok(Array { name, dtype: self.dtype, grid, blocks, constant: None })
     }
 
     /// Combines per-block results pairwise-ish in a tree of `op` tasks.
@@ -1178,6 +1200,7 @@ impl Array {
             dtype: DType::I64,
             grid: ChunkGrid::unknown_1d(1),
             blocks: vec![total],
+            constant: None,
         })
     }
 
@@ -1200,6 +1223,7 @@ impl Array {
             dtype: self.dtype,
             grid: ChunkGrid::unknown_1d(1),
             blocks: vec![total],
+            constant: None,
         })
     }
 
@@ -1242,7 +1266,7 @@ impl Array {
                 Delayed::from_task(block_key(&name, &out_idx), kernels::PIECES, params, vec![ArgPart::list(parts)])
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid: target.clone(), blocks })
+        Ok(Array { name, dtype: self.dtype, grid: target.clone(), blocks, constant: None })
     }
 
     /// Matrix product of 2-d arrays (`da.dot`): block products summed over
@@ -1286,7 +1310,7 @@ impl Array {
                 Delayed::from_task(block_key(&name, &idx), kernels::MATMUL, params.clone(), vec![a, b])
             })
             .collect();
-        Ok(Array { name, dtype, grid, blocks })
+        Ok(Array { name, dtype, grid, blocks, constant: None })
     }
 
     /// `np.tensordot(a, b, axes=(a_axes, b_axes))`, as numpy defines it:
@@ -1437,7 +1461,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype, grid, blocks })
+        Ok(Array { name, dtype, grid, blocks, constant: None })
     }
 
     // -------------------------------------------------- masks and histograms
@@ -1473,7 +1497,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name, dtype: self.dtype, grid: ChunkGrid::unknown_1d(x.blocks.len()), blocks })
+        Ok(Array { name, dtype: self.dtype, grid: ChunkGrid::unknown_1d(x.blocks.len()), blocks, constant: None })
     }
 
     /// Computes the lengths of blocks whose sizes are unknown (1-d arrays).
@@ -1533,6 +1557,7 @@ impl Array {
             dtype: DType::I64,
             grid: ChunkGrid::from_sizes(vec![vec![1; per_block.len()], vec![bins]]),
             blocks: per_block,
+            constant: None,
         };
         let total = counts.reduce(Reduction::Sum, Some(&[0]), false, 8)?;
         Ok((total, kernels::histogram_edges(bins, low, high)))
@@ -1640,7 +1665,7 @@ impl Array {
                 )
             })
             .collect();
-        Ok(Array { name: fname, dtype: op.output_dtype(input_dtype), grid: out_grid, blocks })
+        Ok(Array { name: fname, dtype: op.output_dtype(input_dtype), grid: out_grid, blocks, constant: None })
     }
 
     pub fn sum(&self) -> Result<Array> {
@@ -1742,7 +1767,7 @@ impl Array {
         for s in sizes.iter_mut().skip(1) {
             *s = vec![s.iter().copied().sum::<Option<usize>>()];
         }
-        Array { name, dtype: self.dtype, grid: ChunkGrid::from_options(sizes), blocks }
+        Array { name, dtype: self.dtype, grid: ChunkGrid::from_options(sizes), blocks, constant: None }
     }
 }
 

@@ -127,6 +127,30 @@ pub fn promote(a: DType, b: DType) -> DType {
     }
 }
 
+/// Whether `value` is stored in `dtype` without change (no rounding,
+/// truncation or wrapping), so an array full of it equals the scalar.
+pub fn holds_exactly(dtype: DType, value: crate::kernels::Fill) -> bool {
+    use crate::kernels::Fill;
+    use DType::*;
+    match (value, dtype) {
+        (Fill::Bool(_), Bool) => true,
+        (Fill::Bool(_), _) | (_, Bool) => false,
+        (Fill::Float(_), F64) => true,
+        (Fill::Float(f), F32) => f.is_nan() || f64::from(f as f32) == f,
+        (Fill::Float(_), _) => false,
+        (Fill::Int(v), F64) => v.unsigned_abs() <= 1 << 53,
+        (Fill::Int(v), F32) => v.unsigned_abs() <= 1 << 24,
+        (Fill::Int(v), I8) => i8::try_from(v).is_ok(),
+        (Fill::Int(v), I16) => i16::try_from(v).is_ok(),
+        (Fill::Int(v), I32) => i32::try_from(v).is_ok(),
+        (Fill::Int(_), I64) => true,
+        (Fill::Int(v), U8) => u8::try_from(v).is_ok(),
+        (Fill::Int(v), U16) => u16::try_from(v).is_ok(),
+        (Fill::Int(v), U32) => u32::try_from(v).is_ok(),
+        (Fill::Int(v), U64) => v >= 0,
+    }
+}
+
 /// NEP 50: a Python int keeps the array's dtype; a Python float makes an
 /// integer array float64 and keeps a float array's precision.
 pub fn promote_scalar(array: DType, scalar_is_float: bool) -> DType {

@@ -212,24 +212,8 @@ fn random_block(p: &Params, _: Vec<Value>) -> Result<Value, OpError> {
             ArrayValue::F64(fill_block(&p, |i| low + (high - low) * random::uniform(seed, i)).into_shared())
         }
         Distribution::Normal { loc, scale } => {
-            // Elements come in index order, so the second of each pair reuses
-            // the first one's logarithm and square root.
-            let cache = std::cell::Cell::new((u64::MAX, 0.0f64, 0.0f64));
-            ArrayValue::F64(
-                fill_block(&p, |i| {
-                    let pair = i / 2;
-                    let (cp, c, s) = cache.get();
-                    let (c, s) = if cp == pair {
-                        (c, s)
-                    } else {
-                        let (c, s) = random::normal_pair(seed, pair);
-                        cache.set((pair, c, s));
-                        (c, s)
-                    };
-                    loc + scale * if i.is_multiple_of(2) { c } else { s }
-                })
-                .into_shared(),
-            )
+            let normals = random::Normals::new(seed);
+            ArrayValue::F64(fill_block(&p, |i| loc + scale * normals.get(i)).into_shared())
         }
         Distribution::RandInt { low, high } => {
             let stream = random::Stream::new(seed, 3);
@@ -1032,9 +1016,18 @@ fn mask_select(_: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     if a.shape() != m.shape() {
         return Err(OpError::new(format!("mask shape {:?} does not match block shape {:?}", m.shape(), a.shape())));
     }
+    // Counting first sizes the output exactly: no regrowth, and no copies
+    // of a half-built block.
+    let n = match m.as_slice() {
+        Some(keep) => keep.iter().filter(|k| **k).count(),
+        None => m.iter().filter(|k| **k).count(),
+    };
     let out = with_array!(&a, x => {
-        let picked: Vec<_> = x.iter().zip(m.iter()).filter(|(_, keep)| **keep).map(|(v, _)| *v).collect();
-        let n = picked.len();
+        let mut picked = Vec::with_capacity(n);
+        match (x.as_slice(), m.as_slice()) {
+            (Some(values), Some(keep)) => picked.extend(values.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| *v)),
+            _ => picked.extend(x.iter().zip(m.iter()).filter(|(_, k)| **k).map(|(v, _)| *v)),
+        }
         Element::wrap(ArrayD::from_shape_vec(IxDyn(&[n]), picked).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))).into_shared())
     });
     Ok(Value::Array(out))

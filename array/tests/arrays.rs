@@ -185,3 +185,73 @@ fn bad_input_is_a_clear_error() {
     assert!(a.reduce(Reduction::Sum, Some(&[3]), false, 4).unwrap_err().to_string().contains("out of bounds"));
     assert!(Array::arange(Fill::Int(0), Fill::Int(3), Fill::Int(0), Chunks::Auto).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `x op full(v)` becomes `x op v` when that gives the same dtype; the
+    /// values must be those of the blockwise operation with the constant
+    /// array built out (here: rechunked, which hides that it is constant).
+    #[test]
+    fn operations_with_constant_arrays_match_the_blockwise_result(
+        (shape, block) in shape_and_chunks(),
+        op in prop::sample::select(vec![
+            BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Lt, BinaryOp::Eq,
+            BinaryOp::Max, BinaryOp::FloorDiv, BinaryOp::Mod, BinaryOp::Pow, BinaryOp::LogicalAnd,
+        ]),
+        x_dtype in prop::sample::select(vec![DType::F64, DType::F32, DType::I32, DType::U8, DType::Bool]),
+        c_dtype in prop::sample::select(vec![DType::F64, DType::F32, DType::I64, DType::U8, DType::Bool]),
+        value in prop::sample::select(vec![Fill::Int(1), Fill::Int(0), Fill::Int(-3), Fill::Int(300), Fill::Float(0.5), Fill::Float(2.0), Fill::Bool(true)]),
+        constant_first in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let x = Array::random_uniform(&shape, seed, Chunks::Uniform(block.clone()))
+            .unwrap()
+            .scalar(BinaryOp::Mul, Fill::Float(20.0))
+            .scalar(BinaryOp::Sub, Fill::Float(5.0))
+            .astype(x_dtype);
+        let constant = Array::full(&shape, value, c_dtype, Chunks::Uniform(block.clone())).unwrap();
+        let halves: Vec<usize> = shape.iter().map(|n| n.div_ceil(2)).collect();
+        let hidden = constant.rechunk(Chunks::Uniform(if halves == block { shape.clone() } else { halves })).unwrap();
+        let (folded, blockwise) = if constant_first {
+            (constant.apply(op, &x).unwrap(), hidden.apply(op, &x).unwrap())
+        } else {
+            (x.apply(op, &constant).unwrap(), x.apply(op, &hidden).unwrap())
+        };
+        prop_assert_eq!(folded.dtype(), blockwise.dtype());
+        let (a, b) = match (folded.compute(), blockwise.compute()) {
+            (Ok(a), Ok(b)) => (f64s(a), f64s(b)),
+            // e.g. integers to negative integer powers: an error either way.
+            (Err(_), Err(_)) => return Ok(()),
+            (a, b) => return Err(TestCaseError::fail(format!("{op:?} {x_dtype} with {value:?} as {c_dtype}: {a:?} vs {b:?}"))),
+        };
+        prop_assert_eq!(a.shape(), b.shape());
+        for (p, q) in a.iter().zip(b.iter()) {
+            prop_assert!(p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()), "{p} != {q} for {op:?} {x_dtype} with {value:?} as {c_dtype}");
+        }
+    }
+}
+
+#[test]
+fn adding_ones_needs_no_ones_blocks() {
+    let x = Array::random_normal(9.0, 1.0, &[40, 30], 1, Chunks::Uniform(vec![10, 10])).unwrap();
+    let ones = Array::ones(&[40, 30], DType::F64, Chunks::Uniform(vec![10, 10])).unwrap();
+    let added = x.add(&ones).unwrap();
+    assert_eq!(added.task_count(), x.task_count() + x.npartitions(), "the ones blocks are not in the graph");
+    let want = f64s(x.compute().unwrap()).mapv(|v| v + 1.0);
+    assert_eq!(f64s(added.compute().unwrap()), want);
+    // Where the scalar would change the dtype the blockwise form stays:
+    // uint8 + float32 0.5 is float32, uint8 + the Python float 0.5 float64.
+    let bytes = x.astype(DType::U8);
+    let half = Array::full(&[40, 30], Fill::Float(0.5), DType::F32, Chunks::Uniform(vec![10, 10])).unwrap();
+    let mixed = bytes.apply(BinaryOp::Add, &half).unwrap();
+    assert_eq!(mixed.dtype(), DType::F32);
+    assert_eq!(mixed.task_count(), bytes.task_count() + 2 * bytes.npartitions(), "the constant blocks are tasks");
+    let want = f64s(bytes.compute().unwrap()).mapv(|v| v + 0.5);
+    assert_eq!(f64s(mixed.compute().unwrap()), want);
+    // A constant first operand: the result keeps its chunks.
+    let by_rows = Array::random_uniform(&[40, 30], 2, Chunks::Uniform(vec![40, 5])).unwrap();
+    let lhs = ones.apply(BinaryOp::Sub, &by_rows).unwrap();
+    assert_eq!(lhs.chunks(), ones.chunks());
+    assert_eq!(f64s(lhs.compute().unwrap()), f64s(by_rows.compute().unwrap()).mapv(|v| 1.0 - v));
+}
