@@ -15,7 +15,7 @@ use rask_proto::auth::Bearer;
 use rask_proto::pb::scheduler_client::SchedulerClient;
 use rask_proto::pb::{self, KeyState};
 use rask_proto::transport::Tls;
-use rask_proto::{Assembler, MAX_MESSAGE_BYTES, decode_value, task_to_pb};
+use rask_proto::{Assembler, MAX_MESSAGE_BYTES, task_to_pb};
 use rask_scheduler::{ErrorKind, TaskError};
 use rustc_hash::FxHashMap;
 use tonic::service::interceptor::InterceptedService;
@@ -259,8 +259,8 @@ async fn gather(mut grpc: Grpc, id: u64, key: Key, waiting: Waiting) {
         let mut stream = grpc.gather(request).await?.into_inner();
         let mut assembler = Assembler::new(u64::MAX);
         while let Some(piece) = stream.message().await? {
-            if let Some((_, bytes)) = assembler.push(piece).map_err(|e| tonic::Status::data_loss(e.to_string()))? {
-                return decode_value(&bytes).map_err(|e| tonic::Status::data_loss(e.to_string()));
+            if let Some((_, value)) = assembler.push(piece).map_err(|e| tonic::Status::data_loss(e.to_string()))? {
+                return Ok(value);
             }
         }
         Err(tonic::Status::not_found("the value ended early"))

@@ -1,9 +1,12 @@
 //! How array chunks serialize: dtype, shape, then the elements as one run of
-//! little-endian bytes. Encoding a contiguous chunk is a single copy and
-//! decoding checks that the byte count is exactly shape × item size before
-//! it allocates, so a peer's header cannot make the receiver reserve memory
-//! the message does not carry. (ndarray's own serde form writes elements one
-//! by one and grew buffers by doubling: 0.1–0.4 GB/s instead of memcpy
+//! little-endian bytes. Encoding a contiguous chunk writes its memory as it
+//! is (a serializer that can keep references, as `rask_proto`'s, copies
+//! nothing) and decoding checks that the byte count is exactly shape × item
+//! size before it allocates, so a peer's header cannot make the receiver
+//! reserve memory the message does not carry. Decoding from a borrowed
+//! buffer copies the elements once, straight into the array's own vector
+//! (no zero-filled buffer first). (ndarray's own serde form writes elements
+//! one by one and grew buffers by doubling: 0.1–0.4 GB/s instead of memcpy
 //! speed.)
 
 use std::fmt;
@@ -31,29 +34,32 @@ impl Serialize for Raw<'_> {
 /// give a sequence of bytes; allocation follows the data, not a hint.
 pub(crate) struct ByteBuf(pub Vec<u8>);
 
+/// Accepts a byte string in any of the forms a format may give it.
+struct ByteBufVisitor;
+
+impl<'de> Visitor<'de> for ByteBufVisitor {
+    type Value = Vec<u8>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteBuf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-                while let Some(b) = seq.next_element::<u8>()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(V).map(ByteBuf)
+        d.deserialize_byte_buf(ByteBufVisitor).map(ByteBuf)
     }
 }
 
@@ -91,20 +97,70 @@ impl Serialize for ArrayValue {
     }
 }
 
+/// The elements' bytes as the format gives them: borrowed from the input
+/// when it can (postcard over a slice), owned otherwise.
+enum Data<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Data<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Borrowed(b) => b,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Data<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Data<'de>, E> {
+                Ok(Data::Borrowed(v))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data<'de>, E> {
+                Ok(Data::Owned(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Data<'de>, E> {
+                Ok(Data::Owned(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Data<'de>, A::Error> {
+                ByteBufVisitor.visit_seq(seq).map(Data::Owned)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename = "ArrayValue")]
-struct Repr {
+struct Repr<'a> {
     dtype: DType,
     shape: Vec<u64>,
-    data: ByteBuf,
+    #[serde(borrow)]
+    data: Data<'a>,
 }
 
 fn build<T: Clone>(shape: Vec<usize>, items: Vec<T>) -> Result<ArcArray<T, IxDyn>, String> {
     ArrayD::from_shape_vec(IxDyn(&shape), items).map(ArrayD::into_shared).map_err(|e| e.to_string())
 }
 
+/// Little-endian bytes as elements, written once into a vector sized from
+/// the (already checked) byte count: no zero-fill, any alignment.
+fn pod_vec<T: bytemuck::Pod>(data: &[u8]) -> Vec<T> {
+    let mut out = Vec::with_capacity(data.len() / std::mem::size_of::<T>());
+    out.extend(data.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned::<T>));
+    out
+}
+
 fn pods<T: bytemuck::Pod>(shape: Vec<usize>, data: &[u8]) -> Result<ArcArray<T, IxDyn>, String> {
-    build(shape, bytemuck::pod_collect_to_vec::<u8, T>(data))
+    build(shape, pod_vec(data))
 }
 
 impl<'de> Deserialize<'de> for ArrayValue {
@@ -114,16 +170,16 @@ impl<'de> Deserialize<'de> for ArrayValue {
             r.shape.iter().map(|&x| usize::try_from(x)).collect::<Result<_, _>>().map_err(de::Error::custom)?;
         let count = shape.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
         let expected = count.and_then(|c| c.checked_mul(r.dtype.itemsize()));
-        if expected != Some(r.data.0.len()) {
+        if expected != Some(r.data.as_slice().len()) {
             return Err(de::Error::custom(format!(
                 "array of dtype {} and shape {:?} needs {} bytes, got {}",
                 r.dtype,
                 shape,
                 expected.map_or_else(|| "more than usize".to_string(), |e| e.to_string()),
-                r.data.0.len()
+                r.data.as_slice().len()
             )));
         }
-        let data = r.data.0;
+        let data = r.data.as_slice();
         let out = match r.dtype {
             DType::Bool => {
                 if data.iter().any(|&b| b > 1) {
@@ -131,16 +187,20 @@ impl<'de> Deserialize<'de> for ArrayValue {
                 }
                 build(shape, data.iter().map(|&b| b == 1).collect()).map(ArrayValue::Bool)
             }
-            DType::I8 => pods(shape, &data).map(ArrayValue::I8),
-            DType::I16 => pods(shape, &data).map(ArrayValue::I16),
-            DType::I32 => pods(shape, &data).map(ArrayValue::I32),
-            DType::I64 => pods(shape, &data).map(ArrayValue::I64),
-            DType::U8 => build(shape, data).map(ArrayValue::U8),
-            DType::U16 => pods(shape, &data).map(ArrayValue::U16),
-            DType::U32 => pods(shape, &data).map(ArrayValue::U32),
-            DType::U64 => pods(shape, &data).map(ArrayValue::U64),
-            DType::F32 => pods(shape, &data).map(ArrayValue::F32),
-            DType::F64 => pods(shape, &data).map(ArrayValue::F64),
+            DType::I8 => pods(shape, data).map(ArrayValue::I8),
+            DType::I16 => pods(shape, data).map(ArrayValue::I16),
+            DType::I32 => pods(shape, data).map(ArrayValue::I32),
+            DType::I64 => pods(shape, data).map(ArrayValue::I64),
+            DType::U8 => match r.data {
+                Data::Owned(v) => build(shape, v),
+                Data::Borrowed(b) => build(shape, b.to_vec()),
+            }
+            .map(ArrayValue::U8),
+            DType::U16 => pods(shape, data).map(ArrayValue::U16),
+            DType::U32 => pods(shape, data).map(ArrayValue::U32),
+            DType::U64 => pods(shape, data).map(ArrayValue::U64),
+            DType::F32 => pods(shape, data).map(ArrayValue::F32),
+            DType::F64 => pods(shape, data).map(ArrayValue::F64),
         };
         out.map_err(de::Error::custom)
     }

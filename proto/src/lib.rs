@@ -5,7 +5,10 @@
 //! Decoding never trusts the peer: a message missing a required part is an
 //! error naming it, values are decoded with rask-core's checked encoding,
 //! and values larger than one message travel as [`pb::Piece`]s that
-//! [`Assembler`] joins only up to a size the receiver chose.
+//! [`Assembler`] joins only up to a size the receiver chose. Large arrays
+//! cross without intermediate buffers (`values`): the sender's pieces slice
+//! the stored array itself, and the receiver writes them straight into the
+//! new array's vector.
 
 use std::sync::Arc;
 
@@ -13,6 +16,9 @@ use bytes::Bytes;
 use rask_core::{Arg, Body, Call, Key, Params, Task, Value};
 
 pub mod transport;
+mod values;
+
+pub use values::encode_segments;
 
 /// The generated protobuf types and services.
 #[allow(clippy::all, missing_debug_implementations, rust_2018_idioms, unused_qualifications)]
@@ -41,6 +47,8 @@ pub enum WireError {
     TooLarge { key: String, total: u64, limit: u64 },
     #[error("piece of {key} at offset {got}, expected {expected}")]
     OutOfOrder { key: String, got: u64, expected: u64 },
+    #[error("cannot reserve {total} bytes for the value of {key}")]
+    NoMemory { key: String, total: u64 },
     #[error("peer speaks protocol {theirs}, this build speaks {ours}")]
     Version { theirs: String, ours: String },
 }
@@ -229,76 +237,117 @@ pub fn task_from_pb(t: pb::Task) -> Result<Task, WireError> {
     Ok(Task { key, body })
 }
 
-/// Splits a serialized value into pieces of at most `piece` bytes; the
-/// pieces share the buffer (no copies).
-pub fn pieces(key: &Key, data: &Bytes, piece: usize) -> Vec<pb::Piece> {
+/// Splits a serialized value (the segments of [`encode_segments`], or one
+/// buffer) into pieces of at most `piece` bytes; the pieces share the
+/// segments' memory (no copies). A piece never spans two segments.
+pub fn pieces(key: &Key, segments: &[Bytes], piece: usize) -> Vec<pb::Piece> {
     let piece = piece.max(1);
-    let total = data.len() as u64;
-    if data.is_empty() {
-        return vec![pb::Piece { key: Some(key.into()), total, offset: 0, data: Bytes::new() }];
+    let total: u64 = segments.iter().map(|s| s.len() as u64).sum();
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for segment in segments {
+        for start in (0..segment.len()).step_by(piece) {
+            let data = segment.slice(start..(start + piece).min(segment.len()));
+            let len = data.len() as u64;
+            out.push(pb::Piece { key: Some(key.into()), total, offset, data });
+            offset += len;
+        }
     }
-    (0..data.len())
-        .step_by(piece)
-        .map(|start| pb::Piece {
-            key: Some(key.into()),
-            total,
-            offset: start as u64,
-            data: data.slice(start..(start + piece).min(data.len())),
-        })
-        .collect()
+    if out.is_empty() {
+        out.push(pb::Piece { key: Some(key.into()), total, offset: 0, data: Bytes::new() });
+    }
+    out
 }
 
-/// Joins the pieces of one value. It allocates only as pieces arrive, never
-/// from the announced total, and refuses values over `limit` bytes, pieces
-/// out of order and pieces past the announced end.
+/// Where the bytes of the value being received go.
+#[derive(Debug)]
+enum Sink {
+    /// An array, written into its own vector as pieces arrive.
+    Array(values::ArrayReceiver),
+    /// Anything else, joined and then decoded.
+    Joined(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Partial {
+    key: Key,
+    total: u64,
+    received: u64,
+    sink: Sink,
+}
+
+/// Joins the pieces of values and decodes them. It refuses values over
+/// `limit` bytes (before reserving anything), pieces out of order and pieces
+/// past the announced end; the one reservation per value is bounded by the
+/// limit and fallible. Array values are written straight into the array's
+/// vector: one copy of the elements, none for the joined buffer.
 #[derive(Debug)]
 pub struct Assembler {
     limit: u64,
-    key: Option<Key>,
-    total: u64,
-    buf: Vec<u8>,
+    partial: Option<Partial>,
 }
 
 impl Assembler {
     pub fn new(limit: u64) -> Self {
-        Self { limit, key: None, total: 0, buf: Vec::new() }
+        Self { limit, partial: None }
     }
 
-    /// Adds a piece; returns the key and the whole value once complete.
-    pub fn push(&mut self, p: pb::Piece) -> Result<Option<(Key, Bytes)>, WireError> {
+    /// Adds a piece; returns the key and its value once complete.
+    pub fn push(&mut self, p: pb::Piece) -> Result<Option<(Key, Value)>, WireError> {
         let key: Key = p.key.ok_or(WireError::Missing("piece key"))?.into();
-        if self.key.is_none() {
+        let len = p.data.len() as u64;
+        let Some(partial) = &mut self.partial else {
             if p.total > self.limit {
                 return Err(WireError::TooLarge { key: key.to_string(), total: p.total, limit: self.limit });
             }
-            self.key = Some(key.clone());
-            self.total = p.total;
-            // Bounded by this receiver's own limit, checked above; reserving
-            // touches no pages until data arrives.
-            self.buf = Vec::with_capacity(usize::try_from(p.total).unwrap_or(0));
+            if p.offset != 0 {
+                return Err(WireError::OutOfOrder { key: key.to_string(), got: p.offset, expected: 0 });
+            }
+            if len > p.total {
+                return Err(WireError::TooLarge { key: key.to_string(), total: len, limit: p.total });
+            }
+            if len == p.total {
+                // One piece: decode it where it is.
+                return Ok(Some((key, decode_value(&p.data)?)));
+            }
+            let sink = match values::ArrayReceiver::start(&p.data, p.total)? {
+                Some((mut array, head)) => {
+                    array.push(&p.data[head..])?;
+                    Sink::Array(array)
+                }
+                None => {
+                    let no_memory = || WireError::NoMemory { key: key.to_string(), total: p.total };
+                    let mut buf = Vec::new();
+                    buf.try_reserve_exact(usize::try_from(p.total).map_err(|_| no_memory())?)
+                        .map_err(|_| no_memory())?;
+                    buf.extend_from_slice(&p.data);
+                    Sink::Joined(buf)
+                }
+            };
+            self.partial = Some(Partial { key, total: p.total, received: len, sink });
+            return Ok(None);
+        };
+        if partial.key != key || p.offset != partial.received || p.total != partial.total {
+            return Err(WireError::OutOfOrder { key: key.to_string(), got: p.offset, expected: partial.received });
         }
-        let expected = self.buf.len() as u64;
-        if self.key.as_ref() != Some(&key) || p.offset != expected || p.total != self.total {
-            return Err(WireError::OutOfOrder { key: key.to_string(), got: p.offset, expected });
+        let received = partial.received + len;
+        if received > partial.total {
+            return Err(WireError::TooLarge { key: key.to_string(), total: received, limit: partial.total });
         }
-        if expected + p.data.len() as u64 > self.total {
-            return Err(WireError::TooLarge {
-                key: key.to_string(),
-                total: expected + p.data.len() as u64,
-                limit: self.total,
-            });
+        match &mut partial.sink {
+            Sink::Array(array) => array.push(&p.data)?,
+            Sink::Joined(buf) => buf.extend_from_slice(&p.data),
         }
-        if p.data.len() as u64 == self.total && expected == 0 {
-            // One piece: hand the buffer on without copying.
-            self.key = None;
-            return Ok(Some((key, p.data)));
+        partial.received = received;
+        if received < partial.total {
+            return Ok(None);
         }
-        self.buf.extend_from_slice(&p.data);
-        if self.buf.len() as u64 == self.total {
-            self.key = None;
-            return Ok(Some((key, Bytes::from(std::mem::take(&mut self.buf)))));
-        }
-        Ok(None)
+        let Some(done) = self.partial.take() else { return Ok(None) };
+        let value = match done.sink {
+            Sink::Array(array) => array.finish()?,
+            Sink::Joined(buf) => decode_value(&buf)?,
+        };
+        Ok(Some((done.key, value)))
     }
 }
 
@@ -361,13 +410,90 @@ mod tests {
         let mut a = Assembler::new(10);
         let big = pb::Piece { key: Some((&k).into()), total: 1 << 40, offset: 0, data: Bytes::from_static(b"x") };
         assert!(matches!(a.push(big), Err(WireError::TooLarge { .. })));
+        // Within a limit no machine can reserve: an error, not an abort.
+        let mut a = Assembler::new(u64::MAX);
+        let huge = pb::Piece { key: Some((&k).into()), total: 1 << 62, offset: 0, data: Bytes::from_static(b"x") };
+        assert!(matches!(a.push(huge), Err(WireError::NoMemory { .. })));
         let mut a = Assembler::new(100);
         let data = Bytes::from_static(b"0123456789");
-        let ps = pieces(&k, &data, 4);
+        let ps = pieces(&k, &[data], 4);
         assert!(matches!(a.push(ps[1].clone()), Err(WireError::OutOfOrder { .. })));
         let mut a = Assembler::new(100);
         let lie = pb::Piece { key: Some((&k).into()), total: 2, offset: 0, data: Bytes::from_static(b"abc") };
         assert!(matches!(a.push(lie), Err(WireError::TooLarge { .. })));
+    }
+
+    fn f64_array(n: usize) -> Value {
+        let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[n / 4, 4]), |ix| (ix[0] * 4 + ix[1]) as f64 * 0.5);
+        Value::Array(rask_core::ArrayValue::F64(a.into_shared()))
+    }
+
+    #[test]
+    fn segments_are_the_encoding_and_reference_the_array() {
+        let big = f64_array(1 << 16);
+        let list =
+            Value::List(Arc::from(vec![Value::Int(3), big.clone(), Value::Bytes(Bytes::from(vec![7u8; 1 << 17]))]));
+        for v in [big.clone(), list, Value::Str(Arc::from("small")), f64_array(8)] {
+            let segments = encode_segments(&v).expect("encodes");
+            let joined: Vec<u8> = segments.iter().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(joined, encode_value(&v).expect("encodes").to_vec());
+        }
+        // The elements are the stored array's memory, not a copy of it.
+        let Value::Array(rask_core::ArrayValue::F64(a)) = &big else { unreachable!() };
+        let segments = encode_segments(&big).expect("encodes");
+        assert_eq!(segments.len(), 2);
+        assert_eq!(segments[1].as_ptr(), a.as_ptr().cast::<u8>());
+    }
+
+    #[test]
+    fn arrays_arrive_whole_from_any_split() {
+        let v = f64_array(1 << 12);
+        let k = Key::new("a");
+        let segments = encode_segments(&v).expect("encodes");
+        let joined = encode_value(&v).expect("encodes");
+        // The sender's split (header, then the elements), splits that cut
+        // elements, one byte at a time (the header is split: the ordinary
+        // decoder), and the elements in one piece.
+        let splits = [
+            pieces(&k, &segments, 1000),
+            pieces(&k, std::slice::from_ref(&joined), 333),
+            pieces(&k, std::slice::from_ref(&joined), 1),
+            pieces(&k, &segments, usize::MAX),
+        ];
+        for ps in splits {
+            let mut a = Assembler::new(joined.len() as u64);
+            let mut out = None;
+            for p in ps {
+                assert!(out.is_none());
+                out = a.push(p).expect("valid pieces");
+            }
+            assert_eq!(out, Some((k.clone(), v.clone())));
+        }
+    }
+
+    #[test]
+    fn lying_array_pieces_are_errors() {
+        let v = f64_array(64);
+        let good = encode_value(&v).expect("encodes").to_vec();
+        // Claims more elements than the value carries: the header does not
+        // match the total, so the ordinary decoder refuses it.
+        let mut more = good.clone();
+        more.truncate(good.len() - 8);
+        let mut a = Assembler::new(1 << 20);
+        let ps = pieces(&Key::new("a"), &[Bytes::from(more)], 100);
+        let results: Vec<_> = ps.into_iter().map(|p| a.push(p)).collect();
+        assert!(results.iter().any(Result::is_err));
+        // A bool array with a byte that is not 0 or 1.
+        let b = Value::Array(rask_core::ArrayValue::Bool(
+            ndarray::ArrayD::from_elem(ndarray::IxDyn(&[300]), true).into_shared(),
+        ));
+        let mut bytes = encode_value(&b).expect("encodes").to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] = 9;
+        let mut a = Assembler::new(1 << 20);
+        let results: Vec<_> =
+            pieces(&Key::new("b"), &[Bytes::from(bytes)], 100).into_iter().map(|p| a.push(p)).collect();
+        assert!(results.iter().any(Result::is_err));
     }
 
     proptest::proptest! {
@@ -393,18 +519,47 @@ mod tests {
         }
 
         #[test]
-        fn pieces_reassemble(data in proptest::collection::vec(proptest::num::u8::ANY, 0..5000), piece in 1usize..700) {
+        fn pieces_reassemble(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..5000),
+            piece in 1usize..700,
+            as_array in proptest::bool::ANY,
+        ) {
             let k = Key::chunk(Arc::from("x"), &[3]);
-            let data = Bytes::from(data);
+            let v = if as_array {
+                let n = data.len() / 2;
+                let items: Vec<i16> = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+                let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), items).expect("shape");
+                Value::Array(rask_core::ArrayValue::I16(a.into_shared()))
+            } else {
+                Value::Bytes(Bytes::from(data))
+            };
             let mut a = Assembler::new(10_000);
             let mut out = None;
-            for p in pieces(&k, &data, piece) {
+            for p in pieces(&k, &encode_segments(&v).expect("encodes"), piece) {
                 proptest::prop_assert!(out.is_none());
                 out = a.push(p).expect("valid pieces");
             }
-            let (key, bytes) = out.expect("complete");
+            let (key, got) = out.expect("complete");
             proptest::prop_assert_eq!(key, k);
-            proptest::prop_assert_eq!(bytes, data);
+            proptest::prop_assert_eq!(got, v);
+        }
+
+        /// Pieces of garbage, split anywhere, are errors or values; never a
+        /// panic.
+        #[test]
+        fn arbitrary_pieces_never_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 1..2000),
+            piece in 1usize..500,
+            prefix in proptest::bool::ANY,
+        ) {
+            let mut bytes = if prefix { encode_value(&f64_array(16)).expect("encodes")[..6].to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&data);
+            let mut a = Assembler::new(10_000);
+            for p in pieces(&Key::new("g"), &[Bytes::from(bytes)], piece) {
+                if a.push(p).is_err() {
+                    break;
+                }
+            }
         }
     }
 }

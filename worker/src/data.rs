@@ -1,7 +1,9 @@
 //! The worker's data service (`rask.v1.WorkerData`): peers fetch the values
 //! this worker holds, streamed in pieces of at most 1 MiB, so a value of any
 //! size moves without a large message and the receiver bounds what it
-//! accepts. Pieces slice one encoded buffer; nothing is copied per piece.
+//! accepts. A value is encoded into segments that reference a large array's
+//! own memory, and pieces slice them: the sender copies nothing but headers.
+//! The receiver writes an array's pieces straight into its new vector.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::worker_data_server::{WorkerData, WorkerDataServer};
 use rask_proto::pb::{self, Keys, Piece};
 use rask_proto::transport::Tls;
-use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, decode_value, encode_value, pieces};
+use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, encode_segments, pieces};
 use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -54,8 +56,8 @@ impl WorkerData for DataService {
         }
         // Each value is encoded when the stream reaches it.
         let items = values.into_iter().flat_map(|(k, v)| -> Vec<Result<Piece, Status>> {
-            match encode_value(&v) {
-                Ok(bytes) => pieces(&k, &bytes, PIECE_BYTES).into_iter().map(Ok).collect(),
+            match encode_segments(&v) {
+                Ok(segments) => pieces(&k, &segments, PIECE_BYTES).into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(Status::internal(format!("{k}: {e}")))],
             }
         });
@@ -111,8 +113,8 @@ impl DataClient {
         let mut out = Vec::with_capacity(keys.len());
         let mut assembler = Assembler::new(self.limit);
         while let Some(piece) = stream.message().await? {
-            if let Some((key, bytes)) = assembler.push(piece)? {
-                out.push((key, decode_value(&bytes)?));
+            if let Some(done) = assembler.push(piece)? {
+                out.push(done);
             }
         }
         if out.len() != keys.len() {
