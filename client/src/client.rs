@@ -395,7 +395,6 @@ impl Client {
 type Holder = Arc<dyn Any + Send + Sync>;
 
 fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Holder)>) {
-    let mut graph = rask_core::Graph::new();
     let mut keep = Vec::new();
     let mut seen: FxHashSet<*const Node> = FxHashSet::default();
     let mut stack: Vec<&Arc<Node>> = outputs.to_vec();
@@ -409,6 +408,7 @@ fn collect(outputs: &[&Arc<Node>]) -> (rask_core::Graph, Vec<(Key, Holder)>) {
             stack.extend(deps.iter());
         }
     }
+    let mut graph = rask_core::Graph::with_capacity(order.len());
     for node in order {
         match &node.kind {
             NodeKind::Task { task, local, .. } => {

@@ -5,6 +5,7 @@
 //! scheduled, so a cycle, a missing dependency or a duplicate key is reported
 //! with the keys involved instead of hanging a computation.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -44,23 +45,34 @@ impl Graph {
         Self::default()
     }
 
+    /// A graph with room for `n` tasks. Collecting a 200,000-task graph
+    /// otherwise rehashes its key index a dozen times, each time into fresh
+    /// memory the kernel must zero.
+    pub fn with_capacity(n: usize) -> Self {
+        let mut index = FxHashMap::default();
+        index.reserve(n);
+        Self { tasks: Vec::with_capacity(n), index, local_ops: FxHashMap::default() }
+    }
+
     /// Adds a task; a second task with the same key is an error.
     pub fn insert(&mut self, task: impl Into<Arc<Task>>) -> Result<()> {
         let task = task.into();
-        if self.index.contains_key(&task.key) {
-            return Err(Error::DuplicateKey(task.key.clone()));
+        match self.index.entry(task.key.clone()) {
+            Entry::Occupied(_) => Err(Error::DuplicateKey(task.key.clone())),
+            Entry::Vacant(slot) => {
+                slot.insert(self.tasks.len());
+                self.tasks.push(task);
+                Ok(())
+            }
         }
-        self.index.insert(task.key.clone(), self.tasks.len());
-        self.tasks.push(task);
-        Ok(())
     }
 
     /// Adds a task unless one with the same key exists: identical keys name
     /// identical work, so collections share it.
     pub fn insert_shared(&mut self, task: impl Into<Arc<Task>>) {
         let task = task.into();
-        if !self.index.contains_key(&task.key) {
-            self.index.insert(task.key.clone(), self.tasks.len());
+        if let Entry::Vacant(slot) = self.index.entry(task.key.clone()) {
+            slot.insert(self.tasks.len());
             self.tasks.push(task);
         }
     }
@@ -106,15 +118,35 @@ impl Graph {
         let mut deps = Vec::with_capacity(self.tasks.len());
         let mut external = vec![0u32; self.tasks.len()];
         let mut last_op: Option<&str> = None;
+        let mut external_keys: Vec<&Key> = Vec::new();
         for (i, task) in self.tasks.iter().enumerate() {
+            // One lookup per argument, no list of keys per task: this loop
+            // runs over every task of every submitted graph.
             let mut local = Vec::new();
-            for dep in task.dependencies() {
-                match self.index.get(&dep) {
-                    Some(&j) => local.push(j),
-                    None if is_external(&dep) => external[i] += 1,
-                    None => return Err(Error::MissingDependency { task: task.key.clone(), missing: dep }),
+            let mut missing = None;
+            external_keys.clear();
+            task.for_each_input(|dep| {
+                if missing.is_some() {
+                    return;
                 }
+                match self.index.get(dep) {
+                    Some(&j) => {
+                        if !local.contains(&j) {
+                            local.push(j);
+                        }
+                    }
+                    None if is_external(dep) => {
+                        if !external_keys.contains(&dep) {
+                            external_keys.push(dep);
+                        }
+                    }
+                    None => missing = Some(dep),
+                }
+            });
+            if let Some(dep) = missing {
+                return Err(Error::MissingDependency { task: task.key.clone(), missing: dep.clone() });
             }
+            external[i] = external_keys.len() as u32;
             deps.push(local);
             for op in task.ops() {
                 // Graphs repeat the same op many times in a row; look it up once.

@@ -90,7 +90,7 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
     }
     let (tasks, local_ops) = graph.into_parts();
     let mut slots: Vec<Option<Arc<Task>>> = tasks.into_iter().map(Some).collect();
-    let mut out = Graph::new();
+    let mut out = Graph::with_capacity(n - fused_away.iter().filter(|f| **f).count());
     for i in 0..n {
         if fused_away[i] {
             continue;

@@ -79,6 +79,27 @@ impl Task {
         Task { key, body: Body::Call(Call { op: op.into(), params, args }) }
     }
 
+    /// Calls `f` on every key this task reads, in first-use order, without
+    /// allocating; a key used twice is passed twice. Keys bound inside a
+    /// fused chain are internal and skipped. Graph intake walks every task
+    /// this way, so it must not build a list per task.
+    pub fn for_each_input<'a>(&'a self, mut f: impl FnMut(&'a Key)) {
+        match &self.body {
+            Body::Call(call) => call.args.iter().for_each(|a| a.for_each_key(&mut f)),
+            Body::Fused(chain) => {
+                for (i, (_, call)) in chain.iter().enumerate() {
+                    for a in &call.args {
+                        a.for_each_key(&mut |k| {
+                            if !chain[..i].iter().any(|(inner, _)| inner == k) {
+                                f(k);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// The keys this task reads, each once, in first-use order. Keys bound
     /// inside a fused chain are internal and not listed.
     pub fn dependencies(&self) -> Vec<Key> {

@@ -271,6 +271,50 @@ fn invalid_graphs_are_rejected_with_the_keys() {
     assert_eq!(s.n_tasks(), 0, "nothing of a rejected graph is kept");
 }
 
+/// A rejected graph gives back the keys and ids it claimed, whether the ids
+/// were new or recycled from forgotten tasks, and leaves live tasks alone.
+#[test]
+fn rejected_graphs_leave_the_state_as_it_was() {
+    let mut s = with_workers(1, 1);
+    // Run and forget a few tasks, so that later graphs reuse their ids.
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("p", &[]), task("q", &["p"])],
+        wanted: vec!["q".into()],
+    });
+    s.take_commands();
+    finish(&mut s, "p", 0);
+    finish(&mut s, "q", 0);
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["q".into()] });
+    assert_eq!(s.n_tasks(), 0);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![task("live", &[])], wanted: vec!["live".into()] });
+    s.take_commands();
+    let rejected = [
+        vec![task("a", &["live"]), task("b", &["a"]), task("c", &["a"]), task("b", &["c"])],
+        vec![task("a", &["live"]), task("b", &["a"]), task("c", &["ghost"])],
+        vec![task("a", &["c"]), task("b", &["a"]), task("c", &["b"]), task("d", &["live"])],
+    ];
+    for tasks in rejected {
+        s.handle(Event::UpdateGraph { client: C, tasks, wanted: vec!["b".into()] });
+        assert!(matches!(&s.take_commands()[..], [Command::KeyErred { .. }]));
+        s.check_invariants().unwrap();
+        assert_eq!(s.n_tasks(), 1, "only the live task is known");
+        assert!(!s.contains_key(&"a".into()) && s.contains_key(&"live".into()));
+    }
+    // The same keys are welcome in a valid graph afterwards.
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &["live"]), task("b", &["a"]), task("live", &[])],
+        wanted: vec!["b".into()],
+    });
+    assert_eq!(s.n_tasks(), 3);
+    assert!(executes(&s.take_commands()).is_empty(), "live is running already");
+    assert_eq!(executes(&finish(&mut s, "live", 0)), [("a".to_string(), WorkerId(0))]);
+    assert_eq!(executes(&finish(&mut s, "a", 0)), [("b".to_string(), WorkerId(0))]);
+    let cmds = finish(&mut s, "b", 0);
+    assert!(cmds.iter().any(|c| matches!(c, Command::KeyInMemory { key, .. } if key.name() == "b")));
+}
+
 #[test]
 fn shared_keys_run_once_for_two_clients() {
     let mut s = with_workers(1, 1);
