@@ -1041,6 +1041,34 @@ impl Array {
         boundary: kernels::Boundary,
         dtype: DType,
     ) -> Result<Array> {
+        self.overlap_graph(op, op_params, depth, boundary, dtype, false)
+    }
+
+    /// [`Array::map_overlap`] with an op that trims its result itself: it
+    /// gets the trim as a second argument (a list of `[before, after]`
+    /// integer pairs, one per axis) and returns the extended block without
+    /// them. The op then computes only the elements that are kept, and the
+    /// result is not copied once more to cut the halo off.
+    pub fn map_overlap_trimmed(
+        &self,
+        op: &str,
+        op_params: Params,
+        depth: &[usize],
+        boundary: kernels::Boundary,
+        dtype: DType,
+    ) -> Result<Array> {
+        self.overlap_graph(op, op_params, depth, boundary, dtype, true)
+    }
+
+    fn overlap_graph(
+        &self,
+        op: &str,
+        op_params: Params,
+        depth: &[usize],
+        boundary: kernels::Boundary,
+        dtype: DType,
+        op_trims: bool,
+    ) -> Result<Array> {
         if depth.len() != self.ndim() {
             return Err(ArrayError::Shape(format!("depth {depth:?} must give one value per axis ({})", self.ndim())));
         }
@@ -1072,7 +1100,8 @@ impl Array {
             })
             .collect();
         let constant = if let kernels::Boundary::Constant(c) = boundary { c } else { 0.0 };
-        let tok = format!("{op}-{depth:?}-{boundary:?}-{dtype:?}");
+        let trims = if op_trims { "-trimmed" } else { "" };
+        let tok = format!("{op}-{depth:?}-{boundary:?}-{dtype:?}{trims}");
         let name: Arc<str> =
             Arc::from(format!("overlap-{}", token_of(&[self.name.as_bytes(), tok.as_bytes(), &op_params.0])));
         let blocks = self
@@ -1091,6 +1120,7 @@ impl Array {
                     op: op.to_string(),
                     op_params: op_params.0.to_vec(),
                     trim: per_axis.iter().map(|p| p.2).collect(),
+                    op_trims,
                 };
                 Delayed::from_task(
                     block_key(&name, &idx),

@@ -1770,6 +1770,8 @@ pub struct OverlapParams {
     pub op_params: Vec<u8>,
     /// Elements trimmed from each side of the op's result, per axis.
     pub trim: Vec<(usize, usize)>,
+    /// The op takes `trim` as a second argument and trims its result itself.
+    pub op_trims: bool,
 }
 
 fn pad_constant<T: Scalar>(x: &ArcArray<T, IxDyn>, pad: &[(usize, usize)], c: T) -> ArcArray<T, IxDyn> {
@@ -1796,7 +1798,17 @@ fn overlap(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     let f = rask_core::OpRegistry::global()
         .get(&p.op)
         .ok_or_else(|| OpError::new(format!("map_overlap: op {:?} is not registered in this binary", p.op)))?;
-    let result = match f(&Params(p.op_params.clone().into()), vec![Value::Array(extended)])? {
+    let extended_shape = extended.shape().to_vec();
+    let mut args = vec![Value::Array(extended)];
+    if p.op_trims {
+        let pairs: Vec<Value> = p
+            .trim
+            .iter()
+            .map(|&(b, a)| Value::List(std::sync::Arc::from([Value::Int(b as i64), Value::Int(a as i64)])))
+            .collect();
+        args.push(Value::List(std::sync::Arc::from(pairs)));
+    }
+    let result = match f(&Params(p.op_params.clone().into()), args)? {
         Value::Array(a) => a,
         other => {
             return Err(OpError::new(format!("map_overlap: {} returned {}, not an array", p.op, other.type_name())));
@@ -1804,6 +1816,20 @@ fn overlap(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     };
     if result.shape().len() != p.trim.len() {
         return Err(OpError::new(format!("map_overlap: {} changed the number of dimensions", p.op)));
+    }
+    if p.op_trims {
+        // The op left the halo out itself: check it did.
+        let expected: Vec<usize> =
+            extended_shape.iter().zip(&p.trim).map(|(&n, &(b, a))| n.saturating_sub(b + a)).collect();
+        if result.shape() != expected.as_slice() {
+            return Err(OpError::new(format!(
+                "map_overlap: {} returned shape {:?}, expected the trimmed {:?}",
+                p.op,
+                result.shape(),
+                expected
+            )));
+        }
+        return Ok(Value::Array(result));
     }
     let sel: Vec<Sel> = result
         .shape()

@@ -3,9 +3,10 @@
 //! Each filter is a [`Filter`] value: it knows how far it reads along each
 //! axis ([`Filter::depth`]) and how to run on one in-memory block
 //! ([`Filter::apply`], scipy's exact arithmetic from [`crate::kernels`]).
-//! Over a chunked array it runs through `Array::map_overlap` with that
-//! depth on the axes that are split into several chunks, so the result is the
-//! same for any chunking. The edges of the whole array are extended by the
+//! Over a chunked array it runs through `Array::map_overlap_trimmed` with
+//! that depth on the axes that are split into several chunks, so the result
+//! is the same for any chunking; the filter gets the halo's extent and leaves
+//! it out of its result itself (skipping its computation where it can). The edges of the whole array are extended by the
 //! filter itself (the halo has `Boundary::None` there), which gives scipy's
 //! `mirror` mode and arrays shorter than the filter for free; only `wrap`
 //! takes its halo from the other end of its axis.
@@ -16,6 +17,7 @@
 //! Laplace); the others refuse a sequence as scipy does.
 
 use rask::core::{ArrayValue, DType, OpEntry, OpError, Params, Value};
+use rask_array::kernels::Sel;
 use rask_array::{Array, Boundary, Chunks, Index};
 use serde::{Deserialize, Serialize};
 
@@ -130,14 +132,47 @@ impl Filter {
     /// every pass is stored as `output` before the next reads it. Axis `k`
     /// is extended by `modes[k]` (one mode per axis of `input`).
     pub fn apply(&self, input: ArrayValue, modes: &[Mode], cval: f64, output: DType) -> ArrayValue {
+        let trim = vec![(0, 0); input.shape().len()];
+        self.apply_trimmed(input, modes, cval, output, &trim)
+    }
+
+    /// [`Filter::apply`] without `trim[axis] = (before, after)` elements at
+    /// the ends of each axis (the halo `map_overlap` added): separable
+    /// filters on big blocks skip computing the trimmed slabs along the
+    /// first axis, the others cut the halo off their result.
+    pub fn apply_trimmed(
+        &self,
+        input: ArrayValue,
+        modes: &[Mode],
+        cval: f64,
+        output: DType,
+        trim: &[(usize, usize)],
+    ) -> ArrayValue {
         let f32_work = input.dtype() == DType::F32 && output == DType::F32;
         if let Some(passes) = self.separable_passes(input.shape().len(), modes) {
             return if f32_work {
-                kernels::separable_to::<f32>(input, &passes, cval, output)
+                kernels::separable_trimmed::<f32>(input, &passes, cval, output, trim)
             } else {
-                kernels::separable_to::<f64>(input, &passes, cval, output)
+                kernels::separable_trimmed::<f64>(input, &passes, cval, output, trim)
             };
         }
+        let result = self.apply_whole(input, modes, cval, output);
+        if trim.iter().all(|&(b, a)| b + a == 0) {
+            return result;
+        }
+        let sel: Vec<Sel> = result
+            .shape()
+            .iter()
+            .zip(trim)
+            .map(|(&n, &(b, a))| Sel::Range { start: b as isize, stop: Some(n.saturating_sub(a) as isize), step: 1 })
+            .collect();
+        rask_array::kernels::slice_value(&result, &sel).unwrap_or(result)
+    }
+
+    /// [`Filter::apply`] for the filters that are not a sequence of 1-D
+    /// passes.
+    fn apply_whole(&self, input: ArrayValue, modes: &[Mode], cval: f64, output: DType) -> ArrayValue {
+        let f32_work = input.dtype() == DType::F32 && output == DType::F32;
         if f32_work {
             self.run::<f32>(input, modes, cval, output).into_value(output)
         } else {
@@ -304,9 +339,14 @@ pub struct FilterTask {
 fn filter_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
     let task: FilterTask =
         postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{FILTER_OP}: bad parameters: {e}")))?;
-    let input = match <[Value; 1]>::try_from(args) {
-        Ok([Value::Array(a)]) => a,
-        _ => return Err(OpError::new(format!("{FILTER_OP} takes one array argument"))),
+    // Under `map_overlap_trimmed`, a second argument: the halo to leave out.
+    let (input, trim) = match <[Value; 1]>::try_from(args) {
+        Ok([Value::Array(a)]) => (a, None),
+        Ok(_) => return Err(OpError::new(format!("{FILTER_OP} takes an array"))),
+        Err(args) => match <[Value; 2]>::try_from(args) {
+            Ok([Value::Array(a), Value::List(t)]) => (a, Some(trim_pairs(&t)?)),
+            _ => return Err(OpError::new(format!("{FILTER_OP} takes an array and optionally its halo trim"))),
+        },
     };
     if input.dtype() == DType::Bool {
         return Err(OpError::new(format!("{FILTER_OP}: boolean images are not supported; cast to uint8 first")));
@@ -318,7 +358,28 @@ fn filter_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError
             input.shape().len()
         )));
     }
-    Ok(Value::Array(task.filter.apply(input, &task.modes, task.cval, task.output)))
+    let trim = trim.unwrap_or_else(|| vec![(0, 0); input.shape().len()]);
+    if trim.len() != input.shape().len() {
+        return Err(OpError::new(format!(
+            "{FILTER_OP}: a trim of {} axes for a block of {}",
+            trim.len(),
+            input.shape().len()
+        )));
+    }
+    Ok(Value::Array(task.filter.apply_trimmed(input, &task.modes, task.cval, task.output, &trim)))
+}
+
+/// `[[before, after], ...]` as `map_overlap_trimmed` passes it.
+fn trim_pairs(list: &[Value]) -> std::result::Result<Vec<(usize, usize)>, OpError> {
+    list.iter()
+        .map(|pair| match pair {
+            Value::List(p) => match p.as_ref() {
+                [Value::Int(b), Value::Int(a)] if *b >= 0 && *a >= 0 => Ok((*b as usize, *a as usize)),
+                _ => Err(OpError::new(format!("{FILTER_OP}: a trim is two non-negative integers"))),
+            },
+            _ => Err(OpError::new(format!("{FILTER_OP}: a trim is a list of pairs"))),
+        })
+        .collect()
 }
 
 rask::core::inventory::submit! { OpEntry { name: FILTER_OP, func: filter_op } }
@@ -575,16 +636,16 @@ fn filter_with_halo(
     }
     let periodic: Vec<usize> = (0..depth.len()).filter(|&a| depth[a] > 0 && halo[a] == AxisHalo::Periodic).collect();
     if periodic.is_empty() {
-        return Ok(image.map_overlap(FILTER_OP, params, depth, Boundary::None, output)?);
+        return Ok(image.map_overlap_trimmed(FILTER_OP, params, depth, Boundary::None, output)?);
     }
     if (0..depth.len()).all(|a| depth[a] == 0 || halo[a] == AxisHalo::Periodic) {
-        return Ok(image.map_overlap(FILTER_OP, params, depth, Boundary::Periodic, output)?);
+        return Ok(image.map_overlap_trimmed(FILTER_OP, params, depth, Boundary::Periodic, output)?);
     }
     let mut extended = image.clone();
     for &a in &periodic {
         extended = wrap_extend(&extended, a, depth[a], shape[a])?;
     }
-    let filtered = extended.map_overlap(FILTER_OP, params, depth, Boundary::None, output)?;
+    let filtered = extended.map_overlap_trimmed(FILTER_OP, params, depth, Boundary::None, output)?;
     let index: Vec<Index> = (0..depth.len())
         .map(|a| {
             if periodic.contains(&a) {

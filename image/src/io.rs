@@ -234,7 +234,24 @@ pub fn read_tiff_pages(path: &Path, first: usize, count: usize, options: &Storag
         }
         let page = d.read_image().map_err(|e| decode_error(path, e))?;
         pages = Some(match (pages, page) {
-            (None, p) => p,
+            (None, mut p) => {
+                // One allocation for all pages, not a doubling per page.
+                let more = per_page * (count - 1);
+                match &mut p {
+                    R::U8(a) => a.reserve_exact(more),
+                    R::U16(a) => a.reserve_exact(more),
+                    R::U32(a) => a.reserve_exact(more),
+                    R::U64(a) => a.reserve_exact(more),
+                    R::I8(a) => a.reserve_exact(more),
+                    R::I16(a) => a.reserve_exact(more),
+                    R::I32(a) => a.reserve_exact(more),
+                    R::I64(a) => a.reserve_exact(more),
+                    R::F32(a) => a.reserve_exact(more),
+                    R::F64(a) => a.reserve_exact(more),
+                    _ => {}
+                }
+                p
+            }
             (Some(R::U8(mut a)), R::U8(b)) => {
                 a.extend(b);
                 R::U8(a)

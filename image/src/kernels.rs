@@ -18,11 +18,20 @@
 //! The edges are extended by the [`Mode`] of the block being filtered. Under
 //! `map_overlap` a block carries a halo as deep as the filter's reach, so the
 //! extension only matters where the block touches the array's edge, where it
-//! is exactly scipy's.
+//! is exactly scipy's. Big blocks skip the halo's slabs along the first axis
+//! altogether ([`separable_trimmed`]): the passes after the first never read
+//! across slabs, so only the kept slabs are computed.
+//!
+//! The binaries target baseline x86-64 (SSE2), so the hot loops (the folds,
+//! the stores and the conversions around each pass) are also compiled for
+//! AVX2 and AVX-512 and chosen at run time. The wider paths do the same
+//! operations per element in the same order (no FMA), so results do not
+//! depend on the CPU.
 
 use std::ops::{Add, Div, Mul, Sub};
 
 use ndarray::{ArrayD, IxDyn};
+use rask_array::kernels::Sel;
 use rask_core::{ArrayValue, DType, with_array};
 use serde::{Deserialize, Serialize};
 
@@ -267,31 +276,7 @@ impl<W: Real> Block<W> {
 
     /// [`Block::store_as`] on any slice of working values.
     fn store_slice(&self, values: &mut [W], dtype: DType) {
-        if dtype == DType::F64 || (dtype == DType::F32 && W::DTYPE == DType::F32) {
-            return;
-        }
-        // One loop per dtype, so each vectorises.
-        macro_rules! each {
-            ($f:expr) => {
-                for v in values.iter_mut() {
-                    *v = W::of($f(v.get()));
-                }
-            };
-        }
-        // C's conversion through a 32-bit integer (x86: INT_MIN when out of
-        // range), written as a select so the loop vectorises.
-        let small = |x: f64| {
-            let y = x as i32;
-            if x > -2147483649.0 && x < 2147483648.0 { y } else { i32::MIN }
-        };
-        match dtype {
-            DType::U8 => each!(|x| f64::from(small(x) as u8)),
-            DType::U16 => each!(|x| f64::from(small(x) as u16)),
-            DType::I8 => each!(|x| f64::from(small(x) as i8)),
-            DType::I16 => each!(|x| f64::from(small(x) as i16)),
-            DType::I32 => each!(|x| f64::from(small(x))),
-            _ => each!(|x| store(x, dtype)),
-        }
+        store_values(values, dtype);
     }
 
     fn axis_layout(&self, axis: usize) -> (usize, usize, usize) {
@@ -299,6 +284,160 @@ impl<W: Real> Block<W> {
         let n = self.shape[axis];
         let inner = self.shape[axis + 1..].iter().product();
         (outer, n, inner)
+    }
+}
+
+/// Casts every value as scipy stores a double into `dtype` (see [`store`]),
+/// with the widest vector instructions the CPU has.
+#[allow(unsafe_code)] // calls of `#[target_feature]` functions, after checking the CPU has the feature
+fn store_values<W: Real>(values: &mut [W], dtype: DType) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { store_values_avx512(values, dtype) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { store_values_avx2(values, dtype) };
+        }
+    }
+    store_values_portable(values, dtype);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn store_values_avx512<W: Real>(values: &mut [W], dtype: DType) {
+    store_values_truncating(values, dtype);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn store_values_avx2<W: Real>(values: &mut [W], dtype: DType) {
+    store_values_truncating(values, dtype);
+}
+
+/// [`store_values_portable`] for CPUs with a vector `trunc` (SSE2 has
+/// none): for integer dtypes of at most 32 bits, C's conversion of `x` is
+/// `trunc(x)` whenever that is in the dtype's range; a run of values with
+/// any other (out of range, NaN) goes through the exact rule. `+ 0.0` turns
+/// `trunc(-0.5) = -0.0` into the `+0.0` the integer gives.
+#[inline(always)]
+fn store_values_truncating<W: Real>(values: &mut [W], dtype: DType) {
+    let (lo, hi) = match dtype {
+        DType::U8 => (0.0, 256.0),
+        DType::U16 => (0.0, 65536.0),
+        DType::I8 => (-128.0, 128.0),
+        DType::I16 => (-32768.0, 32768.0),
+        DType::I32 => (-2147483648.0, 2147483648.0),
+        _ => return store_values_portable(values, dtype),
+    };
+    for run in values.chunks_mut(256) {
+        let mut inside = true;
+        for v in run.iter_mut() {
+            let t = v.get().trunc() + 0.0;
+            inside &= (t >= lo) & (t < hi);
+            // Exact for `f32` too: the integer part of a float is one.
+            *v = W::of(t);
+        }
+        if !inside {
+            // `store(trunc(x))` is `store(x)`: C truncates toward zero.
+            for v in run.iter_mut() {
+                *v = W::of(store(v.get(), dtype));
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn store_values_portable<W: Real>(values: &mut [W], dtype: DType) {
+    if dtype == DType::F64 || (dtype == DType::F32 && W::DTYPE == DType::F32) {
+        return;
+    }
+    // One loop per dtype, so each vectorises.
+    macro_rules! each {
+        ($f:expr) => {
+            for v in values.iter_mut() {
+                *v = W::of($f(v.get()));
+            }
+        };
+    }
+    // C's conversion through a 32-bit integer (x86: INT_MIN when out of
+    // range), written as a select so the loop vectorises.
+    let small = |x: f64| {
+        let y = x as i32;
+        if x > -2147483649.0 && x < 2147483648.0 { y } else { i32::MIN }
+    };
+    match dtype {
+        DType::U8 => each!(|x| f64::from(small(x) as u8)),
+        DType::U16 => each!(|x| f64::from(small(x) as u16)),
+        DType::I8 => each!(|x| f64::from(small(x) as i8)),
+        DType::I16 => each!(|x| f64::from(small(x) as i16)),
+        DType::I32 => each!(|x| f64::from(small(x))),
+        _ => each!(|x| store(x, dtype)),
+    }
+}
+
+/// Defines `$name` running the loop `$body` compiled for AVX-512, AVX2 or
+/// SSE2, whichever the CPU has: the conversions around each pass are as
+/// hot as the folds, and baseline x86-64 converts two values at a time.
+macro_rules! dispatched_loop {
+    ($(#[$doc:meta])* fn $name:ident<$a:ident: $ab:path, $b:ident: $bb:path>($src:ident: &[$st:ty], $dst:ident: &mut [$dt:ty]) $body:block) => {
+        $(#[$doc])*
+        #[allow(unsafe_code)] // calls of `#[target_feature]` functions, after checking the CPU has the feature
+        fn $name<$a: $ab, $b: $bb>($src: &[$st], $dst: &mut [$dt]) {
+            #[inline(always)]
+            fn body<$a: $ab, $b: $bb>($src: &[$st], $dst: &mut [$dt]) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            fn avx512<$a: $ab, $b: $bb>($src: &[$st], $dst: &mut [$dt]) {
+                body($src, $dst)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2<$a: $ab, $b: $bb>($src: &[$st], $dst: &mut [$dt]) {
+                body($src, $dst)
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { avx512($src, $dst) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { avx2($src, $dst) };
+                }
+            }
+            body($src, $dst)
+        }
+    };
+}
+
+dispatched_loop! {
+    /// Stored working values (exactly representable in `O`) written as `O`.
+    fn narrow_into<W: Real, O: Stored>(src: &[W], dst: &mut [O]) {
+        for (o, v) in dst.iter_mut().zip(src) {
+            *o = O::from_stored(v.get());
+        }
+    }
+}
+
+dispatched_loop! {
+    /// Values of an output dtype `O` as working values.
+    fn widen_stored_into<O: Stored, W: Real>(src: &[O], dst: &mut [W]) {
+        for (w, &o) in dst.iter_mut().zip(src) {
+            *w = W::of(o.to_work());
+        }
+    }
+}
+
+dispatched_loop! {
+    /// Input values of any dtype as working values.
+    fn widen_into<I: rask_array::dtype::Scalar, W: Real>(src: &[I], dst: &mut [W]) {
+        for (w, &v) in dst.iter_mut().zip(src) {
+            *w = W::of(rask_array::dtype::Scalar::to_f64(v));
+        }
     }
 }
 
@@ -376,22 +515,69 @@ fn lane<W: Real, const LANES: usize>(t: &[W], j: usize) -> [W; LANES] {
 }
 
 /// `out = Σ taps[k] · w[k]` in scipy's order. `taps[k]` holds the input at
-/// offset `k - len/2` of each output element. Blocks of [`LANES`] outputs are
+/// offset `k - len/2` of each output element. Blocks of outputs are
 /// accumulated in registers over all taps (the loops are interchanged, the
-/// order of operations per element is scipy's): 32 `f32` or 16 `f64`, eight
-/// SSE registers, which amortises loading the tap pointers and weights.
+/// order of operations per element is scipy's), eight vector registers of
+/// them, which amortises loading the tap pointers and weights.
+///
+/// The binaries target baseline x86-64 (SSE2, two `f64` lanes), so the fold
+/// is also compiled for AVX2 and AVX-512 and picked at run time. Only the
+/// vector width differs: every element gets the same multiplications and
+/// additions in the same order (Rust never contracts them into FMAs), so
+/// the results are bit-identical on every path.
+#[allow(unsafe_code)] // calls of `#[target_feature]` functions, after checking the CPU has the feature
 fn fold_taps<W: Real>(out: &mut [W], taps: &[&[W]], w: &[W], sym: Symmetry) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { fold_taps_avx512(out, taps, w, sym) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { fold_taps_avx2(out, taps, w, sym) };
+        }
+    }
+    fold_taps_portable(out, taps, w, sym);
+}
+
+/// [`fold_taps`] for AVX-512: 64 `f64` or 128 `f32` outputs per block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fold_taps_avx512<W: Real>(out: &mut [W], taps: &[&[W]], w: &[W], sym: Symmetry) {
+    fold_taps_lanes::<W, 64, 128>(out, taps, w, sym);
+}
+
+/// [`fold_taps`] for AVX2: 32 `f64` or 64 `f32` outputs per block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fold_taps_avx2<W: Real>(out: &mut [W], taps: &[&[W]], w: &[W], sym: Symmetry) {
+    fold_taps_lanes::<W, 32, 64>(out, taps, w, sym);
+}
+
+/// [`fold_taps`] for SSE2: 16 `f64` or 32 `f32` outputs per block.
+fn fold_taps_portable<W: Real>(out: &mut [W], taps: &[&[W]], w: &[W], sym: Symmetry) {
+    fold_taps_lanes::<W, 16, 32>(out, taps, w, sym);
+}
+
+#[inline(always)]
+fn fold_taps_lanes<W: Real, const F64_LANES: usize, const F32_LANES: usize>(
+    out: &mut [W],
+    taps: &[&[W]],
+    w: &[W],
+    sym: Symmetry,
+) {
     if W::DTYPE == DType::F32 {
         match sym {
-            Symmetry::Symmetric => fold_paired::<W, 32>(out, taps, w, |a, b| a + b),
-            Symmetry::Antisymmetric => fold_paired::<W, 32>(out, taps, w, |a, b| a - b),
-            Symmetry::General => fold_general::<W, 32>(out, taps, w),
+            Symmetry::Symmetric => fold_paired::<W, F32_LANES>(out, taps, w, |a, b| a + b),
+            Symmetry::Antisymmetric => fold_paired::<W, F32_LANES>(out, taps, w, |a, b| a - b),
+            Symmetry::General => fold_general::<W, F32_LANES>(out, taps, w),
         }
     } else {
         match sym {
-            Symmetry::Symmetric => fold_paired::<W, 16>(out, taps, w, |a, b| a + b),
-            Symmetry::Antisymmetric => fold_paired::<W, 16>(out, taps, w, |a, b| a - b),
-            Symmetry::General => fold_general::<W, 16>(out, taps, w),
+            Symmetry::Symmetric => fold_paired::<W, F64_LANES>(out, taps, w, |a, b| a + b),
+            Symmetry::Antisymmetric => fold_paired::<W, F64_LANES>(out, taps, w, |a, b| a - b),
+            Symmetry::General => fold_general::<W, F64_LANES>(out, taps, w),
         }
     }
 }
@@ -667,12 +853,15 @@ fn column_first(shape: &[usize], passes: &[Pass]) -> bool {
 /// slabs is converted into a cache-sized buffer, and for every output row
 /// `i` and tile `t0..t1`, `fold(i, t0..t1, taps, weights, symmetry)` gets the
 /// tile's input rows the kernel reads (constant rows beyond the edges).
+/// Only the output rows in `rows` are computed.
+#[allow(clippy::too_many_arguments)] // the pass's geometry, spelled out
 fn axis0_tiles<I: Copy, W: Real>(
     src: &[I],
     shape: &[usize],
     weights: &[f64],
     mode: Mode,
     cval: f64,
+    rows: std::ops::Range<usize>,
     convert: impl Fn(&[I], &mut [W]),
     mut fold: impl FnMut(usize, std::ops::Range<usize>, &[&[W]], &[W], Symmetry),
 ) {
@@ -690,7 +879,7 @@ fn axis0_tiles<I: Copy, W: Real>(
         for r in 0..n0 {
             convert(&src[r * slab_len + t0..r * slab_len + t1], &mut column[r * m..(r + 1) * m]);
         }
-        for i in 0..n0 {
+        for i in rows.clone() {
             let taps: Vec<&[W]> = (0..weights.len())
                 .map(|k| match mode.source(i as isize + k as isize - before as isize, n0) {
                     Some(r) => &column[r * m..(r + 1) * m],
@@ -721,7 +910,7 @@ fn column_passes<I: Copy, W: Real>(
 ) {
     let Some((first, rest)) = passes.split_first() else { return };
     let slab_len = src.len() / shape[0].max(1);
-    axis0_tiles(src, shape, &first.weights, first.mode, cval, convert, |i, tile, taps, w, sym| {
+    axis0_tiles(src, shape, &first.weights, first.mode, cval, 0..shape[0], convert, |i, tile, taps, w, sym| {
         fold_taps(&mut out[i * slab_len + tile.start..i * slab_len + tile.end], taps, w, sym);
     });
     let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
@@ -744,11 +933,18 @@ pub trait Stored: Copy + Default {
     fn to_work(self) -> f64;
 }
 
+/// 1.5 · 2⁵²: adding it to an integer `x` with `|x| < 2³¹` leaves `x` in
+/// two's complement in the low 32 bits of the sum's mantissa.
+const INTEGER_BITS: f64 = 6_755_399_441_055_744.0;
+
 macro_rules! stored_via_i32 {
     ($($t:ty),*) => {$(
         impl Stored for $t {
+            // Not `x as i32`: its saturating rule has no vector form on x86,
+            // and these values are integers in range anyway.
+            #[inline(always)]
             fn from_stored(x: f64) -> Self {
-                x as i32 as $t
+                (x + INTEGER_BITS).to_bits() as u32 as i32 as $t
             }
             fn to_work(self) -> f64 {
                 f64::from(self)
@@ -773,11 +969,12 @@ macro_rules! stored_as {
 stored_as!(u32, u64, i64, f32, f64);
 
 /// The column-tiled passes (as [`column_passes`]) writing straight into an
-/// output of the output dtype `O`: the first pass's results are stored in
+/// output of the output dtype `O`, for the output rows `rows` of axis 0
+/// only (`out` holds those slabs): the first pass's results are stored in
 /// `out` (scipy stores them in the output array too, so they are exactly
-/// representable), and each slab is then taken into a slab-sized working
-/// buffer for the other passes and written back. The only full-size buffer
-/// is the output itself, a quarter of a float64 intermediate for uint16.
+/// representable), then the other passes run slab by slab on `out`. The
+/// only full-size buffer is the output itself, a quarter of a float64
+/// intermediate for uint16.
 #[allow(clippy::too_many_arguments)] // the passes' geometry, spelled out
 fn column_passes_to<I: Copy, W: Real, O: Stored>(
     src: &[I],
@@ -785,22 +982,28 @@ fn column_passes_to<I: Copy, W: Real, O: Stored>(
     passes: &[Pass],
     cval: f64,
     output: DType,
+    rows: std::ops::Range<usize>,
     out: &mut [O],
     convert: impl Fn(&[I], &mut [W]),
 ) {
     let Some((first, rest)) = passes.split_first() else { return };
     let slab_len = src.len() / shape[0].max(1);
     let mut result = [W::default(); COLUMN_TILE];
-    let empty: Block<W> = Block { data: Vec::new(), shape: Vec::new() };
-    axis0_tiles(src, shape, &first.weights, first.mode, cval, convert, |i, tile, taps, w, sym| {
+    let r0 = rows.start;
+    axis0_tiles(src, shape, &first.weights, first.mode, cval, rows, convert, |i, tile, taps, w, sym| {
         let m = tile.len();
         fold_taps(&mut result[..m], taps, w, sym);
-        empty.store_slice(&mut result[..m], output);
-        for (o, v) in out[i * slab_len + tile.start..i * slab_len + tile.end].iter_mut().zip(&result[..m]) {
-            *o = O::from_stored(v.get());
-        }
+        store_values(&mut result[..m], output);
+        let at = (i - r0) * slab_len;
+        narrow_into(&result[..m], &mut out[at + tile.start..at + tile.end]);
     });
     let rest: Vec<Pass> = rest.iter().map(Pass::inner).collect();
+    if let Some(mut rows_pass) = SlabRows::<W>::new(&shape[1..], &rest, cval, output) {
+        for dst in out.chunks_exact_mut(slab_len) {
+            rows_pass.run(dst);
+        }
+        return;
+    }
     let mut slab = vec![W::default(); slab_len];
     let mut scratch = vec![W::default(); slab_len];
     for dst in out.chunks_exact_mut(slab_len) {
@@ -814,29 +1017,175 @@ fn column_passes_to<I: Copy, W: Real, O: Stored>(
     }
 }
 
+/// The two passes of a 2-D slab (along its rows, then along each row), run
+/// in place on the stored values: each output row is folded from a ring of
+/// the last `width` input rows, converted to working values once, and the
+/// row pass reads it from an extended line buffer. Nothing slab-sized is
+/// allocated or streamed through memory in the working type. Valid when
+/// every row the first pass reads for output row `i` lies in
+/// `i - before ..= i + after` (so it is still in the ring, unwritten): odd
+/// kernels with modes other than `wrap`, on slabs at least as tall as the
+/// kernel.
+#[derive(Debug)]
+struct SlabRows<W> {
+    rows: usize,
+    cols: usize,
+    down: PassTaps<W>,
+    along: PassTaps<W>,
+    cval: W,
+    output: DType,
+    /// Converted input rows, row `r` in slot `r % width`.
+    ring: Vec<W>,
+    /// The first pass's output row, then the second's.
+    folded: Vec<W>,
+    /// A stored row extended for the second pass.
+    ext: Vec<W>,
+    constant: Vec<W>,
+}
+
+/// A pass's weights in the working type, its reach and its symmetry.
+#[derive(Debug)]
+struct PassTaps<W> {
+    weights: Vec<W>,
+    before: usize,
+    mode: Mode,
+    sym: Symmetry,
+}
+
+impl<W: Real> PassTaps<W> {
+    fn new(pass: &Pass) -> Self {
+        PassTaps {
+            weights: pass.weights.iter().map(|&x| W::of(x)).collect(),
+            before: pass.weights.len() / 2,
+            mode: pass.mode,
+            sym: symmetry(&pass.weights),
+        }
+    }
+}
+
+impl<W: Real> SlabRows<W> {
+    fn new(shape: &[usize], passes: &[Pass], cval: f64, output: DType) -> Option<Self> {
+        let [down, along] = passes else { return None };
+        let &[rows, cols] = shape else { return None };
+        let width = down.weights.len();
+        if down.axis != 0 || along.axis != 1 || width == 0 || along.weights.is_empty() {
+            return None;
+        }
+        // An odd width keeps the first rows' reflections within the ring.
+        if down.mode == Mode::Wrap || rows < width || width % 2 == 0 || cols == 0 {
+            return None;
+        }
+        let (down, along) = (PassTaps::new(down), PassTaps::new(along));
+        let reach = along.weights.len() - 1;
+        Some(SlabRows {
+            rows,
+            cols,
+            cval: W::of(cval),
+            output,
+            ring: vec![W::default(); width * cols],
+            folded: vec![W::default(); cols],
+            ext: vec![W::default(); cols + reach],
+            constant: vec![W::of(cval); cols],
+            down,
+            along,
+        })
+    }
+
+    fn run<O: Stored>(&mut self, dst: &mut [O]) {
+        let (rows, cols) = (self.rows, self.cols);
+        let width = self.down.weights.len();
+        let before = self.down.before;
+        let mut converted = 0;
+        for i in 0..rows {
+            // Every row this output row reads, up to `i + after`, is in the ring.
+            let last = (i + width - before).min(rows);
+            while converted < last {
+                let slot = converted % width;
+                widen_stored_into(
+                    &dst[converted * cols..(converted + 1) * cols],
+                    &mut self.ring[slot * cols..(slot + 1) * cols],
+                );
+                converted += 1;
+            }
+            let taps: Vec<&[W]> = (0..width)
+                .map(|k| match self.down.mode.source(i as isize + k as isize - before as isize, rows) {
+                    Some(r) => &self.ring[(r % width) * cols..(r % width + 1) * cols],
+                    None => &self.constant[..],
+                })
+                .collect();
+            fold_taps(&mut self.folded, &taps, &self.down.weights, self.down.sym);
+            store_values(&mut self.folded, self.output);
+            let b = self.along.before;
+            let cval = self.cval.get();
+            extend_line(&self.folded, &mut self.ext, b, self.along.mode, cval);
+            let taps: Vec<&[W]> = (0..self.along.weights.len()).map(|k| &self.ext[k..k + cols]).collect();
+            fold_taps(&mut self.folded, &taps, &self.along.weights, self.along.sym);
+            store_values(&mut self.folded, self.output);
+            narrow_into(&self.folded, &mut dst[i * cols..(i + 1) * cols]);
+        }
+    }
+}
+
 /// [`separable`] from an array value of any dtype to an array of `output`:
 /// big blocks go through [`column_passes_to`] (no full-size working copy),
 /// others through [`separable`].
 pub fn separable_to<W: Real>(input: ArrayValue, passes: &[Pass], cval: f64, output: DType) -> ArrayValue {
+    let trim = vec![(0, 0); input.shape().len()];
+    separable_trimmed::<W>(input, passes, cval, output, &trim)
+}
+
+/// [`separable_to`] without `trim[axis] = (before, after)` elements at the
+/// ends of each axis (a `map_overlap` halo). Along the first axis of big
+/// blocks the trimmed rows are not computed at all; other trims are cut off
+/// the result.
+pub fn separable_trimmed<W: Real>(
+    input: ArrayValue,
+    passes: &[Pass],
+    cval: f64,
+    output: DType,
+    trim: &[(usize, usize)],
+) -> ArrayValue {
     let shape = input.shape().to_vec();
-    if column_first(&shape, passes) && output != DType::Bool {
+    let keep = |n: usize, (b, a): (usize, usize)| b.min(n)..n.saturating_sub(a).max(b.min(n));
+    let cut = |value: ArrayValue, first: bool| -> ArrayValue {
+        let sel: Vec<Sel> = value
+            .shape()
+            .iter()
+            .zip(trim)
+            .enumerate()
+            .map(|(ax, (&n, &t))| {
+                let r = if ax == 0 && !first { 0..n } else { keep(n, t) };
+                Sel::Range { start: r.start as isize, stop: Some(r.end as isize), step: 1 }
+            })
+            .collect();
+        let untrimmed = value
+            .shape()
+            .iter()
+            .zip(&sel)
+            .all(|(&n, s)| matches!(s, Sel::Range { start: 0, stop: Some(e), .. } if *e as usize == n));
+        if untrimmed {
+            return value;
+        }
+        rask_array::kernels::slice_value(&value, &sel).unwrap_or(value)
+    };
+    if column_first(&shape, passes) && output != DType::Bool && trim.len() == shape.len() {
+        let rows = keep(shape[0], trim[0]);
+        let slab_len: usize = shape[1..].iter().product();
+        let mut out_shape = shape.clone();
+        out_shape[0] = rows.len();
         macro_rules! to {
             ($o:ty, $wrap:path) => {{
-                let mut out: Vec<$o> = vec![<$o>::default(); input.len()];
+                let mut out: Vec<$o> = vec![<$o>::default(); rows.len() * slab_len];
                 let done = with_array!(&input, x => match x.as_slice() {
                     Some(s) => {
-                        column_passes_to(s, &shape, passes, cval, output, &mut out, |a, b: &mut [W]| {
-                            for (o, &v) in b.iter_mut().zip(a) {
-                                *o = W::of(rask_array::dtype::Scalar::to_f64(v));
-                            }
-                        });
+                        column_passes_to(s, &shape, passes, cval, output, rows.clone(), &mut out, widen_into::<_, W>);
                         true
                     }
                     None => false,
                 });
                 if done {
-                    if let Ok(arr) = ArrayD::from_shape_vec(IxDyn(&shape), out) {
-                        return $wrap(arr.into_shared());
+                    if let Ok(arr) = ArrayD::from_shape_vec(IxDyn(&out_shape), out) {
+                        return cut($wrap(arr.into_shared()), false);
                     }
                 }
             }};
@@ -855,7 +1204,7 @@ pub fn separable_to<W: Real>(input: ArrayValue, passes: &[Pass], cval: f64, outp
             DType::Bool => {}
         }
     }
-    separable_value::<W>(input, passes, cval, output).into_value(output)
+    cut(separable_value::<W>(input, passes, cval, output).into_value(output), true)
 }
 
 /// [`separable`] on an array value of any dtype: big blocks are converted
@@ -1268,6 +1617,142 @@ mod tests {
             }
             assert!(streamed == want2, "streamed path differs for {modes:?}");
         }
+    }
+
+    /// Trimming the halo inside the kernel (the first axis's trimmed slabs
+    /// are never computed) gives the untrimmed result's middle exactly.
+    #[test]
+    fn trimmed_passes_equal_the_trimmed_result() {
+        let shape = vec![24usize, 250, 260];
+        let n: usize = shape.iter().product();
+        let values: Vec<u16> = (0..n).map(|i| ((i * 7919) % 65521) as u16).collect();
+        let Ok(arr) = ArrayD::from_shape_vec(IxDyn(&shape), values) else { unreachable!() };
+        let input = ArrayValue::U16(arr.into_shared());
+        let w = gaussian_kernel1d(2.0, 0, 8);
+        for mode in [Mode::Reflect, Mode::Mirror, Mode::Constant, Mode::Wrap] {
+            let passes: Vec<Pass> = (0..3).map(|a| Pass { axis: a, weights: w.clone(), mode }).collect();
+            assert!(column_first(&shape, &passes));
+            let whole = separable_to::<f64>(input.clone(), &passes, 3.0, DType::U16);
+            for trim in [[(6, 6), (0, 0), (0, 0)], [(0, 6), (2, 3), (0, 1)], [(6, 0), (0, 0), (5, 0)]] {
+                let got = separable_trimmed::<f64>(input.clone(), &passes, 3.0, DType::U16, &trim);
+                let sel: Vec<Sel> = shape
+                    .iter()
+                    .zip(&trim)
+                    .map(|(&n, &(b, a))| Sel::Range { start: b as isize, stop: Some((n - a) as isize), step: 1 })
+                    .collect();
+                let want = rask_array::kernels::slice_value(&whole, &sel).expect("slice");
+                assert!(got == want, "trim {trim:?} differs for {mode:?}");
+            }
+        }
+    }
+
+    /// The folds compiled for wider vectors give bit-identical results: the
+    /// same operations per element in the same order.
+    #[test]
+    #[allow(unsafe_code)] // calls of `#[target_feature]` functions, after checking the CPU has the feature
+    fn vector_widths_fold_identically() {
+        fn check<W: Real + std::fmt::Debug>(scale: f64) {
+            let len = 200;
+            let inputs: Vec<Vec<W>> = (0..17)
+                .map(|k| (0..len).map(|i| W::of((((i * 31 + k * 17) % 97) as f64 - 40.0) * scale)).collect())
+                .collect();
+            let taps: Vec<&[W]> = inputs.iter().map(|t| &t[..]).collect();
+            let g = gaussian_kernel1d(2.0, 0, 8);
+            let d = gaussian_kernel1d(2.0, 1, 8);
+            let general: Vec<f64> = (0..17).map(|i| 0.01 * f64::from(i as u8) + 0.3).collect();
+            for weights in [g, d, general] {
+                let sym = symmetry(&weights);
+                let w: Vec<W> = weights.iter().map(|&x| W::of(x)).collect();
+                for n in [len, 131, 7] {
+                    let cut: Vec<&[W]> = taps.iter().map(|t| &t[..n]).collect();
+                    let mut want = vec![W::default(); n];
+                    fold_taps_portable(&mut want, &cut, &w, sym);
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        let mut got = vec![W::default(); n];
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            // SAFETY: the CPU has AVX2.
+                            unsafe { fold_taps_avx2(&mut got, &cut, &w, sym) };
+                            assert_eq!(got, want, "AVX2 fold differs ({sym:?}, {n})");
+                        }
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            // SAFETY: the CPU has AVX-512F.
+                            unsafe { fold_taps_avx512(&mut got, &cut, &w, sym) };
+                            assert_eq!(got, want, "AVX-512 fold differs ({sym:?}, {n})");
+                        }
+                    }
+                    let mut stored = want.clone();
+                    store_values(&mut stored, DType::U16);
+                    let mut portable = want.clone();
+                    store_values_portable(&mut portable, DType::U16);
+                    assert_eq!(stored, portable, "stores differ");
+                }
+            }
+        }
+        check::<f64>(123.456);
+        check::<f32>(0.731);
+        // Stores of values in and out of every integer dtype's range.
+        let edge = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            -0.5,
+            0.5,
+            -1.0,
+            127.9,
+            128.0,
+            -128.5,
+            -129.0,
+            255.5,
+            256.0,
+            32767.9,
+            -32768.9,
+            65535.99,
+            65536.0,
+            1e10,
+            -1e10,
+            2147483647.5,
+            2147483648.0,
+            -2147483648.9,
+            -2147483649.0,
+        ];
+        for dtype in [DType::U8, DType::U16, DType::I8, DType::I16, DType::I32, DType::U32, DType::F32] {
+            let mut values: Vec<f64> = (0..300).map(|i| edge[i % edge.len()] + (i / edge.len()) as f64).collect();
+            values.extend((0..300).map(|i| f64::from(i as u16) * 0.37));
+            let mut want = values.clone();
+            store_values_portable(&mut want, dtype);
+            let mut got = values.clone();
+            store_values(&mut got, dtype);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "stores into {dtype:?} differ");
+            let mut want32: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+            let mut got32 = want32.clone();
+            store_values_portable(&mut want32, dtype);
+            store_values(&mut got32, dtype);
+            assert_eq!(
+                got32.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want32.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "f32 stores into {dtype:?} differ"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_integers_convert_exactly() {
+        for x in [0.0, 1.0, 255.0, 65535.0, 12345.0] {
+            assert_eq!(<u16 as Stored>::from_stored(x), x as u16);
+        }
+        for x in [-128.0, -1.0, 0.0, 127.0] {
+            assert_eq!(<i8 as Stored>::from_stored(x), x as i8);
+        }
+        for x in [-32768.0, -2.0, 32767.0] {
+            assert_eq!(<i16 as Stored>::from_stored(x), x as i16);
+        }
+        for x in [-2147483648.0, -7.0, 0.0, 2147483647.0] {
+            assert_eq!(<i32 as Stored>::from_stored(x), x as i32);
+        }
+        assert_eq!(<u8 as Stored>::from_stored(200.0), 200);
     }
 
     #[test]
