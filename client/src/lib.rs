@@ -26,6 +26,8 @@
 //! `compute` runs on the current [`Client`] — the last one created — or on a
 //! default [`LocalCluster`] started on first use, just as Dask does.
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 mod client;
 mod cluster;
 mod delayed;

@@ -17,24 +17,6 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Lets mimalloc back its arenas with large (2 MiB) OS pages and keep them
-/// committed, unless `MIMALLOC_ALLOW_LARGE_OS_PAGES` (or the older
-/// `MIMALLOC_LARGE_OS_PAGES`) says otherwise. Fresh 100 MiB array chunks then
-/// fault in as 50 huge pages instead of 25,600 small ones, and freed chunks
-/// are not decommitted between tasks (docs/BENCHMARKS.md, arrays).
-fn use_large_os_pages() {
-    if std::env::var_os("MIMALLOC_ALLOW_LARGE_OS_PAGES").is_none()
-        && std::env::var_os("MIMALLOC_LARGE_OS_PAGES").is_none()
-    {
-        // SAFETY: `mi_option_set` stores an option value in mimalloc's option
-        // table; it takes no pointers, and mimalloc reads options atomically.
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1);
-        }
-    }
-}
-
 // `ops::link()` below makes sure the ops are linked in.
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
@@ -47,7 +29,7 @@ fn arg_or_env(args: &[String], flag: &str, var: &str) -> Option<String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    use_large_os_pages();
+    rask::alloc::use_large_os_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scheduler = args
         .first()
