@@ -86,12 +86,18 @@ impl Moto {
 
     /// Runs Python code with boto3 configured for this server; `args` are
     /// `sys.argv[1:]`. Returns stdout; panics with stderr on failure.
+    ///
+    /// A snippet that finishes leaves through `os._exit(0)` after flushing:
+    /// pyarrow's thread pools can abort the interpreter's teardown
+    /// ("terminate called without an active exception") after the work is
+    /// done and printed. An exception still fails the run with its traceback.
     pub fn python(&self, code: &str, args: &[&str]) -> String {
         let prelude = "import boto3, sys, os\n\
                        s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n";
+        let epilogue = "\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n";
         let out = Command::new(python())
             .arg("-c")
-            .arg(format!("{prelude}{code}"))
+            .arg(format!("{prelude}{code}{epilogue}"))
             .args(args)
             .envs(self.env())
             .output()
