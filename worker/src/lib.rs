@@ -10,6 +10,7 @@ pub mod data;
 mod executor;
 pub mod node;
 mod store;
+pub mod workdir;
 
 pub use executor::{Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
 pub use node::{WorkerConfig, WorkerError};

@@ -380,12 +380,10 @@ pub async fn run(
     let contact = config.contact_host.clone().or_else(|| route_to(&url)).unwrap_or_else(|| "127.0.0.1".into());
 
     // Data service first: the scheduler hands our address to peers at once.
-    let spill_dir = config.local_directory.clone().unwrap_or_else(|| {
-        static N: AtomicU64 = AtomicU64::new(0);
-        std::env::temp_dir().join(format!("rask-worker-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
-    });
+    // Locked while we run, removed when we stop; ones left by killed workers are purged.
+    let work_dir = crate::workdir::WorkDir::new(config.local_directory.as_deref())?;
     let store = Arc::new(if config.memory_limit > 0 {
-        DataStore::with_spill(SpillConfig::new(config.memory_limit, spill_dir.join("spill")))?
+        DataStore::with_spill(SpillConfig::new(config.memory_limit, work_dir.path().join("spill")))?
     } else {
         DataStore::new()
     });
@@ -556,9 +554,7 @@ pub async fn run(
         let exec = node.exec;
         let _ = tokio::task::spawn_blocking(move || exec.shutdown()).await;
     }
-    if config.local_directory.is_none() {
-        let _ = std::fs::remove_dir_all(&spill_dir);
-    }
+    drop(work_dir);
     result
 }
 
