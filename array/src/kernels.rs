@@ -8,6 +8,7 @@ use rask_core::{ArrayValue, DType, Element, OpError, Params, Value, with_array};
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{Scalar, cast, is_float, mean_dtype, sum_dtype};
+use crate::gemm::BlockProduct;
 use crate::random;
 
 pub const FULL: &str = "array.full";
@@ -1481,7 +1482,7 @@ fn pieces(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
 
 fn matmul_typed<T>(a: &[ArcArray<T, IxDyn>], b: &[ArcArray<T, IxDyn>]) -> Result<ArcArray<T, IxDyn>, OpError>
 where
-    T: ndarray::LinalgScalar,
+    T: BlockProduct,
 {
     if a.first().is_some_and(|x| x.ndim() > 2) {
         return batched_matmul(a, b);
@@ -1494,8 +1495,12 @@ where
             return Err(OpError::new(format!("dot: shapes {:?} and {:?} are not aligned", x.shape(), y.shape())));
         }
         match acc.as_mut() {
-            None => acc = Some(x.dot(&y)),
-            Some(sum) => ndarray::linalg::general_mat_mul(T::one(), &x, &y, T::one(), sum),
+            None => {
+                let mut first = ndarray::Array2::zeros((x.nrows(), y.ncols()));
+                T::mul_into(&mut first, &x, &y, true);
+                acc = Some(first);
+            }
+            Some(sum) => T::mul_into(sum, &x, &y, false),
         }
     }
     acc.map(|m| m.into_dyn().into_shared()).ok_or_else(|| OpError::new("dot of no blocks"))

@@ -10,6 +10,7 @@ mod array;
 mod blosc;
 mod chunks;
 pub mod dtype;
+mod gemm;
 pub mod kernels;
 pub mod npy;
 pub mod random;
