@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::controller::ControllerConfig;
 use crate::leader::LeaderConfig;
+use crate::scheduler_api::{SchedulerApi, SchedulerAuth};
 use crate::{Error, OperatorConfig, Result};
 
 #[derive(Args, Debug)]
@@ -46,6 +47,19 @@ pub struct OperatorArgs {
     /// Seconds one retire_workers call may take (the workers hand their data to peers).
     #[arg(long, default_value_t = 120)]
     pub retire_timeout: u64,
+    /// The token schedulers require (their `--token`/`RASK_TOKEN`), sent to
+    /// every scheduler's HTTP API. Give it through the environment (a
+    /// Secret), not the command line, where `ps` shows it.
+    #[arg(long, env = "RASK_SCHEDULER_TOKEN", hide_env_values = true)]
+    pub scheduler_token: Option<String>,
+    /// The CA (PEM) of the schedulers' certificates: the operator then
+    /// speaks HTTPS to schedulers, trusting this CA only.
+    #[arg(long, env = "RASK_SCHEDULER_TLS_CA_FILE")]
+    pub scheduler_ca_file: Option<PathBuf>,
+    /// The name to verify in schedulers' certificates instead of their
+    /// Service's DNS name (a certificate shared by the pods).
+    #[arg(long, env = "RASK_SCHEDULER_TLS_SERVER_NAME")]
+    pub scheduler_tls_server_name: Option<String>,
     /// Path of a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -131,6 +145,14 @@ pub fn operator(args: &OperatorArgs) -> Result<()> {
         },
         controller: ControllerConfig {
             retire_timeout: Duration::from_secs(args.retire_timeout),
+            scheduler: SchedulerApi::with_auth(
+                Duration::from_secs(5),
+                &SchedulerAuth {
+                    token: args.scheduler_token.clone(),
+                    ca_file: args.scheduler_ca_file.clone(),
+                    server_name: args.scheduler_tls_server_name.clone(),
+                },
+            )?,
             ..ControllerConfig::default()
         },
         print_address: true,

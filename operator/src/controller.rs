@@ -50,6 +50,9 @@ pub struct ControllerConfig {
     pub busy_interval: Duration,
     /// Requeue of a converged object: a safety net; watches drive the rest.
     pub idle_interval: Duration,
+    /// The client of the schedulers' HTTP API, with the token and CA
+    /// shared by every cluster (`--scheduler-token`, `--scheduler-ca-file`).
+    pub scheduler: SchedulerApi,
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +62,7 @@ impl Default for ControllerConfig {
             poll_interval: Duration::from_secs(5),
             busy_interval: Duration::from_secs(5),
             idle_interval: Duration::from_secs(300),
+            scheduler: SchedulerApi::default(),
         }
     }
 }
@@ -139,7 +143,7 @@ impl Context {
             client,
             recorder,
             metrics,
-            scheduler: SchedulerApi::default(),
+            scheduler: config.scheduler.clone(),
             config,
             caches,
             autoscalers: Mutex::new(HashMap::new()),
@@ -374,7 +378,7 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     }
 
     let view = if plan::needs_scheduler(&plan.leaving) {
-        Some(match ctx.scheduler.workers(&g.scheduler_url, None).await {
+        Some(match ctx.scheduler.workers(&g.scheduler_url).await {
             Ok(workers) => SchedulerView::Reachable { workers },
             Err(e) => SchedulerView::Unreachable { reason: e.to_string() },
         })
@@ -401,7 +405,7 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
             let patch = json!({"metadata": {"annotations": {ANNOTATION_RETIRING: "true"}}});
             ignore_status(pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()), 404)?;
         }
-        match ctx.scheduler.retire(&g.scheduler_url, &removals.retire, ctx.config.retire_timeout, None).await {
+        match ctx.scheduler.retire(&g.scheduler_url, &removals.retire, ctx.config.retire_timeout).await {
             Ok(()) => {
                 for name in &removals.retire {
                     ignore_status(pods.delete(name, &DeleteParams::default()).await.map(|_| ()), 404)?;
@@ -453,7 +457,7 @@ async fn autoscale<K: Resource<DynamicType = ()>>(
     ready: u32,
     previous: Option<&AutoscalingStatus>,
 ) -> (Decision, AutoscalingStatus) {
-    let demand = match ctx.scheduler.adaptive_target(url, None).await {
+    let demand = match ctx.scheduler.adaptive_target(url).await {
         Ok(target) => Some(target.demand_for(group)),
         Err(e) => {
             warn!(group = %key, error = %e, "reading the adaptive target failed");
@@ -547,6 +551,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         &ns,
         spec,
         dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        ctx.scheduler.scheme(),
     );
     let mut replicas = replicas_of(&spec.worker);
     // The status the server has: ours if the cache has not caught up yet.
@@ -572,7 +577,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     }
 
     if let (Some(timeout), true) = (spec.idle_timeout_seconds, scheduler_ready)
-        && let Ok(Some(since)) = ctx.scheduler.idle_since(&scheduler_url, None).await
+        && let Ok(Some(since)) = ctx.scheduler.idle_since(&scheduler_url).await
     {
         let now_s = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         if now_s - since >= timeout as f64 {
@@ -737,6 +742,7 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         &ns,
         &dc.spec,
         dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        ctx.scheduler.scheme(),
     );
     let scheduler_ready = dc
         .status

@@ -80,10 +80,16 @@ pub fn dashboard_address(cluster: &str, namespace: &str, port: i32) -> String {
 }
 
 /// Base URL of the scheduler's HTTP API, as the operator reaches it.
-pub fn scheduler_api_url(cluster: &str, namespace: &str, spec: &DaskClusterSpec, annotation: Option<&str>) -> String {
+pub fn scheduler_api_url(
+    cluster: &str,
+    namespace: &str,
+    spec: &DaskClusterSpec,
+    annotation: Option<&str>,
+    scheme: &str,
+) -> String {
     match annotation {
         Some(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
-        _ => format!("http://{}.{namespace}.svc:{}", scheduler_name(cluster), spec.scheduler.dashboard_port),
+        _ => format!("{scheme}://{}.{namespace}.svc:{}", scheduler_name(cluster), spec.scheduler.dashboard_port),
     }
 }
 

@@ -5,23 +5,91 @@
 //! scheduler with its HTTP API enabled is managed the same way.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 
 use crate::{Error, Result};
 
+/// How the operator authenticates to schedulers started with `--token`
+/// and TLS (`RASK_TOKEN`, `RASK_TLS_*` in their pod templates): one shared
+/// token and one CA for every cluster this operator manages. The token is
+/// never logged (`Debug` shows only whether there is one).
+#[derive(Clone, Default)]
+pub struct SchedulerAuth {
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// The CA that signs the schedulers' certificates (PEM). With it, the
+    /// operator speaks HTTPS to schedulers and refuses any other CA.
+    pub ca_file: Option<PathBuf>,
+    /// The name to verify in the schedulers' certificates instead of the
+    /// Service's DNS name (a certificate shared by the pods, as
+    /// `RASK_TLS_SERVER_NAME` does for workers).
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for SchedulerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerAuth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
 /// A client for any number of schedulers (the base URL is per call).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SchedulerApi {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport,
     /// Bound on the quick calls (workers, target, idle).
     timeout: Duration,
+    token: Option<Arc<str>>,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Http(Client<HttpConnector, Full<Bytes>>),
+    /// HTTPS, and HTTP for `http://` URLs given by annotation.
+    Https(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl std::fmt::Debug for SchedulerApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerApi")
+            .field("timeout", &self.timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("https", &matches!(self.client, Transport::Https(_)))
+            .finish()
+    }
+}
+
+/// rustls client settings trusting only the CA in `path`.
+fn tls_config(path: &Path) -> Result<rustls::ClientConfig> {
+    let bad = |message: String| Error::Config(format!("scheduler CA file {}: {message}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[derive(Deserialize)]
@@ -102,12 +170,47 @@ impl Default for SchedulerApi {
 }
 
 impl SchedulerApi {
+    /// Plain HTTP and no token.
     pub fn new(timeout: Duration) -> Self {
+        let client = Transport::Http(Client::builder(TokioExecutor::new()).build(Self::tcp(timeout)));
+        SchedulerApi { client, timeout, token: None }
+    }
+
+    /// With the token and the CA of `auth`: HTTPS when a CA is given.
+    pub fn with_auth(timeout: Duration, auth: &SchedulerAuth) -> Result<Self> {
+        let token = auth.token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
+        let Some(ca) = &auth.ca_file else {
+            return Ok(SchedulerApi { token, ..Self::new(timeout) });
+        };
+        let builder = HttpsConnectorBuilder::new().with_tls_config(tls_config(ca)?).https_or_http();
+        let builder = match &auth.server_name {
+            Some(name) => {
+                let name = ServerName::try_from(name.clone())
+                    .map_err(|e| Error::Config(format!("scheduler TLS server name {name:?}: {e}")))?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(Self::tcp(timeout));
+        let client = Transport::Https(Client::builder(TokioExecutor::new()).build(connector));
+        Ok(SchedulerApi { client, timeout, token })
+    }
+
+    fn tcp(timeout: Duration) -> HttpConnector {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        SchedulerApi { client, timeout }
+        // https:// URLs are passed through to the TLS layer.
+        connector.enforce_http(false);
+        connector
+    }
+
+    /// The scheme of schedulers' API URLs: `https` with a CA configured.
+    pub fn scheme(&self) -> &'static str {
+        match self.client {
+            Transport::Http(_) => "http",
+            Transport::Https(_) => "https",
+        }
     }
 
     async fn call(
@@ -117,7 +220,6 @@ impl SchedulerApi {
         path: &str,
         body: Option<String>,
         timeout: Duration,
-        token: Option<&str>,
     ) -> Result<Bytes> {
         let url = format!("{base}{path}");
         let fail = |message: String| Error::Scheduler { url: url.clone(), message };
@@ -125,14 +227,18 @@ impl SchedulerApi {
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        if let Some(token) = token {
+        if let Some(token) = &self.token {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| fail(format!("bad request: {e}")))?;
         let response = tokio::time::timeout(timeout, async {
-            let response = self.client.request(request).await.map_err(|e| fail(format!("{e}")))?;
+            let response = match &self.client {
+                Transport::Http(c) => c.request(request).await,
+                Transport::Https(c) => c.request(request).await,
+            }
+            .map_err(|e| fail(with_causes(&e)))?;
             let status = response.status();
             let body = response.into_body().collect().await.map_err(|e| fail(format!("reading body: {e}")))?;
             Ok::<_, Error>((status, body.to_bytes()))
@@ -154,9 +260,9 @@ impl SchedulerApi {
 
     /// The names (or, for unnamed workers, addresses) of the workers the
     /// scheduler knows.
-    pub async fn workers(&self, base: &str, token: Option<&str>) -> Result<BTreeSet<String>> {
+    pub async fn workers(&self, base: &str) -> Result<BTreeSet<String>> {
         let path = "/api/v1/get_workers";
-        let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
+        let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         let parsed: GetWorkers = Self::parse(base, path, &body)?;
         Ok(parsed.workers.into_iter().filter_map(|w| w.name().or(w.address)).collect())
     }
@@ -166,8 +272,8 @@ impl SchedulerApi {
     ///
     /// Names are sent as the workers' addresses (from `get_workers`): a rask
     /// scheduler takes either, Dask's `retire_workers` takes addresses.
-    pub async fn retire(&self, base: &str, names: &[String], timeout: Duration, token: Option<&str>) -> Result<()> {
-        let listed = self.call(base, hyper::Method::GET, "/api/v1/get_workers", None, self.timeout, token).await?;
+    pub async fn retire(&self, base: &str, names: &[String], timeout: Duration) -> Result<()> {
+        let listed = self.call(base, hyper::Method::GET, "/api/v1/get_workers", None, self.timeout).await?;
         let listed: GetWorkers = Self::parse(base, "/api/v1/get_workers", &listed)?;
         let addresses: Vec<String> = names
             .iter()
@@ -182,24 +288,37 @@ impl SchedulerApi {
             .collect();
         let path = "/api/v1/retire_workers";
         let body = serde_json::json!({ "workers": addresses }).to_string();
-        let answer = self.call(base, hyper::Method::POST, path, Some(body), timeout, token).await?;
+        let answer = self.call(base, hyper::Method::POST, path, Some(body), timeout).await?;
         let _: serde_json::Value = Self::parse(base, path, &answer)?;
         Ok(())
     }
 
     /// The workers the scheduler would like, in total and per group.
-    pub async fn adaptive_target(&self, base: &str, token: Option<&str>) -> Result<AdaptiveTarget> {
+    pub async fn adaptive_target(&self, base: &str) -> Result<AdaptiveTarget> {
         let path = "/api/v1/adaptive_target";
-        let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
+        let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         Self::parse::<AdaptiveTarget>(base, path, &body)
     }
 
     /// Since when (Unix seconds) the scheduler has had nothing to do.
-    pub async fn idle_since(&self, base: &str, token: Option<&str>) -> Result<Option<f64>> {
+    pub async fn idle_since(&self, base: &str) -> Result<Option<f64>> {
         let path = "/api/v1/check_idle";
-        let body = self.call(base, hyper::Method::GET, path, None, self.timeout, token).await?;
+        let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         Ok(Self::parse::<CheckIdle>(base, path, &body)?.idle_since)
     }
+}
+
+/// An error with its causes: hyper's own message ("client error
+/// (Connect)") says nothing of a refused certificate or connection.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl DaskScheduler {
 }
 
 async fn workers(api: &SchedulerApi, url: &str) -> Vec<String> {
-    api.workers(url, None).await.map(|w| w.into_iter().collect()).unwrap_or_default()
+    api.workers(url).await.map(|w| w.into_iter().collect()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,15 +98,15 @@ async fn the_scheduler_client_reads_a_dask_target_and_retires_the_chosen_worker(
     assert!(ok, "the Dask workers did not join: {:?}", workers(&api, &dask.url).await);
 
     // Dask's shape: the total only, which is the default group's demand.
-    let target = api.adaptive_target(&dask.url, None).await.expect("adaptive_target");
+    let target = api.adaptive_target(&dask.url).await.expect("adaptive_target");
     assert!(target.groups.is_empty() && target.workers <= 2, "{target:?}");
     let demand = target.demand_for("default");
     assert_eq!(demand.workers, target.workers);
     assert!(demand.reason.starts_with("scheduler's adaptive target"), "{}", demand.reason);
-    assert!(api.idle_since(&dask.url, None).await.expect("check_idle").is_some(), "an idle Dask scheduler");
+    assert!(api.idle_since(&dask.url).await.expect("check_idle").is_some(), "an idle Dask scheduler");
 
     // Retire by name (sent as the address Dask expects): exactly w1 leaves.
-    api.retire(&dask.url, &["w1".to_string()], WAIT, None).await.expect("retire_workers");
+    api.retire(&dask.url, &["w1".to_string()], WAIT).await.expect("retire_workers");
     assert_eq!(workers(&api, &dask.url).await, ["w0"]);
     let exited = tokio::task::spawn_blocking(move || w1.wait_exit(Duration::from_secs(30))).await.expect("wait");
     assert!(exited.is_some(), "the retired Dask worker did not exit");
@@ -142,8 +142,7 @@ async fn the_autoscaler_manages_a_classic_dask_scheduler() {
     let mut cmd = Command::new(python);
     cmd.args(["-c", &script]);
     let mut client = Proc::spawn("dask-client", cmd);
-    let ok =
-        eventually(WAIT, || async { api.adaptive_target(&dask.url, None).await.is_ok_and(|t| t.workers > 2) }).await;
+    let ok = eventually(WAIT, || async { api.adaptive_target(&dask.url).await.is_ok_and(|t| t.workers > 2) }).await;
     assert!(ok, "Dask's adaptive target did not rise");
     assert!(env.apply(&yaml).ok);
     let dcs: Api<DaskCluster> = env.api();

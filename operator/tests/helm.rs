@@ -31,6 +31,14 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
     ("podMonitor", &["podMonitor.enabled=true"]),
     ("prometheusRule", &["prometheusRule.enabled=true"]),
     ("networkPolicy", &["networkPolicy.enabled=true"]),
+    (
+        "schedulers with a token and TLS",
+        &[
+            "schedulerAuth.tokenSecret.name=rask-token",
+            "schedulerAuth.caSecret.name=rask-ca",
+            "schedulerAuth.serverName=rask-scheduler",
+        ],
+    ),
     ("dashboards off", &["dashboards.enabled=false"]),
     ("replicas 2", &["replicas=2"]),
     ("crds managed elsewhere", &["crds.install=false"]),
@@ -191,6 +199,24 @@ fn chart_lints_and_renders_for_every_documented_combination() {
     assert!(!args(&render(&chart, "r", "ns", &[]).unwrap()).contains(&"--apply-crds".to_string()));
     let docs = render(&chart, "rask-operator", "rask-system", sets_of("networkPolicy")).unwrap();
     assert_eq!(count(&docs, "NetworkPolicy"), 1);
+
+    // Schedulers' token and CA come from Secrets the kubelet mounts; the
+    // operator itself still may not read Secrets.
+    let docs = render(&chart, "rask-operator", "rask-system", sets_of("schedulers with a token and TLS")).unwrap();
+    let pod = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];
+    let env = pod["containers"][0]["env"].to_string();
+    for needle in ["RASK_SCHEDULER_TOKEN", "rask-token", "RASK_SCHEDULER_TLS_CA_FILE", "/etc/rask/scheduler-ca/ca.crt"]
+    {
+        assert!(env.contains(needle), "env lacks {needle}: {env}");
+    }
+    assert!(env.contains("RASK_SCHEDULER_TLS_SERVER_NAME") && env.contains("rask-scheduler"), "{env}");
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "rask-ca");
+    assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], "/etc/rask/scheduler-ca");
+    assert!(!of_kind(&docs, "ClusterRole")[0].to_string().contains("secrets"));
+    let defaults = render(&chart, "rask-operator", "rask-system", &[]).unwrap();
+    let plain = of_kind(&defaults, "Deployment")[0]["spec"]["template"]["spec"].clone();
+    assert!(!plain["containers"][0]["env"].to_string().contains("RASK_SCHEDULER_TOKEN"));
+    assert!(plain["volumes"].is_null(), "no volumes by default: {}", plain["volumes"]);
 
     // Two replicas elect a leader on the release's Lease.
     let docs = render(&chart, "rask-operator", "rask-system", sets_of("replicas 2")).unwrap();

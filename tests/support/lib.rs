@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 
 pub mod ops;
+pub mod pki;
 pub mod processes;
 
 use std::sync::Arc;
