@@ -134,6 +134,9 @@ impl CsvOptions {
 /// marker at all is rejected by one comparison.
 struct NaSet {
     by_len: Vec<Vec<Vec<u8>>>,
+    /// For each length, the first bytes the markers of that length have,
+    /// as a 256-bit set: most fields are ruled out by one bit test.
+    firsts: Vec<[u64; 4]>,
 }
 
 impl NaSet {
@@ -146,15 +149,28 @@ impl NaSet {
             }
             by_len[n.len()].push(n.to_vec());
         }
-        Self { by_len }
+        let firsts = by_len
+            .iter()
+            .map(|list| {
+                let mut set = [0u64; 4];
+                for n in list {
+                    let b = n.first().copied().unwrap_or(0);
+                    set[usize::from(b >> 6)] |= 1 << (b & 63);
+                }
+                set
+            })
+            .collect();
+        Self { by_len, firsts }
     }
 
     #[inline]
     fn contains(&self, field: &[u8]) -> bool {
-        match self.by_len.get(field.len()) {
-            Some(list) => list.iter().any(|n| n.first() == field.first() && n.as_slice() == field),
-            None => false,
+        let Some(set) = self.firsts.get(field.len()) else { return false };
+        let Some(&b) = field.first() else { return !self.by_len[0].is_empty() };
+        if set[usize::from(b >> 6)] & (1 << (b & 63)) == 0 {
+            return false;
         }
+        self.by_len[field.len()].iter().any(|n| n.as_slice() == field)
     }
 }
 
@@ -234,14 +250,49 @@ pub fn scan_boundaries(
     storage: &StorageOptions,
 ) -> Result<Boundaries> {
     let mut f = rask_storage::Reader::open(path, size, storage)?;
+    scan_reader(&mut f, path, size, blocksize, parts, 1 << 20)
+}
+
+/// [`scan_boundaries`] over any reader, `buf_len` bytes at a time.
+fn scan_reader(
+    f: &mut impl Read,
+    path: &str,
+    size: u64,
+    blocksize: u64,
+    parts: usize,
+    buf_len: usize,
+) -> Result<Boundaries> {
     let mut out: Boundaries = vec![(0, 1)];
     let mut next_target = blocksize;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; buf_len.max(1)];
     let (mut pos, mut line, mut quoted) = (0u64, 1u64, false);
     while out.len() < parts {
         let n = f.read(&mut buf).map_err(|e| FrameError::Read(format!("{path}: {e}")))?;
         if n == 0 {
             break;
+        }
+        let chunk = &buf[..n];
+        if !quoted && memchr::memchr(b'"', chunk).is_none() {
+            // No quote: every newline ends a record. Jump to the first
+            // newline past each block start and count the lines between
+            // with vector counts instead of visiting every newline.
+            let mut counted = 0usize;
+            while out.len() < parts {
+                let Ok(from) = usize::try_from(next_target.saturating_sub(pos + 1)) else { break };
+                let Some(i) = chunk.get(from..).and_then(|rest| memchr::memchr(b'\n', rest)).map(|o| from + o) else {
+                    break;
+                };
+                line += memchr::memchr_iter(b'\n', &chunk[counted..=i]).count() as u64;
+                counted = i + 1;
+                let start = pos + counted as u64;
+                while start >= next_target && out.len() < parts {
+                    out.push((start, line));
+                    next_target = next_target.saturating_add(blocksize);
+                }
+            }
+            line += memchr::memchr_iter(b'\n', &chunk[counted..]).count() as u64;
+            pos += n as u64;
+            continue;
         }
         for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
             if buf[i] == b'"' {
@@ -542,6 +593,12 @@ fn mismatch(path: &str, line: u64, column: &str, value: &[u8], wanted: &str) -> 
 
 /// Parses one partition: the records in `[start, end)`, then the plan.
 pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<RecordBatch> {
+    with_block(spec, bounds, |bytes, first_line| parse_block(spec, bytes, first_line))
+}
+
+/// Reads the partition's bytes (into this thread's reused buffer) and
+/// hands them to `f` with the line number of the first record.
+fn with_block<T>(spec: &ReadSpec, bounds: Option<&Boundaries>, f: impl FnOnce(&[u8], u64) -> Result<T>) -> Result<T> {
     let path = spec.file.path.as_str();
     let ((start, first_line), end) = match bounds {
         Some(b) => {
@@ -552,12 +609,284 @@ pub fn read_partition(spec: &ReadSpec, bounds: Option<&Boundaries>) -> Result<Re
         None => ((0, 1), spec.file.size),
     };
     let mut bytes = BLOCK.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    read_range_into(path, start, end.saturating_sub(start), &spec.options.storage, &mut bytes)?;
-    let result = parse_block(spec, &bytes, first_line);
+    let len = end.saturating_sub(start);
+    let want = usize::try_from(len).unwrap_or(usize::MAX);
+    if bytes.capacity() < want && want <= KEEP_BLOCK_BYTES {
+        // A fresh buffer with room to spare: blocks differ by a few bytes,
+        // and growing the kept one would copy it and fault in new pages for
+        // every block.
+        bytes = Vec::new();
+        bytes.reserve_exact(want + want / 8);
+    }
+    read_range_into(path, start, len, &spec.options.storage, &mut bytes)?;
+    let result = f(&bytes, first_line);
     if bytes.capacity() <= KEEP_BLOCK_BYTES {
         BLOCK.with(|b| *b.borrow_mut() = bytes);
     }
     result
+}
+
+/// A group-by count fused into a CSV read: the partial aggregation state
+/// of `value_counts` (or `groupby(key).size()`) over one string column,
+/// counted straight from the parsed bytes with no column built.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CountSpec {
+    /// Position (in `ReadSpec::columns`) of the key column, a string column.
+    pub column: usize,
+    /// The key column's name in the state table.
+    pub key: String,
+    /// Names of the count columns of the state table (each holds the count).
+    pub counts: Vec<String>,
+}
+
+/// Counts the non-missing values of one string column of a partition:
+/// the same state table `agg::partial` makes from the parsed column (keys
+/// in order of first appearance, then the counts), with the same errors.
+pub fn count_partition(spec: &ReadSpec, count: &CountSpec, bounds: Option<&Boundaries>) -> Result<RecordBatch> {
+    with_block(spec, bounds, |bytes, first_line| count_block(spec, count, bytes, first_line))
+}
+
+/// Distinct byte strings with their counts, in order of first appearance.
+/// Each table slot holds the key's first 16 bytes (zero-padded) and its
+/// count, so finding a short key touches the table alone: one hash, two
+/// word comparisons, no call. Longer keys compare their tail in the arena.
+struct ByteCounter {
+    table: hashbrown::HashTable<Slot>,
+    /// Every distinct key in order of first appearance, its bytes in `arena`.
+    entries: Vec<CountEntry>,
+    arena: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    lo: u64,
+    hi: u64,
+    len: u32,
+    entry: u32,
+    count: i64,
+}
+
+struct CountEntry {
+    hash: u64,
+    start: usize,
+    end: usize,
+    /// A missing-value marker: counted, then left out.
+    missing: bool,
+}
+
+/// A byte string's first 16 bytes as two little-endian words, zero-padded.
+#[inline(always)]
+fn padded_words(b: &[u8]) -> (u64, u64) {
+    #[inline(always)]
+    fn word(s: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[..8]);
+        u64::from_le_bytes(w)
+    }
+    #[inline(always)]
+    fn half(s: &[u8]) -> u64 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[..4]);
+        u64::from(u32::from_le_bytes(w))
+    }
+    let n = b.len();
+    if n >= 16 {
+        (word(b), word(&b[8..]))
+    } else if n > 8 {
+        // The last eight bytes, shifted so byte 8 comes first.
+        (word(b), word(&b[n - 8..]) >> (8 * (16 - n)))
+    } else if n == 8 {
+        (word(b), 0)
+    } else if n >= 4 {
+        (half(b) | (half(&b[n - 4..]) >> (8 * (8 - n))) << 32, 0)
+    } else {
+        let mut lo = 0u64;
+        for (i, &x) in b.iter().enumerate() {
+            lo |= u64::from(x) << (8 * i);
+        }
+        (lo, 0)
+    }
+}
+
+/// A fast hash of a byte string from its padded first words (and, for long
+/// strings, every further 16 bytes): multiply-folds, as foldhash does.
+#[inline(always)]
+fn hash_key(b: &[u8], lo: u64, hi: u64) -> u64 {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD1B5_4A32_D192_ED03;
+    #[inline(always)]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = u128::from(a).wrapping_mul(u128::from(b));
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    let mut h = fold(lo ^ K1, hi ^ K2 ^ (b.len() as u64));
+    if b.len() > 16 {
+        for piece in b[16..].chunks(16) {
+            let (a, c) = padded_words(piece);
+            h = fold(a ^ h ^ K2, c ^ K1);
+        }
+    }
+    h
+}
+
+/// [`hash_key`] of a whole byte string.
+#[cfg(test)]
+fn hash_bytes(b: &[u8]) -> u64 {
+    let (lo, hi) = padded_words(b);
+    hash_key(b, lo, hi)
+}
+
+thread_local! {
+    /// The counter of the block this thread counted last, emptied: the next
+    /// block reuses its table instead of growing a new one.
+    static COUNTER: std::cell::RefCell<Option<ByteCounter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tables up to this many slots are kept for the thread's next block.
+const KEEP_COUNTER_SLOTS: usize = 1 << 20;
+
+impl ByteCounter {
+    fn new() -> Self {
+        Self { table: hashbrown::HashTable::with_capacity(1024), entries: Vec::new(), arena: Vec::new() }
+    }
+
+    /// This thread's kept counter, emptied, or a new one.
+    fn take() -> Self {
+        match COUNTER.with(|c| c.borrow_mut().take()) {
+            Some(mut c) => {
+                c.table.clear();
+                c.entries.clear();
+                c.arena.clear();
+                c
+            }
+            None => Self::new(),
+        }
+    }
+
+    /// Keeps the counter's memory for the thread's next block.
+    fn give_back(self) {
+        if self.table.capacity() <= KEEP_COUNTER_SLOTS {
+            COUNTER.with(|c| *c.borrow_mut() = Some(self));
+        }
+    }
+
+    /// Counts `field`; a field not seen before is first judged by `judge`,
+    /// which says whether it is missing (or fails).
+    #[inline]
+    fn add(&mut self, field: &[u8], judge: impl FnOnce(&[u8]) -> Result<bool>) -> Result<()> {
+        let (lo, hi) = padded_words(field);
+        let hash = hash_key(field, lo, hi);
+        let len = field.len() as u32;
+        let (entries, arena) = (&self.entries, &self.arena);
+        let found = self.table.find_mut(hash, |s| {
+            s.lo == lo
+                && s.hi == hi
+                && s.len == len
+                && (len <= 16 || {
+                    let e = &entries[s.entry as usize];
+                    arena[e.start..e.end] == *field
+                })
+        });
+        if let Some(slot) = found {
+            slot.count += 1;
+            return Ok(());
+        }
+        let missing = judge(field)?;
+        let entry = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|_| u32::try_from(field.len()).is_ok())
+            .ok_or_else(|| FrameError::Compute("too many distinct values in one partition".into()))?;
+        let start = self.arena.len();
+        if field.len() > 16 {
+            self.arena.extend_from_slice(field);
+        }
+        self.entries.push(CountEntry { hash, start, end: self.arena.len(), missing });
+        let entries = &self.entries;
+        self.table.insert_unique(hash, Slot { lo, hi, len, entry, count: 1 }, |s| entries[s.entry as usize].hash);
+        Ok(())
+    }
+
+    /// The present keys (valid UTF-8, checked when first seen) and their
+    /// counts, in order of first appearance.
+    fn finish(&self) -> Result<(ArrayRef, Vec<i64>)> {
+        let mut slots: Vec<Option<Slot>> = vec![None; self.entries.len()];
+        for s in self.table.iter().copied() {
+            if let Some(x) = slots.get_mut(s.entry as usize) {
+                *x = Some(s);
+            }
+        }
+        let mut keys = StringBuilder::with_capacity(self.entries.len(), self.arena.len() + 16 * self.entries.len());
+        let mut counts = Vec::with_capacity(self.entries.len());
+        for (e, s) in self.entries.iter().zip(slots) {
+            let Some(s) = s else { continue };
+            if e.missing {
+                continue;
+            }
+            let mut short = [0u8; 16];
+            short[..8].copy_from_slice(&s.lo.to_le_bytes());
+            short[8..].copy_from_slice(&s.hi.to_le_bytes());
+            let bytes = if s.len <= 16 { &short[..s.len as usize] } else { &self.arena[e.start..e.end] };
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| FrameError::Compute("a counted key is not UTF-8".into()))?;
+            keys.append_value(text);
+            counts.push(s.count);
+        }
+        Ok((Arc::new(keys.finish()), counts))
+    }
+}
+
+fn count_block(spec: &ReadSpec, count: &CountSpec, bytes: &[u8], first_line: u64) -> Result<RecordBatch> {
+    let path = spec.file.path.as_str();
+    let name = spec
+        .columns
+        .get(count.column)
+        .filter(|c| c.dtype == DataType::Utf8)
+        .map(|c| c.name.as_str())
+        .ok_or_else(|| FrameError::Read(format!("{path}: column {} is not a string column", count.column)))?;
+    let na = NaSet::new(&spec.options);
+    let mut counter = ByteCounter::take();
+    let mut skip_header = spec.part == 0 && spec.options.header;
+    let ncols = spec.columns.len();
+    let key = count.column;
+    let counted = crate::tokenize::for_each_record(bytes, spec.options.sep, first_line, key + 1, |rec| {
+        if skip_header {
+            skip_header = false;
+            return Ok(());
+        }
+        let line = rec.line;
+        if rec.len() > ncols {
+            return Err(FrameError::Read(format!(
+                "{path}:{line}: expected {ncols} fields, saw {} (error tokenizing data)",
+                rec.len()
+            )));
+        }
+        let f = rec.get(key).unwrap_or(b"");
+        counter.add(f, |f| {
+            if na.contains(f) {
+                Ok(true)
+            } else if std::str::from_utf8(f).is_err() {
+                Err(mismatch(path, line, name, f, "valid UTF-8"))
+            } else {
+                Ok(false)
+            }
+        })
+    })
+    .map_err(|e| match e {
+        FrameError::Read(m) if !m.starts_with(path) => FrameError::Read(format!("{path}:{first_line}: {m}")),
+        other => other,
+    });
+    let finished = counted.and_then(|()| counter.finish());
+    counter.give_back();
+    let (keys, counts) = finished?;
+    let rows = counts.len();
+    let mut fields = vec![Field::new(&count.key, DataType::Utf8, true)];
+    let mut arrays: Vec<ArrayRef> = vec![keys];
+    let counts: ArrayRef = Arc::new(arrow::array::Int64Array::from(counts));
+    for c in &count.counts {
+        fields.push(Field::new(c, DataType::Int64, true));
+        arrays.push(counts.clone());
+    }
+    plan::with_rows(Arc::new(Schema::new(fields)), arrays, rows)
 }
 
 /// Parses the records of one block into the projected columns, then runs
@@ -707,6 +1036,49 @@ mod tests {
         }
     }
 
+    /// Boundaries the slow way: every byte, from the start.
+    fn reference_boundaries(text: &[u8], blocksize: u64, parts: usize) -> Boundaries {
+        let mut out = vec![(0, 1)];
+        let (mut line, mut quoted, mut target) = (1u64, false, blocksize);
+        for (i, &b) in text.iter().enumerate() {
+            if b == b'"' {
+                quoted = !quoted;
+            } else if b == b'\n' {
+                line += 1;
+                let start = i as u64 + 1;
+                while !quoted && start >= target && out.len() < parts {
+                    out.push((start, line));
+                    target += blocksize;
+                }
+            }
+        }
+        while out.len() < parts {
+            out.push((text.len() as u64, line));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// The scan's quick path for quote-free pieces and its byte-by-byte
+        /// path give the boundaries the slow way gives, wherever the read
+        /// pieces end.
+        #[test]
+        fn scan_matches_the_slow_way(
+            data in proptest::collection::vec(proptest::prop_oneof![
+                8 => proptest::strategy::Just(b'a'), 3 => proptest::strategy::Just(b'\n'),
+                1 => proptest::strategy::Just(b'"'), 2 => proptest::strategy::Just(b','),
+            ], 0..300),
+            blocksize in 1u64..120,
+            buf_len in 1usize..70,
+        ) {
+            let size = data.len() as u64;
+            let parts = parts_for(size, Some(blocksize));
+            let got = scan_reader(&mut data.as_slice(), "t", size, blocksize, parts, buf_len).expect("scans");
+            proptest::prop_assert_eq!(got, reference_boundaries(&data, blocksize, parts));
+        }
+    }
+
     #[test]
     fn names_follow_pandas() {
         let rec = csv::ByteRecord::from(vec!["", "a", "a", "b"]);
@@ -745,6 +1117,132 @@ mod tests {
             err.contains(":4:") && err.contains("\"id\"") && err.contains("2.5") && err.contains("float64"),
             "{err}"
         );
+    }
+
+    /// Every block of `text` counted in the reader, and parsed then
+    /// aggregated: the state tables (or the errors) must be equal.
+    fn fused_and_plain(text: &str, key: usize, blocksize: u64, case: &str) -> Vec<(String, String)> {
+        let p = temp_csv(&format!("count-{case}.csv"), text);
+        let size = text.len() as u64;
+        let names = ["a", "b", "c"];
+        let columns: Vec<Column> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Column::new(n, if i == 0 { DataType::Int64 } else { DataType::Utf8 }))
+            .collect();
+        let parts = parts_for(size, Some(blocksize));
+        let bounds = scan_boundaries(&p, size, blocksize, parts, &StorageOptions::default()).expect("scan");
+        let spec = crate::agg::AggSpec {
+            keys: vec![names[key].into()],
+            aggs: vec![crate::agg::Agg {
+                column: names[key].into(),
+                func: crate::agg::AggFunc::Size,
+                name: "count".into(),
+            }],
+            ddof: 1,
+            sort: false,
+        };
+        let count = CountSpec { column: key, key: names[key].into(), counts: vec!["_n0".into()] };
+        (0..parts)
+            .map(|part| {
+                let read = ReadSpec {
+                    file: CsvFile { path: p.to_string(), size, parts },
+                    part,
+                    global_part: part,
+                    blocksize,
+                    columns: columns.clone(),
+                    projection: vec![key],
+                    options: CsvOptions::default(),
+                    steps: vec![],
+                };
+                let plain = read_partition(&read, Some(&bounds)).and_then(|b| crate::agg::partial(&spec, &b));
+                let fused = count_partition(&read, &count, Some(&bounds));
+                (format!("{plain:?}"), format!("{fused:?}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fused_counts_equal_parsed_then_counted() {
+        let text = "a,b,c\n1,x,\"q,1\"\n2,,NA\r\n\n3,\"x\",\"two\nlines\"\n4,y,n/a\n5,x,\"q,1\"\n6,\"\",z";
+        for blocksize in 1..text.len() as u64 + 2 {
+            for key in [1, 2] {
+                for (plain, fused) in fused_and_plain(text, key, blocksize, "fixed") {
+                    assert_eq!(plain, fused, "blocksize {blocksize}, key {key}");
+                }
+            }
+        }
+        let bad = fused_and_plain("a,b,c\n1,x,y\n2,x,y,z\n", 1, 1 << 20, "bad");
+        assert!(bad[0].1.contains(":3:") && bad[0].1.contains("expected 3 fields"), "{bad:?}");
+        assert_eq!(bad[0].0, bad[0].1);
+        let invalid = fused_and_plain("a,b,c\n1,x,y\n2,\u{0}\u{0},y\n", 1, 1 << 20, "nul");
+        assert_eq!(invalid[0].0, invalid[0].1);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_counted_key_is_the_same_error() {
+        let p = temp_csv("utf8.csv", "");
+        std::fs::write(&*p, b"a,b\n1,x\n2,\xff\xfe\n3,x\n").expect("write");
+        let size = file_size(&p, &StorageOptions::default()).expect("size");
+        let read = ReadSpec {
+            file: CsvFile { path: p.to_string(), size, parts: 1 },
+            part: 0,
+            global_part: 0,
+            blocksize: 1 << 20,
+            columns: vec![Column::new("a", DataType::Int64), Column::new("b", DataType::Utf8)],
+            projection: vec![1],
+            options: CsvOptions::default(),
+            steps: vec![],
+        };
+        let count = CountSpec { column: 1, key: "b".into(), counts: vec!["_n0".into()] };
+        let plain = read_partition(&read, None).expect_err("not UTF-8").to_string();
+        let fused = count_partition(&read, &count, None).expect_err("not UTF-8").to_string();
+        assert_eq!(plain, fused);
+        assert!(fused.contains(":3:") && fused.contains("UTF-8"), "{fused}");
+    }
+
+    #[test]
+    fn byte_hash_separates_short_keys() {
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..=40usize {
+            for v in 0..64u8 {
+                let key: Vec<u8> = (0..n).map(|i| v.wrapping_add(i as u8)).collect();
+                seen.insert(hash_bytes(&key));
+            }
+        }
+        // 41 lengths x 64 values, minus the one empty key counted 64 times.
+        assert_eq!(seen.len(), 40 * 64 + 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Counting in the reader equals parsing the column and counting it,
+        /// for any rows (missing markers, quotes, CRLF) and block size.
+        #[test]
+        fn fused_counts_match_for_any_rows(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(proptest::prop_oneof![
+                    "[a-c]{0,3}",
+                    "(NA|null|nan)",
+                    "\"[a-c,\n]{0,4}\"",
+                    "\"[a-c]{0,2}\"\"[a-c]{0,2}\"",
+                ], 2..3),
+                0..30,
+            ),
+            crlf in proptest::bool::ANY,
+            blocksize in 1u64..300,
+            key in 1usize..3,
+            case in 0u32..1_000_000,
+        ) {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("a,b,c{nl}");
+            for (i, r) in rows.iter().enumerate() {
+                text.push_str(&format!("{i},{}{nl}", r.join(",")));
+            }
+            for (plain, fused) in fused_and_plain(&text, key, blocksize, &format!("p{case}")) {
+                proptest::prop_assert_eq!(plain, fused);
+            }
+        }
     }
 
     proptest::proptest! {

@@ -293,44 +293,87 @@ impl DataFrame {
                     })
                     .collect())
             }
-            Source::Csv { files, columns, options, token } => {
+            Source::Csv { columns, token, .. } => {
                 let needed = plan::needed_columns(&self.source_schema, &self.steps)?;
                 let projection: Vec<usize> =
                     columns.iter().enumerate().filter(|(_, (n, _))| needed.contains(n)).map(|(i, _)| i).collect();
-                let scan_name = name("csv-scan", token);
                 let read_name = name("read-csv", &tok(&[ser(token), ser(&self.steps), ser(&projection)]));
-                let blocksize = options.blocksize.unwrap_or(u64::MAX);
-                let mut out = Vec::with_capacity(self.npartitions);
-                for (fi, f) in files.iter().enumerate() {
-                    let scan = (f.parts > 1).then(|| {
-                        let p = ScanParams {
-                            path: f.path.clone(),
-                            size: f.size,
-                            blocksize,
-                            parts: f.parts,
-                            storage: options.storage.clone(),
-                        };
-                        Delayed::<Value>::from_task(key(&scan_name, fi), kernels::CSV_SCAN, encode(&p), vec![])
-                    });
-                    for part in 0..f.parts {
-                        let global = out.len();
-                        let spec = ReadSpec {
-                            file: f.clone(),
-                            part,
-                            global_part: global,
-                            blocksize,
-                            columns: columns.iter().map(|(n, t)| Column::new(n, t.clone())).collect(),
-                            projection: projection.clone(),
-                            options: options.clone(),
-                            steps: self.steps.clone(),
-                        };
-                        let args = scan.iter().map(ArgPart::of).collect();
-                        out.push(Delayed::from_task(key(&read_name, global), kernels::READ_CSV, encode(&spec), args));
-                    }
-                }
-                Ok(out)
+                Ok(self.csv_tasks(projection, self.steps.clone(), |global, spec, args| {
+                    Delayed::from_task(key(&read_name, global), kernels::READ_CSV, encode(&spec), args)
+                }))
             }
         }
+    }
+
+    /// One task per block of a CSV source, made by `task` from the
+    /// partition number and its read spec; a file split into several
+    /// blocks has a scan task that every block's task reads.
+    fn csv_tasks(
+        &self,
+        projection: Vec<usize>,
+        steps: Vec<Step>,
+        task: impl Fn(usize, ReadSpec, Vec<ArgPart>) -> Delayed<TableValue>,
+    ) -> Vec<Delayed<TableValue>> {
+        let Source::Csv { files, columns, options, token } = self.source.as_ref() else { return Vec::new() };
+        let scan_name = name("csv-scan", token);
+        let blocksize = options.blocksize.unwrap_or(u64::MAX);
+        let columns: Vec<Column> = columns.iter().map(|(n, t)| Column::new(n, t.clone())).collect();
+        let mut out = Vec::with_capacity(self.npartitions);
+        for (fi, f) in files.iter().enumerate() {
+            let scan = (f.parts > 1).then(|| {
+                let p = ScanParams {
+                    path: f.path.clone(),
+                    size: f.size,
+                    blocksize,
+                    parts: f.parts,
+                    storage: options.storage.clone(),
+                };
+                Delayed::<Value>::from_task(key(&scan_name, fi), kernels::CSV_SCAN, encode(&p), vec![])
+            });
+            for part in 0..f.parts {
+                let global = out.len();
+                let spec = ReadSpec {
+                    file: f.clone(),
+                    part,
+                    global_part: global,
+                    blocksize,
+                    columns: columns.clone(),
+                    projection: projection.clone(),
+                    options: options.clone(),
+                    steps: steps.clone(),
+                };
+                out.push(task(global, spec, scan.iter().map(ArgPart::of).collect()));
+            }
+        }
+        out
+    }
+
+    /// The partial states of a count over one string column read straight
+    /// from CSV (`value_counts`, `groupby(key).size()`): when the key is a
+    /// source column the steps pass through unchanged and every aggregation
+    /// counts rows (or the key's values), each block's task counts the
+    /// values from the parsed bytes instead of building the column first.
+    fn fused_count_partials(&self, spec: &AggSpec, pn: &Arc<str>) -> Option<Vec<Delayed<TableValue>>> {
+        let Source::Csv { columns, .. } = self.source.as_ref() else { return None };
+        let [key_name] = spec.keys.as_slice() else { return None };
+        let counts_only =
+            spec.aggs.iter().all(|a| a.func == AggFunc::Size || (a.func == AggFunc::Count && a.column == *key_name));
+        if !counts_only || spec.aggs.is_empty() {
+            return None;
+        }
+        let source = plan::source_column(&self.steps, key_name)?;
+        let column = columns.iter().position(|(n, t)| *n == source && *t == DataType::Utf8)?;
+        // The source column must be one the frame exposes (`usecols`).
+        self.source_schema.field_with_name(&source).ok()?;
+        let count = csv::CountSpec {
+            column,
+            key: key_name.clone(),
+            counts: (0..spec.aggs.len()).map(|i| format!("_n{i}")).collect(),
+        };
+        Some(self.csv_tasks(vec![column], Vec::new(), |global, read, args| {
+            let p = kernels::ReadCountParams { read, count: count.clone() };
+            Delayed::from_task(key(pn, global), kernels::READ_CSV_COUNT, encode(&p), args)
+        }))
     }
 
     /// A token naming this frame's whole plan.
@@ -577,14 +620,49 @@ impl DataFrame {
         split_out: usize,
     ) -> Result<DataFrame> {
         let out_schema = Arc::new(spec.output_schema(&self.schema)?);
+        // Readers parse only the columns the aggregation reads.
+        let mut used: Vec<String> = spec.keys.clone();
+        used.extend(spec.aggs.iter().map(|a| a.column.clone()));
+        let narrowed = self.narrowed_to(&used)?;
+        let this = narrowed.as_ref().unwrap_or(self);
+        this.aggregate_narrowed(spec, then, index, split_out, out_schema)
+    }
+
+    /// The frame reading only `columns`, when its source is a file reader
+    /// that would otherwise parse more; `None` when nothing would be saved.
+    fn narrowed_to(&self, columns: &[String]) -> Result<Option<DataFrame>> {
+        if matches!(self.source.as_ref(), Source::Parts { .. }) {
+            return Ok(None);
+        }
+        let keep: Vec<&str> =
+            self.schema.fields().iter().map(|f| f.name().as_str()).filter(|n| columns.iter().any(|c| c == n)).collect();
+        if keep.len() == self.schema.fields().len() {
+            return Ok(None);
+        }
+        Ok(Some(self.select_plain(&keep)?))
+    }
+
+    fn aggregate_narrowed(
+        &self,
+        spec: AggSpec,
+        then: Vec<Post>,
+        index: Vec<String>,
+        split_out: usize,
+        out_schema: SchemaRef,
+    ) -> Result<DataFrame> {
         let parts = self.partitions()?;
         let t = tok(&[ser(&self.plan_token()?), ser(&spec), ser(&format!("{then:?}")), ser(&split_out)]);
         let pn = name("agg-partial", &t);
-        let partials: Vec<Delayed<TableValue>> = parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Delayed::from_task(key(&pn, i), kernels::AGG_PARTIAL, encode(&spec), vec![ArgPart::of(p)]))
-            .collect();
+        let partials: Vec<Delayed<TableValue>> = match self.fused_count_partials(&spec, &pn) {
+            Some(fused) => fused,
+            None => parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Delayed::from_task(key(&pn, i), kernels::AGG_PARTIAL, encode(&spec), vec![ArgPart::of(p)])
+                })
+                .collect(),
+        };
         let fields = out_schema.fields().iter().map(|f| Column::new(f.name(), f.data_type().clone())).collect();
         let fin = FinalParams { spec: spec.clone(), fields, then, bucket: None };
         if split_out <= 1 || spec.keys.is_empty() {

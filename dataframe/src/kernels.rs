@@ -20,6 +20,7 @@ use crate::plan::{self, Step};
 
 pub const CSV_SCAN: &str = "df.csv_scan";
 pub const READ_CSV: &str = "df.read_csv";
+pub const READ_CSV_COUNT: &str = "df.read_csv_count";
 pub const APPLY: &str = "df.apply";
 pub const NROWS: &str = "df.nrows";
 pub const AGG_PARTIAL: &str = "df.agg_partial";
@@ -139,6 +140,22 @@ fn read_csv(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
         None => None,
     };
     Ok(out(csv::read_partition(&spec, bounds.as_ref())?))
+}
+
+/// A read fused with the partial of a count on one string column.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadCountParams {
+    pub read: ReadSpec,
+    pub count: csv::CountSpec,
+}
+
+fn read_csv_count(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: ReadCountParams = params(p, READ_CSV_COUNT)?;
+    let bounds = match args.first() {
+        Some(v) => Some(boundaries(v)?),
+        None => None,
+    };
+    Ok(out(csv::count_partition(&p.read, &p.count, bounds.as_ref())?))
 }
 
 // ------------------------------------------------------------------ row-wise
@@ -432,6 +449,7 @@ rask_core::inventory::submit! { OpEntry { name: HASH_SPLIT, func: hash_split } }
 rask_core::inventory::submit! { OpEntry { name: JOIN, func: join } }
 rask_core::inventory::submit! { OpEntry { name: CSV_SCAN, func: csv_scan } }
 rask_core::inventory::submit! { OpEntry { name: READ_CSV, func: read_csv } }
+rask_core::inventory::submit! { OpEntry { name: READ_CSV_COUNT, func: read_csv_count } }
 rask_core::inventory::submit! { OpEntry { name: APPLY, func: apply } }
 rask_core::inventory::submit! { OpEntry { name: NROWS, func: nrows } }
 rask_core::inventory::submit! { OpEntry { name: AGG_PARTIAL, func: agg_partial } }

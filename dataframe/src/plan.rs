@@ -315,6 +315,34 @@ pub fn needed_columns(input: &Schema, steps: &[Step]) -> Result<Vec<String>> {
     Ok(input.fields().iter().map(|f| f.name().clone()).filter(|c| needed.contains(c)).collect())
 }
 
+/// The source column that column `name` of the plan's result holds
+/// unchanged, when the steps keep every row: selections, renames and
+/// assignments of a plain column reference are followed back; any step that
+/// drops rows or computes values gives `None`. Readers use it to aggregate
+/// a column straight from the parsed bytes.
+pub fn source_column(steps: &[Step], name: &str) -> Option<String> {
+    let mut current = name.to_string();
+    for step in steps.iter().rev() {
+        match step {
+            Step::Select(_) => {}
+            Step::Rename(pairs) => {
+                if let Some((from, _)) = pairs.iter().find(|(_, to)| *to == current) {
+                    current = from.clone();
+                }
+            }
+            Step::Assign(cols) => match cols.iter().rev().find(|(n, _)| *n == current) {
+                Some((_, Expr::Col(c))) => current = c.clone(),
+                Some(_) => return None,
+                None => {}
+            },
+            Step::Filter(_) | Step::DropNa { .. } | Step::FillNa(_) | Step::Slice { .. } | Step::Sample { .. } => {
+                return None;
+            }
+        }
+    }
+    Some(current)
+}
+
 /// Runs all steps over one partition.
 pub fn run(steps: &[Step], mut batch: RecordBatch, part: usize) -> Result<RecordBatch> {
     for s in steps {

@@ -1,7 +1,8 @@
 //! Splitting CSV bytes into records and fields.
 //!
 //! Most lines of real files hold no quote character. For those one pass
-//! over the bytes finds separators and the newline. A line with a quote
+//! over the bytes, eight at a time with word arithmetic, finds separators
+//! and the newline. A line with a quote
 //! anywhere goes through `csv-core`'s full state machine, which
 //! handles quoted separators, doubled quotes and newlines inside fields, and
 //! may consume several lines. The two paths give the same fields; a property
@@ -38,9 +39,8 @@ impl Record<'_> {
 
 /// Calls `f` for every record of `bytes`; blank lines are skipped, as
 /// pandas does. Only the first `wanted` fields of a record are split out;
-/// the rest of its line is searched for its end and its separators are
-/// counted, which is much cheaper when a reader needs few columns. Stops
-/// at the first error `f` returns.
+/// the separators after them are only counted, which is much cheaper when a
+/// reader needs few columns. Stops at the first error `f` returns.
 pub fn for_each_record(
     bytes: &[u8],
     sep: u8,
@@ -52,111 +52,132 @@ pub fn for_each_record(
         return Err(FrameError::Read(format!("{:?} cannot separate fields", sep as char)));
     }
     let mut line = first_line;
-    let mut fields: Vec<(usize, usize)> = Vec::with_capacity(32);
+    let mut fields: Vec<(usize, usize)> = Vec::with_capacity(wanted.min(1024) + 1);
     let mut core = csv_core::ReaderBuilder::new().delimiter(sep).build();
     let mut out: Vec<u8> = vec![0; 1024];
     let mut ends: Vec<usize> = vec![0; 64];
-    // Which bytes end a field: separators, newlines and quotes. Fields are
-    // short, so a table lookup per byte beats a vector search restarted at
-    // every hit.
-    let mut special = [false; 256];
-    for b in [sep, b'\n', b'"'] {
-        special[usize::from(b)] = true;
-    }
-    let mut cursor = 0usize;
-    let mut record_start = 0usize;
-    let mut field_start = 0usize;
-    while record_start < bytes.len() {
-        let hit = if fields.len() >= wanted {
-            // Enough fields: jump to the end of the line (or a quote),
-            // counting the separators passed.
-            let stop = memchr::memchr2(b'\n', b'"', &bytes[cursor..]).map_or(bytes.len(), |o| cursor + o);
-            let skipped = bytes[cursor..stop].iter().filter(|&&b| b == sep).count();
-            let last = (stop < bytes.len()).then_some(stop);
-            let at_quote = last.is_some_and(|i| bytes[i] == b'"');
-            if !at_quote {
-                // The record ends here; its length is what was split, what
-                // was skipped, and the field in progress.
-                let end = last.unwrap_or(bytes.len());
-                let trimmed = if end > field_start && bytes[end - 1] == b'\r' { end - 1 } else { end };
-                let total = fields.len() + skipped + 1;
-                let blank = total == 1 && fields.is_empty() && trimmed == field_start;
-                if fields.len() < total && fields.len() <= wanted && skipped == 0 {
-                    fields.push((field_start, trimmed));
+    let mut start = 0usize;
+    while start < bytes.len() {
+        fields.clear();
+        match plain_record(bytes, start, sep, wanted, &mut fields) {
+            Some(Plain { end, seps, last }) => {
+                let trimmed = if end > last && bytes[end - 1] == b'\r' { end - 1 } else { end };
+                if fields.len() < wanted {
+                    fields.push((last, trimmed));
                 }
-                if !blank {
-                    f(&Record { base: bytes, fields: &fields, total, line })?;
-                }
-                fields.clear();
-                line += 1;
-                record_start = end + 1;
-                field_start = record_start;
-                cursor = record_start;
-                continue;
-            }
-            last
-        } else {
-            while cursor < bytes.len() && !special[usize::from(bytes[cursor])] {
-                cursor += 1;
-            }
-            (cursor < bytes.len()).then_some(cursor)
-        };
-        let Some(i) = hit else {
-            // The last record has no newline.
-            let mut end = bytes.len();
-            if end > field_start && bytes[end - 1] == b'\r' {
-                end -= 1;
-            }
-            fields.push((field_start, end));
-            if !(fields.len() == 1 && field_start == end) {
-                let total = fields.len();
-                f(&Record { base: bytes, fields: &fields, total, line })?;
-            }
-            return Ok(());
-        };
-        cursor = i + 1;
-        match bytes[i] {
-            b'\n' => {
-                let end = if i > field_start && bytes[i - 1] == b'\r' { i - 1 } else { i };
-                fields.push((field_start, end));
                 // A blank line is skipped, as pandas does.
-                if !(fields.len() == 1 && field_start == end) {
-                    let total = fields.len();
-                    f(&Record { base: bytes, fields: &fields, total, line })?;
+                if seps > 0 || trimmed > start {
+                    f(&Record { base: bytes, fields: &fields, total: seps + 1, line })?;
                 }
-                fields.clear();
                 line += 1;
-                record_start = i + 1;
-                field_start = i + 1;
+                start = end + 1;
             }
-            b'"' => {
-                let rest = &bytes[record_start..];
+            None => {
+                let rest = &bytes[start..];
                 let (consumed, nfields) = quoted_record(&mut core, rest, &mut out, &mut ends)?;
                 fields.clear();
-                let mut start = 0;
+                let mut from = 0;
                 for &e in &ends[..nfields] {
-                    fields.push((start, e));
-                    start = e;
+                    fields.push((from, e));
+                    from = e;
                 }
                 if !(nfields == 1 && fields[0].0 == fields[0].1) {
                     f(&Record { base: &out, fields: &fields, total: nfields, line })?;
                 }
-                fields.clear();
                 line += memchr::memchr_iter(b'\n', &rest[..consumed]).count() as u64;
                 if consumed == rest.len() && rest.last() != Some(&b'\n') {
                     line += 1;
                 }
-                record_start += consumed.max(1);
-                field_start = record_start;
-                cursor = record_start;
-            }
-            _ => {
-                fields.push((field_start, i));
-                field_start = i + 1;
+                start += consumed.max(1);
             }
         }
     }
     Ok(())
+}
+
+/// A record with no quote character, found by [`plain_record`].
+struct Plain {
+    /// Where its line ends: the newline, or the end of the bytes.
+    end: usize,
+    /// Separators in the record: it has one field more.
+    seps: usize,
+    /// Where its last field split out (or the field in progress) starts.
+    last: usize,
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of every byte of `w` that equals the byte repeated in `c`
+/// (exact: no false positives from carries).
+#[inline(always)]
+fn bytes_equal(w: u64, c: u64) -> u64 {
+    let x = w ^ c;
+    !(((x & LOW7).wrapping_add(LOW7)) | x) & HIGH
+}
+
+/// The number of bytes flagged in `flags` (high bits only).
+#[inline(always)]
+fn flagged(flags: u64) -> usize {
+    ((flags >> 7).wrapping_mul(ONES) >> 56) as usize
+}
+
+/// Splits the record at `start` if its line holds no quote: pushes the
+/// `(start, end)` of its separator-ended fields onto `fields` until there
+/// are `wanted`, and counts the other separators. Eight bytes at a time:
+/// separators, newlines and quotes are found with word arithmetic, and the
+/// field boundaries are read off the flag bits. `None` when a quote comes
+/// before the line's end; the caller then uses the full state machine.
+#[inline]
+fn plain_record(bytes: &[u8], start: usize, sep: u8, wanted: usize, fields: &mut Vec<(usize, usize)>) -> Option<Plain> {
+    let s_rep = u64::from(sep).wrapping_mul(ONES);
+    let n_rep = u64::from(b'\n').wrapping_mul(ONES);
+    let q_rep = u64::from(b'"').wrapping_mul(ONES);
+    let mut seps = 0usize;
+    let mut last = start;
+    let mut i = start;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let mut s = bytes_equal(w, s_rep);
+        let stop = bytes_equal(w, n_rep) | bytes_equal(w, q_rep);
+        if stop != 0 {
+            // Only the separators before the newline or quote count.
+            s &= (stop & stop.wrapping_neg()) - 1;
+        }
+        while s != 0 && fields.len() < wanted {
+            let at = i + (s.trailing_zeros() / 8) as usize;
+            fields.push((last, at));
+            last = at + 1;
+            seps += 1;
+            s &= s - 1;
+        }
+        seps += flagged(s);
+        if stop != 0 {
+            let at = i + (stop.trailing_zeros() / 8) as usize;
+            return (bytes[at] == b'\n').then_some(Plain { end: at, seps, last });
+        }
+        i += 8;
+    }
+    // The last few bytes, one at a time.
+    for (at, &b) in bytes.iter().enumerate().skip(i) {
+        if b == b'\n' {
+            return Some(Plain { end: at, seps, last });
+        }
+        if b == b'"' {
+            return None;
+        }
+        if b == sep {
+            if fields.len() < wanted {
+                fields.push((last, at));
+                last = at + 1;
+            }
+            seps += 1;
+        }
+    }
+    Some(Plain { end: bytes.len(), seps, last })
 }
 
 /// Reads one record starting at the beginning of `input` with `csv-core`,

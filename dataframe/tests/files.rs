@@ -106,6 +106,64 @@ fn bad_rows_name_the_file_and_line() {
     assert!(err.contains("typed.csv:3") && err.contains("\"x\""), "{err}");
 }
 
+/// `value_counts` and `groupby(key).size()` on a CSV string column are
+/// counted inside the reader; a filter that keeps every row forces the
+/// plain path (parse the column, then aggregate). Both must agree, with
+/// missing markers, quoted separators and newlines, CRLF line ends and
+/// blank lines, whatever the block size.
+#[test]
+fn counts_fused_into_the_reader_equal_the_unfused_ones() {
+    let dir = temp_dir("counts");
+    let mut text = String::from("id,name,v\r\n");
+    for i in 0..400 {
+        let name = match i % 9 {
+            0 => "plain".to_string(),
+            1 => format!("\"quoted, comma {}\"", i % 5),
+            2 => format!("\"two\nlines {}\"", i % 3),
+            3 => String::new(),
+            4 => "NA".to_string(),
+            5 => "\"\"".to_string(),
+            6 => "\"plain\"".to_string(),
+            7 => format!("w{}", i % 11),
+            _ => "\"say \"\"hi\"\"\"".to_string(),
+        };
+        text.push_str(&format!("{i},{name},{}\r\n", i % 4));
+        if i % 37 == 0 {
+            text.push_str("\r\n");
+        }
+    }
+    let src = write(&dir, "names.csv", &text);
+    for blocksize in [None, Some(97), Some(1_000), Some(4_000)] {
+        let df = read_csv(&src, CsvOptions::default().blocksize(blocksize)).expect("reads");
+        let all = df.filter(col("id").ge(0)).expect("filter");
+        let show = |t: rask_dataframe::Table| t.batch().clone();
+        let fused = show(df.col("name").value_counts().expect("vc").compute().expect("computes"));
+        let plain = show(all.col("name").value_counts().expect("vc").compute().expect("computes"));
+        assert_eq!(fused, plain, "blocksize {blocksize:?}");
+        assert!(fused.num_rows() > 10, "{fused:?}");
+        let sizes = show(df.groupby(&["name"]).size().expect("size").compute().expect("computes"));
+        let plain_sizes = show(all.groupby(&["name"]).size().expect("size").compute().expect("computes"));
+        assert_eq!(sizes, plain_sizes, "blocksize {blocksize:?}");
+        let renamed = df.rename(&[("name", "n")]).expect("rename");
+        let renamed_all = all.rename(&[("name", "n")]).expect("rename");
+        assert_eq!(
+            show(renamed.col("n").value_counts().expect("vc").compute().expect("computes")),
+            show(renamed_all.col("n").value_counts().expect("vc").compute().expect("computes")),
+        );
+    }
+    // Errors still name the file and line.
+    let bad = write(&dir, "bad.csv", "a,b\nx,1\ny,2\nz,3,4\n");
+    let err = read_csv(&bad, CsvOptions::default())
+        .expect("reads")
+        .col("a")
+        .value_counts()
+        .expect("vc")
+        .compute()
+        .expect_err("row 4 has three fields")
+        .to_string();
+    assert!(err.contains("bad.csv:4") && err.contains("expected 2 fields"), "{err}");
+}
+
 #[test]
 fn missing_input_is_a_clear_error() {
     let err = read_csv("/nonexistent/rask/file.csv", CsvOptions::default()).expect_err("missing").to_string();
