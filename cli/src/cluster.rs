@@ -233,7 +233,14 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         anyhow::bail!("a worker in a TLS cluster serves its data over TLS: give --tls-cert and --tls-key");
     }
     let web = if tls.is_some() { "https" } else { "http" };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rask-worker").build()?;
+    // One worker's control, transfers and HTTP run on one thread beside its
+    // executor threads (Dask's event loop): on a small machine a pool of
+    // runtime threads mostly wakes itself up. Several workers get a pool.
+    let runtime = if nworkers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().thread_name("rask-worker").build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rask-worker").build()?
+    };
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut handles = Vec::new();

@@ -54,14 +54,32 @@ pub struct WorkerInfo {
 }
 
 pub(crate) enum Msg {
-    Submit { client: ClientId, tasks: Vec<Arc<Task>>, wanted: Vec<Key>, futures: Vec<(Key, Arc<FutureState>)> },
-    Release { client: ClientId, keys: Vec<Key> },
-    Cancel { client: ClientId, keys: Vec<Key> },
+    Submit {
+        client: ClientId,
+        tasks: Vec<Arc<Task>>,
+        wanted: Vec<Key>,
+        futures: Vec<(Key, Arc<FutureState>)>,
+    },
+    Release {
+        client: ClientId,
+        keys: Vec<Key>,
+    },
+    Cancel {
+        client: ClientId,
+        keys: Vec<Key>,
+    },
     ClientRemoved(ClientId),
-    Outcome(WorkerId, Outcome),
-    AddWorker { nthreads: usize, reply: Sender<Result<WorkerId>> },
+    /// An outcome, with the scheduler's task id when the job carried one.
+    Outcome(WorkerId, Outcome, Option<u32>),
+    AddWorker {
+        nthreads: usize,
+        reply: Sender<Result<WorkerId>>,
+    },
     KillWorker(WorkerId),
-    Retire { workers: Vec<WorkerId>, reply: Sender<()> },
+    Retire {
+        workers: Vec<WorkerId>,
+        reply: Sender<()>,
+    },
     Snapshot(Sender<Snapshot>),
     Shutdown,
 }
@@ -115,8 +133,12 @@ struct ChannelReporter(Sender<Msg>);
 
 impl Reporter for ChannelReporter {
     fn report(&self, worker: WorkerId, outcome: Outcome) {
+        self.report_with_id(worker, None, outcome);
+    }
+
+    fn report_with_id(&self, worker: WorkerId, id: Option<u32>, outcome: Outcome) {
         // The scheduler thread is gone only during shutdown; nothing to tell.
-        let _ = self.0.send(Msg::Outcome(worker, outcome));
+        let _ = self.0.send(Msg::Outcome(worker, outcome, id));
     }
 }
 
@@ -308,13 +330,16 @@ impl Driver {
                 self.futures.retain(|(c, _), _| *c != client);
                 self.state.handle(Event::ClientRemoved { client });
             }
-            Msg::Outcome(worker, outcome) => {
-                let event = match outcome {
-                    Outcome::Finished { key, nbytes, duration } => {
+            Msg::Outcome(worker, outcome, id) => {
+                let event = match (outcome, id) {
+                    (Outcome::Finished { key, nbytes, duration }, Some(id)) => {
+                        Event::TaskFinishedById { worker, id, key, nbytes, duration }
+                    }
+                    (Outcome::Finished { key, nbytes, duration }, None) => {
                         Event::TaskFinished { worker, key, nbytes, duration }
                     }
-                    Outcome::Erred { key, message, origin } => Event::TaskErred { worker, key, message, origin },
-                    Outcome::Missing { key, missing } => Event::MissingData { worker, key, missing },
+                    (Outcome::Erred { key, message, origin }, _) => Event::TaskErred { worker, key, message, origin },
+                    (Outcome::Missing { key, missing }, _) => Event::MissingData { worker, key, missing },
                 };
                 self.state.handle(event);
             }
@@ -363,22 +388,24 @@ impl Driver {
 
     fn carry_out(&mut self, commands: &mut Vec<Command>) -> Vec<Event> {
         let mut events = Vec::new();
-        let mut batches: BTreeMap<WorkerId, Vec<Job>> = BTreeMap::new();
+        let mut batches: BTreeMap<WorkerId, Vec<(Job, u32)>> = BTreeMap::new();
+        // Consecutive releases are carried out together, one store lock per
+        // worker; anything that reads a store first waits for them.
+        let mut releases: Vec<(WorkerId, Key)> = Vec::new();
         for cmd in commands.drain(..) {
+            if !matches!(cmd, Command::Execute { .. } | Command::Release { .. }) {
+                self.release_all(&mut releases);
+            }
             match cmd {
-                Command::Execute { worker, task, priority, who_has } => {
-                    batches.entry(worker).or_default().push(Job { task, priority, who_has, fetched: Vec::new() });
+                Command::Execute { worker, task, priority, who_has, id } => {
+                    batches.entry(worker).or_default().push((Job { task, priority, who_has, fetched: Vec::new() }, id));
                 }
-                Command::Release { worker, key } => {
-                    if let Some(exec) = self.workers.get(&worker) {
-                        exec.release(&key);
-                    }
-                }
+                Command::Release { worker, key } => releases.push((worker, key)),
                 Command::Steal { worker, key } => {
                     // Jobs batched in this round have not reached the worker.
                     let stolen_from_batch = batches
                         .get_mut(&worker)
-                        .and_then(|b| b.iter().position(|j| j.task.key == key).map(|pos| b.remove(pos)));
+                        .and_then(|b| b.iter().position(|(j, _)| j.task.key == key).map(|pos| b.remove(pos)));
                     let stolen =
                         stolen_from_batch.is_some() || self.workers.get(&worker).is_some_and(|e| e.steal(&key));
                     events.push(Event::StealResponse { worker, key, stolen });
@@ -414,12 +441,37 @@ impl Driver {
                 }
             }
         }
+        self.release_all(&mut releases);
         for (worker, jobs) in batches {
             if let Some(exec) = self.workers.get(&worker) {
-                exec.submit(jobs);
+                exec.submit_with_ids(jobs);
             }
         }
         events
+    }
+
+    /// Carries out the pending releases, grouped by worker.
+    fn release_all(&self, releases: &mut Vec<(WorkerId, Key)>) {
+        if releases.is_empty() {
+            return;
+        }
+        // Nearly always one worker, or a few: group without sorting.
+        let mut keys = Vec::with_capacity(releases.len());
+        let mut others = Vec::new();
+        while let Some(&(worker, _)) = releases.first() {
+            keys.clear();
+            for (w, k) in releases.drain(..) {
+                if w == worker {
+                    keys.push(k);
+                } else {
+                    others.push((w, k));
+                }
+            }
+            std::mem::swap(releases, &mut others);
+            if let Some(exec) = self.workers.get(&worker) {
+                exec.release_many(&keys);
+            }
+        }
     }
 }
 

@@ -94,6 +94,8 @@ pub struct SchedulerConfig {
     pub root_buffer_seconds: f64,
     /// ...but never buffer more than this many bytes of root output per thread.
     pub root_buffer_bytes: u64,
+    /// ...nor more than this many tasks per thread.
+    pub root_buffer_tasks: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -106,6 +108,7 @@ impl Default for SchedulerConfig {
             work_stealing: true,
             root_buffer_seconds: 0.005,
             root_buffer_bytes: 64 << 20,
+            root_buffer_tasks: 256,
         }
     }
 }
@@ -136,6 +139,16 @@ pub enum Event {
     },
     TaskFinished {
         worker: WorkerId,
+        key: Key,
+        nbytes: u64,
+        duration: f64,
+    },
+    /// As [`Event::TaskFinished`], with the `id` the scheduler gave in
+    /// [`Command::Execute`]: the task is found without a key lookup. An id
+    /// that no longer names `key` (forgotten and reused) falls back to the key.
+    TaskFinishedById {
+        worker: WorkerId,
+        id: u32,
         key: Key,
         nbytes: u64,
         duration: f64,
@@ -194,8 +207,10 @@ pub enum Event {
 /// Outputs of the state machine, for the driver to carry out.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Run `task` on `worker`; `who_has` says where each input lives.
-    Execute { worker: WorkerId, task: Arc<Task>, priority: Priority, who_has: Vec<(Key, Vec<WorkerId>)> },
+    /// Run `task` on `worker`; `who_has` says where each input lives. `id`
+    /// is the scheduler's number for the task while it is known: a driver
+    /// may report the outcome with it ([`Event::TaskFinishedById`]).
+    Execute { worker: WorkerId, task: Arc<Task>, priority: Priority, who_has: Vec<(Key, Vec<WorkerId>)>, id: u32 },
     /// Drop the data of `key` (or stop computing it) on `worker`.
     Release { worker: WorkerId, key: Key },
     /// Ask `worker` to give up `key` if it has not started it.

@@ -79,13 +79,14 @@ struct VWorker {
     threads: usize,
     running: usize,
     queue: BinaryHeap<Reverse<(Priority, u64)>>,
-    queued: FxHashMap<u64, Arc<Task>>,
+    /// Jobs by arrival, with the scheduler's task id.
+    queued: FxHashMap<u64, (Arc<Task>, u32)>,
     store: FxHashMap<Key, u64>,
     alive: bool,
 }
 
 enum Timed {
-    Done { worker: WorkerId, task: Arc<Task> },
+    Done { worker: WorkerId, task: Arc<Task>, id: u32 },
 }
 
 fn mix(mut h: u64, x: u64) -> u64 {
@@ -170,7 +171,7 @@ pub fn simulate(
             report.scheduler_seconds += started.elapsed().as_secs_f64();
             for cmd in commands.drain(..) {
                 match cmd {
-                    Command::Execute { worker, task, priority, who_has } => {
+                    Command::Execute { worker, task, priority, who_has, id } => {
                         if !workers.get(&worker).is_some_and(|w| w.alive) {
                             continue;
                         }
@@ -189,13 +190,13 @@ pub fn simulate(
                         seq += 1;
                         let w = workers.get_mut(&worker).expect("checked above");
                         w.queue.push(Reverse((priority, seq)));
-                        w.queued.insert(seq, task);
+                        w.queued.insert(seq, (task, id));
                     }
                     Command::Release { worker, key } => {
                         if let Some(w) = workers.get_mut(&worker) {
                             w.store.remove(&key);
                             let ids: Vec<u64> =
-                                w.queued.iter().filter(|(_, t)| t.key == key).map(|(s, _)| *s).collect();
+                                w.queued.iter().filter(|(_, (t, _))| t.key == key).map(|(s, _)| *s).collect();
                             for s in ids {
                                 w.queued.remove(&s);
                             }
@@ -203,7 +204,7 @@ pub fn simulate(
                     }
                     Command::Steal { worker, key } => {
                         let stolen = workers.get_mut(&worker).is_some_and(|w| {
-                            let found = w.queued.iter().find(|(_, t)| t.key == key).map(|(s, _)| *s);
+                            let found = w.queued.iter().find(|(_, (t, _))| t.key == key).map(|(s, _)| *s);
                             found.map(|s| w.queued.remove(&s)).is_some()
                         });
                         events.push(Event::StealResponse { worker, key, stolen });
@@ -249,11 +250,11 @@ pub fn simulate(
         for (&wid, w) in workers.iter_mut() {
             while w.running < w.threads {
                 let Some(Reverse((_, s))) = w.queue.pop() else { break };
-                let Some(task) = w.queued.remove(&s) else { continue };
+                let Some((task, id)) = w.queued.remove(&s) else { continue };
                 w.running += 1;
                 seq += 1;
                 let end = now + duration(&task);
-                pending.insert(seq, Timed::Done { worker: wid, task });
+                pending.insert(seq, Timed::Done { worker: wid, task, id });
                 timeline.push(Reverse(((end * 1e9) as u64, seq)));
             }
         }
@@ -264,7 +265,7 @@ pub fn simulate(
             break;
         };
         now = now.max(t_ns as f64 / 1e9);
-        let Some(Timed::Done { worker, task }) = pending.remove(&s) else { continue };
+        let Some(Timed::Done { worker, task, id }) = pending.remove(&s) else { continue };
         let Some(w) = workers.get_mut(&worker) else { continue };
         w.running -= 1;
         if !w.alive {
@@ -288,11 +289,13 @@ pub fn simulate(
         w.store.insert(task.key.clone(), value);
         *report.executions.entry(task.key.clone()).or_default() += 1;
         completions += 1;
-        events.push(Event::TaskFinished {
-            worker,
-            key: task.key.clone(),
-            nbytes: nbytes(&task),
-            duration: duration(&task),
+        // Half the completions carry the scheduler's id, as the local
+        // cluster reports them; the rest only the key, as remote workers do.
+        let (key, nbytes, duration) = (task.key.clone(), nbytes(&task), duration(&task));
+        events.push(if completions.is_multiple_of(2) {
+            Event::TaskFinishedById { worker, id, key, nbytes, duration }
+        } else {
+            Event::TaskFinished { worker, key, nbytes, duration }
         });
         if config.kill_after.contains(&completions) {
             let victim = *workers.keys().next().expect("a worker to kill");

@@ -205,6 +205,8 @@ pub struct SchedulerState {
     /// Tasks to check for release or forgetting: a worklist instead of
     /// recursion, so a million-long chain cannot overflow the stack.
     release_worklist: Vec<TaskId>,
+    /// Scratch for `decide_worker`.
+    candidates: Vec<WorkerId>,
     commands: Vec<Command>,
 }
 
@@ -240,6 +242,7 @@ impl SchedulerState {
             completed_total: 0,
             erred_total: 0,
             release_worklist: Vec::new(),
+            candidates: Vec::new(),
             commands: Vec::new(),
         }
     }
@@ -257,7 +260,14 @@ impl SchedulerState {
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::WorkerPaused { worker, paused } => self.set_paused(worker, paused),
             Event::UpdateGraph { client, tasks, wanted } => self.update_graph(client, tasks, wanted),
-            Event::TaskFinished { worker, key, nbytes, duration } => self.task_finished(worker, key, nbytes, duration),
+            Event::TaskFinished { worker, key, nbytes, duration } => {
+                let id = self.id_of(&key);
+                self.task_finished(worker, id, key, nbytes, duration)
+            }
+            Event::TaskFinishedById { worker, id, key, nbytes, duration } => {
+                let id = self.checked_id(id, &key);
+                self.task_finished(worker, id, key, nbytes, duration)
+            }
             Event::TaskErred { worker, key, message, origin } => self.task_erred(worker, &key, message, origin),
             Event::MissingData { worker, key, missing } => self.missing_data(worker, &key, &missing),
             Event::ReleaseKeys { client, keys } => keys.iter().for_each(|k| self.release_want(client, k)),
@@ -408,6 +418,16 @@ impl SchedulerState {
         self.by_key
             .find(key_hash(key), |&id| self.tasks[id as TaskId].as_ref().is_some_and(|t| t.spec.key == *key))
             .map(|&id| id as TaskId)
+    }
+
+    /// `id` if it is a live task with this key (the hash and the shared
+    /// name settle that without hashing), else a lookup by key.
+    fn checked_id(&self, id: u32, key: &Key) -> Option<TaskId> {
+        let id = id as TaskId;
+        match self.tasks.get(id) {
+            Some(Some(t)) if t.spec.key == *key => Some(id),
+            _ => self.id_of(key),
+        }
     }
 
     fn task(&self, id: TaskId) -> &TaskEntry {
@@ -906,10 +926,24 @@ impl SchedulerState {
             }
         }
         ready.sort_unstable();
-        for (_, id) in ready {
-            if self.task(id).state == TState::Waiting {
+        // Ready roots join the queue in one bulk insertion (the list is
+        // sorted): a graph's 100,000 leaves are not inserted one by one.
+        let mut roots = Vec::new();
+        for (prio, id) in ready {
+            if self.task(id).state != TState::Waiting {
+                continue;
+            }
+            if self.task(id).deps.is_empty() {
+                self.set_state(id, TState::Queued);
+                roots.push((prio, id));
+            } else {
                 self.make_ready(id);
             }
+        }
+        if self.queued.is_empty() {
+            self.queued = roots.into_iter().collect();
+        } else {
+            self.queued.extend(roots);
         }
     }
 
@@ -928,8 +962,16 @@ impl SchedulerState {
     /// already are, unless that worker is so busy that moving the data to an
     /// idle worker finishes sooner.
     fn decide_worker(&mut self, id: TaskId) -> Option<WorkerId> {
+        // A kept buffer: this runs for every non-root task.
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        let best = self.rank_workers(id, &mut candidates);
+        self.candidates = candidates;
+        best
+    }
+
+    fn rank_workers(&self, id: TaskId, candidates: &mut Vec<WorkerId>) -> Option<WorkerId> {
         let t = self.task(id);
-        let mut candidates: Vec<WorkerId> = Vec::new();
         for &d in &t.deps {
             for &w in &self.task(d).who_has {
                 if !candidates.contains(&w) && self.workers.get(&w).is_some_and(WorkerEntry::accepts_work) {
@@ -947,7 +989,7 @@ impl SchedulerState {
         }
         let deps = &t.deps;
         let mut best: Option<(f64, usize, WorkerId)> = None;
-        for w in candidates {
+        for &w in candidates.iter() {
             let entry = &self.workers[&w];
             let missing_bytes: u64 =
                 deps.iter().map(|&d| self.task(d)).filter(|dt| !dt.who_has.contains(&w)).map(|dt| dt.nbytes).sum();
@@ -972,7 +1014,13 @@ impl SchedulerState {
         self.refresh_worker(w);
         let t = self.task(id);
         let who_has = t.deps.iter().map(|&d| (self.task(d).spec.key.clone(), self.task(d).who_has.clone())).collect();
-        self.commands.push(Command::Execute { worker: w, task: t.spec.clone(), priority: t.priority, who_has });
+        self.commands.push(Command::Execute {
+            worker: w,
+            task: t.spec.clone(),
+            priority: t.priority,
+            who_has,
+            id: to_u32(id),
+        });
     }
 
     /// Takes a processing task off its worker's books.
@@ -1001,7 +1049,7 @@ impl SchedulerState {
                 } else {
                     f64::INFINITY
                 };
-                Some(by_time.min(by_bytes).min(256.0 * w.nthreads as f64) as usize)
+                Some(by_time.min(by_bytes).min((self.config.root_buffer_tasks * w.nthreads) as f64) as usize)
             })
             .unwrap_or(0);
         base + extra
@@ -1044,8 +1092,8 @@ impl SchedulerState {
 
     // ------------------------------------------------------------ completions
 
-    fn task_finished(&mut self, worker: WorkerId, key: Key, nbytes: u64, duration: f64) {
-        let Some(id) = self.id_of(&key) else {
+    fn task_finished(&mut self, worker: WorkerId, id: Option<TaskId>, key: Key, nbytes: u64, duration: f64) {
+        let Some(id) = id else {
             // Forgotten meanwhile: the worker should not keep the data.
             self.commands.push(Command::Release { worker, key });
             return;

@@ -520,3 +520,62 @@ fn simulated_tree_reduction_is_near_ideal() {
     .unwrap();
     assert!(report.makespan < report.ideal * 1.5 + 0.2, "makespan {} vs ideal {}", report.makespan, report.ideal);
 }
+
+#[test]
+fn finished_by_id_uses_the_id_and_falls_back_to_the_key() {
+    let mut s = with_workers(1, 2);
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: vec![task("a", &[]), task("b", &[]), task("c", &["a", "b"])],
+        wanted: vec!["c".into()],
+    });
+    let ids: Vec<(String, u32)> = s
+        .take_commands()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Execute { task, id, .. } => Some((task.key.to_string(), *id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let id_of = |k: &str| ids.iter().find(|(key, _)| key == k).map(|(_, id)| *id).unwrap();
+    // The right id.
+    s.handle(Event::TaskFinishedById {
+        worker: WorkerId(0),
+        id: id_of("a"),
+        key: "a".into(),
+        nbytes: 8,
+        duration: 0.01,
+    });
+    s.check_invariants().unwrap();
+    assert_eq!(s.task_state(&"a".into()), Some(TaskStateName::Memory));
+    // An id naming another task (reused, or wrong) is not trusted: the key decides.
+    s.handle(Event::TaskFinishedById {
+        worker: WorkerId(0),
+        id: id_of("a"),
+        key: "b".into(),
+        nbytes: 8,
+        duration: 0.01,
+    });
+    s.check_invariants().unwrap();
+    assert_eq!(s.task_state(&"b".into()), Some(TaskStateName::Memory));
+    let c = s
+        .take_commands()
+        .iter()
+        .find_map(|c| match c {
+            Command::Execute { task, id, .. } if task.key.name() == "c" => Some(*id),
+            _ => None,
+        })
+        .expect("c runs once a and b are in memory");
+    // An id out of range, too.
+    s.handle(Event::TaskFinishedById { worker: WorkerId(0), id: u32::MAX, key: "c".into(), nbytes: 8, duration: 0.01 });
+    s.check_invariants().unwrap();
+    assert_eq!(s.task_state(&"c".into()), Some(TaskStateName::Memory));
+    // A stale id of a forgotten task is answered with a release, as a key would be.
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["c".into()] });
+    assert_eq!(s.n_tasks(), 0);
+    s.take_commands();
+    s.handle(Event::TaskFinishedById { worker: WorkerId(0), id: c, key: "c".into(), nbytes: 8, duration: 0.01 });
+    assert!(s.take_commands().iter().any(|cmd| matches!(cmd, Command::Release { key, .. } if key.name() == "c")));
+    assert_eq!(s.n_tasks(), 0);
+}

@@ -60,6 +60,13 @@ pub trait Inputs: Send + Sync {
 /// Where outcomes go.
 pub trait Reporter: Send + Sync {
     fn report(&self, worker: WorkerId, outcome: Outcome);
+
+    /// As [`Self::report`], with the scheduler's task id when the job was
+    /// submitted with one ([`Executor::submit_with_ids`]).
+    fn report_with_id(&self, worker: WorkerId, id: Option<u32>, outcome: Outcome) {
+        let _ = id;
+        self.report(worker, outcome);
+    }
 }
 
 /// Closures of graphs submitted in this process, by op name. Entries are
@@ -95,7 +102,8 @@ impl LocalOpTable {
 #[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(Priority, u64)>>,
-    jobs: FxHashMap<u64, Job>,
+    /// Each job with the scheduler's id for its task, if it gave one.
+    jobs: FxHashMap<u64, (Job, Option<u32>)>,
     /// The queued job of each key: releases and steals find it without a scan.
     by_key: FxHashMap<Key, u64>,
     seq: u64,
@@ -195,15 +203,25 @@ impl Executor {
 
     /// Enqueues jobs under one lock and wakes as many threads as needed.
     pub fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
+        self.enqueue(jobs.into_iter().map(|job| (job, None)));
+    }
+
+    /// As [`Self::submit`], each job with the scheduler's id for its task,
+    /// which comes back with the outcome ([`Reporter::report_with_id`]).
+    pub fn submit_with_ids(&self, jobs: impl IntoIterator<Item = (Job, u32)>) {
+        self.enqueue(jobs.into_iter().map(|(job, id)| (job, Some(id))));
+    }
+
+    fn enqueue(&self, jobs: impl Iterator<Item = (Job, Option<u32>)>) {
         let mut n = 0;
         {
             let mut q = self.lock();
-            for job in jobs {
+            for (job, id) in jobs {
                 q.seq += 1;
                 let seq = q.seq;
                 q.heap.push(Reverse((job.priority, seq)));
                 q.by_key.insert(job.task.key.clone(), seq);
-                q.jobs.insert(seq, job);
+                q.jobs.insert(seq, (job, id));
                 n += 1;
             }
         }
@@ -226,6 +244,22 @@ impl Executor {
     pub fn release(&self, key: &Key) {
         if self.shared.store.remove(key).is_none() {
             self.steal(key);
+        }
+    }
+
+    /// [`Self::release`] for many keys: one store lock for all of them, and
+    /// one queue lock for those that had no data.
+    pub fn release_many(&self, keys: &[Key]) {
+        let mut absent = Vec::new();
+        self.shared.store.remove_many(keys, |k| absent.push(k));
+        if absent.is_empty() {
+            return;
+        }
+        let mut q = self.lock();
+        for key in absent {
+            if let Some(seq) = q.by_key.remove(key) {
+                q.jobs.remove(&seq);
+            }
         }
     }
 
@@ -287,8 +321,8 @@ fn run_thread(shared: &Shared) {
                 }
                 if let Some(Reverse((_, seq))) = q.heap.pop() {
                     if let Some(job) = q.jobs.remove(&seq) {
-                        if q.by_key.get(&job.task.key) == Some(&seq) {
-                            q.by_key.remove(&job.task.key);
+                        if q.by_key.get(&job.0.task.key) == Some(&seq) {
+                            q.by_key.remove(&job.0.task.key);
                         }
                         break job;
                     }
@@ -298,10 +332,13 @@ fn run_thread(shared: &Shared) {
             }
         };
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        let (job, id) = job;
         let outcome = run_job(shared, &job);
+        // The job's task and inputs are freed here, not by the scheduler.
+        drop(job);
         shared.busy.fetch_sub(1, Ordering::Relaxed);
         if !shared.dead.load(Ordering::SeqCst) {
-            shared.reporter.report(shared.id, outcome);
+            shared.reporter.report_with_id(shared.id, id, outcome);
         }
     }
 }
@@ -431,6 +468,74 @@ mod tests {
         // The thread survived.
         exec.submit([job("q", builtin::IDENTITY, vec![Arg::Value(Value::Int(1))], vec![])]);
         assert!(matches!(rx.recv().unwrap(), Outcome::Finished { .. }));
+    }
+
+    /// Reports outcomes with the ids their jobs carried.
+    struct IdChan(Mutex<mpsc::Sender<(Option<u32>, Outcome)>>);
+    impl Reporter for IdChan {
+        fn report(&self, _: WorkerId, outcome: Outcome) {
+            let _ = self.0.lock().unwrap().send((None, outcome));
+        }
+        fn report_with_id(&self, _: WorkerId, id: Option<u32>, outcome: Outcome) {
+            let _ = self.0.lock().unwrap().send((id, outcome));
+        }
+    }
+
+    #[test]
+    fn ids_come_back_with_outcomes_and_releases_are_batched() {
+        let (tx, rx) = mpsc::channel();
+        let exec = Executor::start(
+            WorkerId(0),
+            "ids",
+            2,
+            Arc::new(DataStore::new()),
+            Arc::new(NoPeers),
+            Arc::new(IdChan(Mutex::new(tx))),
+            Arc::new(LocalOpTable::default()),
+        )
+        .unwrap();
+        let one = |k: &str| job(k, builtin::IDENTITY, vec![Arg::Value(Value::Int(1))], vec![]);
+        exec.submit_with_ids([(one("x"), 5), (one("y"), 9)]);
+        exec.submit([one("z")]);
+        let mut got: Vec<(Option<u32>, String)> = (0..3)
+            .map(|_| match rx.recv().unwrap() {
+                (id, Outcome::Finished { key, .. }) => (id, key.to_string()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, [(None, "z".to_string()), (Some(5), "x".to_string()), (Some(9), "y".to_string())]);
+        assert_eq!(exec.store().len(), 3);
+        // Held keys are freed; a key with no data and no job is ignored.
+        exec.release_many(&["x".into(), "ghost".into(), "z".into()]);
+        assert_eq!(exec.store().keys(), vec![Key::from("y")]);
+    }
+
+    #[test]
+    fn release_many_cancels_queued_jobs() {
+        let (exec, rx) = executor(1);
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let g = gate.clone();
+        let op: LocalOp = Arc::new(move |_, _| {
+            let (m, cv) = &*g;
+            let mut open = m.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Ok(Value::None)
+        });
+        exec.shared.local_ops.register("wait".into(), &op);
+        exec.submit([job("blocker", "wait", vec![], vec![])]);
+        while exec.busy() == 0 {
+            std::thread::yield_now();
+        }
+        exec.submit_with_ids([(job("later", builtin::IDENTITY, vec![Arg::Value(Value::Int(1))], vec![]), 3)]);
+        exec.release_many(&["later".into()]);
+        assert_eq!(exec.queued(), 0);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        assert!(matches!(rx.recv().unwrap(), Outcome::Finished { key, .. } if key.name() == "blocker"));
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err(), "the released job never ran");
     }
 
     #[test]

@@ -432,25 +432,8 @@ pub async fn run(
         _ => return Err(WorkerError::Refused("no welcome from the scheduler".into())),
     };
 
-    // Outcomes are batched: whatever piled up while the last batch was sent.
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<pb::WorkerMessage>();
-    let batcher = {
-        let up_tx = up_tx.clone();
-        tokio::spawn(async move {
-            while let Some(first) = out_rx.recv().await {
-                let mut messages = vec![first];
-                while messages.len() < 4096 {
-                    match out_rx.try_recv() {
-                        Ok(m) => messages.push(m),
-                        Err(_) => break,
-                    }
-                }
-                if up_tx.send(pb::WorkerMessages { messages }).is_err() {
-                    return;
-                }
-            }
-        })
-    };
+    // Outcomes are batched (see `batch_outcomes`), once the executor exists.
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<pb::WorkerMessage>();
 
     let counters = Arc::new(Counters::default());
     let peers = Arc::new(PeerInputs {
@@ -477,6 +460,7 @@ pub async fn run(
         metrics: WorkerMetrics::new().map_err(std::io::Error::other)?,
     });
     node.metrics.threads.set(config.nthreads as i64);
+    let batcher = tokio::spawn(batch_outcomes(out_rx, up_tx.clone(), node.clone()));
 
     let http_listener = TcpListener::bind((config.listen_host.as_str(), config.http_port)).await?;
     let http_address = http_listener.local_addr()?;
@@ -544,10 +528,14 @@ pub async fn run(
         }
     };
     heartbeat.abort();
+    batcher.abort();
     if let Some(m) = monitor {
         m.abort();
+        let _ = m.await;
     }
-    batcher.abort();
+    // These hold the node: wait until they are gone so it can be shut down.
+    let _ = heartbeat.await;
+    let _ = batcher.await;
     http_task.abort();
     data_task.abort();
     if let Ok(node) = Arc::try_unwrap(node) {
@@ -556,6 +544,54 @@ pub async fn run(
     }
     drop(work_dir);
     result
+}
+
+/// The most messages in one batch to the scheduler.
+const OUT_BATCH: usize = 4096;
+/// How long outcomes may wait for company while the worker is busy.
+const COALESCE: Duration = Duration::from_millis(1);
+/// Coalesce only while at least this many jobs are queued: then the worker
+/// has work for longer than the wait, and the scheduler is told less often.
+const COALESCE_QUEUED: usize = 64;
+
+/// Sends outcomes to the scheduler in batches: whatever piled up while the
+/// last batch was sent and, while the executor still has plenty queued, what
+/// arrives within a millisecond more. A worker close to running dry (or
+/// idle, or running a chain where each task waits for the last) sends at
+/// once.
+async fn batch_outcomes(
+    mut out_rx: mpsc::UnboundedReceiver<pb::WorkerMessage>,
+    up_tx: mpsc::UnboundedSender<pb::WorkerMessages>,
+    node: Arc<Node>,
+) {
+    while let Some(first) = out_rx.recv().await {
+        let mut messages = vec![first];
+        drain_into(&mut out_rx, &mut messages);
+        if messages.len() < OUT_BATCH && node.exec.queued() >= COALESCE_QUEUED {
+            let deadline = tokio::time::Instant::now() + COALESCE;
+            while messages.len() < OUT_BATCH {
+                match tokio::time::timeout_at(deadline, out_rx.recv()).await {
+                    Ok(Some(m)) => {
+                        messages.push(m);
+                        drain_into(&mut out_rx, &mut messages);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        if up_tx.send(pb::WorkerMessages { messages }).is_err() {
+            return;
+        }
+    }
+}
+
+fn drain_into(rx: &mut mpsc::UnboundedReceiver<pb::WorkerMessage>, messages: &mut Vec<pb::WorkerMessage>) {
+    while messages.len() < OUT_BATCH {
+        match rx.try_recv() {
+            Ok(m) => messages.push(m),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Dask's memory monitor: every 100 ms, compare the process's resident

@@ -186,6 +186,22 @@ impl DataStore {
         self.remove_locked(&mut inner, key)
     }
 
+    /// Removes many keys under one lock; `absent` is called with each key
+    /// that was not held. The values are freed after the lock is let go.
+    pub fn remove_many<'k>(&self, keys: &'k [Key], mut absent: impl FnMut(&'k Key)) {
+        let mut freed = Vec::with_capacity(keys.len());
+        {
+            let mut inner = self.lock();
+            for key in keys {
+                match self.remove_locked(&mut inner, key) {
+                    Some(v) => freed.push(v),
+                    None => absent(key),
+                }
+            }
+        }
+        drop(freed);
+    }
+
     /// Records how much of the process's memory is not values (runtime,
     /// buffers, the allocator's reserve), so that values are spilled to keep
     /// the whole process, not only the values, under the target.

@@ -501,24 +501,44 @@ impl Core {
             return Err(format!("client {} is not connected", client.0));
         }
         // The client validated the graph too, but a scheduler never trusts
-        // its peers: duplicate keys, cycles and missing inputs are refused
-        // here. Op names are not checked: workers may run another binary
-        // than the scheduler, with the user's ops; an op a worker lacks
-        // fails its task with a message that names it.
-        let mut graph = Graph::new();
-        for t in tasks {
-            graph.insert(t).map_err(|e| e.to_string())?;
-        }
-        graph.validate(|k| self.state.contains_key(k), |_| true).map_err(|e| e.to_string())?;
-        for k in &wanted {
-            if !graph.contains(k) && !self.state.contains_key(k) {
-                return Err(format!("wanted key {k} is neither in the graph nor on the cluster"));
-            }
-        }
-        let (tasks, _) = graph.into_parts();
+        // its peers: duplicate keys, cycles, missing inputs and unknown
+        // outputs are refused. Op names are not checked: workers may run
+        // another binary than the scheduler, with the user's ops; an op a
+        // worker lacks fails its task with a message that names it.
         tracing::debug!(client = client.0, tasks = tasks.len(), wanted = wanted.len(), "graph submitted");
+        if wanted.is_empty() {
+            // Nothing would report a rejection: check here.
+            let mut graph = Graph::new();
+            for t in tasks {
+                graph.insert(t).map_err(|e| e.to_string())?;
+            }
+            graph.validate(|k| self.state.contains_key(k), |_| true).map_err(|e| e.to_string())?;
+            let (tasks, _) = graph.into_parts();
+            self.state.handle(Event::UpdateGraph { client, tasks, wanted });
+            return Ok(());
+        }
+        // The state machine takes the graph in with the same checks, in one
+        // pass, and leaves its state as it was when it refuses one: then
+        // every wanted key errs as an invalid graph, which is what the
+        // caller hears (as the answer to its request, not as key updates).
+        let tasks = tasks.into_iter().map(Arc::new).collect();
         self.state.handle(Event::UpdateGraph { client, tasks, wanted });
-        Ok(())
+        let mut commands = Vec::new();
+        self.state.drain_commands_into(&mut commands);
+        let mut refused = None;
+        commands.retain(|c| match c {
+            Command::KeyErred { client: c, error, .. } if *c == client && error.kind == ErrorKind::InvalidGraph => {
+                refused.get_or_insert_with(|| error.message.clone());
+                false
+            }
+            _ => true,
+        });
+        // Carried out now, as the core's loop would after this message.
+        let events = self.carry_out(&mut commands);
+        for e in events {
+            self.state.handle(e);
+        }
+        refused.map_or(Ok(()), Err)
     }
 
     fn send_worker(&mut self, worker: WorkerId, kind: pb::scheduler_message::Kind) {
@@ -540,7 +560,7 @@ impl Core {
         let mut events = Vec::new();
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Execute { worker, task, priority, who_has } => {
+                Command::Execute { worker, task, priority, who_has, .. } => {
                     let task_pb = match rask_proto::task_to_pb(&task) {
                         Ok(t) => t,
                         Err(e) => {

@@ -68,9 +68,15 @@ impl Default for ServerConfig {
             http_port: 8787,
             token: None,
             tls: None,
-            // Messages to workers cross a network: keep more tiny root tasks
-            // buffered on each worker than in-process (50 ms of work per thread).
-            scheduler: SchedulerConfig { root_buffer_seconds: 0.05, ..SchedulerConfig::default() },
+            // Messages to workers cross a network and the processes share
+            // cores: keep more tiny root tasks buffered on each worker than
+            // in-process (50 ms of work per thread, up to 4,096 tasks), so a
+            // worker keeps running while the scheduler waits for a CPU.
+            scheduler: SchedulerConfig {
+                root_buffer_seconds: 0.05,
+                root_buffer_tasks: 4096,
+                ..SchedulerConfig::default()
+            },
             target_duration: 5.0,
             heartbeat_timeout: Duration::from_secs(30),
         }
@@ -187,5 +193,56 @@ impl SchedulerServer {
         if let Some(t) = self.core_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rask_core::{Arg, Key, Params, Task, Value};
+    use rask_proto::pb::{self, scheduler_client::SchedulerClient};
+
+    fn task(key: &str, inputs: &[&str]) -> pb::Task {
+        let args = if inputs.is_empty() {
+            vec![Arg::Value(Value::Int(1))]
+        } else {
+            inputs.iter().map(|k| Arg::Key(Key::from(*k))).collect()
+        };
+        rask_proto::task_to_pb(&Task::new(Key::from(key), "rask.identity", Params::default(), args)).unwrap()
+    }
+
+    /// The state machine checks submitted graphs; a refused graph is the
+    /// answer to the submit request and leaves nothing behind.
+    #[test]
+    fn bad_graphs_are_refused_with_the_reason() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let config = ServerConfig { host: "127.0.0.1".into(), port: 0, http_port: 0, ..ServerConfig::default() };
+            let server = SchedulerServer::start(config).await.unwrap();
+            let url = format!("http://{}", server.grpc_addr());
+            let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+            let mut grpc = SchedulerClient::new(channel);
+            let hello = pb::Hello { version: Some(rask_proto::VERSION), name: "test".into() };
+            let id = grpc.connect(hello).await.unwrap().into_inner().client_id;
+            let mut submit = async |tasks: Vec<pb::Task>, outputs: &[&str]| {
+                let outputs = outputs.iter().map(|k| pb::Key::from(&Key::from(*k))).collect();
+                grpc.submit(pb::SubmitGraph { client_id: id, tasks, outputs }).await.map(|_| ())
+            };
+            let refused = submit(vec![task("a", &["b"]), task("b", &["a"])], &["a"]).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+            assert!(refused.message().contains("cycle"), "{}", refused.message());
+            let refused = submit(vec![task("a", &["gone"])], &["a"]).await.unwrap_err();
+            assert!(refused.message().contains("gone"), "{}", refused.message());
+            let refused = submit(vec![task("a", &[]), task("a", &[])], &["a"]).await.unwrap_err();
+            assert!(refused.message().contains("twice"), "{}", refused.message());
+            let refused = submit(vec![task("a", &[])], &["elsewhere"]).await.unwrap_err();
+            assert!(refused.message().contains("elsewhere"), "{}", refused.message());
+            // Without outputs, too.
+            let refused = submit(vec![task("a", &["b"]), task("b", &["a"])], &[]).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+            // Nothing was kept: the same keys make a good graph now.
+            submit(vec![task("a", &[]), task("b", &["a"])], &["b"]).await.unwrap();
+            server.shutdown().await;
+        });
     }
 }
