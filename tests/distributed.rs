@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rask::{Client, Delayed, Error, ErrorKind, op};
 use rask_tests::ops::{add, block, checksum, crash, expected_checksum, fail, slow_inc, total, worker_pid};
+use rask_tests::pki::Pki;
 use rask_tests::processes::{Proc, Scheduler, WorkerKind, http, start_worker};
 
 const T: Duration = Duration::from_secs(60);
@@ -440,62 +441,9 @@ fn sigterm_retires_a_worker_without_losing_its_data() {
     assert_eq!(s.json("/status.json")["totals"]["completed_total"], 20);
 }
 
-/// A throwaway PKI: a CA, one certificate for the cluster's processes
-/// (named `localhost` and `127.0.0.1`), one for the client, and a second CA
-/// that signs nothing of ours. Removed on drop.
-struct Pki {
-    dir: std::path::PathBuf,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-        let dir = std::env::temp_dir().join(format!("rask-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("pki dir");
-        let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).expect("write pem");
-        let ca = |name: &str| {
-            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, name);
-            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca")
-        };
-        let cluster_ca = ca("rask test CA");
-        write("ca.pem", cluster_ca.pem());
-        write("other-ca.pem", ca("someone else's CA").pem());
-        for (name, sans) in [("node", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec![])] {
-            let key = KeyPair::generate().expect("key");
-            let mut params = CertificateParams::new(sans).expect("params");
-            params.distinguished_name.push(DnType::CommonName, format!("rask {name}"));
-            let cert = params.signed_by(&key, &cluster_ca).expect("sign");
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-
-    fn files(&self, ca: &str, identity: Option<&str>) -> rask::TlsFiles {
-        rask::TlsFiles {
-            ca_file: Some(self.dir.join(ca)),
-            cert: identity.map(|n| self.dir.join(format!("{n}.pem"))),
-            key: identity.map(|n| self.dir.join(format!("{n}.key"))),
-            server_name: None,
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn tls_encrypts_and_authenticates_grpc_and_https() {
-    let pki = Pki::new();
+    let pki = Pki::new("grpc");
     let (ca, cert, key) = (pki.path("ca.pem"), pki.path("node.pem"), pki.path("node.key"));
     let tls_args = ["--tls-ca-file", ca.as_str(), "--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
     let s = Scheduler::start(&tls_args);
@@ -569,5 +517,20 @@ fn tls_encrypts_and_authenticates_grpc_and_https() {
         assert_eq!(status, 200);
         assert!(body.contains("rask_worker_threads 1"), "{body}");
         assert!(!line.contains(key_line));
+    }
+}
+
+#[test]
+fn graphs_reach_the_scheduler_in_the_order_they_were_made() {
+    // `persist` sends a graph and returns at once, and the next graph uses
+    // its key: sent each on a task of its own, the second could overtake
+    // the first and be refused for a key "neither in the graph nor on the
+    // cluster".
+    let s = Scheduler::start(&[]);
+    let _w = start_worker(WorkerKind::Test, &s.address, "order", 1, &[]);
+    let client = Client::connect(&s.address).expect("connect");
+    for i in 0..100 {
+        let persisted = client.persist(&slow_inc::delayed(i, 0));
+        assert_eq!(client.compute(&total::delayed(vec![persisted])).result_timeout(T).unwrap(), i + 1, "round {i}");
     }
 }

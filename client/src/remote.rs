@@ -30,9 +30,18 @@ type Grpc = SchedulerClient<InterceptedService<Channel, Bearer>>;
 type Waiters = FxHashMap<Key, Vec<(Arc<FutureState>, bool)>>;
 type Waiting = Arc<Mutex<Waiters>>;
 
+/// Calls whose order matters: a graph must reach the scheduler before a
+/// graph that uses its keys, and before their release. One task sends them
+/// one after another; each spawned on its own, two could overtake.
+enum Call {
+    Submit { request: pb::SubmitGraph, wanted: Vec<Key> },
+    Release(pb::ClientKeys),
+    Cancel(pb::ClientKeys),
+}
+
 pub(crate) struct Remote {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
-    grpc: Grpc,
+    calls: tokio::sync::mpsc::UnboundedSender<Call>,
     id: u64,
     address: String,
     waiting: Waiting,
@@ -89,8 +98,10 @@ impl Remote {
         .map_err(|message| Error::Connect { address: address.into(), message })?;
         let waiting: Waiting = Arc::default();
         runtime.spawn(read_updates(updates, grpc.clone(), id, waiting.clone()));
+        let (calls, rx) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(send_in_order(grpc.clone(), rx, waiting.clone()));
         tracing::info!(scheduler = %url, client = id, "connected");
-        Ok(Self { runtime: Mutex::new(Some(runtime)), grpc, id, address: url, waiting })
+        Ok(Self { runtime: Mutex::new(Some(runtime)), calls, id, address: url, waiting })
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -99,12 +110,6 @@ impl Remote {
 
     pub(crate) fn address(&self) -> &str {
         &self.address
-    }
-
-    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Some(rt) = &*self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            rt.spawn(f);
-        }
     }
 
     /// Sends a graph; the futures resolve as the scheduler reports their keys.
@@ -132,27 +137,15 @@ impl Remote {
         }
         let request =
             pb::SubmitGraph { client_id: self.id, tasks, outputs: wanted.iter().map(pb::Key::from).collect() };
-        let mut grpc = self.grpc.clone();
-        let waiting = self.waiting.clone();
-        self.spawn(async move {
-            if let Err(status) = grpc.submit(request).await {
-                let err = Error::Remote(format!("the scheduler refused the graph: {}", status.message()));
-                let mut w = lock(&waiting);
-                for k in &wanted {
-                    if let Some(fs) = w.remove(k) {
-                        fs.iter().for_each(|(f, _)| f.resolve(Err(err.clone())));
-                    }
-                }
-            }
-        });
+        if self.calls.send(Call::Submit { request, wanted: wanted.clone() }).is_err() {
+            let err = Error::Remote("the client is closed".into());
+            refuse(&self.waiting, &wanted, &err);
+        }
     }
 
     pub(crate) fn release(&self, keys: Vec<Key>) {
-        let mut grpc = self.grpc.clone();
         let request = pb::ClientKeys { client_id: self.id, keys: keys.iter().map(pb::Key::from).collect() };
-        self.spawn(async move {
-            let _ = grpc.release(request).await;
-        });
+        let _ = self.calls.send(Call::Release(request));
     }
 
     pub(crate) fn cancel(&self, keys: Vec<Key>) {
@@ -164,11 +157,8 @@ impl Remote {
                 }
             }
         }
-        let mut grpc = self.grpc.clone();
         let request = pb::ClientKeys { client_id: self.id, keys: keys.iter().map(pb::Key::from).collect() };
-        self.spawn(async move {
-            let _ = grpc.cancel(request).await;
-        });
+        let _ = self.calls.send(Call::Cancel(request));
     }
 
     /// Drops the connection: the scheduler releases this client's keys.
@@ -186,6 +176,36 @@ impl Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Resolves the futures of `keys` with `err`.
+fn refuse(waiting: &Waiting, keys: &[Key], err: &Error) {
+    let mut w = lock(waiting);
+    for k in keys {
+        if let Some(fs) = w.remove(k) {
+            fs.iter().for_each(|(f, _)| f.resolve(Err(err.clone())));
+        }
+    }
+}
+
+/// Sends the order-sensitive calls one after another, in the order made.
+async fn send_in_order(mut grpc: Grpc, mut calls: tokio::sync::mpsc::UnboundedReceiver<Call>, waiting: Waiting) {
+    while let Some(call) = calls.recv().await {
+        match call {
+            Call::Submit { request, wanted } => {
+                if let Err(status) = grpc.submit(request).await {
+                    let err = Error::Remote(format!("the scheduler refused the graph: {}", status.message()));
+                    refuse(&waiting, &wanted, &err);
+                }
+            }
+            Call::Release(request) => {
+                let _ = grpc.release(request).await;
+            }
+            Call::Cancel(request) => {
+                let _ = grpc.cancel(request).await;
+            }
+        }
     }
 }
 
