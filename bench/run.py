@@ -5,6 +5,7 @@ this machine and prints a comparison table. Usage:
     python3 bench/run.py tasks      # tiny tasks + tree reduction
     python3 bench/run.py images     # gaussian_filter(sigma=2).mean(): rask vs dask-image vs scipy
     python3 bench/run.py distributed  # tiny tasks on 2 worker processes: rask vs dask.distributed
+    python3 bench/run.py transfer     # 1 GiB handed between two worker processes: rask vs dask.distributed
 
 Installs dask[distributed] from PyPI into a cached virtualenv on first use.
 """
@@ -177,6 +178,17 @@ def distributed():
               f"{r['microseconds_per_task']:>8.2f} {ratio:>7.1f}")
 
 
+def transfer():
+    """A 1 GiB array handed from a retiring worker process to a fresh one,
+    rask against dask.distributed (no nanny), in GB/s per round."""
+    rows = rask("transfer-workers", "--mib", "1024", "--repeat", "4")
+    rows += lines([python(), str(ROOT / "bench" / "dask_transfer.py"), "1024", "3"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"{'engine':<18} {'round':>5} {'seconds':>8} {'GB/s':>6}")
+    for r in rows:
+        print(f"{r['engine']:<18} {r['round']:>5} {r['seconds']:>8.3f} {r['gb_per_second']:>6.2f}")
+
+
 if __name__ == "__main__":
     {"tasks": tasks, "arrays": arrays, "frames": frames, "simulate": simulate, "images": images,
-     "distributed": distributed}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()
+     "distributed": distributed, "transfer": transfer}[sys.argv[1] if len(sys.argv) > 1 else "tasks"]()

@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod frames;
 mod storage;
+mod workers;
 
 use clap::{Parser, Subcommand};
 use rask::{Client, Delayed, LocalCluster, delayed, op};
@@ -43,6 +44,15 @@ enum Command {
     /// One array of `mib` MiB fetched from a worker's data service over
     /// TCP on loopback (pieces of 1 MiB), in GB/s.
     Transfer {
+        #[arg(long, default_value_t = 1024)]
+        mib: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// A `mib` MiB array copied between two `rask worker` processes on
+    /// loopback: the worker holding it is retired through the scheduler's
+    /// HTTP API, which returns once a fresh peer holds the array, in GB/s.
+    TransferWorkers {
         #[arg(long, default_value_t = 1024)]
         mib: usize,
         #[arg(long, default_value_t = 3)]
@@ -240,6 +250,13 @@ impl Drop for Child {
 /// Starts `rask <args>` (the binary beside this one) and returns it with
 /// the first stdout line containing `needle`.
 fn spawn_rask(args: &[&str], needle: &str) -> anyhow::Result<(Child, String)> {
+    let (child, mut lines) = spawn_rask_lines(args, &[needle])?;
+    Ok((child, lines.pop().unwrap_or_default()))
+}
+
+/// Starts `rask <args>` and returns it once it has printed a line
+/// containing each of `needles`, in that order, with those lines.
+fn spawn_rask_lines(args: &[&str], needles: &[&str]) -> anyhow::Result<(Child, Vec<String>)> {
     use std::io::BufRead;
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("rask");
@@ -252,14 +269,16 @@ fn spawn_rask(args: &[&str], needle: &str) -> anyhow::Result<(Child, String)> {
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let child = Child(child);
     let mut lines = std::io::BufReader::new(stdout).lines();
-    loop {
+    let mut found = Vec::with_capacity(needles.len());
+    while found.len() < needles.len() {
         let line = lines.next().ok_or_else(|| anyhow::anyhow!("rask {args:?} exited"))??;
-        if line.contains(needle) {
-            // Keep draining so the child never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return Ok((child, line));
+        if line.contains(needles[found.len()]) {
+            found.push(line);
         }
     }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, found))
 }
 
 fn distributed_tasks(n: usize, workers: usize, threads: usize, repeat: usize) -> anyhow::Result<()> {
@@ -535,6 +554,7 @@ fn main() -> anyhow::Result<()> {
     rask::alloc::use_large_os_pages();
     match Cli::parse().command {
         Command::Transfer { mib, repeat } => transfer(mib, repeat),
+        Command::TransferWorkers { mib, repeat } => workers::transfer_between_workers(mib, repeat),
         Command::S3Read { files, mib, threads, repeat } => storage::s3_read(files, mib, threads, repeat),
         Command::DfBirthdays { path, threads, repeat } => frames::birthdays(path.as_deref(), threads, repeat),
         Command::DfWiki { dir, files, bytes, threads, repeat } => frames::wiki(&dir, files, bytes, threads, repeat),
