@@ -285,26 +285,8 @@ fn distributed_tasks(n: usize, workers: usize, threads: usize, repeat: usize) ->
     let (_scheduler, line) =
         spawn_rask(&["scheduler", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"], "rask scheduler at")?;
     let address = line.rsplit(' ').next().unwrap_or_default().to_string();
-    let nthreads = threads.to_string();
-    let mut procs = Vec::new();
-    for i in 0..workers {
-        let name = format!("bench-{i}");
-        let args = [
-            "worker",
-            &address,
-            "--nthreads",
-            &nthreads,
-            "--name",
-            &name,
-            "--memory-limit",
-            "0",
-            "--listen-host",
-            "127.0.0.1",
-            "--contact-host",
-            "127.0.0.1",
-        ];
-        procs.push(spawn_rask(&args, "rask worker")?.0);
-    }
+    let procs =
+        (0..workers).map(|i| workers::start_worker(&address, i, threads)).collect::<anyhow::Result<Vec<_>>>()?;
     let client = Client::connect(&address)?;
     let expected: i64 = (1..=n as i64).sum();
     for run in 0..repeat {

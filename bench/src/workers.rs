@@ -33,7 +33,7 @@ pub fn transfer_between_workers(mib: usize, repeat: usize) -> anyhow::Result<()>
 
     let n = mib * (1 << 20) / 8;
     let array = Array::random_uniform(&[n], 7, Chunks::Uniform(vec![n]))?;
-    let mut holder = start_worker(&address, 0)?;
+    let mut holder = start_worker(&address, 0, 1)?;
     let persisted = client.persist(&array.to_delayed()[0]);
     // Wait until it is in memory on the first worker.
     let expected = checksum(&client.compute(&persisted).result()?)?;
@@ -42,7 +42,7 @@ pub fn transfer_between_workers(mib: usize, repeat: usize) -> anyhow::Result<()>
     let http_client: HttpClient<HttpConnector, Full<Bytes>> =
         HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new());
     for round in 1..=repeat {
-        let receiver = start_worker(&address, round)?;
+        let receiver = start_worker(&address, round, 1)?;
         let body = json!({ "workers": [holder.1.clone()] }).to_string();
         let start = Instant::now();
         let answer = rt.block_on(async {
@@ -74,15 +74,16 @@ pub fn transfer_between_workers(mib: usize, repeat: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Starts worker `bench-<i>` (one thread, no memory limit) and returns it
-/// once it has registered, with its name.
-fn start_worker(address: &str, i: usize) -> anyhow::Result<(Child, String)> {
+/// Starts worker `bench-<i>` (no memory limit) and returns it once it has
+/// registered, with its name.
+pub fn start_worker(address: &str, i: usize, nthreads: usize) -> anyhow::Result<(Child, String)> {
     let name = format!("bench-{i}");
+    let nthreads = nthreads.to_string();
     let args = [
         "worker",
         address,
         "--nthreads",
-        "1",
+        &nthreads,
         "--name",
         &name,
         "--memory-limit",
