@@ -845,21 +845,9 @@ fn count_block(spec: &ReadSpec, count: &CountSpec, bytes: &[u8], first_line: u64
         .ok_or_else(|| FrameError::Read(format!("{path}: column {} is not a string column", count.column)))?;
     let na = NaSet::new(&spec.options);
     let mut counter = ByteCounter::take();
-    let mut skip_header = spec.part == 0 && spec.options.header;
-    let ncols = spec.columns.len();
     let key = count.column;
-    let counted = crate::tokenize::for_each_record(bytes, spec.options.sep, first_line, key + 1, |rec| {
-        if skip_header {
-            skip_header = false;
-            return Ok(());
-        }
+    let counted = data_records(spec, bytes, first_line, key + 1, |rec| {
         let line = rec.line;
-        if rec.len() > ncols {
-            return Err(FrameError::Read(format!(
-                "{path}:{line}: expected {ncols} fields, saw {} (error tokenizing data)",
-                rec.len()
-            )));
-        }
         let f = rec.get(key).unwrap_or(b"");
         counter.add(f, |f| {
             if na.contains(f) {
@@ -870,10 +858,6 @@ fn count_block(spec: &ReadSpec, count: &CountSpec, bytes: &[u8], first_line: u64
                 Ok(false)
             }
         })
-    })
-    .map_err(|e| match e {
-        FrameError::Read(m) if !m.starts_with(path) => FrameError::Read(format!("{path}:{first_line}: {m}")),
-        other => other,
     });
     let finished = counted.and_then(|()| counter.finish());
     counter.give_back();
@@ -887,6 +871,39 @@ fn count_block(spec: &ReadSpec, count: &CountSpec, bytes: &[u8], first_line: u64
         arrays.push(counts.clone());
     }
     plan::with_rows(Arc::new(Schema::new(fields)), arrays, rows)
+}
+
+/// Calls `f` for each data record of one block (the header skipped in a
+/// file's first block); a record with more fields than the schema, and any
+/// error without a place, is an error naming the file and line.
+fn data_records(
+    spec: &ReadSpec,
+    bytes: &[u8],
+    first_line: u64,
+    wanted: usize,
+    mut f: impl FnMut(&crate::tokenize::Record<'_>) -> Result<()>,
+) -> Result<()> {
+    let path = spec.file.path.as_str();
+    let mut skip_header = spec.part == 0 && spec.options.header;
+    let ncols = spec.columns.len();
+    crate::tokenize::for_each_record(bytes, spec.options.sep, first_line, wanted, |rec| {
+        if skip_header {
+            skip_header = false;
+            return Ok(());
+        }
+        if rec.len() > ncols {
+            return Err(FrameError::Read(format!(
+                "{path}:{}: expected {ncols} fields, saw {} (error tokenizing data)",
+                rec.line,
+                rec.len()
+            )));
+        }
+        f(rec)
+    })
+    .map_err(|e| match e {
+        FrameError::Read(m) if !m.starts_with(path) => FrameError::Read(format!("{path}:{first_line}: {m}")),
+        other => other,
+    })
 }
 
 /// Parses the records of one block into the projected columns, then runs
@@ -905,21 +922,9 @@ fn parse_block(spec: &ReadSpec, bytes: &[u8], first_line: u64) -> Result<RecordB
     let mut builders = columns.iter().map(|(_, (_, t))| Builder::new(t, estimate)).collect::<Result<Vec<_>>>()?;
     let na = NaSet::new(&spec.options);
     let mut rows = 0usize;
-    let mut skip_header = spec.part == 0 && spec.options.header;
-    let ncols = spec.columns.len();
     let wanted = spec.projection.iter().max().map_or(0, |m| m + 1);
-    crate::tokenize::for_each_record(bytes, spec.options.sep, first_line, wanted, |rec| {
-        if skip_header {
-            skip_header = false;
-            return Ok(());
-        }
+    data_records(spec, bytes, first_line, wanted, |rec| {
         let line = rec.line;
-        if rec.len() > ncols {
-            return Err(FrameError::Read(format!(
-                "{path}:{line}: expected {ncols} fields, saw {} (error tokenizing data)",
-                rec.len()
-            )));
-        }
         for (b, (i, (name, _))) in builders.iter_mut().zip(&columns) {
             let f = rec.get(*i).unwrap_or(b"");
             if na.contains(f) {
@@ -930,10 +935,6 @@ fn parse_block(spec: &ReadSpec, bytes: &[u8], first_line: u64) -> Result<RecordB
         }
         rows += 1;
         Ok(())
-    })
-    .map_err(|e| match e {
-        FrameError::Read(m) if !m.starts_with(path) => FrameError::Read(format!("{path}:{first_line}: {m}")),
-        other => other,
     })?;
     let fields: Vec<Field> = columns.iter().map(|(_, (n, t))| Field::new(*n, (*t).clone(), true)).collect();
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();

@@ -511,10 +511,12 @@ mod tests {
         assert_eq!(exec.store().keys(), vec![Key::from("y")]);
     }
 
-    #[test]
-    fn release_many_cancels_queued_jobs() {
-        let (exec, rx) = executor(1);
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+    /// Starts job "blocker" on `exec`'s one thread and returns once it runs;
+    /// it finishes when the returned gate is opened ([`open`]).
+    fn occupy(exec: &Executor) -> Gate {
+        let gate: Gate = Arc::new((Mutex::new(false), Condvar::new()));
         let g = gate.clone();
         let op: LocalOp = Arc::new(move |_, _| {
             let (m, cv) = &*g;
@@ -529,11 +531,22 @@ mod tests {
         while exec.busy() == 0 {
             std::thread::yield_now();
         }
+        gate
+    }
+
+    fn open(gate: &Gate) {
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+    }
+
+    #[test]
+    fn release_many_cancels_queued_jobs() {
+        let (exec, rx) = executor(1);
+        let gate = occupy(&exec);
         exec.submit_with_ids([(job("later", builtin::IDENTITY, vec![Arg::Value(Value::Int(1))], vec![]), 3)]);
         exec.release_many(&["later".into()]);
         assert_eq!(exec.queued(), 0);
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         assert!(matches!(rx.recv().unwrap(), Outcome::Finished { key, .. } if key.name() == "blocker"));
         assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err(), "the released job never ran");
     }
@@ -541,26 +554,11 @@ mod tests {
     #[test]
     fn queued_jobs_can_be_stolen() {
         let (exec, rx) = executor(1);
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let g = gate.clone();
-        let op: LocalOp = Arc::new(move |_, _| {
-            let (m, cv) = &*g;
-            let mut open = m.lock().unwrap();
-            while !*open {
-                open = cv.wait(open).unwrap();
-            }
-            Ok(Value::None)
-        });
-        exec.shared.local_ops.register("wait".into(), &op);
-        exec.submit([job("blocker", "wait", vec![], vec![])]);
-        while exec.busy() == 0 {
-            std::thread::yield_now();
-        }
+        let gate = occupy(&exec);
         exec.submit([job("later", builtin::IDENTITY, vec![Arg::Value(Value::Int(1))], vec![])]);
         assert!(exec.steal(&"later".into()));
         assert!(!exec.steal(&"blocker".into()), "a running job cannot be stolen");
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         assert!(matches!(rx.recv().unwrap(), Outcome::Finished { key, .. } if key.name() == "blocker"));
         assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err());
     }
