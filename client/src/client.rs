@@ -303,8 +303,8 @@ impl Client {
             Ok(a) => a,
             Err(e) => return fail(e.into()),
         };
-        let graph = match fuse(graph, &analysis, &keys) {
-            Ok(g) => g,
+        let (graph, inputs) = match fuse(graph, analysis, &keys) {
+            Ok(fused) => fused,
             Err(e) => return fail(e.into()),
         };
         let (tasks, local_ops) = graph.into_parts();
@@ -340,7 +340,7 @@ impl Client {
         }
         match &self.inner.backend {
             Backend::Local(cluster) => {
-                let msg = Msg::Submit { client: self.inner.id, tasks, wanted: keys, futures: registrations };
+                let msg = Msg::Submit { client: self.inner.id, tasks, inputs, wanted: keys, futures: registrations };
                 if cluster.send(msg).is_err() {
                     futures.iter().for_each(|f| f.state.resolve(Err(Error::ClusterClosed)));
                 }

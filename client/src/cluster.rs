@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
+use rask_core::graph::GraphInputs;
 use rask_core::{Key, Task, Value};
 use rask_scheduler::{ClientId, Command, Event, SchedulerConfig, SchedulerState, Snapshot, WorkerId};
 use rask_worker::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
@@ -57,6 +58,8 @@ pub(crate) enum Msg {
     Submit {
         client: ClientId,
         tasks: Vec<Arc<Task>>,
+        /// Each task's inputs by position, as validation found them.
+        inputs: GraphInputs,
         wanted: Vec<Key>,
         futures: Vec<(Key, Arc<FutureState>)>,
     },
@@ -311,11 +314,11 @@ impl Driver {
     /// Returns false on shutdown.
     fn on_message(&mut self, msg: Msg, retire_replies: &mut Vec<(Vec<WorkerId>, Sender<()>)>) -> bool {
         match msg {
-            Msg::Submit { client, tasks, wanted, futures } => {
+            Msg::Submit { client, tasks, inputs, wanted, futures } => {
                 for (key, f) in futures {
                     self.futures.entry((client, key)).or_default().push(f);
                 }
-                self.state.handle(Event::UpdateGraph { client, tasks, wanted });
+                self.state.handle(Event::UpdateGraphIndexed { client, tasks, inputs, wanted });
             }
             Msg::Release { client, keys } => self.state.handle(Event::ReleaseKeys { client, keys }),
             Msg::Cancel { client, keys } => {

@@ -5,30 +5,196 @@
 //! scheduled, so a cycle, a missing dependency or a duplicate key is reported
 //! with the keys involved instead of hanging a computation.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::Entry as HashEntry;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::{Error, Key, LocalOp, Result, Task};
 
 /// What validation learned about a graph, by task index.
 #[derive(Clone, Debug, Default)]
 pub struct Analysis {
-    /// In-graph dependencies of each task.
-    pub deps: Vec<Vec<usize>>,
-    /// Number of dependencies each task has outside the graph.
-    pub external: Vec<u32>,
+    /// Each task's inputs, by position in the graph or by key when the
+    /// cluster holds them already.
+    pub inputs: GraphInputs,
     /// Every task after its dependencies.
     pub order: Vec<usize>,
+}
+
+/// Each task's inputs as positions: inputs in the same graph by their index,
+/// keys the cluster already holds (from earlier graphs) by key. Validation
+/// finds them; the local scheduler takes a graph in with them, so it looks
+/// up no key of an input in the same graph. Flat arrays, no list per task:
+/// task `i`'s in-graph inputs are `deps[starts[i]..starts[i + 1]]`, each
+/// listed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphInputs {
+    starts: Vec<u32>,
+    deps: Vec<u32>,
+    /// Inputs outside the graph, as (reading task, key), in task order and
+    /// each key once per task.
+    held: Vec<(u32, Key)>,
+}
+
+impl Default for GraphInputs {
+    /// The inputs of an empty graph.
+    fn default() -> Self {
+        Self::with_capacity(0, 0)
+    }
+}
+
+impl GraphInputs {
+    /// Room for `tasks` tasks with `deps` in-graph inputs in all.
+    pub fn with_capacity(tasks: usize, deps: usize) -> Self {
+        let mut starts = Vec::with_capacity(tasks + 1);
+        starts.push(0);
+        Self { starts, deps: Vec::with_capacity(deps), held: Vec::new() }
+    }
+
+    /// Adds an input of the task being described: another task of the graph.
+    /// A repeated input is kept once.
+    pub fn push_dep(&mut self, dep: usize) {
+        let dep = to_u32(dep);
+        let start = self.starts.last().copied().unwrap_or(0) as usize;
+        if !self.deps[start..].contains(&dep) {
+            self.deps.push(dep);
+        }
+    }
+
+    /// Adds an input of the task being described that the cluster holds
+    /// already. A repeated key is kept once.
+    pub fn push_held(&mut self, key: Key) {
+        let task = to_u32(self.len());
+        let first = self.held.partition_point(|(t, _)| *t < task);
+        if !self.held[first..].iter().any(|(_, k)| *k == key) {
+            self.held.push((task, key));
+        }
+    }
+
+    /// Ends the task being described; the next `push_*` describes the next.
+    pub fn end_task(&mut self) {
+        self.starts.push(to_u32(self.deps.len()));
+    }
+
+    /// Number of tasks described.
+    pub fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The in-graph inputs of task `i`, by index; none for an index past
+    /// the end.
+    pub fn deps(&self, i: usize) -> &[u32] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.deps.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Inputs the cluster holds already, as (reading task, key).
+    pub fn held(&self) -> &[(u32, Key)] {
+        &self.held
+    }
+
+    /// Total number of in-graph inputs.
+    pub fn n_deps(&self) -> usize {
+        self.deps.len()
+    }
+
+    /// Whether these inputs can describe a graph of `n` tasks: one entry per
+    /// task and every index within the graph. Inputs from outside the process
+    /// are checked with this before use.
+    pub fn fits(&self, n: usize) -> bool {
+        self.len() == n
+            && self.starts.first() == Some(&0)
+            && self.starts.windows(2).all(|w| w[0] <= w[1])
+            && self.starts.last().is_some_and(|&end| end as usize == self.deps.len())
+            && self.deps.iter().all(|&d| (d as usize) < n)
+            && self.held.windows(2).all(|w| w[0].0 <= w[1].0)
+            && self.held.iter().all(|&(t, _)| (t as usize) < n)
+    }
+}
+
+/// Graph positions as [`GraphInputs`] stores them. A graph of four billion
+/// tasks would not fit in memory.
+fn to_u32(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 tasks and inputs in a graph")
 }
 
 #[derive(Clone, Default)]
 pub struct Graph {
     tasks: Vec<Arc<Task>>,
-    index: FxHashMap<Key, usize>,
+    index: KeyIndex,
     /// Closures referenced by tasks, usable only in this process.
     local_ops: FxHashMap<Arc<str>, LocalOp>,
+}
+
+/// Task positions by key, holding no keys: a key's cached hash (folded to
+/// 32 bits) maps to the last task inserted with that hash, and tasks whose
+/// hashes collide are chained. A map holding keys took 48 bytes per task
+/// and a key clone (an atomic increment) per insertion; this takes about 12,
+/// and a 200,000-task graph no longer faults in ten megabytes each time it
+/// is collected.
+#[derive(Clone, Default)]
+struct KeyIndex {
+    by_hash: FxHashMap<u32, u32>,
+    /// The previous task with the same folded hash, or `NONE`.
+    next: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl KeyIndex {
+    fn with_capacity(n: usize) -> Self {
+        let mut by_hash = FxHashMap::default();
+        by_hash.reserve(n);
+        Self { by_hash, next: Vec::with_capacity(n) }
+    }
+
+    fn fold(key: &Key) -> u32 {
+        let h = FxBuildHasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
+    }
+
+    fn find(&self, tasks: &[Arc<Task>], key: &Key) -> Option<usize> {
+        let mut i = *self.by_hash.get(&Self::fold(key))?;
+        while i != NONE {
+            if tasks[i as usize].key == *key {
+                return Some(i as usize);
+            }
+            i = self.next[i as usize];
+        }
+        None
+    }
+
+    /// Indexes `task` as the next one of `tasks`, unless a task with its
+    /// key is there already: then that task's position is returned.
+    fn insert(&mut self, tasks: &[Arc<Task>], task: &Task) -> std::result::Result<(), usize> {
+        let pos = to_u32(tasks.len());
+        match self.by_hash.entry(Self::fold(&task.key)) {
+            HashEntry::Vacant(slot) => {
+                slot.insert(pos);
+                self.next.push(NONE);
+            }
+            HashEntry::Occupied(mut slot) => {
+                let mut i = *slot.get();
+                while i != NONE {
+                    if tasks[i as usize].key == task.key {
+                        return Err(i as usize);
+                    }
+                    i = self.next[i as usize];
+                }
+                self.next.push(*slot.get());
+                slot.insert(pos);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Graph {
@@ -49,21 +215,18 @@ impl Graph {
     /// otherwise rehashes its key index a dozen times, each time into fresh
     /// memory the kernel must zero.
     pub fn with_capacity(n: usize) -> Self {
-        let mut index = FxHashMap::default();
-        index.reserve(n);
-        Self { tasks: Vec::with_capacity(n), index, local_ops: FxHashMap::default() }
+        Self { tasks: Vec::with_capacity(n), index: KeyIndex::with_capacity(n), local_ops: FxHashMap::default() }
     }
 
     /// Adds a task; a second task with the same key is an error.
     pub fn insert(&mut self, task: impl Into<Arc<Task>>) -> Result<()> {
         let task = task.into();
-        match self.index.entry(task.key.clone()) {
-            Entry::Occupied(_) => Err(Error::DuplicateKey(task.key.clone())),
-            Entry::Vacant(slot) => {
-                slot.insert(self.tasks.len());
+        match self.index.insert(&self.tasks, &task) {
+            Ok(()) => {
                 self.tasks.push(task);
                 Ok(())
             }
+            Err(_) => Err(Error::DuplicateKey(task.key.clone())),
         }
     }
 
@@ -71,8 +234,7 @@ impl Graph {
     /// identical work, so collections share it.
     pub fn insert_shared(&mut self, task: impl Into<Arc<Task>>) {
         let task = task.into();
-        if let Entry::Vacant(slot) = self.index.entry(task.key.clone()) {
-            slot.insert(self.tasks.len());
+        if self.index.insert(&self.tasks, &task).is_ok() {
             self.tasks.push(task);
         }
     }
@@ -86,11 +248,11 @@ impl Graph {
     }
 
     pub fn get(&self, key: &Key) -> Option<&Arc<Task>> {
-        self.index.get(key).map(|&i| &self.tasks[i])
+        self.index.find(&self.tasks, key).map(|i| &self.tasks[i])
     }
 
     pub fn contains(&self, key: &Key) -> bool {
-        self.index.contains_key(key)
+        self.index.find(&self.tasks, key).is_some()
     }
 
     pub fn tasks(&self) -> &[Arc<Task>] {
@@ -112,42 +274,12 @@ impl Graph {
     /// Checks that every dependency is in the graph or `is_external` (already
     /// held by the cluster), that there is no cycle, and that every op is known
     /// to `is_known_op` or is a local closure of this graph. The analysis it
-    /// returns (in-graph dependencies and a topological order) is what the
-    /// optimisations need, so it is computed once.
+    /// returns (each task's inputs by position and a topological order) is
+    /// what the optimisations and the local scheduler need, so it is
+    /// computed once.
     pub fn validate(&self, is_external: impl Fn(&Key) -> bool, is_known_op: impl Fn(&str) -> bool) -> Result<Analysis> {
-        let mut deps = Vec::with_capacity(self.tasks.len());
-        let mut external = vec![0u32; self.tasks.len()];
         let mut last_op: Option<&str> = None;
-        let mut external_keys: Vec<&Key> = Vec::new();
-        for (i, task) in self.tasks.iter().enumerate() {
-            // One lookup per argument, no list of keys per task: this loop
-            // runs over every task of every submitted graph.
-            let mut local = Vec::new();
-            let mut missing = None;
-            external_keys.clear();
-            task.for_each_input(|dep| {
-                if missing.is_some() {
-                    return;
-                }
-                match self.index.get(dep) {
-                    Some(&j) => {
-                        if !local.contains(&j) {
-                            local.push(j);
-                        }
-                    }
-                    None if is_external(dep) => {
-                        if !external_keys.contains(&dep) {
-                            external_keys.push(dep);
-                        }
-                    }
-                    None => missing = Some(dep),
-                }
-            });
-            if let Some(dep) = missing {
-                return Err(Error::MissingDependency { task: task.key.clone(), missing: dep.clone() });
-            }
-            external[i] = external_keys.len() as u32;
-            deps.push(local);
+        let inputs = self.index_inputs(is_external, |task| {
             for op in task.ops() {
                 // Graphs repeat the same op many times in a row; look it up once.
                 if last_op == Some(op) {
@@ -158,9 +290,46 @@ impl Graph {
                 }
                 last_op = Some(op);
             }
+            Ok(())
+        })?;
+        let order = self.toposort_with(&inputs)?;
+        Ok(Analysis { inputs, order })
+    }
+
+    /// Each task's inputs by position; an input neither in the graph nor
+    /// `is_external` is an error. Cycles are not looked for.
+    pub fn inputs(&self, is_external: impl Fn(&Key) -> bool) -> Result<GraphInputs> {
+        self.index_inputs(is_external, |_| Ok(()))
+    }
+
+    fn index_inputs<'a>(
+        &'a self,
+        is_external: impl Fn(&Key) -> bool,
+        mut check: impl FnMut(&'a Task) -> Result<()>,
+    ) -> Result<GraphInputs> {
+        // Most tasks read one or two others.
+        let mut inputs = GraphInputs::with_capacity(self.tasks.len(), self.tasks.len() * 2);
+        for task in &self.tasks {
+            // One lookup per argument, no list of keys per task: this loop
+            // runs over every task of every submitted graph.
+            let mut missing = None;
+            task.for_each_input(|dep| {
+                if missing.is_some() {
+                    return;
+                }
+                match self.index.find(&self.tasks, dep) {
+                    Some(j) => inputs.push_dep(j),
+                    None if is_external(dep) => inputs.push_held(dep.clone()),
+                    None => missing = Some(dep),
+                }
+            });
+            if let Some(dep) = missing {
+                return Err(Error::MissingDependency { task: task.key.clone(), missing: dep.clone() });
+            }
+            inputs.end_task();
+            check(task)?;
         }
-        let order = self.toposort_with(&deps)?;
-        Ok(Analysis { deps, external, order })
+        Ok(inputs)
     }
 
     /// Fails if any task uses a closure: such a graph cannot leave the process.
@@ -176,15 +345,11 @@ impl Graph {
     /// Task indices in an order where every task comes after its in-graph
     /// dependencies. A cycle is reported with the keys along it.
     pub fn toposort(&self) -> Result<Vec<usize>> {
-        let deps: Vec<Vec<usize>> = self
-            .tasks
-            .iter()
-            .map(|t| t.dependencies().iter().filter_map(|d| self.index.get(d).copied()).collect())
-            .collect();
-        self.toposort_with(&deps)
+        let inputs = self.inputs(|_| true)?;
+        self.toposort_with(&inputs)
     }
 
-    fn toposort_with(&self, deps: &[Vec<usize>]) -> Result<Vec<usize>> {
+    fn toposort_with(&self, deps: &GraphInputs) -> Result<Vec<usize>> {
         const NEW: u8 = 0;
         const OPEN: u8 = 1;
         const DONE: u8 = 2;
@@ -198,7 +363,8 @@ impl Graph {
             let mut stack = vec![(start, 0usize)];
             mark[start] = OPEN;
             while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-                if let Some(&dep) = deps[node].get(*next) {
+                if let Some(&dep) = deps.deps(node).get(*next) {
+                    let dep = dep as usize;
                     *next += 1;
                     match mark[dep] {
                         NEW => {
@@ -285,6 +451,61 @@ mod tests {
         assert_eq!(g.insert(task("a", &[])).unwrap_err(), Error::DuplicateKey("a".into()));
         let err = g.validate(|_| false, |op| op != "add").unwrap_err();
         assert!(err.to_string().contains("\"add\""), "{err}");
+    }
+
+    #[test]
+    fn inputs_are_positions_and_held_keys_each_once() {
+        let g = graph(&[("z", &["x", "held", "y", "x", "held"]), ("y", &["x"]), ("x", &[])]);
+        let a = g.validate(|k| k.name() == "held", |_| true).unwrap();
+        let inputs = &a.inputs;
+        assert_eq!(inputs.len(), 3);
+        assert_eq!((inputs.deps(0), inputs.deps(1), inputs.deps(2)), (&[2, 1][..], &[2][..], &[][..]));
+        assert_eq!(inputs.held(), &[(0, Key::from("held"))]);
+        assert_eq!(inputs.n_deps(), 3);
+        assert!(inputs.fits(3) && !inputs.fits(2) && !inputs.fits(4));
+        assert_eq!(inputs.deps(7), &[] as &[u32], "past the end");
+        assert_eq!(&g.inputs(|k| k.name() == "held").unwrap(), inputs);
+    }
+
+    #[test]
+    fn malformed_inputs_do_not_fit() {
+        let mut out_of_range = GraphInputs::with_capacity(1, 1);
+        out_of_range.push_dep(1);
+        out_of_range.end_task();
+        assert!(!out_of_range.fits(1));
+        assert!(GraphInputs::default().fits(0) && !GraphInputs::default().fits(1));
+        let mut held_ok = GraphInputs::with_capacity(2, 0);
+        held_ok.end_task();
+        held_ok.push_held("k".into());
+        held_ok.push_held("k".into());
+        held_ok.end_task();
+        assert_eq!(held_ok.held(), &[(1, Key::from("k"))]);
+        assert!(held_ok.fits(2));
+    }
+
+    /// The key index chains keys whose folded hashes collide; with 300,000
+    /// keys some do, and every key is still found once.
+    #[test]
+    fn key_index_finds_every_key_among_colliding_hashes() {
+        let n = 300_000;
+        let mut g = Graph::with_capacity(n);
+        for i in 0..n {
+            g.insert(task(&format!("k-{i}"), &[])).unwrap();
+        }
+        assert!(g.index.next.iter().any(|&i| i != NONE), "no folded hashes collided: the chains are untested");
+        for i in 0..n {
+            let key = Key::from(format!("k-{i}"));
+            assert_eq!(g.get(&key).map(|t| &t.key), Some(&key));
+        }
+        for i in (0..n).step_by(997) {
+            assert_eq!(
+                g.insert(task(&format!("k-{i}"), &[])).unwrap_err(),
+                Error::DuplicateKey(format!("k-{i}").into())
+            );
+            g.insert_shared(task(&format!("k-{i}"), &[]));
+        }
+        assert_eq!(g.len(), n);
+        assert!(!g.contains(&"k-300000".into()));
     }
 
     #[test]

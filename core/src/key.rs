@@ -116,19 +116,33 @@ impl Key {
 
 /// Strips trailing `-<token>` parts made of hex digits or digits, so that
 /// `sum-aggregate-3f2e` gives `sum-aggregate` and `inc-1` gives `inc`.
+/// Schedulers call this for every task they take in: one backward pass over
+/// the bytes, which stops at the first part that is not a token.
 pub fn prefix_of(name: &str) -> &str {
-    let mut end = name.len();
-    while let Some(pos) = name[..end].rfind('-') {
-        let token = &name[pos + 1..end];
-        let is_token = !token.is_empty() && token.len() >= 4 && token.bytes().all(|b| b.is_ascii_hexdigit())
-            || !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
-        if is_token && pos > 0 {
-            end = pos;
-        } else {
-            break;
+    let bytes = name.as_bytes();
+    let mut end = bytes.len();
+    loop {
+        // The part after the last '-' before `end`.
+        let mut start = end;
+        let (mut hex, mut digits) = (true, true);
+        while start > 0 && bytes[start - 1] != b'-' {
+            let b = bytes[start - 1];
+            digits &= b.is_ascii_digit();
+            hex &= b.is_ascii_hexdigit();
+            if !hex {
+                // Not a token (digits are hex digits too): this part stays.
+                return &name[..end];
+            }
+            start -= 1;
         }
+        let len = end - start;
+        let is_token = len > 0 && (digits || len >= 4);
+        // `start - 1` is the '-'; a name starting with it keeps it.
+        if !is_token || start <= 1 {
+            return &name[..end];
+        }
+        end = start - 1;
     }
-    &name[..end]
 }
 
 impl fmt::Display for Key {
@@ -191,6 +205,13 @@ mod tests {
         assert_eq!(prefix_of("add"), "add");
         assert_eq!(prefix_of("read-csv"), "read-csv");
         assert_eq!(prefix_of("-1"), "-1");
+        assert_eq!(prefix_of("x-12-abcd"), "x");
+        assert_eq!(prefix_of("x-abc"), "x-abc");
+        assert_eq!(prefix_of("x--1"), "x-");
+        assert_eq!(prefix_of("x-"), "x-");
+        assert_eq!(prefix_of("1234"), "1234");
+        assert_eq!(prefix_of("a-1234-z-ff00"), "a-1234-z");
+        assert_eq!(prefix_of(""), "");
     }
 
     #[test]

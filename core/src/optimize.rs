@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::graph::GraphInputs;
 use crate::{Analysis, Body, Call, Graph, Key, Result, Task};
 
 /// Keeps only the tasks the outputs depend on.
@@ -40,17 +41,23 @@ pub fn cull(graph: &Graph, outputs: &[Key]) -> Result<Graph> {
 /// Fuses linear chains: a task whose only dependent is `b`, where `b` has no
 /// other dependency, runs inside `b`. Outputs are never fused away, because
 /// the client asks for them by key. Takes the graph by value and moves tasks,
-/// so a graph with nothing to fuse costs one pass.
-pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph> {
+/// so a graph with nothing to fuse costs one pass. Returns the graph with its
+/// tasks' inputs by position: the analysis's when nothing was fused.
+pub fn fuse(graph: Graph, analysis: Analysis, outputs: &[Key]) -> Result<(Graph, GraphInputs)> {
     let n = graph.len();
-    let deps = &analysis.deps;
+    let inputs = &analysis.inputs;
+    let deps = |i: usize| inputs.deps(i);
     let mut dependents = vec![0u32; n];
     let mut only_dependent = vec![usize::MAX; n];
-    for (i, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d] += 1;
-            only_dependent[d] = i;
+    for i in 0..n {
+        for &d in deps(i) {
+            dependents[d as usize] += 1;
+            only_dependent[d as usize] = i;
         }
+    }
+    let mut reads_held = vec![false; n];
+    for &(t, _) in inputs.held() {
+        reads_held[t as usize] = true;
     }
     let is_output: FxHashSet<&Key> = outputs.iter().collect();
     // `fuses_into(a) = Some(b)` when a runs inside b.
@@ -63,7 +70,7 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
     let blockwise: Vec<bool> = (0..n)
         .map(|b| {
             let idx = graph.tasks()[b].key.index();
-            !idx.is_empty() && analysis.external[b] == 0 && deps[b].iter().all(|&d| graph.tasks()[d].key.index() == idx)
+            !idx.is_empty() && !reads_held[b] && deps(b).iter().all(|&d| graph.tasks()[d as usize].key.index() == idx)
         })
         .collect();
     let fuses_into = |a: usize| -> Option<usize> {
@@ -71,7 +78,7 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
             return None;
         }
         let b = only_dependent[a];
-        (deps[b].len() == 1 || blockwise[b]).then_some(b)
+        (deps(b).len() == 1 || blockwise[b]).then_some(b)
     };
     let mut fused_away = vec![false; n];
     let mut chain_into: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
@@ -86,7 +93,7 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
         }
     }
     if chain_into.is_empty() {
-        return Ok(graph);
+        return Ok((graph, analysis.inputs));
     }
     let (tasks, local_ops) = graph.into_parts();
     let mut slots: Vec<Option<Arc<Task>>> = tasks.into_iter().map(Some).collect();
@@ -117,7 +124,10 @@ pub fn fuse(graph: Graph, analysis: &Analysis, outputs: &[Key]) -> Result<Graph>
     for (name, op) in local_ops {
         out.add_local_op(name, op);
     }
-    Ok(out)
+    // Fused tasks read what their chains read: look the inputs up again.
+    let held: FxHashSet<&Key> = analysis.inputs.held().iter().map(|(_, k)| k).collect();
+    let inputs = out.inputs(|k| held.contains(k))?;
+    Ok((out, inputs))
 }
 
 #[cfg(test)]
@@ -143,7 +153,9 @@ mod tests {
 
     fn fuse_all(g: Graph, outputs: &[Key]) -> Graph {
         let analysis = g.validate(|_| false, |_| true).unwrap();
-        fuse(g, &analysis, outputs).unwrap()
+        let (fused, inputs) = fuse(g, analysis, outputs).unwrap();
+        assert_eq!(inputs, fused.inputs(|_| false).unwrap(), "the inputs describe the fused graph");
+        fused
     }
 
     fn chain_graph() -> Graph {

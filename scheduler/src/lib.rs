@@ -20,6 +20,7 @@ pub use state::{SchedulerState, Snapshot, TaskStateName, WorkerSnapshot};
 
 use std::sync::Arc;
 
+use rask_core::graph::GraphInputs;
 use rask_core::{Key, Task};
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +136,16 @@ pub enum Event {
     UpdateGraph {
         client: ClientId,
         tasks: Vec<Arc<Task>>,
+        wanted: Vec<Key>,
+    },
+    /// As [`Event::UpdateGraph`], with each task's inputs by position in
+    /// `tasks` (or by key, for keys held from earlier graphs), as
+    /// [`rask_core::Graph::validate`] found them: intake then looks up no
+    /// key of an input in the same graph. The local cluster sends this.
+    UpdateGraphIndexed {
+        client: ClientId,
+        tasks: Vec<Arc<Task>>,
+        inputs: GraphInputs,
         wanted: Vec<Key>,
     },
     TaskFinished {

@@ -6,12 +6,15 @@
 //! of computing every leaf first (which is what breadth-first would do and
 //! what floods memory).
 
-/// Orders nodes `0..deps.len()`: `deps[i]` lists the in-graph inputs of `i`.
-/// Returns each node's position, or the nodes of a cycle.
-pub(crate) fn depth_first_order(deps: &[Vec<usize>], outputs: &[usize]) -> Result<Vec<u64>, Vec<usize>> {
+/// Orders nodes `0..n`: `deps(i)` lists the in-graph inputs of `i` (each
+/// below `n`). Returns each node's position, or the nodes of a cycle.
+pub(crate) fn depth_first_order<'a>(
+    n: usize,
+    deps: impl Fn(usize) -> &'a [u32],
+    outputs: &[usize],
+) -> Result<Vec<u64>, Vec<usize>> {
     const UNSEEN: u64 = u64::MAX;
     const OPEN: u64 = u64::MAX - 1;
-    let n = deps.len();
     let mut pos = vec![UNSEEN; n];
     let mut next = 0u64;
     // Walk from the outputs first, then anything not reachable from them.
@@ -24,7 +27,8 @@ pub(crate) fn depth_first_order(deps: &[Vec<usize>], outputs: &[usize]) -> Resul
         pos[start] = OPEN;
         while let Some(top) = stack.last_mut() {
             let (node, child) = *top;
-            if let Some(&dep) = deps[node].get(child) {
+            if let Some(&dep) = deps(node).get(child) {
+                let dep = dep as usize;
                 top.1 += 1;
                 if pos[dep] == UNSEEN {
                     pos[dep] = OPEN;
@@ -52,21 +56,21 @@ mod tests {
     #[test]
     fn tree_reduction_is_depth_first() {
         // 0,1 -> 4 ; 2,3 -> 5 ; 4,5 -> 6
-        let deps = vec![vec![], vec![], vec![], vec![], vec![0, 1], vec![2, 3], vec![4, 5]];
-        let pos = depth_first_order(&deps, &[6]).unwrap();
+        let deps: Vec<Vec<u32>> = vec![vec![], vec![], vec![], vec![], vec![0, 1], vec![2, 3], vec![4, 5]];
+        let pos = depth_first_order(deps.len(), |i| &deps[i], &[6]).unwrap();
         // The first pair's sum comes before the second pair's leaves.
         assert!(pos[4] < pos[2] && pos[4] < pos[3]);
         for (i, ds) in deps.iter().enumerate() {
             for &d in ds {
-                assert!(pos[d] < pos[i]);
+                assert!(pos[d as usize] < pos[i]);
             }
         }
     }
 
     #[test]
     fn cycle_is_reported() {
-        let deps = vec![vec![2], vec![0], vec![1]];
-        let cycle = depth_first_order(&deps, &[0]).unwrap_err();
+        let deps: Vec<Vec<u32>> = vec![vec![2], vec![0], vec![1]];
+        let cycle = depth_first_order(deps.len(), |i| &deps[i], &[0]).unwrap_err();
         assert_eq!(cycle.first(), cycle.last());
         assert_eq!(cycle.len(), 4);
     }

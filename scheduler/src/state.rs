@@ -17,6 +17,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as HashEntry;
 use rask_core::Key;
+use rask_core::graph::GraphInputs;
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::adaptive::{AdaptiveTarget, DEFAULT_GROUP, WorkerLoad};
@@ -108,6 +109,40 @@ struct TaskEntry {
     /// The worker refused a steal (the task had started): do not ask again.
     started: bool,
     replicating: bool,
+}
+
+impl TaskEntry {
+    /// A released task with no inputs or dependents yet.
+    fn new(spec: Arc<rask_core::Task>, priority: Priority, group: usize) -> Self {
+        TaskEntry {
+            spec,
+            state: TState::Released,
+            deps: Vec::new(),
+            dependents: Vec::new(),
+            waiting_on: 0,
+            waiters: 0,
+            who_wants: Vec::new(),
+            who_has: Vec::new(),
+            nbytes: 0,
+            priority,
+            group,
+            failures: 0,
+            error: None,
+            expected: 0.0,
+            steal_to: None,
+            started: false,
+            replicating: false,
+        }
+    }
+}
+
+/// What an indexed graph intake has claimed so far, to give back if the
+/// graph is rejected.
+struct Intake {
+    n_before: usize,
+    recycled_before: usize,
+    /// Ids of the records made, in the order they were claimed.
+    new: Vec<TaskId>,
 }
 
 struct WorkerEntry {
@@ -260,6 +295,9 @@ impl SchedulerState {
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::WorkerPaused { worker, paused } => self.set_paused(worker, paused),
             Event::UpdateGraph { client, tasks, wanted } => self.update_graph(client, tasks, wanted),
+            Event::UpdateGraphIndexed { client, tasks, inputs, wanted } => {
+                self.update_graph_indexed(client, tasks, inputs, wanted)
+            }
             Event::TaskFinished { worker, key, nbytes, duration } => {
                 let id = self.id_of(&key);
                 self.task_finished(worker, id, key, nbytes, duration)
@@ -755,11 +793,10 @@ impl SchedulerState {
         }
         // Inputs, each looked up once: as ids, and as positions in `fresh`
         // for the new ones.
-        let mut local_deps: Vec<Vec<usize>> = Vec::with_capacity(fresh.len());
+        let mut local_deps = GraphInputs::with_capacity(fresh.len(), fresh.len() * 2);
         let mut all_deps: Vec<Vec<TaskId>> = Vec::with_capacity(fresh.len());
         let mut missing: Option<(&Key, &Key)> = None;
         for spec in &fresh {
-            let mut local = Vec::new();
             let mut dep_ids: Vec<TaskId> = Vec::new();
             spec.for_each_input(|d| {
                 if missing.is_some() {
@@ -774,14 +811,14 @@ impl SchedulerState {
                         dep_ids.push(id);
                         let slot = self.fresh_slot.get(id).copied().unwrap_or(u32::MAX);
                         if slot != u32::MAX {
-                            local.push(slot as usize);
+                            local_deps.push_dep(slot as usize);
                         }
                     }
                     Some(_) => {}
                     None => missing = Some((&spec.key, d)),
                 }
             });
-            local_deps.push(local);
+            local_deps.end_task();
             all_deps.push(dep_ids);
         }
         let intake_id = |k: &Key| {
@@ -808,7 +845,7 @@ impl SchedulerState {
             .map(|slot| slot as usize)
             .collect();
         self.clear_fresh_slots(&ids);
-        let order = match depth_first_order(&local_deps, &outputs) {
+        let order = match depth_first_order(fresh.len(), |i| local_deps.deps(i), &outputs) {
             Ok(order) => order,
             Err(cycle) => {
                 let keys: Vec<String> = cycle.iter().map(|&i| fresh[i].key.to_string()).collect();
@@ -830,47 +867,222 @@ impl SchedulerState {
             }
             let deps = all_deps.next().unwrap_or_default();
             let group = self.group_of(&spec.key);
-            let entry = TaskEntry {
-                spec,
-                state: TState::Released,
-                deps,
-                dependents: Vec::new(),
-                waiting_on: 0,
-                waiters: 0,
-                who_wants: Vec::new(),
-                who_has: Vec::new(),
-                nbytes: 0,
-                priority: Priority { generation: self.generation, order: order[i] },
-                group,
-                failures: 0,
-                error: None,
-                expected: 0.0,
-                steal_to: None,
-                started: false,
-                replicating: false,
-            };
+            let priority = Priority { generation: self.generation, order: order[i] };
+            let mut entry = TaskEntry::new(spec, priority, group);
+            entry.deps = deps;
             self.tasks[ids[i]] = Some(entry);
             self.counts[TaskStateName::Released as usize] += 1;
             self.groups[group].counts[TaskStateName::Released as usize] += 1;
             i += 1;
         }
-        for &id in &ids {
+        self.link_dependents(&ids);
+        let wanted_ids: Vec<TaskId> =
+            wanted.iter().map(|k| self.id_of(k).expect("wanted keys were checked at intake")).collect();
+        self.start_wanted(client, &wanted, &wanted_ids, ids);
+    }
+
+    /// Graph intake with each task's inputs given by position, as the
+    /// client's validation found them ([`GraphInputs`]): an input in the same
+    /// graph is found by its index, so only the new keys themselves and the
+    /// inputs held from earlier graphs cost a key lookup. Each new task's
+    /// record is made when its key is claimed; a rejected graph removes them
+    /// again and leaves the state as it was. The indices must describe the
+    /// tasks' arguments (they come from [`rask_core::Graph::validate`]);
+    /// indices that do not fit the graph are refused.
+    fn update_graph_indexed(
+        &mut self,
+        client: ClientId,
+        specs: Vec<Arc<rask_core::Task>>,
+        inputs: GraphInputs,
+        wanted: Vec<Key>,
+    ) {
+        let n = specs.len();
+        if !inputs.fits(n) {
+            let message = format!("the graph's input indices do not describe its {n} tasks");
+            return self.reject(client, &wanted, message);
+        }
+        // Records made by this intake carry the next generation: that is how
+        // a key defined twice is told from a key shared with earlier graphs.
+        let generation = self.generation + 1;
+        let mut intake = Intake { n_before: self.tasks.len(), recycled_before: self.free_ids.len(), new: Vec::new() };
+        {
+            let tasks = &self.tasks;
+            self.by_key.reserve(n, |&id| key_hash(live_key(tasks, id as TaskId)));
+        }
+        self.tasks.reserve(n.saturating_sub(intake.recycled_before));
+        intake.new.reserve(n);
+        // The task id at each position, new or shared.
+        let mut ids: Vec<TaskId> = Vec::with_capacity(n);
+        let mut fresh: Vec<bool> = Vec::with_capacity(n);
+        for (pos, spec) in specs.into_iter().enumerate() {
+            let entry = {
+                let tasks = &self.tasks;
+                self.by_key.entry(
+                    key_hash(&spec.key),
+                    |&id| *live_key(tasks, id as TaskId) == spec.key,
+                    |&id| key_hash(live_key(tasks, id as TaskId)),
+                )
+            };
+            match entry {
+                HashEntry::Occupied(e) => {
+                    let id = *e.get() as TaskId;
+                    if self.task(id).priority.generation == generation {
+                        let message = format!("key {} is defined twice in one graph", spec.key);
+                        return self.reject_intake(client, &wanted, message, intake);
+                    }
+                    // Identical keys are identical work: share it.
+                    ids.push(id);
+                    fresh.push(false);
+                }
+                HashEntry::Vacant(e) => {
+                    let id = self.free_ids.pop().unwrap_or_else(|| {
+                        self.tasks.push(None);
+                        self.tasks.len() - 1
+                    });
+                    e.insert(to_u32(id));
+                    // The position stands in for the order until it is known.
+                    let group = self.group_of(&spec.key);
+                    self.tasks[id] = Some(TaskEntry::new(spec, Priority { generation, order: pos as u64 }, group));
+                    intake.new.push(id);
+                    ids.push(id);
+                    fresh.push(true);
+                }
+            }
+        }
+        // Inputs: by position in the graph, or by key when held already.
+        let mut held = inputs.held().iter().peekable();
+        for pos in 0..n {
+            if !fresh[pos] {
+                while held.next_if(|(t, _)| *t as usize == pos).is_some() {}
+                continue;
+            }
+            let mut deps: Vec<TaskId> = Vec::with_capacity(inputs.deps(pos).len());
+            for &d in inputs.deps(pos) {
+                let d = ids[d as usize];
+                if !deps.contains(&d) {
+                    deps.push(d);
+                }
+            }
+            while let Some((_, key)) = held.next_if(|(t, _)| *t as usize == pos) {
+                let d = match self.id_of(key) {
+                    Some(d) if self.task(d).priority.generation != generation => d,
+                    found => {
+                        let task = &self.task(ids[pos]).spec.key;
+                        let message = match found {
+                            None => format!(
+                                "task {task} depends on {key}, which is neither in the graph nor already computed"
+                            ),
+                            Some(_) => format!("task {task} names its input {key} as held, but it is in the graph"),
+                        };
+                        return self.reject_intake(client, &wanted, message, intake);
+                    }
+                };
+                if !deps.contains(&d) {
+                    deps.push(d);
+                }
+            }
+            self.task_mut(ids[pos]).deps = deps;
+        }
+        // Outputs, and where the new ones are, to order from them.
+        let mut wanted_ids = Vec::with_capacity(wanted.len());
+        let mut outputs = Vec::new();
+        for key in &wanted {
+            let Some(id) = self.id_of(key) else {
+                let message = format!("output key {key} is not in the graph");
+                return self.reject_intake(client, &wanted, message, intake);
+            };
+            wanted_ids.push(id);
+            let p = self.task(id).priority;
+            if p.generation == generation {
+                outputs.push(p.order as usize);
+            }
+        }
+        // Shared tasks keep the inputs they have: they order as leaves.
+        let deps_of = |pos: usize| if fresh[pos] { inputs.deps(pos) } else { &[] };
+        let order = match depth_first_order(n, deps_of, &outputs) {
+            Ok(order) => order,
+            Err(cycle) => {
+                let keys: Vec<String> = cycle.iter().map(|&pos| self.task(ids[pos]).spec.key.to_string()).collect();
+                let message = format!("the graph has a cycle through keys: {}", keys.join(" -> "));
+                return self.reject_intake(client, &wanted, message, intake);
+            }
+        };
+        drop(inputs);
+
+        debug_assert!(
+            intake.new.iter().all(|&id| self.deps_match_spec(id)),
+            "graph input indices that differ from the tasks' arguments"
+        );
+
+        // Accepted: the new tasks are released, with their priorities.
+        self.generation = generation;
+        for (pos, &id) in ids.iter().enumerate() {
+            if !fresh[pos] {
+                continue;
+            }
+            let t = self.task_mut(id);
+            t.priority.order = order[pos];
+            let group = t.group;
+            self.counts[TaskStateName::Released as usize] += 1;
+            self.groups[group].counts[TaskStateName::Released as usize] += 1;
+        }
+        self.link_dependents(&intake.new);
+        self.start_wanted(client, &wanted, &wanted_ids, intake.new);
+    }
+
+    /// Whether a task's inputs are exactly the keys its spec reads: what
+    /// the input indices of an indexed intake promise (checked in tests).
+    fn deps_match_spec(&self, id: TaskId) -> bool {
+        let t = self.task(id);
+        let mut all_listed = true;
+        t.spec.for_each_input(|k| all_listed &= t.deps.iter().any(|&d| self.task(d).spec.key == *k));
+        let all_read = t.deps.iter().all(|&d| {
+            let mut read = false;
+            t.spec.for_each_input(|k| read |= self.task(d).spec.key == *k);
+            read
+        });
+        all_listed && all_read
+    }
+
+    /// Gives back what a rejected indexed intake claimed (keys, ids, the
+    /// records made), newest first, then tells the client why.
+    fn reject_intake(&mut self, client: ClientId, wanted: &[Key], message: String, intake: Intake) {
+        for &id in intake.new.iter().rev() {
+            if let Some(t) = self.tasks[id].take()
+                && let Ok(entry) = self.by_key.find_entry(key_hash(&t.spec.key), |&x| x as TaskId == id)
+            {
+                entry.remove();
+            }
+            if id < intake.n_before {
+                self.free_ids.push(id);
+            }
+        }
+        debug_assert_eq!(self.free_ids.len(), intake.recycled_before);
+        self.tasks.truncate(intake.n_before);
+        self.reject(client, wanted, message);
+    }
+
+    /// New tasks join their inputs' lists of dependents.
+    fn link_dependents(&mut self, new_ids: &[TaskId]) {
+        for &id in new_ids {
             for k in 0..self.task(id).deps.len() {
                 let d = self.task(id).deps[k];
                 self.task_mut(d).dependents.push(id);
             }
         }
+    }
 
+    /// Records that `client` wants the keys of a graph just taken in and
+    /// brings them to memory; new tasks nothing wanted are dropped again.
+    fn start_wanted(&mut self, client: ClientId, wanted: &[Key], wanted_ids: &[TaskId], new_ids: Vec<TaskId>) {
         // Record who wants what, then bring the wanted keys to memory.
-        for key in &wanted {
-            let id = self.id_of(key).expect("wanted keys were checked at intake");
+        for &id in wanted_ids {
             let t = self.task_mut(id);
             if !t.who_wants.contains(&client) {
                 t.who_wants.push(client);
             }
         }
-        for key in &wanted {
-            let id = self.id_of(key).expect("wanted keys were checked at intake");
+        for (key, &id) in wanted.iter().zip(wanted_ids) {
             match self.task(id).state {
                 TState::Memory => self.notify_memory(id, client),
                 TState::Erred => {
@@ -882,7 +1094,8 @@ impl SchedulerState {
             }
         }
         // Tasks that nothing wanted are dropped again.
-        let mut unused: Vec<TaskId> = ids.into_iter().filter(|&id| self.task(id).state == TState::Released).collect();
+        let mut unused: Vec<TaskId> =
+            new_ids.into_iter().filter(|&id| self.task(id).state == TState::Released).collect();
         unused.sort_unstable_by_key(|&id| std::cmp::Reverse(self.task(id).priority));
         self.release_worklist.extend(unused);
     }
@@ -928,22 +1141,26 @@ impl SchedulerState {
         ready.sort_unstable();
         // Ready roots join the queue in one bulk insertion (the list is
         // sorted): a graph's 100,000 leaves are not inserted one by one.
-        let mut roots = Vec::new();
-        for (prio, id) in ready {
+        // They are gathered at the front of `ready` itself.
+        let mut roots = 0;
+        for k in 0..ready.len() {
+            let (prio, id) = ready[k];
             if self.task(id).state != TState::Waiting {
                 continue;
             }
             if self.task(id).deps.is_empty() {
                 self.set_state(id, TState::Queued);
-                roots.push((prio, id));
+                ready[roots] = (prio, id);
+                roots += 1;
             } else {
                 self.make_ready(id);
             }
         }
+        ready.truncate(roots);
         if self.queued.is_empty() {
-            self.queued = roots.into_iter().collect();
+            self.queued = ready.into_iter().collect();
         } else {
-            self.queued.extend(roots);
+            self.queued.extend(ready);
         }
     }
 

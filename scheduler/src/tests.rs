@@ -579,3 +579,234 @@ fn finished_by_id_uses_the_id_and_falls_back_to_the_key() {
     assert!(s.take_commands().iter().any(|cmd| matches!(cmd, Command::Release { key, .. } if key.name() == "c")));
     assert_eq!(s.n_tasks(), 0);
 }
+
+// ------------------------------------------------- intake with input indices
+
+/// The graph as the local client submits it: tasks with their inputs by
+/// position, keys outside the graph counted as held.
+fn indexed(tasks: &[Arc<Task>]) -> (Vec<Arc<Task>>, rask_core::graph::GraphInputs) {
+    let mut g = rask_core::Graph::new();
+    for t in tasks {
+        g.insert(t.clone()).unwrap();
+    }
+    let inputs = g.inputs(|_| true).unwrap();
+    (g.tasks().to_vec(), inputs)
+}
+
+fn submit_indexed(s: &mut SchedulerState, client: ClientId, tasks: &[Arc<Task>], wanted: &[&str]) {
+    let (tasks, inputs) = indexed(tasks);
+    let wanted = wanted.iter().map(|k| Key::from(*k)).collect();
+    s.handle(Event::UpdateGraphIndexed { client, tasks, inputs, wanted });
+    s.check_invariants().unwrap();
+}
+
+fn rejection(s: &mut SchedulerState) -> String {
+    match &s.take_commands()[..] {
+        [Command::KeyErred { error, .. }, ..] => {
+            assert_eq!(error.kind, ErrorKind::InvalidGraph);
+            error.to_string()
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn indexed_intake_runs_a_graph_like_keyed_intake() {
+    let mut s = with_workers(1, 2);
+    // Dependents before their inputs, as the client collects them.
+    submit_indexed(
+        &mut s,
+        C,
+        &[task("add", &["inc-1", "inc-2", "inc-1"]), task("inc-1", &[]), task("inc-2", &[])],
+        &["add"],
+    );
+    let mut ran: Vec<String> = executes(&s.take_commands()).into_iter().map(|(k, _)| k).collect();
+    ran.sort();
+    assert_eq!(ran, ["inc-1", "inc-2"]);
+    finish(&mut s, "inc-1", 0);
+    assert_eq!(executes(&finish(&mut s, "inc-2", 0)), [("add".to_string(), WorkerId(0))]);
+    let cmds = finish(&mut s, "add", 0);
+    assert!(cmds.iter().any(|c| matches!(c, Command::KeyInMemory { key, .. } if key.name() == "add")));
+    assert_eq!(cmds.iter().filter(|c| matches!(c, Command::Release { .. })).count(), 2, "{cmds:?}");
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["add".into()] });
+    assert_eq!(s.n_tasks(), 0);
+}
+
+/// Inputs held from an earlier graph are found by key; keys of the new graph
+/// that are already known are shared, not defined twice.
+#[test]
+fn indexed_intake_uses_keys_held_from_earlier_graphs() {
+    let mut s = with_workers(1, 1);
+    submit_indexed(&mut s, C, &[task("p", &[]), task("r", &[])], &["p", "r"]);
+    s.take_commands();
+    finish(&mut s, "p", 0);
+    finish(&mut s, "r", 0);
+    // `p` is held (not in the graph); `r` is in the graph again, already in memory.
+    submit_indexed(&mut s, C, &[task("q", &["p", "r", "p"]), task("r", &[])], &["q"]);
+    assert_eq!(executes(&s.take_commands()), [("q".to_string(), WorkerId(0))]);
+    let cmds = finish(&mut s, "q", 0);
+    assert!(cmds.iter().any(|c| matches!(c, Command::KeyInMemory { key, .. } if key.name() == "q")));
+    assert_eq!(s.task_state(&"p".into()), Some(TaskStateName::Memory), "the client still wants p");
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["p".into(), "q".into(), "r".into()] });
+    assert_eq!(s.n_tasks(), 0);
+}
+
+/// Every refusal names the problem and leaves the state as it was, with ids
+/// recycled from forgotten tasks given back too.
+#[test]
+fn indexed_intake_refuses_bad_graphs_and_keeps_the_state() {
+    use rask_core::graph::GraphInputs;
+    let mut s = with_workers(1, 1);
+    submit_indexed(&mut s, C, &[task("old", &[])], &["old"]);
+    s.take_commands();
+    finish(&mut s, "old", 0);
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["old".into()] });
+    submit_indexed(&mut s, C, &[task("live", &[])], &["live"]);
+    s.take_commands();
+    let check = |s: &mut SchedulerState, msg: &str, expect: &[&str]| {
+        for e in expect {
+            assert!(msg.contains(e), "{msg:?} should mention {e:?}");
+        }
+        s.check_invariants().unwrap();
+        assert_eq!(s.n_tasks(), 1, "only the live task is known");
+        assert!(!s.contains_key(&"a".into()));
+    };
+
+    // A missing input.
+    submit_indexed(&mut s, C, &[task("a", &["live"]), task("b", &["a", "ghost"])], &["b"]);
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["b", "ghost"]);
+
+    // A cycle.
+    submit_indexed(&mut s, C, &[task("a", &["c"]), task("b", &["a"]), task("c", &["b", "live"])], &["b"]);
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["cycle", "a", "b", "c"]);
+
+    // An output the graph does not have.
+    submit_indexed(&mut s, C, &[task("a", &["live"])], &["zz"]);
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["zz"]);
+
+    // A key defined twice (a remote or buggy sender; `Graph` refuses it).
+    let tasks = vec![task("a", &[]), task("b", &["a"]), task("a", &[])];
+    let mut inputs = GraphInputs::with_capacity(3, 1);
+    inputs.end_task();
+    inputs.push_dep(0);
+    inputs.end_task();
+    inputs.end_task();
+    s.handle(Event::UpdateGraphIndexed { client: C, tasks, inputs, wanted: vec!["b".into()] });
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["a", "twice"]);
+
+    // Indices that do not fit the graph.
+    let tasks = vec![task("a", &[]), task("b", &["a"])];
+    let mut inputs = GraphInputs::with_capacity(2, 1);
+    inputs.end_task();
+    inputs.push_dep(5);
+    inputs.end_task();
+    s.handle(Event::UpdateGraphIndexed { client: C, tasks: tasks.clone(), inputs, wanted: vec!["b".into()] });
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["indices"]);
+    s.handle(Event::UpdateGraphIndexed {
+        client: C,
+        tasks: tasks.clone(),
+        inputs: GraphInputs::default(),
+        wanted: vec!["b".into()],
+    });
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["indices"]);
+
+    // A held input that is in the graph after all: its edge would escape
+    // the cycle check.
+    let mut inputs = GraphInputs::with_capacity(2, 0);
+    inputs.push_held("b".into());
+    inputs.end_task();
+    inputs.push_dep(0);
+    inputs.end_task();
+    s.handle(Event::UpdateGraphIndexed { client: C, tasks, inputs, wanted: vec!["b".into()] });
+    let msg = rejection(&mut s);
+    check(&mut s, &msg, &["b", "held"]);
+
+    // The same keys are welcome in a valid graph afterwards.
+    submit_indexed(&mut s, C, &[task("b", &["a"]), task("a", &["live"]), task("live", &[])], &["b"]);
+    assert_eq!(s.n_tasks(), 3);
+    assert!(executes(&s.take_commands()).is_empty(), "live is running already");
+    assert_eq!(executes(&finish(&mut s, "live", 0)), [("a".to_string(), WorkerId(0))]);
+    assert_eq!(executes(&finish(&mut s, "a", 0)), [("b".to_string(), WorkerId(0))]);
+    finish(&mut s, "b", 0);
+    s.handle(Event::ReleaseKeys { client: C, keys: vec!["b".into(), "live".into()] });
+    assert_eq!(s.n_tasks(), 0);
+}
+
+/// Runs the state machine with one worker until nothing is left to run,
+/// finishing tasks in the order they were handed out.
+fn run_to_end(s: &mut SchedulerState, ran: &mut Vec<(String, Priority)>) {
+    let mut pending = std::collections::VecDeque::new();
+    loop {
+        for c in s.take_commands() {
+            if let Command::Execute { task, priority, .. } = c {
+                pending.push_back((task.key.clone(), priority));
+            }
+        }
+        let Some((key, priority)) = pending.pop_front() else { break };
+        ran.push((key.to_string(), priority));
+        s.handle(Event::TaskFinished { worker: WorkerId(0), key, nbytes: 8, duration: 0.001 });
+        s.check_invariants().unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Indexed and keyed intake decide alike: the same tasks run in the same
+    /// order, for graphs in any task order, using
+    /// keys persisted by an earlier graph and repeating some of them.
+    #[test]
+    fn indexed_intake_decides_like_keyed_intake(
+        (deps, order) in random_dag().prop_flat_map(|deps| {
+            let n = deps.len();
+            (Just(deps), Just((0..n).collect::<Vec<usize>>()).prop_shuffle())
+        })
+    ) {
+        let (tasks, wanted) = dag_tasks(&deps);
+        let n = tasks.len();
+        // The first half is persisted by a first graph; the second graph
+        // reads it as held keys and repeats the last persisted task.
+        let split = n / 2;
+        let first: Vec<Arc<Task>> = tasks[..split].to_vec();
+        let first_wanted: Vec<Key> = first.iter().map(|t| t.key.clone()).collect();
+        let second: Vec<Arc<Task>> =
+            order.iter().filter(|&&i| i >= split || i + 1 == split).map(|&i| tasks[i].clone()).collect();
+        let second_wanted: Vec<Key> = wanted.into_iter().filter(|k| second.iter().any(|t| t.key == *k)).collect();
+        let mut runs = Vec::new();
+        for use_indices in [false, true] {
+            let mut s = with_workers(1, 2);
+            let mut ran = Vec::new();
+            for (graph, wanted) in [(&first, &first_wanted), (&second, &second_wanted)] {
+                if use_indices {
+                    let (tasks, inputs) = indexed(graph);
+                    s.handle(Event::UpdateGraphIndexed { client: C, tasks, inputs, wanted: wanted.clone() });
+                } else {
+                    s.handle(Event::UpdateGraph { client: C, tasks: graph.clone(), wanted: wanted.clone() });
+                }
+                s.check_invariants().unwrap();
+                run_to_end(&mut s, &mut ran);
+                for k in wanted.iter() {
+                    prop_assert_eq!(s.task_state(k), Some(TaskStateName::Memory), "{} is not in memory", k);
+                }
+            }
+            let mut counts = std::collections::HashMap::new();
+            for (k, _) in &ran {
+                *counts.entry(k.clone()).or_insert(0) += 1;
+            }
+            prop_assert!(counts.values().all(|&c| c == 1), "a task ran twice: {:?}", counts);
+            let all: Vec<Key> = first_wanted.iter().chain(&second_wanted).cloned().collect();
+            s.handle(Event::ReleaseKeys { client: C, keys: all });
+            prop_assert_eq!(s.n_tasks(), 0);
+            // Priorities may number a repeated (shared) task in one and not
+            // the other: the order they give is what must agree.
+            runs.push(ran.into_iter().map(|(k, _)| k).collect::<Vec<_>>());
+        }
+        prop_assert_eq!(&runs[0], &runs[1]);
+    }
+}
