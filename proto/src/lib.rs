@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rask_core::{Arg, Body, Call, Key, Params, Task, Value};
 
+mod pages;
 pub mod transport;
 mod values;
 
@@ -265,7 +266,7 @@ enum Sink {
     /// An array, written into its own vector as pieces arrive.
     Array(values::ArrayReceiver),
     /// Anything else, joined and then decoded.
-    Joined(Vec<u8>),
+    Joined(Vec<u8>, pages::Prefault),
 }
 
 #[derive(Debug)]
@@ -320,8 +321,10 @@ impl Assembler {
                     let mut buf = Vec::new();
                     buf.try_reserve_exact(usize::try_from(p.total).map_err(|_| no_memory())?)
                         .map_err(|_| no_memory())?;
+                    let mut prefault = pages::Prefault::new(buf.as_ptr(), buf.capacity());
+                    prefault.ahead(buf.as_ptr(), p.data.len());
                     buf.extend_from_slice(&p.data);
-                    Sink::Joined(buf)
+                    Sink::Joined(buf, prefault)
                 }
             };
             self.partial = Some(Partial { key, total: p.total, received: len, sink });
@@ -336,7 +339,10 @@ impl Assembler {
         }
         match &mut partial.sink {
             Sink::Array(array) => array.push(&p.data)?,
-            Sink::Joined(buf) => buf.extend_from_slice(&p.data),
+            Sink::Joined(buf, prefault) => {
+                prefault.ahead(buf.as_ptr().wrapping_add(buf.len()), p.data.len());
+                buf.extend_from_slice(&p.data);
+            }
         }
         partial.received = received;
         if received < partial.total {
@@ -345,7 +351,7 @@ impl Assembler {
         let Some(done) = self.partial.take() else { return Ok(None) };
         let value = match done.sink {
             Sink::Array(array) => array.finish()?,
-            Sink::Joined(buf) => decode_value(&buf)?,
+            Sink::Joined(buf, _) => decode_value(&buf)?,
         };
         Ok(Some((done.key, value)))
     }
@@ -468,6 +474,29 @@ mod tests {
                 out = a.push(p).expect("valid pieces");
             }
             assert_eq!(out, Some((k.clone(), v.clone())));
+        }
+    }
+
+    /// Values big enough for the receive buffer to be pre-faulted (arrays
+    /// into their vector, anything else into the joined buffer) arrive
+    /// whole, also when pieces cut elements and runs at odd places.
+    #[test]
+    fn large_values_arrive_whole_into_prefaulted_buffers() {
+        let array = f64_array((9 << 20) / 8 + 3);
+        let bytes = Value::Bytes(Bytes::from((0..(6 << 20) + 5).map(|i| (i % 253) as u8).collect::<Vec<u8>>()));
+        let list = Value::List(Arc::from(vec![Value::Int(7), array.clone()]));
+        let k = Key::new("big");
+        for v in [array, bytes, list] {
+            let joined = encode_value(&v).expect("encodes");
+            for piece in [PIECE_BYTES, 999_999, 3 << 20] {
+                let mut a = Assembler::new(joined.len() as u64);
+                let mut out = None;
+                for p in pieces(&k, &encode_segments(&v).expect("encodes"), piece) {
+                    assert!(out.is_none());
+                    out = a.push(p).expect("valid pieces");
+                }
+                assert_eq!(out, Some((k.clone(), v.clone())));
+            }
         }
     }
 

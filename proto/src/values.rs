@@ -22,6 +22,7 @@ use postcard::ser_flavors::Flavor;
 use rask_core::{ArrayValue, DType, Value};
 
 use crate::WireError;
+use crate::pages::Prefault;
 
 #[cfg(target_endian = "big")]
 compile_error!("rask's wire format for arrays is little-endian; big-endian targets are not supported");
@@ -179,6 +180,31 @@ impl Elements {
     }
 }
 
+/// Where the next element of `v` goes, and the bytes of spare capacity
+/// from there.
+fn spare<T>(v: &[T], capacity: usize) -> (*const u8, usize) {
+    (v.as_ptr().wrapping_add(v.len()).cast(), (capacity - v.len()) * std::mem::size_of::<T>())
+}
+
+impl Elements {
+    /// The spare capacity of the vector: where the next bytes will land.
+    fn spare(&self) -> (*const u8, usize) {
+        match self {
+            Elements::Bool(v) => spare(v, v.capacity()),
+            Elements::I8(v) => spare(v, v.capacity()),
+            Elements::I16(v) => spare(v, v.capacity()),
+            Elements::I32(v) => spare(v, v.capacity()),
+            Elements::I64(v) => spare(v, v.capacity()),
+            Elements::U8(v) => spare(v, v.capacity()),
+            Elements::U16(v) => spare(v, v.capacity()),
+            Elements::U32(v) => spare(v, v.capacity()),
+            Elements::U64(v) => spare(v, v.capacity()),
+            Elements::F32(v) => spare(v, v.capacity()),
+            Elements::F64(v) => spare(v, v.capacity()),
+        }
+    }
+}
+
 /// Appends little-endian elements; an element split between two pieces
 /// waits in `carry`.
 fn append<T: bytemuck::Pod>(v: &mut Vec<T>, carry: &mut Carry, mut bytes: &[u8]) {
@@ -217,6 +243,8 @@ pub(crate) struct ArrayReceiver {
     shape: Vec<usize>,
     elements: Elements,
     carry: Carry,
+    /// Maps the vector's fresh pages just ahead of the writes.
+    prefault: Prefault,
 }
 
 impl ArrayReceiver {
@@ -248,11 +276,15 @@ impl ArrayReceiver {
         };
         // `count × itemsize` is at most `total`, which the caller capped.
         let elements = Elements::new(dtype, count)?;
-        Ok(Some((Self { shape, elements, carry: Carry::default() }, head)))
+        let (at, capacity) = elements.spare();
+        let prefault = Prefault::new(at, capacity);
+        Ok(Some((Self { shape, elements, carry: Carry::default(), prefault }, head)))
     }
 
     /// Appends the next bytes of the elements.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        let (at, _) = self.elements.spare();
+        self.prefault.ahead(at, bytes.len());
         let carry = &mut self.carry;
         match &mut self.elements {
             Elements::Bool(v) => {
