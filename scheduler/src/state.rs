@@ -87,28 +87,40 @@ impl TState {
     }
 }
 
+/// A task record: 128 bytes, and no allocation of its own for the common
+/// shapes (up to three inputs and three dependents, one holder). The record
+/// table of a 200,000-task graph is written once at intake and read on every
+/// transition, so its size is what the scheduler's cache and page faults
+/// pay for; what few tasks need is behind `rare`.
 struct TaskEntry {
     /// The task's definition; its key is `spec.key`.
     spec: Arc<rask_core::Task>,
     state: TState,
-    deps: Vec<TaskId>,
-    dependents: Vec<TaskId>,
-    waiting_on: u32,
-    waiters: u32,
-    who_wants: Vec<ClientId>,
-    who_has: Vec<WorkerId>,
-    nbytes: u64,
+    deps: Ids,
+    dependents: Ids,
+    who_has: Few<WorkerId, 1>,
     priority: Priority,
-    group: usize,
-    /// Workers that died while running this task.
-    failures: u32,
-    error: Option<Arc<TaskError>>,
+    nbytes: u64,
     /// Expected duration used for the occupancy of the worker running it.
     expected: f64,
-    steal_to: Option<WorkerId>,
+    rare: Option<Box<Rare>>,
+    waiting_on: u32,
+    waiters: u32,
+    group: u32,
     /// The worker refused a steal (the task had started): do not ask again.
     started: bool,
     replicating: bool,
+}
+
+/// The parts of a task record that few tasks use: the clients that want it
+/// (a graph's outputs), failures, errors, steals.
+#[derive(Default)]
+struct Rare {
+    who_wants: Vec<ClientId>,
+    /// Workers that died while running this task.
+    failures: u32,
+    error: Option<Arc<TaskError>>,
+    steal_to: Option<WorkerId>,
 }
 
 impl TaskEntry {
@@ -117,22 +129,169 @@ impl TaskEntry {
         TaskEntry {
             spec,
             state: TState::Released,
-            deps: Vec::new(),
-            dependents: Vec::new(),
+            deps: Ids::default(),
+            dependents: Ids::default(),
+            who_has: Few::default(),
+            priority,
+            nbytes: 0,
+            expected: 0.0,
+            rare: None,
             waiting_on: 0,
             waiters: 0,
-            who_wants: Vec::new(),
-            who_has: Vec::new(),
-            nbytes: 0,
-            priority,
-            group,
-            failures: 0,
-            error: None,
-            expected: 0.0,
-            steal_to: None,
+            // Groups are numbered from 0 as they are first seen; four billion
+            // distinct key prefixes would not fit in memory.
+            group: u32::try_from(group).expect("fewer than 2^32 task groups"),
             started: false,
             replicating: false,
         }
+    }
+
+    fn group(&self) -> usize {
+        self.group as usize
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn who_wants(&self) -> &[ClientId] {
+        self.rare.as_ref().map_or(&[], |r| &r.who_wants)
+    }
+
+    fn error(&self) -> Option<&Arc<TaskError>> {
+        self.rare.as_ref()?.error.as_ref()
+    }
+
+    fn steal_to(&self) -> Option<WorkerId> {
+        self.rare.as_ref()?.steal_to
+    }
+}
+
+/// A short list kept in place: up to `N` items need no allocation; longer
+/// lists move to the heap. 16 bytes for `Few<u32, 3>` and `Few<u64, 1>`,
+/// against 24 bytes and an allocation for a `Vec`.
+#[derive(Clone, Debug, Default)]
+enum Few<T, const N: usize> {
+    #[default]
+    Empty,
+    /// The length (1..=N) and the items; those past it are stale.
+    Inline(u8, [T; N]),
+    /// Boxed: a bare `Vec` would make every list 24 bytes.
+    #[allow(clippy::box_collection)]
+    Heap(Box<Vec<T>>),
+}
+
+impl<T: Copy + PartialEq, const N: usize> Few<T, N> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::Empty => &[],
+            Few::Inline(n, items) => &items[..*n as usize],
+            Few::Heap(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn contains(&self, x: &T) -> bool {
+        self.as_slice().contains(x)
+    }
+
+    fn push(&mut self, x: T) {
+        match self {
+            Few::Empty => *self = Few::Inline(1, [x; N]),
+            Few::Inline(n, items) if (*n as usize) < N => {
+                items[*n as usize] = x;
+                *n += 1;
+            }
+            Few::Inline(_, items) => {
+                let mut v = Vec::with_capacity(2 * N);
+                v.extend_from_slice(items);
+                v.push(x);
+                *self = Few::Heap(Box::new(v));
+            }
+            Few::Heap(v) => v.push(x),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Few::Empty;
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut kept = Few::Empty;
+        for x in self.as_slice() {
+            if keep(x) {
+                kept.push(*x);
+            }
+        }
+        *self = kept;
+    }
+
+    /// Removes the item at `pos`, moving the last one there.
+    fn swap_remove(&mut self, pos: usize) {
+        match self {
+            Few::Empty => {}
+            Few::Inline(n, items) => {
+                let last = *n as usize - 1;
+                items[pos] = items[last];
+                *n -= 1;
+                if *n == 0 {
+                    *self = Few::Empty;
+                }
+            }
+            Few::Heap(v) => {
+                v.swap_remove(pos);
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<T> {
+        self.as_slice().to_vec()
+    }
+}
+
+/// Task ids in a record (inputs, dependents), stored as `u32` as in the key
+/// index.
+#[derive(Clone, Debug, Default)]
+struct Ids(Few<u32, 3>);
+
+impl Ids {
+    fn ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.0.as_slice().iter().map(|&id| id as TaskId)
+    }
+
+    fn get(&self, k: usize) -> TaskId {
+        self.0.as_slice()[k] as TaskId
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, id: TaskId) -> bool {
+        self.ids().any(|x| x == id)
+    }
+
+    fn push(&mut self, id: TaskId) {
+        self.0.push(to_u32(id));
+    }
+
+    fn position(&self, id: TaskId) -> Option<usize> {
+        self.ids().position(|x| x == id)
+    }
+
+    fn swap_remove(&mut self, pos: usize) {
+        self.0.swap_remove(pos);
     }
 }
 
@@ -313,7 +472,7 @@ impl SchedulerState {
             Event::ClientRemoved { client } => {
                 let keys: Vec<Key> = self
                     .live()
-                    .filter(|(_, t)| t.who_wants.contains(&client))
+                    .filter(|(_, t)| t.who_wants().contains(&client))
                     .map(|(_, t)| t.spec.key.clone())
                     .collect();
                 keys.iter().for_each(|k| self.release_want(client, k));
@@ -352,7 +511,7 @@ impl SchedulerState {
     }
 
     pub fn who_has(&self, key: &Key) -> Vec<WorkerId> {
-        self.id_of(key).map(|id| self.task(id).who_has.clone()).unwrap_or_default()
+        self.id_of(key).map(|id| self.task(id).who_has.to_vec()).unwrap_or_default()
     }
 
     pub fn contains_key(&self, key: &Key) -> bool {
@@ -485,7 +644,7 @@ impl SchedulerState {
             let t = self.task_mut(id);
             let old = t.state;
             t.state = new;
-            (old, t.group)
+            (old, t.group())
         };
         self.counts[old.name() as usize] -= 1;
         self.counts[new.name() as usize] += 1;
@@ -496,11 +655,11 @@ impl SchedulerState {
 
     fn needed(&self, id: TaskId) -> bool {
         let t = self.task(id);
-        t.waiters > 0 || !t.who_wants.is_empty()
+        t.waiters > 0 || !t.who_wants().is_empty()
     }
 
     fn expected_duration(&self, id: TaskId) -> f64 {
-        self.groups[self.task(id).group].duration.unwrap_or(self.config.unknown_task_duration)
+        self.groups[self.task(id).group()].duration.unwrap_or(self.config.unknown_task_duration)
     }
 
     fn group_of(&mut self, key: &Key) -> usize {
@@ -650,9 +809,9 @@ impl SchedulerState {
         running.sort_unstable_by_key(|&id| self.task(id).priority);
         for id in running {
             let failures = {
-                let t = self.task_mut(id);
-                t.failures += 1;
-                t.failures
+                let rare = self.task_mut(id).rare_mut();
+                rare.failures += 1;
+                rare.failures
             };
             self.set_state(id, TState::Waiting);
             if failures >= self.config.allowed_failures.max(1) {
@@ -687,7 +846,7 @@ impl SchedulerState {
             let t = self.task_mut(id);
             (t.spec.key.clone(), t.nbytes, std::mem::take(&mut t.who_has))
         };
-        for w in holders {
+        for &w in holders.as_slice() {
             if let Some(entry) = self.workers.get_mut(&w) {
                 entry.has_what.remove(&id);
                 entry.nbytes = entry.nbytes.saturating_sub(nbytes);
@@ -696,7 +855,7 @@ impl SchedulerState {
         }
         self.set_state(id, TState::Released);
         let dependents = self.task(id).dependents.clone();
-        for d in dependents {
+        for d in dependents.ids() {
             match self.task(d).state {
                 TState::Waiting => self.task_mut(d).waiting_on += 1,
                 TState::Queued => {
@@ -724,13 +883,13 @@ impl SchedulerState {
     /// inputs, and makes it ready when there are none.
     fn rewait(&mut self, id: TaskId) {
         let deps = self.task(id).deps.clone();
-        let missing = deps.iter().filter(|&&d| self.task(d).state != TState::Memory).count() as u32;
+        let missing = deps.ids().filter(|&d| self.task(d).state != TState::Memory).count() as u32;
         self.task_mut(id).waiting_on = missing;
         if missing == 0 {
             self.make_ready(id);
         } else {
             // Inputs that were lost and are needed again must be recomputed.
-            for d in deps {
+            for d in deps.ids() {
                 if self.task(d).state == TState::Released {
                     self.ensure(d);
                 }
@@ -794,10 +953,10 @@ impl SchedulerState {
         // Inputs, each looked up once: as ids, and as positions in `fresh`
         // for the new ones.
         let mut local_deps = GraphInputs::with_capacity(fresh.len(), fresh.len() * 2);
-        let mut all_deps: Vec<Vec<TaskId>> = Vec::with_capacity(fresh.len());
+        let mut all_deps: Vec<Ids> = Vec::with_capacity(fresh.len());
         let mut missing: Option<(&Key, &Key)> = None;
         for spec in &fresh {
-            let mut dep_ids: Vec<TaskId> = Vec::new();
+            let mut dep_ids = Ids::default();
             spec.for_each_input(|d| {
                 if missing.is_some() {
                     return;
@@ -807,7 +966,7 @@ impl SchedulerState {
                     .find(key_hash(d), |&id| *intake_key(&self.tasks, &self.fresh_slot, &fresh, id as TaskId) == *d)
                     .map(|&id| id as TaskId);
                 match found {
-                    Some(id) if !dep_ids.contains(&id) => {
+                    Some(id) if !dep_ids.contains(id) => {
                         dep_ids.push(id);
                         let slot = self.fresh_slot.get(id).copied().unwrap_or(u32::MAX);
                         if slot != u32::MAX {
@@ -956,10 +1115,10 @@ impl SchedulerState {
                 while held.next_if(|(t, _)| *t as usize == pos).is_some() {}
                 continue;
             }
-            let mut deps: Vec<TaskId> = Vec::with_capacity(inputs.deps(pos).len());
+            let mut deps = Ids::default();
             for &d in inputs.deps(pos) {
                 let d = ids[d as usize];
-                if !deps.contains(&d) {
+                if !deps.contains(d) {
                     deps.push(d);
                 }
             }
@@ -977,7 +1136,7 @@ impl SchedulerState {
                         return self.reject_intake(client, &wanted, message, intake);
                     }
                 };
-                if !deps.contains(&d) {
+                if !deps.contains(d) {
                     deps.push(d);
                 }
             }
@@ -1022,7 +1181,7 @@ impl SchedulerState {
             }
             let t = self.task_mut(id);
             t.priority.order = order[pos];
-            let group = t.group;
+            let group = t.group();
             self.counts[TaskStateName::Released as usize] += 1;
             self.groups[group].counts[TaskStateName::Released as usize] += 1;
         }
@@ -1035,8 +1194,8 @@ impl SchedulerState {
     fn deps_match_spec(&self, id: TaskId) -> bool {
         let t = self.task(id);
         let mut all_listed = true;
-        t.spec.for_each_input(|k| all_listed &= t.deps.iter().any(|&d| self.task(d).spec.key == *k));
-        let all_read = t.deps.iter().all(|&d| {
+        t.spec.for_each_input(|k| all_listed &= t.deps.ids().any(|d| self.task(d).spec.key == *k));
+        let all_read = t.deps.ids().all(|d| {
             let mut read = false;
             t.spec.for_each_input(|k| read |= self.task(d).spec.key == *k);
             read
@@ -1066,7 +1225,7 @@ impl SchedulerState {
     fn link_dependents(&mut self, new_ids: &[TaskId]) {
         for &id in new_ids {
             for k in 0..self.task(id).deps.len() {
-                let d = self.task(id).deps[k];
+                let d = self.task(id).deps.get(k);
                 self.task_mut(d).dependents.push(id);
             }
         }
@@ -1078,15 +1237,15 @@ impl SchedulerState {
         // Record who wants what, then bring the wanted keys to memory.
         for &id in wanted_ids {
             let t = self.task_mut(id);
-            if !t.who_wants.contains(&client) {
-                t.who_wants.push(client);
+            if !t.who_wants().contains(&client) {
+                t.rare_mut().who_wants.push(client);
             }
         }
         for (key, &id) in wanted.iter().zip(wanted_ids) {
             match self.task(id).state {
                 TState::Memory => self.notify_memory(id, client),
                 TState::Erred => {
-                    let error = self.task(id).error.clone().unwrap_or_else(|| Arc::new(unknown_error(key)));
+                    let error = self.task(id).error().cloned().unwrap_or_else(|| Arc::new(unknown_error(key)));
                     self.commands.push(Command::KeyErred { client, key: key.clone(), error });
                 }
                 TState::Released => self.ensure(id),
@@ -1112,12 +1271,12 @@ impl SchedulerState {
             let mut missing = 0;
             let mut erred_dep = None;
             for k in 0..self.task(id).deps.len() {
-                let d = self.task(id).deps[k];
+                let d = self.task(id).deps.get(k);
                 self.task_mut(d).waiters += 1;
                 match self.task(d).state {
                     TState::Memory => {}
                     TState::Erred => {
-                        erred_dep = erred_dep.or(self.task(d).error.clone());
+                        erred_dep = erred_dep.or(self.task(d).error().cloned());
                         missing += 1;
                     }
                     TState::Released => {
@@ -1189,8 +1348,8 @@ impl SchedulerState {
 
     fn rank_workers(&self, id: TaskId, candidates: &mut Vec<WorkerId>) -> Option<WorkerId> {
         let t = self.task(id);
-        for &d in &t.deps {
-            for &w in &self.task(d).who_has {
+        for d in t.deps.ids() {
+            for &w in self.task(d).who_has.as_slice() {
                 if !candidates.contains(&w) && self.workers.get(&w).is_some_and(WorkerEntry::accepts_work) {
                     candidates.push(w);
                 }
@@ -1209,7 +1368,7 @@ impl SchedulerState {
         for &w in candidates.iter() {
             let entry = &self.workers[&w];
             let missing_bytes: u64 =
-                deps.iter().map(|&d| self.task(d)).filter(|dt| !dt.who_has.contains(&w)).map(|dt| dt.nbytes).sum();
+                deps.ids().map(|d| self.task(d)).filter(|dt| !dt.who_has.contains(&w)).map(|dt| dt.nbytes).sum();
             let start = entry.occupancy / entry.nthreads as f64 + missing_bytes as f64 / self.config.bandwidth;
             let rank = (start, entry.processing.len(), w);
             if best.is_none_or(|b| (rank.0, rank.1, rank.2) < b) {
@@ -1230,7 +1389,7 @@ impl SchedulerState {
         entry.occupancy += expected;
         self.refresh_worker(w);
         let t = self.task(id);
-        let who_has = t.deps.iter().map(|&d| (self.task(d).spec.key.clone(), self.task(d).who_has.clone())).collect();
+        let who_has = t.deps.ids().map(|d| (self.task(d).spec.key.clone(), self.task(d).who_has.to_vec())).collect();
         self.commands.push(Command::Execute {
             worker: w,
             task: t.spec.clone(),
@@ -1278,7 +1437,7 @@ impl SchedulerState {
         if self.queued.is_empty() || self.may_have_slots.is_empty() {
             return;
         }
-        let head_group = self.queued.first().map(|&(_, id)| self.task(id).group);
+        let head_group = self.queued.first().map(|&(_, id)| self.task(id).group());
         let mut open: Vec<(WorkerId, usize)> = Vec::new();
         for &w in &self.may_have_slots {
             let Some(entry) = self.workers.get(&w) else { continue };
@@ -1321,7 +1480,7 @@ impl SchedulerState {
         match self.task(id).state {
             TState::Processing(w) if w == worker => {
                 self.unassign(id);
-                let group = self.task(id).group;
+                let group = self.task(id).group();
                 let g = &mut self.groups[group];
                 // An exponential moving average, as Dask keeps per prefix.
                 g.duration = Some(g.duration.map_or(duration, |d| 0.5 * d + 0.5 * duration));
@@ -1358,9 +1517,11 @@ impl SchedulerState {
             t.who_has.clear();
             t.who_has.push(worker);
             t.nbytes = nbytes;
-            t.failures = 0;
+            if let Some(rare) = &mut t.rare {
+                rare.failures = 0;
+            }
         }
-        let group = self.task(id).group;
+        let group = self.task(id).group();
         let g = &mut self.groups[group];
         g.completed += 1;
         g.nbytes_avg += (nbytes as f64 - g.nbytes_avg) / g.completed.min(100) as f64;
@@ -1368,12 +1529,12 @@ impl SchedulerState {
             entry.has_what.insert(id);
             entry.nbytes += nbytes;
         }
-        for i in 0..self.task(id).who_wants.len() {
-            let c = self.task(id).who_wants[i];
+        for i in 0..self.task(id).who_wants().len() {
+            let c = self.task(id).who_wants()[i];
             self.notify_memory(id, c);
         }
         let dependents = std::mem::take(&mut self.task_mut(id).dependents);
-        for &d in &dependents {
+        for d in dependents.ids() {
             if self.task(d).state == TState::Waiting {
                 let t = self.task_mut(d);
                 t.waiting_on = t.waiting_on.saturating_sub(1);
@@ -1390,7 +1551,7 @@ impl SchedulerState {
     /// A task stopped being active: its inputs lose a waiter.
     fn done_with_inputs(&mut self, id: TaskId) {
         let deps = std::mem::take(&mut self.task_mut(id).deps);
-        for &d in &deps {
+        for d in deps.ids() {
             let t = self.task_mut(d);
             t.waiters = t.waiters.saturating_sub(1);
             self.release_worklist.push(d);
@@ -1403,7 +1564,7 @@ impl SchedulerState {
         self.commands.push(Command::KeyInMemory {
             client,
             key: t.spec.key.clone(),
-            workers: t.who_has.clone(),
+            workers: t.who_has.to_vec(),
             nbytes: t.nbytes,
         });
     }
@@ -1455,16 +1616,16 @@ impl SchedulerState {
             self.stop_running(id);
             self.set_state(id, TState::Erred);
             self.erred_total += 1;
-            self.task_mut(id).error = Some(error.clone());
+            self.task_mut(id).rare_mut().error = Some(error.clone());
             let t = self.task(id);
             let key = t.spec.key.clone();
-            for &client in &t.who_wants.clone() {
+            for &client in &t.who_wants().to_vec() {
                 self.commands.push(Command::KeyErred { client, key: key.clone(), error: error.clone() });
             }
             if state.is_active() {
                 self.done_with_inputs(id);
             }
-            for &d in &self.task(id).dependents {
+            for d in self.task(id).dependents.ids() {
                 if self.task(d).state.is_active() {
                     stack.push(d);
                 }
@@ -1510,7 +1671,9 @@ impl SchedulerState {
 
     fn release_want(&mut self, client: ClientId, key: &Key) {
         let Some(id) = self.id_of(key) else { return };
-        self.task_mut(id).who_wants.retain(|c| *c != client);
+        if let Some(rare) = &mut self.task_mut(id).rare {
+            rare.who_wants.retain(|c| *c != client);
+        }
         self.release_worklist.push(id);
     }
 
@@ -1526,7 +1689,7 @@ impl SchedulerState {
                         let t = self.task_mut(id);
                         (t.spec.key.clone(), t.nbytes, std::mem::take(&mut t.who_has))
                     };
-                    for w in holders {
+                    for &w in holders.as_slice() {
                         if let Some(entry) = self.workers.get_mut(&w) {
                             entry.has_what.remove(&id);
                             entry.nbytes = entry.nbytes.saturating_sub(nbytes);
@@ -1554,14 +1717,14 @@ impl SchedulerState {
         }
         let Some(t) = self.tasks[id].take() else { return };
         self.counts[t.state.name() as usize] -= 1;
-        self.groups[t.group].counts[t.state.name() as usize] -= 1;
+        self.groups[t.group()].counts[t.state.name() as usize] -= 1;
         if let Ok(entry) = self.by_key.find_entry(key_hash(&t.spec.key), |&x| x as TaskId == id) {
             entry.remove();
         }
         self.free_ids.push(id);
-        for d in t.deps {
+        for d in t.deps.ids() {
             if let Some(dt) = self.tasks[d].as_mut() {
-                if let Some(pos) = dt.dependents.iter().position(|&x| x == id) {
+                if let Some(pos) = dt.dependents.position(id) {
                     dt.dependents.swap_remove(pos);
                 }
                 self.release_worklist.push(d);
@@ -1593,7 +1756,7 @@ impl SchedulerState {
                     .copied();
                 let Some(victim) = victim else { break };
                 let Some(id) = self.steal_candidate(victim, thief) else { break };
-                self.task_mut(id).steal_to = Some(thief);
+                self.task_mut(id).rare_mut().steal_to = Some(thief);
                 if let Some(e) = self.workers.get_mut(&thief) {
                     e.incoming_steals += 1;
                 }
@@ -1608,7 +1771,7 @@ impl SchedulerState {
     fn steal_candidate(&self, victim: WorkerId, thief: WorkerId) -> Option<TaskId> {
         let entry = &self.workers[&victim];
         let stealable = entry.processing.len().saturating_sub(entry.nthreads);
-        let pending = entry.processing.iter().filter(|&&id| self.task(id).steal_to.is_some()).count();
+        let pending = entry.processing.iter().filter(|&&id| self.task(id).steal_to().is_some()).count();
         if pending >= stealable {
             return None;
         }
@@ -1616,16 +1779,11 @@ impl SchedulerState {
             .processing
             .iter()
             .copied()
-            .filter(|&id| self.task(id).steal_to.is_none() && !self.task(id).started)
+            .filter(|&id| self.task(id).steal_to().is_none() && !self.task(id).started)
             .filter(|&id| {
                 let t = self.task(id);
-                let bytes: u64 = t
-                    .deps
-                    .iter()
-                    .map(|&d| self.task(d))
-                    .filter(|d| !d.who_has.contains(&thief))
-                    .map(|d| d.nbytes)
-                    .sum();
+                let bytes: u64 =
+                    t.deps.ids().map(|d| self.task(d)).filter(|d| !d.who_has.contains(&thief)).map(|d| d.nbytes).sum();
                 bytes as f64 / self.config.bandwidth <= 2.0 * t.expected.max(1e-6)
             })
             .max_by_key(|&id| self.task(id).priority)
@@ -1633,7 +1791,7 @@ impl SchedulerState {
 
     fn steal_response(&mut self, worker: WorkerId, key: &Key, stolen: bool) {
         let Some(id) = self.id_of(key) else { return };
-        let thief = self.task_mut(id).steal_to.take();
+        let thief = self.task_mut(id).rare.as_mut().and_then(|r| r.steal_to.take());
         if let Some(thief) = thief
             && let Some(e) = self.workers.get_mut(&thief)
         {
@@ -1673,7 +1831,7 @@ impl SchedulerState {
             let mut stealable: Vec<TaskId> = entry.processing.iter().copied().collect();
             stealable.sort_unstable_by_key(|&id| std::cmp::Reverse(self.task(id).priority));
             for id in stealable.into_iter().take(excess) {
-                if self.task(id).steal_to.is_none() {
+                if self.task(id).steal_to().is_none() {
                     let key = self.task(id).spec.key.clone();
                     self.commands.push(Command::Steal { worker: w, key });
                 }
@@ -1723,7 +1881,7 @@ impl SchedulerState {
         let mut counts = [0u64; 6];
         for (id, t) in self.live() {
             counts[t.state.name() as usize] += 1;
-            let active_dependents = t.dependents.iter().filter(|&&d| self.task(d).state.is_active()).count() as u32;
+            let active_dependents = t.dependents.ids().filter(|&d| self.task(d).state.is_active()).count() as u32;
             if active_dependents != t.waiters {
                 return Err(format!(
                     "{}: waiters {} but {} active dependents",
@@ -1731,7 +1889,7 @@ impl SchedulerState {
                 ));
             }
             if t.state == TState::Waiting {
-                let missing = t.deps.iter().filter(|&&d| self.task(d).state != TState::Memory).count() as u32;
+                let missing = t.deps.ids().filter(|&d| self.task(d).state != TState::Memory).count() as u32;
                 if missing != t.waiting_on {
                     return Err(format!("{}: waiting_on {} but {} inputs missing", t.spec.key, t.waiting_on, missing));
                 }
@@ -1740,13 +1898,9 @@ impl SchedulerState {
                 }
             }
             if matches!(t.state, TState::Queued | TState::Processing(_))
-                && let Some(d) = t.deps.iter().find(|&&d| self.task(d).state != TState::Memory)
+                && let Some(d) = t.deps.ids().find(|&d| self.task(d).state != TState::Memory)
             {
-                return Err(format!(
-                    "{} is runnable but input {} is not in memory",
-                    t.spec.key,
-                    self.task(*d).spec.key
-                ));
+                return Err(format!("{} is runnable but input {} is not in memory", t.spec.key, self.task(d).spec.key));
             }
             if t.state == TState::Memory && t.who_has.is_empty() {
                 return Err(format!("{} in memory nowhere", t.spec.key));
@@ -1759,8 +1913,8 @@ impl SchedulerState {
             {
                 return Err(format!("{} processing on {w:?} which does not list it", t.spec.key));
             }
-            for &d in &t.deps {
-                if !self.task(d).dependents.contains(&id) {
+            for d in t.deps.ids() {
+                if !self.task(d).dependents.contains(id) {
                     return Err(format!("{} missing from dependents of {}", t.spec.key, self.task(d).spec.key));
                 }
             }
@@ -1804,4 +1958,46 @@ fn intake_key<'a>(
 
 fn unknown_error(key: &Key) -> TaskError {
     TaskError { key: key.clone(), kind: ErrorKind::Raised, message: "unknown error".into() }
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    /// The record table is what a big graph's intake writes: keep records
+    /// at two cache lines.
+    #[test]
+    fn task_record_size() {
+        let size = std::mem::size_of::<TaskEntry>();
+        println!("size_of::<TaskEntry>() = {size}, Option: {}", std::mem::size_of::<Option<TaskEntry>>());
+        assert!(size <= 128, "TaskEntry is {size} bytes");
+        assert_eq!(std::mem::size_of::<Few<u32, 3>>(), 16);
+        assert_eq!(std::mem::size_of::<Few<WorkerId, 1>>(), 16);
+    }
+
+    #[test]
+    fn few_lists() {
+        let mut f: Few<u32, 3> = Few::default();
+        assert!(f.is_empty());
+        for i in 0..10 {
+            f.push(i);
+            assert_eq!(f.as_slice(), (0..=i).collect::<Vec<_>>().as_slice());
+        }
+        f.retain(|&x| x % 3 == 0);
+        assert_eq!(f.as_slice(), &[0, 3, 6, 9]);
+        f.swap_remove(0);
+        assert_eq!(f.as_slice(), &[9, 3, 6]);
+        let mut g: Few<u32, 3> = Few::default();
+        g.push(1);
+        g.push(2);
+        g.swap_remove(0);
+        assert_eq!(g.as_slice(), &[2]);
+        g.swap_remove(0);
+        assert!(g.is_empty() && matches!(g, Few::Empty));
+        g.push(5);
+        g.retain(|_| false);
+        assert!(g.is_empty());
+        f.clear();
+        assert_eq!(f.len(), 0);
+    }
 }
