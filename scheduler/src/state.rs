@@ -377,9 +377,6 @@ pub struct SchedulerState {
     /// and claiming or forgetting a key copies and drops nothing. Ids are
     /// stored as `u32` to halve the table again.
     by_key: HashTable<u32>,
-    /// Scratch for graph intake: a new task's position in its graph, by id;
-    /// `u32::MAX` everywhere between intakes.
-    fresh_slot: Vec<u32>,
     workers: BTreeMap<WorkerId, WorkerEntry>,
     /// Running workers with a free thread.
     idle: BTreeSet<WorkerId>,
@@ -421,7 +418,6 @@ impl SchedulerState {
             tasks: Vec::new(),
             free_ids: Vec::new(),
             by_key: HashTable::new(),
-            fresh_slot: Vec::new(),
             workers: BTreeMap::new(),
             idle: BTreeSet::new(),
             saturated: BTreeSet::new(),
@@ -722,41 +718,6 @@ impl SchedulerState {
         }
     }
 
-    /// Rejects a graph whose new keys were already claimed: the claims are
-    /// given back first, ids in the order they were taken.
-    #[allow(clippy::too_many_arguments)] // the intake's own bookkeeping, passed back in one place
-    fn reject_claimed(
-        &mut self,
-        client: ClientId,
-        wanted: &[Key],
-        message: String,
-        claimed: &[&Arc<rask_core::Task>],
-        ids: &[TaskId],
-        n_before: usize,
-        recycled_before: usize,
-    ) {
-        self.clear_fresh_slots(ids);
-        for (spec, &id) in claimed.iter().zip(ids).rev() {
-            if let Ok(entry) = self.by_key.find_entry(key_hash(&spec.key), |&x| x as TaskId == id) {
-                entry.remove();
-            }
-            if id < n_before {
-                self.free_ids.push(id);
-            }
-        }
-        debug_assert_eq!(self.free_ids.len(), recycled_before);
-        self.tasks.truncate(n_before);
-        self.reject(client, wanted, message);
-    }
-
-    fn clear_fresh_slots(&mut self, ids: &[TaskId]) {
-        for &id in ids {
-            if let Some(slot) = self.fresh_slot.get_mut(id) {
-                *slot = u32::MAX;
-            }
-        }
-    }
-
     // ------------------------------------------------------------------ workers
 
     fn add_worker(&mut self, worker: WorkerId, name: String, nthreads: usize, memory_limit: u64) {
@@ -899,145 +860,29 @@ impl SchedulerState {
 
     // -------------------------------------------------------------------- graph
 
+    /// Graph intake by keys alone (the gRPC scheduler's; a remote client is
+    /// not trusted): each task's inputs are found by key here, in the graph
+    /// or held from earlier ones, and the graph is taken in as
+    /// [`Self::update_graph_indexed`] takes a local client's, with the same
+    /// refusals, leaving the state as it was.
     fn update_graph(&mut self, client: ClientId, specs: Vec<Arc<rask_core::Task>>, wanted: Vec<Key>) {
-        // Each new key is claimed in `by_key` at once, under the id its task
-        // will have, so that a key costs one hash-map operation to claim and
-        // one per use as an input; the ids index everything after that. A
-        // rejected graph (a remote client is not trusted) gives its claims
-        // back, leaving the state as it was.
-        let n_before = self.tasks.len();
-        let recycled_before = self.free_ids.len();
-        {
-            let tasks = &self.tasks;
-            self.by_key.reserve(specs.len(), |&id| key_hash(live_key(tasks, id as TaskId)));
-        }
-        self.tasks.reserve(specs.len().saturating_sub(recycled_before));
-        let mut fresh: Vec<&Arc<rask_core::Task>> = Vec::with_capacity(specs.len());
-        // Where each new task is in `specs`: they are moved from there.
-        let mut fresh_pos: Vec<usize> = Vec::with_capacity(specs.len());
-        let mut ids: Vec<TaskId> = Vec::with_capacity(specs.len());
-        for (pos, spec) in specs.iter().enumerate() {
-            let entry = {
-                let (tasks, slots, fresh) = (&self.tasks, &self.fresh_slot, &fresh);
-                self.by_key.entry(
-                    key_hash(&spec.key),
-                    |&id| *intake_key(tasks, slots, fresh, id as TaskId) == spec.key,
-                    |&id| key_hash(intake_key(tasks, slots, fresh, id as TaskId)),
-                )
-            };
-            match entry {
-                // Identical keys are identical work: share it.
-                HashEntry::Occupied(e) if self.tasks[*e.get() as TaskId].is_some() => {}
-                HashEntry::Occupied(_) => {
-                    let message = format!("key {} is defined twice in one graph", spec.key);
-                    return self.reject_claimed(client, &wanted, message, &fresh, &ids, n_before, recycled_before);
-                }
-                HashEntry::Vacant(e) => {
-                    // Claimed slots stay `None` until the tasks are created;
-                    // `fresh_slot` says where in `fresh` their keys are.
-                    let id = self.free_ids.pop().unwrap_or_else(|| {
-                        self.tasks.push(None);
-                        self.tasks.len() - 1
-                    });
-                    e.insert(to_u32(id));
-                    if self.fresh_slot.len() <= id {
-                        self.fresh_slot.resize(id + 1, u32::MAX);
-                    }
-                    self.fresh_slot[id] = fresh.len() as u32;
-                    ids.push(id);
-                    fresh.push(spec);
-                    fresh_pos.push(pos);
-                }
+        let mut graph = rask_core::Graph::with_capacity(specs.len());
+        for spec in specs {
+            if let Err(e) = graph.insert(spec) {
+                let message = match e {
+                    rask_core::Error::DuplicateKey(key) => format!("key {key} is defined twice in one graph"),
+                    other => other.to_string(),
+                };
+                return self.reject(client, &wanted, message);
             }
         }
-        // Inputs, each looked up once: as ids, and as positions in `fresh`
-        // for the new ones.
-        let mut local_deps = GraphInputs::with_capacity(fresh.len(), fresh.len() * 2);
-        let mut all_deps: Vec<Ids> = Vec::with_capacity(fresh.len());
-        let mut missing: Option<(&Key, &Key)> = None;
-        for spec in &fresh {
-            let mut dep_ids = Ids::default();
-            spec.for_each_input(|d| {
-                if missing.is_some() {
-                    return;
-                }
-                let found = self
-                    .by_key
-                    .find(key_hash(d), |&id| *intake_key(&self.tasks, &self.fresh_slot, &fresh, id as TaskId) == *d)
-                    .map(|&id| id as TaskId);
-                match found {
-                    Some(id) if !dep_ids.contains(id) => {
-                        dep_ids.push(id);
-                        let slot = self.fresh_slot.get(id).copied().unwrap_or(u32::MAX);
-                        if slot != u32::MAX {
-                            local_deps.push_dep(slot as usize);
-                        }
-                    }
-                    Some(_) => {}
-                    None => missing = Some((&spec.key, d)),
-                }
-            });
-            local_deps.end_task();
-            all_deps.push(dep_ids);
-        }
-        let intake_id = |k: &Key| {
-            self.by_key
-                .find(key_hash(k), |&id| *intake_key(&self.tasks, &self.fresh_slot, &fresh, id as TaskId) == *k)
-                .map(|&id| id as TaskId)
+        // Keys outside the graph are taken as held; intake checks they are.
+        let inputs = match graph.inputs(|_| true) {
+            Ok(inputs) => inputs,
+            Err(e) => return self.reject(client, &wanted, e.to_string()),
         };
-        let unknown_output = wanted.iter().find(|k| intake_id(k).is_none());
-        let message = match (missing, unknown_output) {
-            (Some((task, d)), _) => {
-                Some(format!("task {task} depends on {d}, which is neither in the graph nor already computed"))
-            }
-            (None, Some(k)) => Some(format!("output key {k} is not in the graph")),
-            (None, None) => None,
-        };
-        if let Some(message) = message {
-            return self.reject_claimed(client, &wanted, message, &fresh, &ids, n_before, recycled_before);
-        }
-        let outputs: Vec<usize> = wanted
-            .iter()
-            .filter_map(intake_id)
-            .map(|id| self.fresh_slot[id])
-            .filter(|&slot| slot != u32::MAX)
-            .map(|slot| slot as usize)
-            .collect();
-        self.clear_fresh_slots(&ids);
-        let order = match depth_first_order(fresh.len(), |i| local_deps.deps(i), &outputs) {
-            Ok(order) => order,
-            Err(cycle) => {
-                let keys: Vec<String> = cycle.iter().map(|&i| fresh[i].key.to_string()).collect();
-                let message = format!("the graph has a cycle through keys: {}", keys.join(" -> "));
-                return self.reject_claimed(client, &wanted, message, &fresh, &ids, n_before, recycled_before);
-            }
-        };
-        drop(local_deps);
-
-        // Create the new tasks, released, with priorities. The specs are
-        // moved in, not cloned: 200,000 reference-count updates on memory
-        // the client thread just wrote are not free.
-        self.generation += 1;
-        let mut all_deps = all_deps.into_iter();
-        let mut i = 0;
-        for (pos, spec) in specs.into_iter().enumerate() {
-            if fresh_pos.get(i) != Some(&pos) {
-                continue;
-            }
-            let deps = all_deps.next().unwrap_or_default();
-            let group = self.group_of(&spec.key);
-            let priority = Priority { generation: self.generation, order: order[i] };
-            let mut entry = TaskEntry::new(spec, priority, group);
-            entry.deps = deps;
-            self.tasks[ids[i]] = Some(entry);
-            self.counts[TaskStateName::Released as usize] += 1;
-            self.groups[group].counts[TaskStateName::Released as usize] += 1;
-            i += 1;
-        }
-        self.link_dependents(&ids);
-        let wanted_ids: Vec<TaskId> =
-            wanted.iter().map(|k| self.id_of(k).expect("wanted keys were checked at intake")).collect();
-        self.start_wanted(client, &wanted, &wanted_ids, ids);
+        let (specs, _) = graph.into_parts();
+        self.update_graph_indexed(client, specs, inputs, wanted);
     }
 
     /// Graph intake with each task's inputs given by position, as the
@@ -1046,7 +891,8 @@ impl SchedulerState {
     /// inputs held from earlier graphs cost a key lookup. Each new task's
     /// record is made when its key is claimed; a rejected graph removes them
     /// again and leaves the state as it was. The indices must describe the
-    /// tasks' arguments (they come from [`rask_core::Graph::validate`]);
+    /// tasks' arguments (they come from [`rask_core::Graph::validate`] or
+    /// [`rask_core::Graph::inputs`]);
     /// indices that do not fit the graph are refused.
     fn update_graph_indexed(
         &mut self,
@@ -1940,20 +1786,6 @@ fn key_hash(key: &Key) -> u64 {
 /// The key of a live task.
 fn live_key(tasks: &[Option<TaskEntry>], id: TaskId) -> &Key {
     &tasks[id].as_ref().expect("indexed ids refer to live tasks").spec.key
-}
-
-/// The key of a task during graph intake: live, or claimed by the graph
-/// being taken in (its record is not made yet; `fresh_slot` finds its spec).
-fn intake_key<'a>(
-    tasks: &'a [Option<TaskEntry>],
-    fresh_slot: &[u32],
-    fresh: &[&'a Arc<rask_core::Task>],
-    id: TaskId,
-) -> &'a Key {
-    match &tasks[id] {
-        Some(t) => &t.spec.key,
-        None => &fresh[fresh_slot[id] as usize].key,
-    }
 }
 
 fn unknown_error(key: &Key) -> TaskError {
