@@ -57,9 +57,26 @@ struct Inner {
     files: u64,
 }
 
+/// Without a memory limit there is no eviction order to keep, and the store
+/// is split by key into shards, each behind its own lock on its own cache
+/// line: a worker's threads storing and reading tiny results at a million
+/// a second no longer queue for one lock (measured as most of their thread
+/// switches). With a limit, one lock keeps one exact LRU order.
+const SHARDS: usize = 32;
+
 #[derive(Default)]
+#[repr(align(64))]
+struct Shard {
+    memory: Mutex<FxHashMap<Key, Value>>,
+    nbytes: AtomicU64,
+}
+
 pub struct DataStore {
+    /// Used when `spill` is set.
     inner: Mutex<Inner>,
+    /// Used when `spill` is not set.
+    shards: Box<[Shard]>,
+    /// Bytes in memory under `inner` (the shards count their own).
     nbytes: AtomicU64,
     spilled: AtomicU64,
     spilled_total: AtomicU64,
@@ -78,9 +95,38 @@ impl std::fmt::Debug for DataStore {
     }
 }
 
+impl Default for DataStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            nbytes: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+            spilled_total: AtomicU64::new(0),
+            unmanaged: AtomicU64::new(0),
+            spill: None,
+        }
+    }
+}
+
 impl DataStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The shard of `key`, when the store is sharded (no spill).
+    fn shard(&self, key: &Key) -> Option<&Shard> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        // Keys hash well; the multiply spreads any hash over the shards.
+        let h = std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, key);
+        Some(&self.shards[(h >> 32) as usize % self.shards.len()])
+    }
+
+    fn lock_shard(shard: &Shard) -> std::sync::MutexGuard<'_, FxHashMap<Key, Value>> {
+        // Each critical section is one map operation: never half done.
+        shard.memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A store that spills to `config.dir` (created if missing).
@@ -88,6 +134,7 @@ impl DataStore {
         std::fs::create_dir_all(&config.dir)?;
         Ok(Self {
             inner: Mutex::default(),
+            shards: Box::default(),
             nbytes: AtomicU64::new(0),
             spilled: AtomicU64::new(0),
             spilled_total: AtomicU64::new(0),
@@ -108,11 +155,10 @@ impl DataStore {
 
     /// The value of `key`, read back from disk if it was spilled.
     pub fn get(&self, key: &Key) -> Option<Value> {
-        let mut inner = self.lock();
-        if self.spill.is_none() {
-            // Without a limit there is no eviction order to keep.
-            return inner.memory.get(key).map(|e| e.value.clone());
+        if let Some(shard) = self.shard(key) {
+            return Self::lock_shard(shard).get(key).cloned();
         }
+        let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(entry) = inner.memory.get_mut(key) {
@@ -144,6 +190,9 @@ impl DataStore {
     }
 
     pub fn contains(&self, key: &Key) -> bool {
+        if let Some(shard) = self.shard(key) {
+            return Self::lock_shard(shard).contains_key(key);
+        }
         let inner = self.lock();
         inner.memory.contains_key(key) || inner.disk.contains_key(key)
     }
@@ -151,15 +200,19 @@ impl DataStore {
     /// Stores a value and returns its size.
     pub fn insert(&self, key: Key, value: Value) -> u64 {
         let size = value.nbytes() as u64;
+        if let Some(shard) = self.shard(&key) {
+            let old = Self::lock_shard(shard).insert(key, value);
+            shard.nbytes.fetch_add(size, Ordering::Relaxed);
+            if let Some(old) = old {
+                shard.nbytes.fetch_sub(old.nbytes() as u64, Ordering::Relaxed);
+            }
+            return size;
+        }
         let mut inner = self.lock();
         self.remove_locked(&mut inner, &key);
         inner.tick += 1;
         let tick = inner.tick;
         self.nbytes.fetch_add(size, Ordering::Relaxed);
-        if self.spill.is_none() {
-            inner.memory.insert(key, InMemory { value, nbytes: size, tick });
-            return size;
-        }
         inner.memory.insert(key.clone(), InMemory { value, nbytes: size, tick });
         inner.lru.insert(tick, key.clone());
         self.spill_to_target(&mut inner, Some(&key));
@@ -182,6 +235,13 @@ impl DataStore {
     }
 
     pub fn remove(&self, key: &Key) -> Option<Value> {
+        if let Some(shard) = self.shard(key) {
+            let old = Self::lock_shard(shard).remove(key);
+            if let Some(v) = &old {
+                shard.nbytes.fetch_sub(v.nbytes() as u64, Ordering::Relaxed);
+            }
+            return old;
+        }
         let mut inner = self.lock();
         self.remove_locked(&mut inner, key)
     }
@@ -190,7 +250,15 @@ impl DataStore {
     /// that was not held. The values are freed after the lock is let go.
     pub fn remove_many<'k>(&self, keys: &'k [Key], mut absent: impl FnMut(&'k Key)) {
         let mut freed = Vec::with_capacity(keys.len());
-        {
+        if !self.shards.is_empty() {
+            // One short lock per key: the worker's threads keep going.
+            for key in keys {
+                match self.remove(key) {
+                    Some(v) => freed.push(v),
+                    None => absent(key),
+                }
+            }
+        } else {
             let mut inner = self.lock();
             for key in keys {
                 match self.remove_locked(&mut inner, key) {
@@ -269,8 +337,9 @@ impl DataStore {
 
     /// Keys held, in memory or spilled.
     pub fn len(&self) -> usize {
+        let sharded: usize = self.shards.iter().map(|s| Self::lock_shard(s).len()).sum();
         let inner = self.lock();
-        inner.memory.len() + inner.disk.len()
+        sharded + inner.memory.len() + inner.disk.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -279,7 +348,8 @@ impl DataStore {
 
     /// Bytes of values held in memory.
     pub fn nbytes(&self) -> u64 {
-        self.nbytes.load(Ordering::Relaxed)
+        let sharded: u64 = self.shards.iter().map(|s| s.nbytes.load(Ordering::Relaxed)).sum();
+        sharded + self.nbytes.load(Ordering::Relaxed)
     }
 
     /// Bytes of values on disk.
@@ -293,8 +363,13 @@ impl DataStore {
     }
 
     pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = Vec::new();
+        for s in self.shards.iter() {
+            keys.extend(Self::lock_shard(s).keys().cloned());
+        }
         let inner = self.lock();
-        inner.memory.keys().chain(inner.disk.keys()).cloned().collect()
+        keys.extend(inner.memory.keys().chain(inner.disk.keys()).cloned());
+        keys
     }
 }
 
@@ -310,6 +385,7 @@ impl Drop for DataStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn accounts_bytes() {
@@ -321,6 +397,40 @@ mod tests {
         s.remove(&"a".into());
         assert_eq!(s.nbytes(), 0);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn shards_keep_every_value_and_count_bytes_under_concurrent_use() {
+        let s = Arc::new(DataStore::new());
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000u32 {
+                        let key = Key::chunk("x".into(), &[t, i]);
+                        s.insert(key.clone(), Value::Int(i64::from(i)));
+                        assert_eq!(s.get(&key), Some(Value::Int(i64::from(i))));
+                        // Replacing a value counts only the new one.
+                        s.insert(key.clone(), blob(3, 1));
+                        if i % 2 == 0 {
+                            assert_eq!(s.remove(&key), Some(blob(3, 1)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(s.len(), 4 * 2500);
+        assert_eq!(s.keys().len(), 4 * 2500);
+        assert_eq!(s.nbytes(), 4 * 2500 * blob(3, 1).nbytes() as u64);
+        assert!(s.contains(&Key::chunk("x".into(), &[3, 4999])));
+        assert!(!s.contains(&Key::chunk("x".into(), &[3, 4998])));
+        let keys = s.keys();
+        let mut absent = 0;
+        s.remove_many(&keys[..100], |_| absent += 1);
+        s.remove_many(&keys[..100], |_| absent += 1);
+        assert_eq!(absent, 100, "the second removal finds none of them");
+        assert_eq!(s.len(), 4 * 2500 - 100);
     }
 
     fn blob(n: usize, fill: u8) -> Value {
