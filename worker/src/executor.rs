@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -112,8 +112,11 @@ struct Queue {
 
 struct Shared {
     id: WorkerId,
-    queue: Mutex<Queue>,
-    available: Condvar,
+    /// parking_lot's lock: it spins and yields before parking, which keeps
+    /// threads running when the holder was only preempted for a moment (a
+    /// worker's threads and the scheduler share few cores).
+    queue: parking_lot::Mutex<Queue>,
+    available: parking_lot::Condvar,
     store: Arc<DataStore>,
     inputs: Arc<dyn Inputs>,
     reporter: Arc<dyn Reporter>,
@@ -148,8 +151,8 @@ impl Executor {
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             id,
-            queue: Mutex::new(Queue::default()),
-            available: Condvar::new(),
+            queue: parking_lot::Mutex::new(Queue::default()),
+            available: parking_lot::Condvar::new(),
             store,
             inputs,
             reporter,
@@ -197,7 +200,7 @@ impl Executor {
         self.lock().jobs.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Queue> {
         lock_queue(&self.shared)
     }
 
@@ -298,9 +301,8 @@ impl Drop for Executor {
     }
 }
 
-fn lock_queue(shared: &Shared) -> std::sync::MutexGuard<'_, Queue> {
-    // Queue updates are single operations; a poisoned lock is still coherent.
-    shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock_queue(shared: &Shared) -> parking_lot::MutexGuard<'_, Queue> {
+    shared.queue.lock()
 }
 
 fn run_thread(shared: &Shared) {
@@ -312,11 +314,7 @@ fn run_thread(shared: &Shared) {
                     return;
                 }
                 if shared.paused.load(Ordering::SeqCst) {
-                    q = shared
-                        .available
-                        .wait_timeout(q, std::time::Duration::from_millis(50))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                    shared.available.wait_for(&mut q, std::time::Duration::from_millis(50));
                     continue;
                 }
                 if let Some(Reverse((_, seq))) = q.heap.pop() {
@@ -328,7 +326,7 @@ fn run_thread(shared: &Shared) {
                     }
                     continue; // stolen or cancelled
                 }
-                q = shared.available.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+                shared.available.wait(&mut q);
             }
         };
         shared.busy.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +390,7 @@ mod tests {
     use super::*;
     use rask_core::ops::builtin;
     use rask_core::{Arg, Params};
-    use std::sync::mpsc;
+    use std::sync::{Condvar, Mutex, mpsc};
 
     struct NoPeers;
     impl Inputs for NoPeers {
@@ -511,31 +509,37 @@ mod tests {
         assert_eq!(exec.store().keys(), vec![Key::from("y")]);
     }
 
-    type Gate = Arc<(Mutex<bool>, Condvar)>;
+    /// Whether the blocker runs, whether it may finish, and its op, which
+    /// the op table holds only weakly.
+    type Gate = (Arc<(Mutex<(bool, bool)>, Condvar)>, LocalOp);
 
-    /// Starts job "blocker" on `exec`'s one thread and returns once it runs;
-    /// it finishes when the returned gate is opened ([`open`]).
+    /// Starts job "blocker" on `exec`'s one thread and returns once its op
+    /// runs; it finishes when the returned gate is opened ([`open`]).
     fn occupy(exec: &Executor) -> Gate {
-        let gate: Gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = Arc::new((Mutex::new((false, false)), Condvar::new()));
         let g = gate.clone();
         let op: LocalOp = Arc::new(move |_, _| {
             let (m, cv) = &*g;
-            let mut open = m.lock().unwrap();
-            while !*open {
-                open = cv.wait(open).unwrap();
+            let mut state = m.lock().unwrap();
+            state.0 = true;
+            cv.notify_all();
+            while !state.1 {
+                state = cv.wait(state).unwrap();
             }
             Ok(Value::None)
         });
         exec.shared.local_ops.register("wait".into(), &op);
         exec.submit([job("blocker", "wait", vec![], vec![])]);
-        while exec.busy() == 0 {
-            std::thread::yield_now();
+        let mut state = gate.0.lock().unwrap();
+        while !state.0 {
+            state = gate.1.wait(state).unwrap();
         }
-        gate
+        drop(state);
+        (gate, op)
     }
 
-    fn open(gate: &Gate) {
-        *gate.0.lock().unwrap() = true;
+    fn open((gate, _): &Gate) {
+        gate.0.lock().unwrap().1 = true;
         gate.1.notify_all();
     }
 
