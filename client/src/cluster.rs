@@ -156,8 +156,10 @@ impl LocalCluster {
         let local_ops = Arc::new(LocalOpTable::default());
         let shared =
             Arc::new(ClusterShared { tx: tx.clone(), next_client: AtomicU64::new(1), local_ops: local_ops.clone() });
+        let reaper = Reaper::start()?;
         let driver = Driver {
-            state: SchedulerState::new(config.scheduler.clone()),
+            state: SchedulerState::new(SchedulerConfig { hand_off_forgotten: true, ..config.scheduler.clone() }),
+            reaper: Some(reaper),
             rx,
             tx,
             workers: BTreeMap::new(),
@@ -258,7 +260,41 @@ struct Driver {
     futures: FxHashMap<(ClientId, Key), Vec<Arc<FutureState>>>,
     next_worker: u64,
     memory_limit: u64,
+    reaper: Option<Reaper>,
 }
+
+/// A thread that frees forgotten task definitions, so that the scheduler
+/// thread spends its time deciding rather than freeing.
+struct Reaper {
+    tx: Sender<Vec<Arc<Task>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Reaper {
+    fn start() -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<Vec<Arc<Task>>>();
+        let thread = std::thread::Builder::new()
+            .name("rask-reaper".into())
+            .spawn(move || rx.iter().for_each(drop))
+            .map_err(|e| Error::Start(e.to_string()))?;
+        Ok(Self { tx, thread })
+    }
+
+    fn free(&self, tasks: Vec<Arc<Task>>) {
+        // Gone only after `stop`; then the caller frees them itself.
+        let _ = self.tx.send(tasks);
+    }
+
+    /// Frees what was sent and ends the thread.
+    fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+/// Forgotten task definitions are sent to the reaper this many at a time,
+/// or whenever the scheduler thread runs out of messages.
+const REAP_BATCH: usize = 4096;
 
 /// Messages handled per batch before commands are carried out. Batching
 /// amortises queue locks and thread wake-ups across many tiny tasks.
@@ -268,12 +304,24 @@ impl Driver {
     fn run(mut self) {
         let mut commands = Vec::new();
         let mut retire_replies: Vec<(Vec<WorkerId>, Sender<()>)> = Vec::new();
-        'outer: while let Ok(first) = self.rx.recv() {
+        let mut forgotten = Vec::new();
+        loop {
+            let first = match self.rx.try_recv() {
+                Ok(msg) => msg,
+                Err(_) => {
+                    // Idle: a good moment to hand over what is left to free.
+                    self.reap(&mut forgotten, 1);
+                    match self.rx.recv() {
+                        Ok(msg) => msg,
+                        Err(_) => break,
+                    }
+                }
+            };
             let mut next = Some(first);
             let mut n = 0;
             while let Some(msg) = next.take() {
                 if !self.on_message(msg, &mut retire_replies) {
-                    break 'outer;
+                    return self.stop();
                 }
                 n += 1;
                 if n < BATCH {
@@ -292,6 +340,7 @@ impl Driver {
                     self.state.handle(e);
                 }
             }
+            self.reap(&mut forgotten, REAP_BATCH);
             retire_replies.retain(|(ws, reply)| {
                 if ws.iter().all(|w| !self.workers.contains_key(w)) {
                     let _ = reply.send(());
@@ -301,6 +350,21 @@ impl Driver {
                 }
             });
         }
+        self.stop();
+    }
+
+    /// Sends the forgotten task definitions to the reaper once there are at
+    /// least `at_least` of them.
+    fn reap(&mut self, forgotten: &mut Vec<Arc<Task>>, at_least: usize) {
+        self.state.drain_forgotten_into(forgotten);
+        if forgotten.len() >= at_least
+            && let Some(reaper) = &self.reaper
+        {
+            reaper.free(std::mem::take(forgotten));
+        }
+    }
+
+    fn stop(mut self) {
         for (_, exec) in std::mem::take(&mut self.workers) {
             exec.shutdown();
         }
@@ -308,6 +372,9 @@ impl Driver {
             for f in futures {
                 f.resolve(Err(Error::ClusterClosed));
             }
+        }
+        if let Some(reaper) = self.reaper.take() {
+            reaper.stop();
         }
     }
 

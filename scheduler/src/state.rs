@@ -399,6 +399,9 @@ pub struct SchedulerState {
     /// Scratch for `decide_worker`.
     candidates: Vec<WorkerId>,
     commands: Vec<Command>,
+    /// Definitions of forgotten tasks, for the driver to free
+    /// (`SchedulerConfig::hand_off_forgotten`).
+    forgotten: Vec<Arc<rask_core::Task>>,
 }
 
 impl std::fmt::Debug for SchedulerState {
@@ -434,6 +437,7 @@ impl SchedulerState {
             release_worklist: Vec::new(),
             candidates: Vec::new(),
             commands: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
@@ -498,6 +502,13 @@ impl SchedulerState {
     /// Appends the commands produced so far to `out`, keeping its allocation.
     pub fn drain_commands_into(&mut self, out: &mut Vec<Command>) {
         out.append(&mut self.commands);
+    }
+
+    /// Appends the definitions of tasks forgotten since the last call to
+    /// `out`, for the driver to free where it suits it. Empty unless
+    /// `SchedulerConfig::hand_off_forgotten` is set.
+    pub fn drain_forgotten_into(&mut self, out: &mut Vec<Arc<rask_core::Task>>) {
+        out.append(&mut self.forgotten);
     }
 
     // ----------------------------------------------------------------- queries
@@ -1575,6 +1586,9 @@ impl SchedulerState {
                 }
                 self.release_worklist.push(d);
             }
+        }
+        if self.config.hand_off_forgotten {
+            self.forgotten.push(t.spec);
         }
     }
 

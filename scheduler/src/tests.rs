@@ -85,6 +85,35 @@ fn root_tasks_are_queued_to_saturation() {
 }
 
 #[test]
+fn forgotten_definitions_are_handed_to_the_driver_only_when_asked() {
+    for hand_off in [false, true] {
+        let mut s = SchedulerState::new(SchedulerConfig { hand_off_forgotten: hand_off, ..SchedulerConfig::default() });
+        s.handle(Event::WorkerAdded { worker: WorkerId(0), name: "w0".into(), nthreads: 2, memory_limit: 0 });
+        let tasks = vec![task("inc-1", &[]), task("inc-2", &[]), task("add", &["inc-1", "inc-2"])];
+        let weak: Vec<_> = tasks.iter().map(Arc::downgrade).collect();
+        s.handle(Event::UpdateGraph { client: C, tasks, wanted: vec!["add".into()] });
+        s.take_commands();
+        for key in ["inc-1", "inc-2", "add"] {
+            finish(&mut s, key, 0);
+        }
+        let mut out = Vec::new();
+        s.drain_forgotten_into(&mut out);
+        // add is still wanted, and its inputs stay known while it is.
+        assert!(out.is_empty());
+        s.handle(Event::ReleaseKeys { client: C, keys: vec!["add".into()] });
+        s.drain_forgotten_into(&mut out);
+        let mut got: Vec<String> = out.iter().map(|t| t.key.to_string()).collect();
+        got.sort();
+        let expected: &[&str] = if hand_off { &["add", "inc-1", "inc-2"] } else { &[] };
+        assert_eq!(got, expected);
+        assert_eq!(s.n_tasks(), 0);
+        // Whoever holds them last frees them: the driver, or the state itself.
+        drop(out);
+        assert!(weak.iter().all(|w| w.upgrade().is_none()), "hand_off={hand_off}: a definition outlived its task");
+    }
+}
+
+#[test]
 fn tiny_root_tasks_get_a_deeper_buffer() {
     let mut s = with_workers(1, 2);
     let tasks: Vec<_> = (0..1000).map(|i| task(&format!("leaf-{i}"), &[])).collect();
