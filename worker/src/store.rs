@@ -119,7 +119,8 @@ impl DataStore {
         if self.shards.is_empty() {
             return None;
         }
-        // Keys hash well; the multiply spreads any hash over the shards.
+        // The high half of the Fx hash picks the shard; the map inside
+        // indexes by the low bits of its own hash.
         let h = std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, key);
         Some(&self.shards[(h >> 32) as usize % self.shards.len()])
     }
@@ -201,11 +202,14 @@ impl DataStore {
     pub fn insert(&self, key: Key, value: Value) -> u64 {
         let size = value.nbytes() as u64;
         if let Some(shard) = self.shard(&key) {
-            let old = Self::lock_shard(shard).insert(key, value);
+            // Counted under the shard's lock, so its count never dips below zero.
+            let mut memory = Self::lock_shard(shard);
+            let old = memory.insert(key, value);
             shard.nbytes.fetch_add(size, Ordering::Relaxed);
-            if let Some(old) = old {
+            if let Some(old) = &old {
                 shard.nbytes.fetch_sub(old.nbytes() as u64, Ordering::Relaxed);
             }
+            drop(memory);
             return size;
         }
         let mut inner = self.lock();
@@ -236,7 +240,8 @@ impl DataStore {
 
     pub fn remove(&self, key: &Key) -> Option<Value> {
         if let Some(shard) = self.shard(key) {
-            let old = Self::lock_shard(shard).remove(key);
+            let mut memory = Self::lock_shard(shard);
+            let old = memory.remove(key);
             if let Some(v) = &old {
                 shard.nbytes.fetch_sub(v.nbytes() as u64, Ordering::Relaxed);
             }
