@@ -159,7 +159,7 @@ impl LocalCluster {
         let reaper = Reaper::start()?;
         let driver = Driver {
             state: SchedulerState::new(SchedulerConfig { hand_off_forgotten: true, ..config.scheduler.clone() }),
-            reaper: Some(reaper),
+            reaper,
             rx,
             tx,
             workers: BTreeMap::new(),
@@ -260,7 +260,7 @@ struct Driver {
     futures: FxHashMap<(ClientId, Key), Vec<Arc<FutureState>>>,
     next_worker: u64,
     memory_limit: u64,
-    reaper: Option<Reaper>,
+    reaper: Reaper,
 }
 
 /// A thread that frees forgotten task definitions, so that the scheduler
@@ -281,7 +281,7 @@ impl Reaper {
     }
 
     fn free(&self, tasks: Vec<Arc<Task>>) {
-        // Gone only after `stop`; then the caller frees them itself.
+        // The thread ends only in `stop`, which takes the reaper.
         let _ = self.tx.send(tasks);
     }
 
@@ -357,10 +357,8 @@ impl Driver {
     /// least `at_least` of them.
     fn reap(&mut self, forgotten: &mut Vec<Arc<Task>>, at_least: usize) {
         self.state.drain_forgotten_into(forgotten);
-        if forgotten.len() >= at_least
-            && let Some(reaper) = &self.reaper
-        {
-            reaper.free(std::mem::take(forgotten));
+        if forgotten.len() >= at_least {
+            self.reaper.free(std::mem::take(forgotten));
         }
     }
 
@@ -373,9 +371,7 @@ impl Driver {
                 f.resolve(Err(Error::ClusterClosed));
             }
         }
-        if let Some(reaper) = self.reaper.take() {
-            reaper.stop();
-        }
+        self.reaper.stop();
     }
 
     /// Returns false on shutdown.

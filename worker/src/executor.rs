@@ -201,7 +201,7 @@ impl Executor {
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Queue> {
-        lock_queue(&self.shared)
+        self.shared.queue.lock()
     }
 
     /// Enqueues jobs under one lock and wakes as many threads as needed.
@@ -301,14 +301,10 @@ impl Drop for Executor {
     }
 }
 
-fn lock_queue(shared: &Shared) -> parking_lot::MutexGuard<'_, Queue> {
-    shared.queue.lock()
-}
-
 fn run_thread(shared: &Shared) {
     loop {
         let job = {
-            let mut q = lock_queue(shared);
+            let mut q = shared.queue.lock();
             loop {
                 if q.shutdown {
                     return;
