@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from rask import delayed
-from rask.distributed import Client, KilledWorker
+from rask.distributed import Client, KilledWorker, wait
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,6 +47,10 @@ def test_python_tasks_run_only_on_python_workers(cluster):
         assert {pid for pid, _ in results} <= python_worker_pids(cluster)
         # Built-in ops (here: scattered values, the identity op) run on both.
         held = client.scatter(list(range(200)))
+        wait(held)
+        deadline = time.monotonic() + 10
+        while memory_keys(plain.metrics) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the gauge is refreshed with the heartbeat
         assert memory_keys(plain.metrics) > 0
         assert client.gather(held[:3]) == [0, 1, 2]
         # A Python task reads inputs made on the plain worker.
@@ -84,7 +88,7 @@ def test_values_cross_processes_pickled(cluster):
         assert p.x == 5
         with pytest.raises(ZeroDivisionError) as info:
             client.submit(lambda: 1 / 0).result()
-        assert "lambda" in [e.name for e in info.traceback]
+        assert "<lambda>" in [e.name for e in info.traceback]
 
 
 def test_sigkill_of_a_python_worker_mid_graph(cluster):
@@ -143,5 +147,5 @@ def test_killed_worker_after_repeated_kills(cluster):
             if f.done():
                 break
             time.sleep(1.0)
-        with pytest.raises((KilledWorker, RuntimeError)):
+        with pytest.raises(KilledWorker):
             f.result(timeout=60)
