@@ -101,11 +101,34 @@ def _template(obj, deps):
     return obj
 
 
+#: Whether calls refer to their function as a task of its own (for a remote
+#: cluster: the pickle then crosses once per worker, not once per task, and
+#: a large graph stays within the gRPC message limit). Set by
+#: rask.distributed when the default client is remote.
+remote_default = False
+_function_nodes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _function_arg(func, fbytes, remote):
+    if not (remote_default if remote is None else remote):
+        return fbytes
+    try:
+        return _function_nodes[func]
+    except (KeyError, TypeError):
+        pass
+    node = _rask.function_node(f"function-{_funcname(func)}-{_tokenize(fbytes)}", fbytes)
+    try:
+        _function_nodes[func] = node
+    except TypeError:
+        pass
+    return node
+
+
 # Nodes of pure calls by key: the same pure call twice is one task.
 _pure_nodes: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 
 
-def _call(func, args, kwargs, *, name=None, pure=False, key=None, nout=None):
+def _call(func, args, kwargs, *, name=None, pure=False, key=None, nout=None, remote=None):
     fbytes = _function_bytes(func)
     simple = not kwargs and not any(type(a) in _COLLECTIONS and _has_lazy(a) for a in args)
     if key is None:
@@ -120,11 +143,11 @@ def _call(func, args, kwargs, *, name=None, pure=False, key=None, nout=None):
                 return Delayed(existing._node, length=nout)
     if simple:
         values = [(_node_of(a) if _node_of(a) is not None else a) for a in args]
-        node = _rask.call_node(key, fbytes, None, values)
+        node = _rask.call_node(key, _function_arg(func, fbytes, remote), None, values)
     else:
         deps: list = []
         template = _template((tuple(args), dict(kwargs)), deps)
-        node = _rask.call_node(key, fbytes, _protocol.pickle_bytes(template), deps)
+        node = _rask.call_node(key, _function_arg(func, fbytes, remote), _protocol.pickle_bytes(template), deps)
     out = Delayed(node, length=nout)
     if pure:
         _pure_nodes[key] = out

@@ -28,6 +28,9 @@ from . import _rask
 from ._protocol import KilledWorker
 from .delayed import Delayed, _call, _flatten, _node_of, _rebuild
 
+# The module (the package's attribute `delayed` is the function).
+_delayed_module = sys.modules[Delayed.__module__]
+
 __all__ = [
     "Client", "LocalCluster", "Future", "wait", "as_completed", "progress", "default_client",
     "get_client", "KilledWorker", "CancelledError",
@@ -254,10 +257,12 @@ class Client:
         else:
             self.scheduler_address = str(address)
             self._native = _rask.Client.connect(self.scheduler_address, token or os.environ.get("RASK_TOKEN"))
+        self._remote = self.cluster is None
         if set_as_default:
             global _default
             with _lock:
                 _default = self
+                _delayed_module.remote_default = self._remote
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -290,6 +295,7 @@ class Client:
         with _lock:
             if _default is self:
                 _default = None
+                _delayed_module.remote_default = False
 
     @property
     def status(self):
@@ -391,12 +397,12 @@ class Client:
             raise RuntimeError("the client is closed")
         if pure and key is None:
             # A pure call submitted twice is one computation, as in Dask.
-            d = _call(func, args, kwargs, pure=True)
+            d = _call(func, args, kwargs, pure=True, remote=self._remote)
             existing = self._futures.get(d.key)
             if existing is not None:
                 return existing
         else:
-            d = _call(func, args, kwargs, pure=pure, key=key)
+            d = _call(func, args, kwargs, pure=pure, key=key, remote=self._remote)
         (future,) = self._wrap(self._native.compute([d._node]))
         self._futures[future.key] = future
         return future
@@ -409,7 +415,7 @@ class Client:
         keys = key if isinstance(key, (list, tuple)) else [None] * len(items)
         nodes = []
         for args, k in zip(items, keys):
-            nodes.append(_call(func, args, kwargs, pure=pure and k is None, key=k)._node)
+            nodes.append(_call(func, args, kwargs, pure=pure and k is None, key=k, remote=self._remote)._node)
         futures = self._wrap(self._native.compute(nodes))
         for f in futures:
             self._futures[f.key] = f

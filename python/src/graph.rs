@@ -59,22 +59,42 @@ fn arg_part(a: &Bound<'_, PyAny>) -> PyResult<ArgPart> {
 }
 
 /// The lazy call of a pickled function (`python.call`, see `op.rs`).
+/// `function` is the pickle itself, or a node of it ([`function_node`]).
 #[pyfunction]
 #[pyo3(signature = (key, function, template, args))]
 fn call_node(
     key: &str,
-    function: &Bound<'_, PyBytes>,
+    function: &Bound<'_, PyAny>,
     template: Option<&Bound<'_, PyBytes>>,
     args: &Bound<'_, PyList>,
 ) -> PyResult<Node> {
     let mut parts = Vec::with_capacity(args.len() + 2);
-    parts.push(ArgPart::literal(Value::Bytes(shared_bytes(function))));
+    if let Ok(node) = function.cast::<Node>() {
+        parts.push(ArgPart::of(&node.get().inner));
+    } else {
+        parts.push(ArgPart::literal(Value::Bytes(shared_bytes(function.cast::<PyBytes>().map_err(PyErr::from)?))));
+    }
     parts.push(ArgPart::literal(template.map_or(Value::None, |t| Value::Bytes(Bytes::copy_from_slice(t.as_bytes())))));
     for a in args.iter() {
         parts.push(arg_part(&a)?);
     }
     let inner = Delayed::from_task(Key::new(key), rask_core::capability::PYTHON_CALL, Params::default(), parts);
     Ok(Node { inner })
+}
+
+/// A task whose value is a function's pickle. Graphs for a remote cluster
+/// refer to it instead of carrying the pickle in every task: it crosses the
+/// network once per worker, not once per call (a function defined in
+/// `__main__` pickles to hundreds of bytes).
+#[pyfunction]
+fn function_node(key: &str, function: &Bound<'_, PyBytes>) -> Node {
+    let inner = Delayed::from_task(
+        Key::new(key),
+        rask_core::ops::builtin::IDENTITY,
+        Params::default(),
+        vec![ArgPart::literal(Value::Bytes(shared_bytes(function)))],
+    );
+    Node { inner }
 }
 
 /// A lazy value holding a literal (Python's `delayed(obj)` of a non-callable).
@@ -109,6 +129,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Node>()?;
     m.add_function(wrap_pyfunction!(call_node, m)?)?;
     m.add_function(wrap_pyfunction!(literal_node, m)?)?;
+    m.add_function(wrap_pyfunction!(function_node, m)?)?;
     m.add_function(wrap_pyfunction!(dot_source, m)?)?;
     m.add_function(wrap_pyfunction!(write_drawing, m)?)?;
     Ok(())

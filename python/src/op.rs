@@ -39,7 +39,37 @@ fn protocol<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &s
 }
 
 fn python_call(_params: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    keep_thread_state();
     Python::attach(|py| call(py, args))
+}
+
+thread_local! {
+    static THREAD_STATE_KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives this (worker) thread a Python thread state that outlives each task.
+///
+/// Attaching a thread that has none creates a thread state and detaching
+/// destroys it again: for tiny Python tasks that was a large part of each
+/// task. Taking the GIL once through `PyGILState_Ensure` without the
+/// matching release keeps the thread state registered for the thread's
+/// life; every later attach only takes and gives back the GIL.
+fn keep_thread_state() {
+    THREAD_STATE_KEPT.with(|kept| {
+        if kept.get() {
+            return;
+        }
+        // SAFETY: the interpreter is initialised (this module was imported by
+        // it) and this thread holds no GIL here (ops run on worker threads,
+        // outside any attach). Ensure takes the GIL and registers a thread
+        // state; SaveThread releases the GIL but keeps the state, so the
+        // matching PyGILState_Release is deliberately never called.
+        unsafe {
+            let _ = pyo3::ffi::PyGILState_Ensure();
+            pyo3::ffi::PyEval_SaveThread();
+        }
+        kept.set(true);
+    });
 }
 
 fn call(py: Python<'_>, args: Vec<Value>) -> Result<Value, OpError> {
