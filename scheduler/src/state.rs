@@ -1406,6 +1406,11 @@ impl SchedulerState {
     /// that, a worker that can run them will take them first).
     fn pop_queued_for(&mut self, w: WorkerId) -> Option<TaskId> {
         let entry = self.workers.get(&w)?;
+        let &(_, head) = self.queued.first()?;
+        if entry.can_run(self.task(head)) {
+            // The common case, one tree operation: every worker can run it.
+            return self.queued.pop_first().map(|(_, id)| id);
+        }
         let &(prio, id) = self.queued.iter().take(64).find(|&&(_, id)| entry.can_run(self.task(id)))?;
         self.queued.remove(&(prio, id));
         Some(id)
