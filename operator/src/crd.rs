@@ -31,6 +31,9 @@ fn default_replicas() -> i32 {
 fn default_max_surge() -> i32 {
     1
 }
+fn default_python() -> bool {
+    true
+}
 fn default_scheduler_port() -> i32 {
     SCHEDULER_PORT
 }
@@ -131,6 +134,13 @@ pub struct WorkerSpec {
     #[serde(default = "default_max_surge")]
     #[x_kube(validation = kube::core::Rule::new("self >= 1").message("worker.maxSurge must be at least 1"))]
     pub max_surge: i32,
+    /// Workers that host Python: started as `python -m rask worker`, they run
+    /// Python functions (cloudpickled tasks from `import rask`) as well as
+    /// every built-in op. rask's image contains Python and the wheel, so this
+    /// is the default; `false` starts the plain `rask worker`, which the
+    /// scheduler never sends a Python task. A template's own command wins.
+    #[serde(default = "default_python")]
+    pub python: bool,
     /// A full pod template (see the scheduler's); the container named
     /// `worker` (or the first) is the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +155,7 @@ impl Default for WorkerSpec {
             memory_limit: None,
             resources: None,
             max_surge: default_max_surge(),
+            python: default_python(),
             template: None,
         }
     }

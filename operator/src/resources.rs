@@ -340,7 +340,11 @@ pub fn worker_template(
         MainContainer {
             name: "worker",
             image,
-            command: vec!["rask".into(), "worker".into()],
+            command: if worker.python {
+                vec!["python".into(), "-m".into(), "rask".into(), "worker".into()]
+            } else {
+                vec!["rask".into(), "worker".into()]
+            },
             args,
             env,
             ports: vec![port("tcp-data", WORKER_DATA_PORT), port("http", WORKER_HTTP_PORT)],
@@ -480,6 +484,10 @@ mod tests {
         let c = &spec.containers[0];
         assert_eq!(c.name, "worker");
         assert_eq!(c.image.as_deref(), Some(crate::crd::DEFAULT_IMAGE));
+        // Workers host Python by default (rask's image has it).
+        let command = ["python", "-m", "rask", "worker"].map(String::from).to_vec();
+        assert_eq!(c.command, Some(command));
+        assert!(c.args.iter().flatten().any(|a| a == "--data-port"));
         let env = env_of(c);
         assert_eq!(env["RASK_SCHEDULER_ADDRESS"], addr);
         assert_eq!(env["DASK_SCHEDULER_ADDRESS"], addr);
@@ -525,6 +533,19 @@ mod tests {
         let labels = t.metadata.and_then(|m| m.labels).unwrap_or_default();
         assert_eq!(labels["team"], "data");
         assert_eq!(labels[LABEL_WORKER_GROUP], "highmem");
+    }
+
+    #[test]
+    fn python_false_starts_the_plain_rask_worker() {
+        let worker: WorkerSpec = serde_json::from_value(serde_json::json!({"python": false})).expect("spec");
+        let t = worker_template("my", DEFAULT_GROUP, "img", &worker, "tcp://s:1");
+        let c = &t.spec.expect("spec").containers[0];
+        assert_eq!(c.command, Some(vec!["rask".to_string(), "worker".to_string()]));
+        let default: WorkerSpec = serde_json::from_value(serde_json::json!({})).expect("spec");
+        assert!(default.python, "an omitted worker.python means Python workers");
+        let python = revision(&worker_template("my", DEFAULT_GROUP, "img", &default, "tcp://s:1"));
+        let plain = revision(&worker_template("my", DEFAULT_GROUP, "img", &worker, "tcp://s:1"));
+        assert_ne!(python, plain, "switching worker.python rolls the workers");
     }
 
     #[test]
