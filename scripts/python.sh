@@ -3,6 +3,9 @@
 # into the reference virtualenv, builds the `rask` binary the multi-process
 # tests start, and runs the pytest suite (python/tests). Called by
 # scripts/test.sh after scripts/setup.sh; runs on its own too.
+# `scripts/python.sh install` only builds and installs the wheel (test.sh
+# runs it before cargo test: the operator's Python DaskJob test runs
+# `python -m rask worker` and a script from this virtualenv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rask/target}"
@@ -23,6 +26,7 @@ rm -f "$WHEELS"/rask-*.whl
 "$PYREF/bin/maturin" build --quiet --manifest-path python/Cargo.toml --profile "$PROFILE" \
     --interpreter "$PYREF/bin/python" --out "$WHEELS"
 "$PYREF/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/rask-*.whl
+[ "${1:-}" = install ] && exit 0
 cargo build -q --locked -p rask-cli
 export RASK_BIN="$CARGO_TARGET_DIR/debug/rask"
 # Run from python/tests, not python/: the installed wheel is what is tested.

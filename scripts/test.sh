@@ -7,5 +7,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rask/target}"
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/python.sh install # the wheel, for the operator's Python DaskJob test
 cargo test --workspace --locked
 scripts/python.sh # the Python package: wheel (maturin) + pytest against Dask

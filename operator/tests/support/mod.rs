@@ -420,6 +420,38 @@ impl TestEnv {
         kubelet::Kubelet::start(self.client.clone(), &self.ns, config)
     }
 
+    /// The test kubelet with `python` as well: the reference virtualenv's
+    /// interpreter (~/.cache/rask/pyref, or `RASK_PYREF`), which must have
+    /// the rask wheel installed (scripts/python.sh install). Panics, saying
+    /// so, when it has not: a missing wheel fails the test, never skips it.
+    pub fn python_kubelet(&self) -> kubelet::Kubelet {
+        let pyref = std::env::var_os("RASK_PYREF")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/rask/pyref"));
+        let python = pyref.join("bin/python");
+        let check = Command::new(&python).args(["-c", "import rask._rask, rask.distributed"]).output();
+        match check {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "the rask wheel is not installed in {}: run `scripts/python.sh install`\n{}",
+                pyref.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!(
+                "no Python at {} ({e}): run scripts/setup.sh, then `scripts/python.sh install`",
+                python.display()
+            ),
+        }
+        let mut binaries = HashMap::from([
+            ("rask".to_string(), rask_tests::processes::rask_bin()),
+            ("python".to_string(), python.clone()),
+            ("python3".to_string(), python),
+        ]);
+        binaries.insert("rask-test-worker".to_string(), rask_tests::processes::test_worker_bin());
+        let config = kubelet::KubeletConfig { binaries, env: vec![("RUST_LOG".into(), "info".into())] };
+        kubelet::Kubelet::start(self.client.clone(), &self.ns, config)
+    }
+
     /// `scheduler`: the address (tcp://...) of a real scheduler to run real workers against.
     pub fn node_agent(&self, scheduler: Option<String>) -> NodeAgent {
         NodeAgent::start(self.client.clone(), &self.ns, scheduler)
