@@ -13,6 +13,12 @@
 #       the image's dependency layer stays cached across source edits.
 #   scripts/build.sh deps [--profile release|dev]
 #       Run inside a recipe: compiles every dependency of rask-cli.
+#   scripts/build.sh python [--profile release|dev] --out DIR
+#       The Python package (python/): maturin builds the rask wheel (abi3)
+#       into DIR/wheels, and pip installs it with its dependencies
+#       (cloudpickle, tblib) into DIR/python, a directory for PYTHONPATH,
+#       which the image copies. $PYTHON (default python3) needs maturin and
+#       pip; the wheel serves every CPython from 3.9 on.
 set -euo pipefail
 
 profile=release
@@ -22,6 +28,7 @@ recipe_dir=
 case "${1:-}" in
     recipe) mode=recipe; recipe_dir="${2:?usage: scripts/build.sh recipe DIR}"; shift 2 ;;
     deps) mode=deps; shift ;;
+    python) mode=python; shift ;;
 esac
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -74,6 +81,18 @@ if [ "$mode" = deps ]; then
 fi
 
 [ -n "$out" ] || { echo "build.sh: --out DIR is required" >&2; exit 2; }
+
+if [ "$mode" = python ]; then
+    py="${PYTHON:-python3}"
+    "$py" -c "import maturin, pip" 2>/dev/null \
+        || { echo "build.sh: $py lacks maturin or pip: $py -m pip install 'maturin>=1.9.4,<2'" >&2; exit 2; }
+    rm -rf "$out/wheels" "$out/python"
+    "$py" -m maturin build --quiet --manifest-path python/Cargo.toml --profile "$profile" \
+        --interpreter "$py" --out "$out/wheels"
+    "$py" -m pip install --quiet --disable-pip-version-check --target "$out/python" "$out"/wheels/rask-*.whl
+    echo "built $out/wheels and $out/python ($profile)"
+    exit 0
+fi
 cargo build --locked --profile "$profile" -p rask-cli --bin rask
 mkdir -p "$out"
 cp "$target/$dir/rask" "$out/rask"
