@@ -36,7 +36,7 @@ fn arrays_frames_and_images_on_three_worker_processes() {
     let added = normal
         .add(&Array::ones(&[1000, 1000], rask::core::DType::F64, Chunks::Uniform(vec![250, 250])).unwrap())
         .unwrap();
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))).unwrap();
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)).unwrap()).unwrap();
     let (counts, _) = masked.histogram(100, (-9.0, 11.0)).unwrap();
     assert_eq!(counts.compute_with(&remote).unwrap(), counts.compute_with(&local).unwrap());
 

@@ -438,11 +438,11 @@ impl Array {
                 compute_dtype(op, promote_scalar(array, matches!(value, Fill::Float(_)))) == dtype
             };
             if let Some(value) = other.constant.filter(|v| same_as_scalar(self.dtype, *v)) {
-                return Ok(self.with_scalar(value, false, op));
+                return self.with_scalar(value, false, op);
             }
             if let Some(value) = self.constant.filter(|v| same_as_scalar(other.dtype, *v)) {
                 // The result keeps the first operand's chunks, as below.
-                return Ok(other.rechunk_to(&self.grid)?.with_scalar(value, true, op));
+                return other.rechunk_to(&self.grid)?.with_scalar(value, true, op);
             }
         }
         let nd = sa.len().max(sb.len());
@@ -531,14 +531,14 @@ impl Array {
         }))
     }
 
-    fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Array {
-        let dtype = compute_dtype(op, promote_scalar(self.dtype, matches!(scalar, Fill::Float(_))));
+    fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Result<Array> {
+        let dtype = scalar_compute_dtype(op, self.dtype, scalar)?;
         let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
         let params = Params::encode(&BinaryParams { op, dtype, scalar: Some((scalar, scalar_first)) });
-        Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
+        Ok(Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
             let at = self.grid_pos(i);
             Delayed::from_task(key, kernels::BINARY, params.clone(), vec![ArgPart::of(&self.blocks[at])])
-        })
+        }))
     }
 
     /// For one output block built from pieces of input blocks: per axis the
@@ -594,13 +594,15 @@ impl Array {
         self.binary(o, op)
     }
 
-    /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`.
-    pub fn scalar(&self, op: BinaryOp, value: Fill) -> Array {
+    /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`, with
+    /// the scalar taken as a Python scalar (NEP 50): an integer the array's
+    /// integer dtype cannot hold is an error for arithmetic, as in numpy 2.
+    pub fn scalar(&self, op: BinaryOp, value: Fill) -> Result<Array> {
         self.with_scalar(value, false, op)
     }
 
     /// `scalar op self`, e.g. `10 - x`.
-    pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Array {
+    pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Result<Array> {
         self.with_scalar(value, true, op)
     }
 
@@ -1807,6 +1809,30 @@ fn compute_dtype(op: BinaryOp, promoted: DType) -> DType {
         DType::I8
     } else {
         promoted
+    }
+}
+
+/// The dtype an array-and-Python-scalar operation computes in (NEP 50): the
+/// array's, unless the scalar is an integer outside an integer dtype's range.
+/// Then numpy 2 raises for arithmetic ("Python integer 300 out of bounds for
+/// uint8") but answers comparisons, logical operations and true division
+/// exactly; those compute in int64 here (float64 for uint64 against a
+/// negative integer, where only the sign matters and float64 keeps it).
+fn scalar_compute_dtype(op: BinaryOp, array: DType, scalar: Fill) -> Result<DType> {
+    let dtype = compute_dtype(op, promote_scalar(array, matches!(scalar, Fill::Float(_))));
+    let is_int = crate::dtype::is_signed(dtype) || crate::dtype::is_unsigned(dtype);
+    match scalar {
+        Fill::Int(v) if is_int && !crate::dtype::holds_exactly(dtype, scalar) => {
+            let exact = op.is_comparison() || op == BinaryOp::Div;
+            if !exact {
+                Err(ArrayError::Value(format!("Python integer {v} out of bounds for {dtype}")))
+            } else if dtype == DType::U64 {
+                Ok(DType::F64)
+            } else {
+                Ok(DType::I64)
+            }
+        }
+        _ => Ok(dtype),
     }
 }
 

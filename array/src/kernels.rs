@@ -341,7 +341,15 @@ macro_rules! arith_int {
             #[allow(unused_comparisons)]
             fn power(self, o: Self) -> Option<Self> {
                 if o < 0 { return None; }
-                Some(self.wrapping_pow(o as u32))
+                // Square-and-multiply over the whole exponent (wrapping, as
+                // numpy): `wrapping_pow` takes a u32 and would cut it.
+                let (mut result, mut base, mut e) = (1 as $t, self, o as u64);
+                while e > 0 {
+                    if e & 1 == 1 { result = result.wrapping_mul(base); }
+                    base = base.wrapping_mul(base);
+                    e >>= 1;
+                }
+                Some(result)
             }
         }
     )*};

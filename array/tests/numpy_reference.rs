@@ -239,7 +239,7 @@ fn elementwise_promotion_matches_numpy() {
         for (scalar, fill) in [(json!(3), Fill::Int(3)), (json!(2.5), Fill::Float(2.5))] {
             for (op, fname) in [(BinaryOp::Add, "add"), (BinaryOp::Mul, "multiply"), (BinaryOp::Div, "true_divide")] {
                 for first in [false, true] {
-                    let got = if first { x.rscalar(op, fill) } else { x.scalar(op, fill) }.compute().unwrap();
+                    let got = if first { x.rscalar(op, fill) } else { x.scalar(op, fill) }.unwrap().compute().unwrap();
                     ours.push((format!("{fname}({da}, {scalar}, scalar_first={first})"), got));
                     cases.push(json!({
                         "op": "scalar", "fn": fname, "a": json_list(&va, da), "dtype": da.name(), "shape": shape,
@@ -252,6 +252,75 @@ fn elementwise_promotion_matches_numpy() {
     let reference = numpy(&cases);
     assert_eq!(reference.len(), ours.len());
     check_all(&ours, &reference);
+}
+
+/// NEP 50 with integers the array's dtype cannot hold: numpy 2 raises
+/// `OverflowError` for arithmetic and answers comparisons and true division
+/// exactly. rask must give the same error text or the same values, at every
+/// chunking.
+#[test]
+fn out_of_bounds_python_integers_follow_numpy() {
+    let shape = [5usize, 4];
+    let n = 20;
+    let ops = [
+        (BinaryOp::Add, "add"),
+        (BinaryOp::Sub, "subtract"),
+        (BinaryOp::Mul, "multiply"),
+        (BinaryOp::Div, "true_divide"),
+        (BinaryOp::FloorDiv, "floor_divide"),
+        (BinaryOp::Mod, "remainder"),
+        (BinaryOp::Pow, "power"),
+        (BinaryOp::Max, "maximum"),
+        (BinaryOp::Lt, "less"),
+        (BinaryOp::Ge, "greater_equal"),
+        (BinaryOp::Eq, "equal"),
+        (BinaryOp::Ne, "not_equal"),
+        (BinaryOp::LogicalAnd, "logical_and"),
+    ];
+    let int_dtypes = [DType::U8, DType::I8, DType::U16, DType::I16, DType::U32, DType::I32, DType::U64, DType::Bool];
+    for chunks in [[5usize, 4], [2, 3], [1, 1]] {
+        let mut cases = Vec::new();
+        let mut ours = Vec::new();
+        for dtype in int_dtypes {
+            let values = data(dtype, n, 2);
+            let x = array_of(dtype, &shape, &values, &chunks);
+            for scalar in [300i64, -200, 128, -1, 70_000, 5_000_000_000, 255] {
+                for (op, fname) in ops {
+                    for first in [false, true] {
+                        let label = format!("{fname}({dtype}, {scalar}, scalar_first={first}) chunks {chunks:?}");
+                        let got =
+                            if first { x.rscalar(op, Fill::Int(scalar)) } else { x.scalar(op, Fill::Int(scalar)) }
+                                .and_then(|a| a.compute());
+                        ours.push((label, got));
+                        cases.push(json!({
+                            "op": "scalar", "fn": fname, "a": json_list(&values, dtype), "dtype": dtype.name(),
+                            "shape": shape, "scalar": scalar, "scalar_first": first,
+                        }));
+                    }
+                }
+            }
+        }
+        let reference = numpy(&cases);
+        assert_eq!(reference.len(), ours.len());
+        let mut errors = 0;
+        for ((label, got), want) in ours.iter().zip(&reference) {
+            match (got, want.get("error")) {
+                (Ok(got), None) => check(label, got, want),
+                (Err(e), Some(numpy_error)) => {
+                    let numpy_error = numpy_error.as_str().unwrap();
+                    // numpy's repr: `OverflowError('...')`, or `ValueError('...')` for
+                    // integers to negative powers (which rask finds when computing).
+                    let message = numpy_error.split_once("('").map_or(numpy_error, |(_, m)| m).trim_end_matches("')");
+                    let message = message.trim_end_matches('.');
+                    assert!(e.to_string().contains(message), "{label}: rask said {e}, numpy {numpy_error}");
+                    errors += 1;
+                }
+                (Ok(_), Some(numpy_error)) => panic!("{label}: rask computed, numpy raised {numpy_error}"),
+                (Err(e), None) => panic!("{label}: rask failed with {e}, numpy computed"),
+            }
+        }
+        assert!(errors > 100, "the cases include numpy's OverflowErrors ({errors})");
+    }
 }
 
 #[test]
@@ -424,7 +493,7 @@ fn unary_functions_and_where_match_numpy() {
         }
         let other: Vec<f64> = data(DType::F64, n, 4);
         let y = array_of(DType::F64, &shape, &other, &[5, 1]);
-        let cond = x.scalar(BinaryOp::Gt, Fill::Int(0));
+        let cond = x.scalar(BinaryOp::Gt, Fill::Int(0)).unwrap();
         ours.push((format!("where({dtype})"), cond.where_(&x, &y).unwrap().compute().unwrap()));
         cases.push(json!({"op": "where", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
                           "b": other, "b_dtype": "float64"}));

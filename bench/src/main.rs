@@ -428,7 +428,7 @@ fn array_hist(n: usize, threads: usize) -> anyhow::Result<()> {
         rask_core::DType::F64,
         Chunks::Auto,
     )?)?;
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))?)?;
     let (counts, _) = masked.histogram(100, (-9.0, 11.0))?;
     let rask_core::ArrayValue::I64(c) = counts.compute_with(&client)? else { anyhow::bail!("counts are not int64") };
     let secs = t.elapsed().as_secs_f64();

@@ -183,12 +183,12 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
 
     let ones = Array::ones(&[1000, 1000], rask::core::DType::F64, Chunks::Uniform(vec![500, 500]))?;
     let started = Instant::now();
-    let v = ones.scalar(BinaryOp::Mul, Fill::Int(10)).max()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    let v = ones.scalar(BinaryOp::Mul, Fill::Int(10))?.max()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(10 * ones((1000, 1000))).max()", v, started);
 
     let y = Array::random_uniform(&[10000, 10000], 7, Chunks::Auto)?;
     let started = Instant::now();
-    let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2)))?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2))?)?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(y + 2 * y).mean(), y = random((10000, 10000))", format!("{s:.6}"), started);
 
     let z = Array::random_uniform(&[5000, 5000], 3, Chunks::Uniform(vec![2500, 2500]))?;
@@ -210,7 +210,7 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let normal = Array::random_normal(9.0, 1.0, &[5000, 5000], 1, Chunks::Auto)?;
     let added = normal.add(&Array::ones(&[5000, 5000], rask::core::DType::F64, Chunks::Auto)?)?;
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))?)?;
     println!("  masked = added[added < 10]: {masked:?}");
     let (counts, edges) = masked.histogram(100, (-9.0, 11.0))?;
     let rask::core::ArrayValue::I64(counts) = counts.compute_with(client)? else {

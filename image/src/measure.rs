@@ -312,7 +312,7 @@ pub fn label(image: &Array, connectivity: usize) -> Result<(Array, Array)> {
         };
         Delayed::from_task(key, FULL, Params::encode(&p), vec![])
     });
-    let is_label = local.scalar(BinaryOp::Gt, Fill::Int(0)).astype(DType::I64);
+    let is_label = local.scalar(BinaryOp::Gt, Fill::Int(0))?.astype(DType::I64);
     let raw = local.add(&tag.mul(&is_label)?)?;
 
     // One task per chunk boundary: the two planes that meet there.
