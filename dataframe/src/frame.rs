@@ -998,7 +998,7 @@ impl Series {
         Series { frame: self.frame.clone(), expr: f(self.expr.clone()), name: self.name.clone() }
     }
 
-    series_binops!(eq, ne, lt, le, gt, ge, and, or);
+    series_binops!(eq, ne, lt, le, gt, ge, and, or, floordiv);
 
     #[allow(clippy::should_implement_trait)]
     pub fn not(&self) -> Series {
