@@ -452,7 +452,9 @@ impl Array {
         let (pa, pb) = (pad(&sa), pad(&sb));
         let incompatible = || {
             ArrayError::Shape(format!(
-                "operands could not be broadcast together with shapes {sa:?} {sb:?} ({})",
+                "operands could not be broadcast together with shapes {} {} ({})",
+                fmt_shape(&sa),
+                fmt_shape(&sb),
                 op.symbol()
             ))
         };
@@ -643,10 +645,10 @@ impl Array {
         }
         if self.shape() != a.shape() || self.shape() != b.shape() {
             return Err(ArrayError::Shape(format!(
-                "where: condition {:?}, a {:?} and b {:?} must have one shape",
-                self.shape(),
-                a.shape(),
-                b.shape()
+                "where: condition {}, a {} and b {} must have one shape",
+                fmt_shape(&self.shape()),
+                fmt_shape(&a.shape()),
+                fmt_shape(&b.shape())
             )));
         }
         let (a, b) = (a.rechunk_to(&self.grid)?, b.rechunk_to(&self.grid)?);
@@ -1313,21 +1315,15 @@ impl Array {
         }
         if self.shape()[1] != other.shape()[0] || self.shape()[1].is_none() {
             return Err(ArrayError::Shape(format!(
-                "shapes {:?} and {:?} are not aligned",
-                self.shape(),
-                other.shape()
+                "shapes {} and {} are not aligned",
+                fmt_shape(&self.shape()),
+                fmt_shape(&other.shape())
             )));
         }
         let k_chunks: Vec<usize> = self.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
         let b_cols: Vec<usize> = other.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
         let other = other.rechunk_to(&ChunkGrid::from_sizes(vec![k_chunks.clone(), b_cols.clone()]))?;
-        let dtype = match promote(self.dtype, other.dtype) {
-            DType::F32 => DType::F32,
-            d if crate::dtype::is_float(d) => DType::F64,
-            DType::U64 => DType::U64,
-            DType::Bool => DType::I64,
-            _ => DType::I64,
-        };
+        let dtype = dot_dtype(promote(self.dtype, other.dtype));
         let params = Params::encode(&dtype);
         let name: Arc<str> = Arc::from(format!("dot-{}", token_of(&[self.name.as_bytes(), other.name.as_bytes()])));
         let grid = ChunkGrid::from_options(vec![self.grid.axis(0).to_vec(), other.grid.axis(1).to_vec()]);
@@ -1361,7 +1357,9 @@ impl Array {
         for (&x, &y) in a_axes.iter().zip(b_axes) {
             if x >= sa.len() || y >= sb.len() || sa[x] != sb[y] || sa[x].is_none() {
                 return Err(ArrayError::Shape(format!(
-                    "shape-mismatch for sum: {sa:?} axes {a_axes:?} vs {sb:?} axes {b_axes:?}"
+                    "shape-mismatch for sum: {} axes {a_axes:?} vs {} axes {b_axes:?}",
+                    fmt_shape(&sa),
+                    fmt_shape(&sb)
                 )));
             }
         }
@@ -1422,8 +1420,13 @@ impl Array {
             b = b.expand_dims(0)?;
         }
         let (sa, sb) = (a.shape(), b.shape());
-        let mismatch =
-            || ArrayError::Shape(format!("matmul: shapes {:?} and {:?} are not aligned", self.shape(), other.shape()));
+        let mismatch = || {
+            ArrayError::Shape(format!(
+                "matmul: shapes {} and {} are not aligned",
+                fmt_shape(&self.shape()),
+                fmt_shape(&other.shape())
+            ))
+        };
         if sa.iter().chain(&sb).any(Option::is_none) {
             return Err(ArrayError::UnknownChunks("matmul needs known chunk sizes; call compute_chunk_sizes()".into()));
         }
@@ -1449,9 +1452,9 @@ impl Array {
                 out_sizes.push(a.grid.axis(d).to_vec());
             } else {
                 return Err(ArrayError::Shape(format!(
-                    "matmul: batch axes of {:?} and {:?} do not broadcast",
-                    self.shape(),
-                    other.shape()
+                    "matmul: batch axes of {} and {} do not broadcast",
+                    fmt_shape(&self.shape()),
+                    fmt_shape(&other.shape())
                 )));
             }
         }
@@ -1460,12 +1463,7 @@ impl Array {
         out_sizes.push(a.grid.axis(nd - 2).to_vec());
         out_sizes.push(b.grid.axis(nd - 1).to_vec());
         let b = b.rechunk_to(&ChunkGrid::from_sizes(b_sizes))?;
-        let dtype = match promote(a.dtype, b.dtype) {
-            DType::F32 => DType::F32,
-            d if crate::dtype::is_float(d) => DType::F64,
-            DType::U64 => DType::U64,
-            _ => DType::I64,
-        };
+        let dtype = dot_dtype(promote(a.dtype, b.dtype));
         let params = Params::encode(&dtype);
         let name: Arc<str> = Arc::from(format!("matmul-{}", token_of(&[a.name.as_bytes(), b.name.as_bytes()])));
         let grid = ChunkGrid::from_options(out_sizes);
@@ -1508,11 +1506,11 @@ impl Array {
         }
         if self.shape() != mask.shape() || self.grid != mask.grid {
             return Err(ArrayError::Shape(format!(
-                "mask of shape {:?} chunked {:?} does not match array of shape {:?} chunked {:?}",
-                mask.shape(),
-                mask.grid,
-                self.shape(),
-                self.grid
+                "mask of shape {} chunked {} does not match array of shape {} chunked {}",
+                fmt_shape(&mask.shape()),
+                fmt_chunks(&mask.grid),
+                fmt_shape(&self.shape()),
+                fmt_chunks(&self.grid)
             )));
         }
         // Whole rows first, so the selected elements come out in numpy's order.
@@ -1836,6 +1834,17 @@ fn scalar_compute_dtype(op: BinaryOp, array: DType, scalar: Fill) -> Result<DTyp
     }
 }
 
+/// The dtype `dot`/`matmul` compute and return in: numpy's promoted dtype
+/// for float32/64, int32, int64 and uint64; the narrower integers and bool
+/// (which numpy keeps) compute in int64, as rask has no block product for
+/// them.
+fn dot_dtype(promoted: DType) -> DType {
+    match promoted {
+        DType::F32 | DType::F64 | DType::I32 | DType::I64 | DType::U64 => promoted,
+        _ => DType::I64,
+    }
+}
+
 fn op_dtype(op: BinaryOp, dtype: DType) -> DType {
     match op {
         BinaryOp::Div if dtype != DType::F32 => DType::F64,
@@ -1855,6 +1864,12 @@ pub fn format_bytes(n: usize) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.2} {}", units[u]) }
+}
+
+/// Chunks as Dask prints them: `((2, 2, 1), (3,))`, nan for unknown sizes.
+fn fmt_chunks(g: &ChunkGrid) -> String {
+    let axes: Vec<String> = (0..g.ndim()).map(|ax| fmt_shape(g.axis(ax))).collect();
+    if axes.len() == 1 { format!("({},)", axes[0]) } else { format!("({})", axes.join(", ")) }
 }
 
 fn fmt_shape(s: &[Option<usize>]) -> String {

@@ -137,12 +137,15 @@ fn ramp<T: Scalar>(p: &ArangeParams) -> ArcArray<T, IxDyn> {
                 Fill::Bool(b) => f64::from(u8::from(b)),
             };
             let (a, s) = (f(a), f(s));
+            // numpy's arange fills `start + i * delta` with the step as the
+            // float arithmetic sees it, `delta = (start + step) - start`.
+            let delta = if p.exact_last.is_none() { (a + s) - a } else { s };
             (0..p.len)
                 .map(|i| {
                     let g = p.offset + i;
                     match p.exact_last {
                         Some((last, v)) if g == last => T::from_f64(v),
-                        _ => T::from_f64((g as f64) * s + a),
+                        _ => T::from_f64(a + (g as f64) * delta),
                     }
                 })
                 .collect()

@@ -257,3 +257,18 @@ fn adding_ones_needs_no_ones_blocks() {
     assert_eq!(lhs.chunks(), ones.chunks());
     assert_eq!(f64s(lhs.compute().unwrap()), f64s(by_rows.compute().unwrap()).mapv(|v| 1.0 - v));
 }
+
+/// Shape errors print shapes as numpy does, never Rust's `Some(..)`.
+#[test]
+fn shape_errors_print_shapes_as_numpy() {
+    let a = Array::from_ndarray(&ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3, 4])), Chunks::Uniform(vec![2, 2]))
+        .unwrap();
+    let b =
+        Array::from_ndarray(&ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[5])), Chunks::Uniform(vec![2])).unwrap();
+    let e = a.add(&b).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("shapes (3, 4) (5,)"), "{e}");
+    let e = a.dot(&a).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("shapes (3, 4) and (3, 4) are not aligned"), "{e}");
+    let e = a.matmul(&b).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(!e.is_empty() && !e.contains("Some("), "{e}");
+}

@@ -425,6 +425,73 @@ fn transpose_rechunk_and_dot_match_numpy() {
     assert_eq!(r.compute().unwrap(), a.compute().unwrap());
 }
 
+/// `arange` bit for bit (numpy fills `start + i * ((start + step) - start)`)
+/// and `dot` keeping int32 (wrapping on overflow as numpy's does), for
+/// several chunkings.
+#[test]
+fn arange_bits_and_int32_dot_match_numpy() {
+    let ranges = [
+        (Fill::Float(1.0), Fill::Float(-1.0), Fill::Float(-0.3), "1.0, -1.0, -0.3"),
+        (Fill::Float(0.1), Fill::Float(1.0), Fill::Float(0.1), "0.1, 1.0, 0.1"),
+        (Fill::Float(-3.7), Fill::Float(10.2), Fill::Float(0.7), "-3.7, 10.2, 0.7"),
+        (Fill::Int(1), Fill::Float(2.0), Fill::Float(1.0 / 3.0), "1, 2.0, 1/3"),
+        (Fill::Int(5), Fill::Int(-7), Fill::Int(-2), "5, -7, -2"),
+    ];
+    let mut cases = Vec::new();
+    for (.., args) in &ranges {
+        cases.push(json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+            "expr": format!("np.array([repr(v) for v in np.arange({args}).tolist()])")}));
+        cases.push(json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+            "expr": format!("np.array([str(np.arange({args}).dtype)])")}));
+    }
+    let reference = numpy(&cases);
+    for chunk in [1usize, 3, 4, 100] {
+        for (k, (start, stop, step, args)) in ranges.iter().enumerate() {
+            let got = Array::arange(*start, *stop, *step, Chunks::Uniform(vec![chunk])).unwrap().compute().unwrap();
+            let label = format!("arange({args}) chunks {chunk}");
+            assert_eq!(got.dtype().name(), reference[2 * k + 1]["values"][0].as_str().unwrap(), "{label}: dtype");
+            let (_, _, values) = flat(&got);
+            let want: Vec<f64> = reference[2 * k]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(values.len(), want.len(), "{label}: length");
+            for (i, (g, w)) in values.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{label}: element {i}: rask {g:e} vs numpy {w:e}");
+            }
+        }
+    }
+    let (m, k, p) = (6usize, 7usize, 5usize);
+    let a_vals: Vec<f64> = (0..m * k).map(|i| ((i * 7919) % 40_000) as f64 * 50_000.0 - 1.0e9).collect();
+    let b_vals: Vec<f64> = (0..k * p).map(|i| ((i * 13) % 17) as f64 - 8.0).collect();
+    for (ca, cb) in [([6, 7], [7, 5]), ([2, 3], [3, 2]), ([1, 1], [1, 1]), ([4, 7], [2, 5])] {
+        let a = array_of(DType::I32, &[m, k], &a_vals, &ca);
+        let ours = [
+            (
+                "int32 dot int32".to_string(),
+                a.dot(&array_of(DType::I32, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+            (
+                "int32 dot int16".to_string(),
+                a.dot(&array_of(DType::I16, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+            (
+                "int32 matmul int32".to_string(),
+                a.matmul(&array_of(DType::I32, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+        ];
+        let a_json = json_list(&a_vals, DType::I32);
+        let cases = vec![
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I32), "b_dtype": "int32", "b_shape": [k, p]}),
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I16), "b_dtype": "int16", "b_shape": [k, p]}),
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I32), "b_dtype": "int32", "b_shape": [k, p]}),
+        ];
+        check_all(&ours, &numpy(&cases));
+    }
+}
+
 #[test]
 fn unary_functions_and_where_match_numpy() {
     let shape = [5usize, 4];
