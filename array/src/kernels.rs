@@ -333,7 +333,7 @@ macro_rules! arith_int {
             fn floor_div(self, o: Self) -> Self {
                 if o == 0 { return 0; }
                 let q = self.wrapping_div(o);
-                if (self % o != 0) && ((self < 0) != (o < 0)) { q.wrapping_sub(1) } else { q }
+                if (self.wrapping_rem(o) != 0) && ((self < 0) != (o < 0)) { q.wrapping_sub(1) } else { q }
             }
             #[allow(unused_comparisons)]
             fn modulo(self, o: Self) -> Self {

@@ -272,3 +272,16 @@ fn shape_errors_print_shapes_as_numpy() {
     let e = a.matmul(&b).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(!e.is_empty() && !e.contains("Some("), "{e}");
 }
+
+/// MIN // -1 and MIN % -1 wrap as numpy's (MIN and 0) instead of
+/// panicking the task (Rust's `%` overflows there).
+#[test]
+fn integer_min_floor_divided_by_minus_one_wraps_as_numpy() {
+    let a = Array::from_ndarray(&ndarray::arr1(&[i64::MIN, 7]).into_dyn(), Chunks::Uniform(vec![1])).unwrap();
+    let minus_one = Array::full(&[2], Fill::Int(-1), DType::I64, Chunks::Uniform(vec![2])).unwrap();
+    let minus_one = minus_one.add(&Array::zeros(&[2], DType::I64, Chunks::Uniform(vec![1])).unwrap()).unwrap();
+    let q = a.apply(BinaryOp::FloorDiv, &minus_one).unwrap().compute().unwrap();
+    assert_eq!(q, ArrayValue::I64(ndarray::arr1(&[i64::MIN, -7]).into_dyn().into_shared()));
+    let r = a.apply(BinaryOp::Mod, &minus_one).unwrap().compute().unwrap();
+    assert_eq!(r, ArrayValue::I64(ndarray::arr1(&[0, 0]).into_dyn().into_shared()));
+}
