@@ -1741,6 +1741,20 @@ impl Array {
     pub fn nanmean(&self) -> Result<Array> {
         self.reduce(Reduction::NanMean, None, false, 4)
     }
+    /// `np.nanmin(x)` over everything; `reduce(Reduction::NanMin, axes, ..)`
+    /// for axes. So too `nanmax`, `nanvar`, `nanstd`.
+    pub fn nanmin(&self) -> Result<Array> {
+        self.reduce(Reduction::NanMin, None, false, 4)
+    }
+    pub fn nanmax(&self) -> Result<Array> {
+        self.reduce(Reduction::NanMax, None, false, 4)
+    }
+    pub fn nanvar(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::NanVar { ddof }, None, false, 4)
+    }
+    pub fn nanstd(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::NanStd { ddof }, None, false, 4)
+    }
     pub fn sum_axis(&self, axis: usize) -> Result<Array> {
         self.reduce(Reduction::Sum, Some(&[axis]), false, 4)
     }

@@ -257,6 +257,10 @@ pub enum BinaryOp {
     Pow,
     LogicalAnd,
     LogicalOr,
+    /// numpy's `fmin`: the minimum ignoring a NaN (NaN only if both are).
+    FMin,
+    /// numpy's `fmax`.
+    FMax,
 }
 
 impl BinaryOp {
@@ -294,6 +298,8 @@ impl BinaryOp {
             BinaryOp::Pow => "pow",
             BinaryOp::LogicalAnd => "logical_and",
             BinaryOp::LogicalOr => "logical_or",
+            BinaryOp::FMin => "fmin",
+            BinaryOp::FMax => "fmax",
         }
     }
 }
@@ -315,6 +321,13 @@ pub trait Arith: Scalar {
     /// numpy's minimum/maximum: NaN wins.
     fn min_nan(self, o: Self) -> Self;
     fn max_nan(self, o: Self) -> Self;
+    /// Minimum and maximum skipping a NaN (numpy's `fmin`/`fmax`).
+    fn fmin(self, o: Self) -> Self {
+        self.min_nan(o)
+    }
+    fn fmax(self, o: Self) -> Self {
+        self.max_nan(o)
+    }
     fn floor_div(self, o: Self) -> Self;
     fn modulo(self, o: Self) -> Self;
     /// `None` for a negative integer exponent, which numpy refuses.
@@ -367,6 +380,9 @@ macro_rules! arith_float {
             fn mul(self, o: Self) -> Self { self * o }
             fn min_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.min(o) } }
             fn max_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.max(o) } }
+            // Rust's float min/max return the other operand for one NaN.
+            fn fmin(self, o: Self) -> Self { self.min(o) }
+            fn fmax(self, o: Self) -> Self { self.max(o) }
             fn floor_div(self, o: Self) -> Self { (self / o).floor() }
             fn modulo(self, o: Self) -> Self {
                 // numpy: the result takes the divisor's sign.
@@ -444,6 +460,8 @@ fn apply<T: Arith>(op: BinaryOp, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>)
         BinaryOp::Mul => T::wrap(zip_map(a, b, T::mul)?.into_shared()),
         BinaryOp::Min => T::wrap(zip_map(a, b, T::min_nan)?.into_shared()),
         BinaryOp::Max => T::wrap(zip_map(a, b, T::max_nan)?.into_shared()),
+        BinaryOp::FMin => T::wrap(zip_map(a, b, T::fmin)?.into_shared()),
+        BinaryOp::FMax => T::wrap(zip_map(a, b, T::fmax)?.into_shared()),
         BinaryOp::FloorDiv => T::wrap(zip_map(a, b, T::floor_div)?.into_shared()),
         BinaryOp::Mod => T::wrap(zip_map(a, b, T::modulo)?.into_shared()),
         BinaryOp::Pow => {
@@ -529,6 +547,18 @@ pub enum Reduction {
     CountNonzero,
     NanSum,
     NanMean,
+    /// `nanmin`/`nanmax`: NaN skipped; an all-NaN lane gives NaN, as numpy
+    /// (which also warns).
+    NanMin,
+    NanMax,
+    /// `nanvar`/`nanstd`: moments over the non-NaN values; NaN where no
+    /// more than `ddof` values remain, as numpy.
+    NanVar {
+        ddof: u32,
+    },
+    NanStd {
+        ddof: u32,
+    },
     /// Index of the first minimum (a NaN counts as the minimum, as in numpy).
     ArgMin,
     ArgMax,
@@ -549,6 +579,10 @@ impl Reduction {
             Reduction::CountNonzero => "count_nonzero",
             Reduction::NanSum => "nansum",
             Reduction::NanMean => "nanmean",
+            Reduction::NanMin => "nanmin",
+            Reduction::NanMax => "nanmax",
+            Reduction::NanVar { .. } => "nanvar",
+            Reduction::NanStd { .. } => "nanstd",
             Reduction::ArgMin => "argmin",
             Reduction::ArgMax => "argmax",
         }
@@ -556,14 +590,22 @@ impl Reduction {
 
     /// Reductions kept as (count, mean, M2) moments rather than one array.
     pub fn uses_moments(self) -> bool {
-        matches!(self, Reduction::Mean | Reduction::NanMean | Reduction::Var { .. } | Reduction::Std { .. })
+        matches!(
+            self,
+            Reduction::Mean
+                | Reduction::NanMean
+                | Reduction::Var { .. }
+                | Reduction::Std { .. }
+                | Reduction::NanVar { .. }
+                | Reduction::NanStd { .. }
+        )
     }
 
     /// The dtype partial results are kept in.
     pub fn partial_dtype(self, input: DType) -> DType {
         match self {
             Reduction::Sum | Reduction::Prod | Reduction::NanSum => sum_dtype(input),
-            Reduction::Min | Reduction::Max => input,
+            Reduction::Min | Reduction::Max | Reduction::NanMin | Reduction::NanMax => input,
             Reduction::Any | Reduction::All => DType::Bool,
             Reduction::CountNonzero | Reduction::ArgMin | Reduction::ArgMax => DType::I64,
             _ => DType::F64,
@@ -580,6 +622,8 @@ impl Reduction {
             Reduction::Prod => BinaryOp::Mul,
             Reduction::Min | Reduction::All => BinaryOp::Min,
             Reduction::Max | Reduction::Any => BinaryOp::Max,
+            Reduction::NanMin => BinaryOp::FMin,
+            Reduction::NanMax => BinaryOp::FMax,
             _ => BinaryOp::Add,
         }
     }
@@ -783,6 +827,8 @@ fn partial_typed<T: Arith>(op: Reduction, a: &ArcArray<T, IxDyn>, axes: &[usize]
         Reduction::Prod => fold_axes(a, axes, T::from_i64(1), T::mul),
         Reduction::Min | Reduction::All => fold_axes(a, axes, first(a), T::min_nan),
         Reduction::Max | Reduction::Any => fold_axes(a, axes, first(a), T::max_nan),
+        Reduction::NanMin => fold_axes(a, axes, first(a), T::fmin),
+        Reduction::NanMax => fold_axes(a, axes, first(a), T::fmax),
         _ => fold_axes(a, axes, T::from_i64(0), T::add),
     }
 }
@@ -914,7 +960,7 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 let (v, i) = on_arg_typed(&a, &p, want_max);
                 return Ok(arg_value(v, i));
             }
-            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max) {
+            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max | Reduction::NanMin | Reduction::NanMax) {
                 return Err(OpError::new(format!(
                     "zero-size array to reduction operation {} which has no identity",
                     p.op.name()
@@ -930,8 +976,11 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 return Ok(moments_value([counts, means, m2]));
             }
             if p.op.uses_moments() {
-                let skip_nan = p.op == Reduction::NanMean;
-                let with_m2 = matches!(p.op, Reduction::Var { .. } | Reduction::Std { .. });
+                let skip_nan = matches!(p.op, Reduction::NanMean | Reduction::NanVar { .. } | Reduction::NanStd { .. });
+                let with_m2 = matches!(
+                    p.op,
+                    Reduction::Var { .. } | Reduction::Std { .. } | Reduction::NanVar { .. } | Reduction::NanStd { .. }
+                );
                 return Ok(moments_value(moments(&a, &p.axes, skip_nan, with_m2)));
             }
             let a = prepare(p.op, &a);
@@ -976,6 +1025,14 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                     Reduction::Var { ddof } => Zip::from(&m2).and(&n).map_collect(|&q, &c| q / (c - f64::from(ddof))),
                     Reduction::Std { ddof } => {
                         Zip::from(&m2).and(&n).map_collect(|&q, &c| (q / (c - f64::from(ddof))).sqrt())
+                    }
+                    Reduction::NanVar { ddof } | Reduction::NanStd { ddof } => {
+                        let sqrt = matches!(p.op, Reduction::NanStd { .. });
+                        Zip::from(&m2).and(&n).map_collect(|&q, &c| {
+                            let dof = c - f64::from(ddof);
+                            let v = if dof <= 0.0 { f64::NAN } else { q / dof };
+                            if sqrt { v.sqrt() } else { v }
+                        })
                     }
                     _ => mean.to_owned(),
                 };

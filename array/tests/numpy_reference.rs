@@ -135,10 +135,24 @@ fn reductions_match_numpy() {
             (Reduction::CountNonzero, "count_nonzero", None),
             (Reduction::NanSum, "nansum", None),
             (Reduction::NanMean, "nanmean", None),
+            (Reduction::NanMin, "nanmin", None),
+            (Reduction::NanMax, "nanmax", None),
+            (Reduction::NanVar { ddof: 0 }, "nanvar", Some(0)),
+            (Reduction::NanStd { ddof: 1 }, "nanstd", Some(1)),
             (Reduction::ArgMin, "argmin", None),
             (Reduction::ArgMax, "argmax", None),
         ] {
-            let nan_op = matches!(op, Reduction::NanSum | Reduction::NanMean | Reduction::ArgMin | Reduction::ArgMax);
+            let nan_op = matches!(
+                op,
+                Reduction::NanSum
+                    | Reduction::NanMean
+                    | Reduction::NanMin
+                    | Reduction::NanMax
+                    | Reduction::NanVar { .. }
+                    | Reduction::NanStd { .. }
+                    | Reduction::ArgMin
+                    | Reduction::ArgMax
+            );
             if nan_op && with_nans {
                 for i in (0..n).step_by(7) {
                     values[i] = f64::NAN;
@@ -321,6 +335,52 @@ fn out_of_bounds_python_integers_follow_numpy() {
         }
         assert!(errors > 100, "the cases include numpy's OverflowErrors ({errors})");
     }
+}
+
+/// nanmin/nanmax/nanvar/nanstd where whole lanes and whole blocks are NaN,
+/// and lanes with fewer values than `ddof`: numpy's NaNs, at every chunking.
+#[test]
+fn nan_reductions_with_all_nan_lanes_match_numpy() {
+    let shape = [6usize, 5];
+    let mut values: Vec<f64> = (0..30).map(|i| ((i * 11) % 13) as f64 - 6.5).collect();
+    for i in 0..5 {
+        values[i] = f64::NAN; // row 0 all NaN
+        values[5 + i] = if i == 2 { 4.0 } else { f64::NAN }; // row 1 one value
+    }
+    for r in 0..6 {
+        values[r * 5 + 4] = f64::NAN; // column 4 all NaN
+    }
+    let ops = [
+        (Reduction::NanMin, "nanmin", None),
+        (Reduction::NanMax, "nanmax", None),
+        (Reduction::NanVar { ddof: 1 }, "nanvar", Some(1)),
+        (Reduction::NanStd { ddof: 0 }, "nanstd", Some(0)),
+        (Reduction::NanMean, "nanmean", None),
+    ];
+    for chunks in [[6usize, 5], [2, 2], [1, 3], [4, 1]] {
+        for dtype in [DType::F64, DType::F32] {
+            let x = array_of(dtype, &shape, &values, &chunks);
+            let mut ours = Vec::new();
+            let mut cases = Vec::new();
+            for (op, fname, ddof) in ops {
+                for axes in [None, Some(vec![0]), Some(vec![1])] {
+                    let got = x.reduce(op, axes.as_deref(), false, 2).unwrap().compute().unwrap();
+                    ours.push((format!("{fname}({dtype}, axis={axes:?}) chunks {chunks:?}"), got));
+                    let mut case = json!({"op": "reduce", "fn": fname, "a": json_list(&values, dtype),
+                        "dtype": dtype.name(), "shape": shape, "axis": axes, "keepdims": false});
+                    if let Some(d) = ddof {
+                        case["ddof"] = json!(d);
+                    }
+                    cases.push(case);
+                }
+            }
+            check_all(&ours, &numpy(&cases));
+        }
+    }
+    // Bad input: an empty array has no nanmin, as in numpy.
+    let empty = Array::from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[0])), Chunks::Uniform(vec![1])).unwrap();
+    let e = empty.nanmin().and_then(|a| a.compute()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("zero-size array"), "{e}");
 }
 
 #[test]
