@@ -1741,6 +1741,81 @@ impl Array {
     pub fn nanmean(&self) -> Result<Array> {
         self.reduce(Reduction::NanMean, None, false, 4)
     }
+    /// `np.cumsum(x, axis)`: numpy's dtype (ints widen as `sum`), and its
+    /// order of additions: each block continues from the previous block's
+    /// last slice along the axis, so results are bit-identical to numpy's
+    /// for every chunking (the blocks along the axis run one after another).
+    pub fn cumsum(&self, axis: usize) -> Result<Array> {
+        self.cumulate(kernels::Cumulative::Sum, axis)
+    }
+
+    /// `np.cumprod(x, axis)`, as `cumsum`.
+    pub fn cumprod(&self, axis: usize) -> Result<Array> {
+        self.cumulate(kernels::Cumulative::Prod, axis)
+    }
+
+    fn cumulate(&self, op: kernels::Cumulative, axis: usize) -> Result<Array> {
+        if axis >= self.ndim() {
+            return Err(ArrayError::Value(format!(
+                "axis {axis} is out of bounds for array of dimension {}",
+                self.ndim()
+            )));
+        }
+        let dtype = crate::dtype::sum_dtype(self.dtype);
+        let params = Params::encode(&kernels::CumulateParams { op, axis, dtype });
+        let numblocks = self.grid.numblocks();
+        let stride: usize = numblocks[axis + 1..].iter().product();
+        let mut done: Vec<Delayed<ArrayValue>> = Vec::new();
+        let name = format!("{op:?}").to_lowercase();
+        Ok(Self::build(
+            &format!("cum{name}"),
+            &[self.name.as_bytes(), &params.0],
+            dtype,
+            self.grid.clone(),
+            |idx, key| {
+                let pos = self.grid_pos(idx);
+                let mut args = vec![ArgPart::of(&self.blocks[pos])];
+                if idx[axis] > 0 {
+                    args.push(ArgPart::of(&done[pos - stride]));
+                }
+                let d = Delayed::from_task(key, kernels::CUMULATE, params.clone(), args);
+                done.push(d.clone());
+                d
+            },
+        ))
+    }
+
+    /// `np.diff(x, axis=axis)` (n = 1): each block reads the next block
+    /// along the axis for its last difference; the last block is one
+    /// shorter. Bool gives `x[i+1] != x[i]`, integers wrap, as numpy.
+    pub fn diff(&self, axis: usize) -> Result<Array> {
+        if axis >= self.ndim() {
+            return Err(ArrayError::Value(format!(
+                "diff requires input that is at least one dimensional along axis {axis}; the array has {} axes",
+                self.ndim()
+            )));
+        }
+        let mut sizes: Vec<Vec<Option<usize>>> = (0..self.ndim()).map(|a| self.grid.axis(a).to_vec()).collect();
+        if sizes[axis].iter().any(Option::is_none) {
+            return Err(ArrayError::UnknownChunks("diff needs known chunk sizes; call compute_chunk_sizes()".into()));
+        }
+        if let Some(last) = sizes[axis].last_mut() {
+            *last = last.map(|n| n.saturating_sub(1));
+        }
+        let numblocks = self.grid.numblocks();
+        let stride: usize = numblocks[axis + 1..].iter().product();
+        let params = Params::encode(&axis);
+        let grid = ChunkGrid::from_options(sizes);
+        Ok(Self::build("diff", &[self.name.as_bytes(), &params.0], self.dtype, grid, |idx, key| {
+            let pos = self.grid_pos(idx);
+            let mut args = vec![ArgPart::of(&self.blocks[pos])];
+            if idx[axis] + 1 < numblocks[axis] {
+                args.push(ArgPart::of(&self.blocks[pos + stride]));
+            }
+            Delayed::from_task(key, kernels::DIFF, params.clone(), args)
+        }))
+    }
+
     /// `np.nanmin(x)` over everything; `reduce(Reduction::NanMin, axes, ..)`
     /// for axes. So too `nanmax`, `nanvar`, `nanstd`.
     pub fn nanmin(&self) -> Result<Array> {

@@ -1976,3 +1976,125 @@ mod tests {
         assert_eq!(sub, all.slice(ndarray::s![1..3, 2..5]).into_dyn());
     }
 }
+
+// ------------------------------------------------------------- cumulative
+
+pub const CUMULATE: &str = "array.cumulate";
+pub const DIFF: &str = "array.diff";
+
+/// `cumsum` or `cumprod`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Cumulative {
+    Sum,
+    Prod,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CumulateParams {
+    pub op: Cumulative,
+    pub axis: usize,
+    pub dtype: DType,
+}
+
+/// Runs the sum or product along `axis` element after element, starting
+/// from `carry` (the previous block's last slice) when there is one: the
+/// additions happen in numpy's order, so results equal numpy's bit for bit
+/// whatever the chunking.
+fn cumulate_typed<T: Arith + Scalar>(
+    op: Cumulative,
+    axis: usize,
+    x: &ArcArray<T, IxDyn>,
+    carry: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, OpError> {
+    let step = |acc: T, v: T| if op == Cumulative::Sum { acc.add(v) } else { acc.mul(v) };
+    let mut out = x.to_owned();
+    let len = out.shape().get(axis).copied().ok_or_else(|| OpError::new(format!("{CUMULATE}: no axis {axis}")))?;
+    if len == 0 {
+        return Ok(out.into_shared());
+    }
+    let carry_slice = match carry {
+        Some(c) => {
+            let last = c.shape().get(axis).copied().unwrap_or(0);
+            if last == 0 { None } else { Some(c.index_axis(Axis(axis), last - 1).to_owned()) }
+        }
+        None => None,
+    };
+    let mut first = out.index_axis(Axis(axis), 0).to_owned();
+    if let Some(c) = &carry_slice {
+        if c.shape() != first.shape() {
+            return Err(OpError::new(format!("{CUMULATE}: carry of shape {:?}, lanes {:?}", c.shape(), first.shape())));
+        }
+        Zip::from(&mut first).and(c).for_each(|f, &c| *f = step(c, *f));
+    }
+    out.index_axis_mut(Axis(axis), 0).assign(&first);
+    for i in 1..len {
+        let (before, mut rest) = out.view_mut().split_at(Axis(axis), i);
+        let prev = before.index_axis(Axis(axis), i - 1);
+        let mut cur = rest.index_axis_mut(Axis(axis), 0);
+        Zip::from(&mut cur).and(&prev).for_each(|v, &p| *v = step(p, *v));
+    }
+    Ok(out.into_shared())
+}
+
+fn cumulate(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: CumulateParams = params(p, CUMULATE)?;
+    let mut arrays = args.into_iter().map(|v| match v {
+        Value::Array(a) => Ok(cast(&a, p.dtype)),
+        _ => Err(OpError::new(format!("{CUMULATE} takes arrays"))),
+    });
+    let x = arrays.next().ok_or_else(|| OpError::new(format!("{CUMULATE} takes a block")))??;
+    let carry = arrays.next().transpose()?;
+    macro_rules! go {
+        ($($v:ident),*) => {
+            match (&x, carry.as_ref()) {
+                $((ArrayValue::$v(a), None) => ArrayValue::$v(cumulate_typed(p.op, p.axis, a, None)?),
+                (ArrayValue::$v(a), Some(ArrayValue::$v(c))) => ArrayValue::$v(cumulate_typed(p.op, p.axis, a, Some(c))?),)*
+                _ => return Err(OpError::new(format!("{CUMULATE}: block and carry of different dtypes"))),
+            }
+        };
+    }
+    Ok(Value::Array(go!(I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)))
+}
+
+/// `np.diff(x, n=1, axis)` on one block, given the next block along the
+/// axis (whose first slice is the last difference's right operand).
+fn diff_typed<T: Arith + Scalar>(
+    axis: usize,
+    x: &ArcArray<T, IxDyn>,
+    next: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, OpError> {
+    let len = x.shape().get(axis).copied().ok_or_else(|| OpError::new(format!("{DIFF}: no axis {axis}")))?;
+    let mut joined = x.to_owned();
+    if let Some(n) = next.filter(|n| n.shape().get(axis).is_some_and(|&l| l > 0)) {
+        joined = ndarray::concatenate(Axis(axis), &[x.view(), n.slice_axis(Axis(axis), ndarray::Slice::from(0..1))])
+            .map_err(|e| OpError::new(format!("{DIFF}: {e}")))?;
+    }
+    let total = joined.shape()[axis];
+    let out_len = total.saturating_sub(1).min(if next.is_some() { len } else { len.saturating_sub(1) });
+    let hi = joined.slice_axis(Axis(axis), ndarray::Slice::from(1..1 + out_len));
+    let lo = joined.slice_axis(Axis(axis), ndarray::Slice::from(0..out_len));
+    Ok(Zip::from(&hi).and(&lo).map_collect(|&h, &l| h.sub(l)).into_shared())
+}
+
+fn diff(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let axis: usize = params(p, DIFF)?;
+    let mut arrays = args.into_iter().map(|v| match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(OpError::new(format!("{DIFF} takes arrays"))),
+    });
+    let x = arrays.next().ok_or_else(|| OpError::new(format!("{DIFF} takes a block")))??;
+    let next = arrays.next().transpose()?;
+    macro_rules! go {
+        ($($v:ident),*) => {
+            match (&x, next.as_ref()) {
+                $((ArrayValue::$v(a), None) => ArrayValue::$v(diff_typed(axis, a, None)?),
+                (ArrayValue::$v(a), Some(ArrayValue::$v(n))) => ArrayValue::$v(diff_typed(axis, a, Some(n))?),)*
+                _ => return Err(OpError::new(format!("{DIFF}: neighbouring blocks of different dtypes"))),
+            }
+        };
+    }
+    Ok(Value::Array(go!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)))
+}
+
+rask_core::inventory::submit! { OpEntry { name: CUMULATE, func: cumulate } }
+rask_core::inventory::submit! { OpEntry { name: DIFF, func: diff } }

@@ -383,6 +383,56 @@ fn nan_reductions_with_all_nan_lanes_match_numpy() {
     assert!(e.contains("zero-size array"), "{e}");
 }
 
+/// cumsum, cumprod and diff along each axis against numpy, for several
+/// dtypes (bool and small ints widen for the cumulative ones, integers
+/// wrap) and chunkings, which must also agree with each other bit for bit.
+#[test]
+fn cumsum_cumprod_and_diff_match_numpy() {
+    let shape = [5usize, 7];
+    let n = 35;
+    for dtype in [DType::Bool, DType::I8, DType::U8, DType::I32, DType::U64, DType::F32, DType::F64] {
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let v = ((i * 37) % 11) as f64;
+                match dtype {
+                    DType::Bool => f64::from(u8::from(i % 3 == 0)),
+                    DType::U8 | DType::U64 => v * 23.0,
+                    DType::F32 | DType::F64 => (v - 5.0) * 0.37,
+                    _ => v * 13.0 - 60.0,
+                }
+            })
+            .collect();
+        let mut single: Vec<ArrayValue> = Vec::new();
+        for (k, chunks) in [[5usize, 7], [2, 3], [1, 1], [4, 2]].into_iter().enumerate() {
+            let x = array_of(dtype, &shape, &values, &chunks);
+            let mut ours = Vec::new();
+            let mut cases = Vec::new();
+            for axis in 0..2 {
+                for (fname, got) in [
+                    ("cumsum", x.cumsum(axis).unwrap().compute().unwrap()),
+                    ("cumprod", x.cumprod(axis).unwrap().compute().unwrap()),
+                    ("diff", x.diff(axis).unwrap().compute().unwrap()),
+                ] {
+                    ours.push((format!("{fname}({dtype}, axis={axis}) chunks {chunks:?}"), got));
+                    cases.push(
+                        json!({"op": "expr", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
+                        "expr": format!("np.{fname}(a, axis={axis})")}),
+                    );
+                }
+            }
+            check_all(&ours, &numpy(&cases));
+            let results: Vec<ArrayValue> = ours.into_iter().map(|(_, v)| v).collect();
+            if k == 0 {
+                single = results;
+            } else {
+                assert_eq!(results, single, "{dtype} chunks {chunks:?}: results differ from one block's");
+            }
+        }
+    }
+    let x = array_of(DType::F64, &shape, &[0.0; 35], &[2, 2]);
+    assert!(x.cumsum(2).is_err() && x.diff(5).is_err(), "axes out of range are refused");
+}
+
 #[test]
 fn histogram_matches_numpy() {
     // Normal values around 9 with the tutorial's range, plus values exactly
