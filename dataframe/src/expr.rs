@@ -360,15 +360,15 @@ impl Expr {
                 let (la, lb) = (literal(a), literal(b));
                 let (x, y) = (a.eval(batch)?, b.eval(batch)?);
                 let compute = compute_type(*op, x.data_type(), y.data_type(), la, lb);
-                // A Python-style literal takes the column's type (NEP 50).
-                let x = match (la, &compute) {
-                    (Some(_), Some(t)) if is_numeric(x.data_type()) => cast(&x, t)?,
-                    _ => x,
+                // Both sides in the compute type: a Python-style literal takes
+                // the column's type (NEP 50), bools compute as int64.
+                let to_compute = |v: ArrayRef| -> Result<ArrayRef> {
+                    match &compute {
+                        Some(t) if !matches!(op, BinOp::And | BinOp::Or) && v.data_type() != t => Ok(cast(&v, t)?),
+                        _ => Ok(v),
+                    }
                 };
-                let y = match (lb, &compute) {
-                    (Some(_), Some(t)) if is_numeric(y.data_type()) => cast(&y, t)?,
-                    _ => y,
-                };
+                let (x, y) = (to_compute(x)?, to_compute(y)?);
                 eval_binary(*op, &x, &y, lb, &b.default_name())?
             }
             Expr::Not(e) => Arc::new(not(as_bool(&e.eval(batch)?)?)?),
@@ -598,7 +598,15 @@ fn compute_type(op: BinOp, a: &DataType, b: &DataType, la: Option<&Lit>, lb: Opt
     // Comparisons with an int literal the column cannot hold are still
     // exact in pandas: compare in int64.
     let out_of_range = [la, lb].into_iter().flatten().any(|l| matches!(l, Lit::Int(v) if !int_fits(&t, *v)));
-    Some(if op.is_comparison() && out_of_range { DataType::Int64 } else { t })
+    Some(if op.is_comparison() && out_of_range {
+        DataType::Int64
+    } else if !op.is_comparison() && t == DataType::Boolean {
+        // Arithmetic on two bool columns computes in int64 (Arrow has no
+        // bool arithmetic; numpy's bool `+` would be a logical or).
+        DataType::Int64
+    } else {
+        t
+    })
 }
 
 /// numpy 2 (and so pandas) refuses arithmetic with an int literal the
@@ -651,8 +659,6 @@ fn binary_type(op: BinOp, a: &DataType, b: &DataType, la: Option<&Lit>, lb: Opti
             Some(match op {
                 BinOp::Div if !float => DataType::Float64,
                 BinOp::Rem | BinOp::FloorDiv if !float && is_int_zero(lb) => DataType::Float64,
-                // Booleans compute as int8 in numpy's % and //.
-                BinOp::Rem | BinOp::FloorDiv if t == DataType::Boolean => DataType::Int8,
                 _ => t,
             })
         }

@@ -229,6 +229,29 @@ fn arithmetic_follows_pandas_dtypes_and_floored_division() {
     }
 }
 
+/// Bool columns in arithmetic compute in int64 (a documented difference:
+/// pandas gives bool for `+`); the result type must be what runs.
+#[test]
+fn bool_arithmetic_is_int64() {
+    let b: ArrayRef = Arc::new(BooleanArray::from(vec![true, false, true, true]));
+    let schema = Schema::new(vec![Field::new("b", DataType::Boolean, true)]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![b]).unwrap();
+    for parts in [1, 3] {
+        let df = from_batch(&batch, parts).unwrap();
+        for (e, want) in [
+            (col("b") + col("b"), vec![2, 0, 2, 2]),
+            (col("b") * col("b"), vec![1, 0, 1, 1]),
+            (col("b") + 1, vec![2, 1, 2, 2]),
+            (col("b") % 2, vec![1, 0, 1, 1]),
+        ] {
+            let out = series(&df, e).unwrap();
+            let a = out.batch().column(0);
+            assert_eq!(a.data_type(), &DataType::Int64);
+            assert_eq!(values(a), want.iter().map(|v| json!(v)).collect::<Vec<_>>());
+        }
+    }
+}
+
 #[test]
 fn bad_arithmetic_fails_as_pandas_does() {
     let batch = numbers();
