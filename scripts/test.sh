@@ -8,3 +8,4 @@ scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+scripts/python.sh # the Python package: wheel (maturin) + pytest against Dask

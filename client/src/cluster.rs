@@ -448,7 +448,16 @@ impl Driver {
         .map_err(|e| Error::Start(e.to_string()))?;
         self.peers.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, store);
         self.workers.insert(id, exec);
-        self.state.handle(Event::WorkerAdded { worker: id, name, nthreads, memory_limit: self.memory_limit });
+        // In-process workers run whatever this binary links (Python functions
+        // too, inside the Python package's native module).
+        let capabilities = rask_core::Capabilities::of_registry(rask_core::OpRegistry::global());
+        self.state.handle(Event::WorkerAdded {
+            worker: id,
+            name,
+            nthreads,
+            memory_limit: self.memory_limit,
+            capabilities,
+        });
         Ok(id)
     }
 

@@ -316,6 +316,21 @@ impl<T> Delayed<T> {
     }
 }
 
+impl<T: 'static> Delayed<T> {
+    /// A lazy value for a future's key: graphs that use it start from the
+    /// result on the cluster, which the future keeps alive (Dask passes
+    /// futures as arguments the same way).
+    pub fn from_future(future: Arc<crate::Future<T>>) -> Self {
+        Self::persisted(future.key().clone(), future)
+    }
+}
+
+/// The task graph behind several lazy values, as Graphviz DOT.
+pub fn visualize_all<T>(values: &[&Delayed<T>]) -> crate::Dot {
+    let nodes: Vec<&Arc<Node>> = values.iter().map(|d| &d.node).collect();
+    crate::Dot::of(&nodes)
+}
+
 // ----------------------------------------------------------------- operators
 
 macro_rules! binary_op {

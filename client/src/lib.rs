@@ -37,7 +37,7 @@ mod visualize;
 
 pub use client::{Client, Future, Security, compute_all};
 pub use cluster::{LocalCluster, LocalClusterConfig, WorkerInfo};
-pub use delayed::{ArgPart, ArgTuple, Delayed, IntoArg, LocalFn, LocalFunction, local, sum, task_count};
+pub use delayed::{ArgPart, ArgTuple, Delayed, IntoArg, LocalFn, LocalFunction, local, sum, task_count, visualize_all};
 pub use error::{Error, Result};
 pub use rask_proto::transport::TlsFiles;
 pub use rask_scheduler::{ErrorKind, TaskError};

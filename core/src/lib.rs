@@ -9,6 +9,7 @@
 //! in bytes so schedulers and workers can account for memory.
 
 mod array_wire;
+pub mod capability;
 pub mod error;
 pub mod graph;
 pub mod key;
@@ -18,6 +19,7 @@ pub mod table;
 pub mod task;
 pub mod value;
 
+pub use capability::Capabilities;
 pub use error::{Error, OpError, Result};
 pub use graph::{Analysis, Graph};
 pub use key::Key;

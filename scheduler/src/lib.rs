@@ -128,6 +128,9 @@ pub enum Event {
         name: String,
         nthreads: usize,
         memory_limit: u64,
+        /// What it can run beyond the built-in ops (Python functions): tasks
+        /// that need more are never sent to it.
+        capabilities: rask_core::Capabilities,
     },
     /// The worker died or left; what it held is gone.
     WorkerRemoved {

@@ -147,6 +147,7 @@ pub fn simulate(
             name: format!("sim-{}", id.0),
             nthreads: config.threads_per_worker,
             memory_limit: 0,
+            capabilities: rask_core::Capabilities::NONE,
         });
     };
     for _ in 0..config.workers {

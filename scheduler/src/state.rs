@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as HashEntry;
-use rask_core::Key;
 use rask_core::graph::GraphInputs;
+use rask_core::{Capabilities, Key};
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::adaptive::{AdaptiveTarget, DEFAULT_GROUP, WorkerLoad};
@@ -110,6 +110,9 @@ struct TaskEntry {
     /// The worker refused a steal (the task had started): do not ask again.
     started: bool,
     replicating: bool,
+    /// What a worker must be able to run (a Python function): fits in the
+    /// record's padding.
+    needs: Capabilities,
 }
 
 /// The parts of a task record that few tasks use: the clients that want it
@@ -127,6 +130,7 @@ impl TaskEntry {
     /// A released task with no inputs or dependents yet.
     fn new(spec: Arc<rask_core::Task>, priority: Priority, group: usize) -> Self {
         TaskEntry {
+            needs: Capabilities::required_by(&spec),
             spec,
             state: TState::Released,
             deps: Ids::default(),
@@ -318,12 +322,17 @@ struct WorkerEntry {
     paused: bool,
     told_to_leave: bool,
     incoming_steals: usize,
+    capabilities: Capabilities,
 }
 
 impl WorkerEntry {
     /// Whether new tasks may go to this worker.
     fn accepts_work(&self) -> bool {
         !self.retiring && !self.paused
+    }
+
+    fn can_run(&self, t: &TaskEntry) -> bool {
+        self.capabilities.contains(t.needs)
     }
 }
 
@@ -448,8 +457,8 @@ impl SchedulerState {
     /// Applies one event. Commands accumulate until [`Self::take_commands`].
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::WorkerAdded { worker, name, nthreads, memory_limit } => {
-                self.add_worker(worker, name, nthreads, memory_limit)
+            Event::WorkerAdded { worker, name, nthreads, memory_limit, capabilities } => {
+                self.add_worker(worker, name, nthreads, memory_limit, capabilities)
             }
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::WorkerPaused { worker, paused } => self.set_paused(worker, paused),
@@ -731,7 +740,14 @@ impl SchedulerState {
 
     // ------------------------------------------------------------------ workers
 
-    fn add_worker(&mut self, worker: WorkerId, name: String, nthreads: usize, memory_limit: u64) {
+    fn add_worker(
+        &mut self,
+        worker: WorkerId,
+        name: String,
+        nthreads: usize,
+        memory_limit: u64,
+        capabilities: Capabilities,
+    ) {
         self.workers.insert(
             worker,
             WorkerEntry {
@@ -746,6 +762,7 @@ impl SchedulerState {
                 paused: false,
                 told_to_leave: false,
                 incoming_steals: 0,
+                capabilities,
             },
         );
         self.refresh_worker(worker);
@@ -807,6 +824,48 @@ impl SchedulerState {
                 self.ensure(id);
             } else {
                 self.release_worklist.push(id);
+            }
+        }
+        if !entry.capabilities.is_empty() {
+            self.err_unrunnable_queued();
+        }
+    }
+
+    /// Whether some connected worker could run the task; with no worker at
+    /// all, every task waits for one (as in Dask).
+    fn runnable_somewhere(&self, id: TaskId) -> bool {
+        let t = self.task(id);
+        t.needs.is_empty() || self.workers.is_empty() || self.workers.values().any(|w| w.can_run(t))
+    }
+
+    /// Errs a task that needs what no connected worker has: waiting for a
+    /// worker that may never come would hang the client.
+    fn err_unrunnable(&mut self, id: TaskId) {
+        let t = self.task(id);
+        let error = Arc::new(TaskError {
+            key: t.spec.key.clone(),
+            kind: ErrorKind::Raised,
+            message: format!(
+                "no worker of the {} connected can run this task. {}",
+                self.workers.len(),
+                t.needs.how_to_get()
+            ),
+        });
+        self.mark_erred(id, error);
+    }
+
+    /// After the last worker with a capability left: queued tasks that need
+    /// it cannot run anywhere.
+    fn err_unrunnable_queued(&mut self) {
+        let stuck: Vec<TaskId> = self
+            .queued
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|&id| !self.task(id).needs.is_empty() && !self.runnable_somewhere(id))
+            .collect();
+        for id in stuck {
+            if self.task(id).state == TState::Queued {
+                self.err_unrunnable(id);
             }
         }
     }
@@ -1159,6 +1218,7 @@ impl SchedulerState {
         // sorted): a graph's 100,000 leaves are not inserted one by one.
         // They are gathered at the front of `ready` itself.
         let mut roots = 0;
+        let mut root_needs = Capabilities::NONE;
         for k in 0..ready.len() {
             let (prio, id) = ready[k];
             if self.task(id).state != TState::Waiting {
@@ -1166,6 +1226,7 @@ impl SchedulerState {
             }
             if self.task(id).deps.is_empty() {
                 self.set_state(id, TState::Queued);
+                root_needs = root_needs.union(self.task(id).needs);
                 ready[roots] = (prio, id);
                 roots += 1;
             } else {
@@ -1178,9 +1239,19 @@ impl SchedulerState {
         } else {
             self.queued.extend(ready);
         }
+        if !root_needs.is_empty()
+            && !self.workers.is_empty()
+            && !self.workers.values().any(|w| w.capabilities.contains(root_needs))
+        {
+            self.err_unrunnable_queued();
+        }
     }
 
     fn make_ready(&mut self, id: TaskId) {
+        if !self.runnable_somewhere(id) {
+            self.err_unrunnable(id);
+            return;
+        }
         let is_root = self.task(id).deps.is_empty();
         if !is_root && let Some(w) = self.decide_worker(id) {
             self.assign(id, w);
@@ -1205,20 +1276,21 @@ impl SchedulerState {
 
     fn rank_workers(&self, id: TaskId, candidates: &mut Vec<WorkerId>) -> Option<WorkerId> {
         let t = self.task(id);
+        let usable = |e: &WorkerEntry| e.accepts_work() && e.can_run(t);
         for d in t.deps.ids() {
             for &w in self.task(d).who_has.as_slice() {
-                if !candidates.contains(&w) && self.workers.get(&w).is_some_and(WorkerEntry::accepts_work) {
+                if !candidates.contains(&w) && self.workers.get(&w).is_some_and(usable) {
                     candidates.push(w);
                 }
             }
         }
-        if let Some(&w) = self.idle.iter().next()
+        if let Some(&w) = self.idle.iter().find(|w| self.workers.get(w).is_some_and(usable))
             && !candidates.contains(&w)
         {
             candidates.push(w);
         }
         if candidates.is_empty() {
-            candidates.extend(self.workers.iter().filter(|(_, e)| e.accepts_work()).map(|(w, _)| *w).take(64));
+            candidates.extend(self.workers.iter().filter(|(_, e)| usable(e)).map(|(w, _)| *w).take(64));
         }
         let deps = &t.deps;
         let mut best: Option<(f64, usize, WorkerId)> = None;
@@ -1307,20 +1379,41 @@ impl SchedulerState {
             }
         }
         self.may_have_slots.clear();
+        // Workers with room but nothing near the queue's head they can run.
+        let mut passed_over = Vec::new();
         while !open.is_empty() && !self.queued.is_empty() {
             for (w, free) in open.iter_mut() {
                 if *free == 0 {
                     continue;
                 }
-                let Some((_, id)) = self.queued.pop_first() else { break };
+                let Some(id) = self.pop_queued_for(*w) else {
+                    passed_over.push(*w);
+                    *free = 0;
+                    continue;
+                };
                 self.assign(id, *w);
                 *free -= 1;
             }
             open.retain(|(_, free)| *free > 0);
         }
-        for (w, _) in open {
+        for w in open.into_iter().map(|(w, _)| w).chain(passed_over) {
             self.may_have_slots.insert(w);
         }
+    }
+
+    /// The first queued task `w` can run. Tasks that need a capability `w`
+    /// lacks are passed over, looking no further than 64 entries (beyond
+    /// that, a worker that can run them will take them first).
+    fn pop_queued_for(&mut self, w: WorkerId) -> Option<TaskId> {
+        let entry = self.workers.get(&w)?;
+        let &(_, head) = self.queued.first()?;
+        if entry.can_run(self.task(head)) {
+            // The common case, one tree operation: every worker can run it.
+            return self.queued.pop_first().map(|(_, id)| id);
+        }
+        let &(prio, id) = self.queued.iter().take(64).find(|&&(_, id)| entry.can_run(self.task(id)))?;
+        self.queued.remove(&(prio, id));
+        Some(id)
     }
 
     // ------------------------------------------------------------ completions
@@ -1640,6 +1733,7 @@ impl SchedulerState {
             .iter()
             .copied()
             .filter(|&id| self.task(id).steal_to().is_none() && !self.task(id).started)
+            .filter(|&id| self.workers.get(&thief).is_some_and(|e| e.can_run(self.task(id))))
             .filter(|&id| {
                 let t = self.task(id);
                 let bytes: u64 =

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rask_core::{Arg, Key, Params, Task};
+use rask_core::{Arg, Capabilities, Key, Params, Task};
 
 use crate::sim::{SimConfig, simulate};
 use crate::*;
@@ -18,7 +18,13 @@ const C: ClientId = ClientId(7);
 fn with_workers(n: u64, threads: usize) -> SchedulerState {
     let mut s = SchedulerState::new(SchedulerConfig::default());
     for w in 0..n {
-        s.handle(Event::WorkerAdded { worker: WorkerId(w), name: format!("w{w}"), nthreads: threads, memory_limit: 0 });
+        s.handle(Event::WorkerAdded {
+            worker: WorkerId(w),
+            name: format!("w{w}"),
+            nthreads: threads,
+            memory_limit: 0,
+            capabilities: Capabilities::NONE,
+        });
     }
     s
 }
@@ -88,7 +94,13 @@ fn root_tasks_are_queued_to_saturation() {
 fn forgotten_definitions_are_handed_to_the_driver_only_when_asked() {
     for hand_off in [false, true] {
         let mut s = SchedulerState::new(SchedulerConfig { hand_off_forgotten: hand_off, ..SchedulerConfig::default() });
-        s.handle(Event::WorkerAdded { worker: WorkerId(0), name: "w0".into(), nthreads: 2, memory_limit: 0 });
+        s.handle(Event::WorkerAdded {
+            worker: WorkerId(0),
+            name: "w0".into(),
+            nthreads: 2,
+            memory_limit: 0,
+            capabilities: Capabilities::NONE,
+        });
         let tasks = vec![task("inc-1", &[]), task("inc-2", &[]), task("add", &["inc-1", "inc-2"])];
         let weak: Vec<_> = tasks.iter().map(Arc::downgrade).collect();
         s.handle(Event::UpdateGraph { client: C, tasks, wanted: vec!["add".into()] });
@@ -186,7 +198,13 @@ fn idle_worker_steals_queued_work() {
     s.handle(Event::UpdateGraph { client: C, tasks, wanted });
     s.take_commands();
     assert_eq!(executes(&finish(&mut s, "src", 0)).len(), 6);
-    s.handle(Event::WorkerAdded { worker: WorkerId(1), name: "late".into(), nthreads: 2, memory_limit: 0 });
+    s.handle(Event::WorkerAdded {
+        worker: WorkerId(1),
+        name: "late".into(),
+        nthreads: 2,
+        memory_limit: 0,
+        capabilities: Capabilities::NONE,
+    });
     let steals: Vec<Key> = s
         .take_commands()
         .into_iter()
@@ -241,6 +259,7 @@ fn a_task_that_kills_workers_becomes_killed_worker() {
             name: format!("w{}", w + 1),
             nthreads: 1,
             memory_limit: 0,
+            capabilities: Capabilities::NONE,
         });
         s.handle(Event::WorkerRemoved { worker: WorkerId(w) });
         s.check_invariants().unwrap();
@@ -838,4 +857,92 @@ proptest! {
         }
         prop_assert_eq!(&runs[0], &runs[1]);
     }
+}
+
+fn python_task(key: &str, deps: &[&str]) -> Arc<Task> {
+    Arc::new(Task::new(
+        key.into(),
+        rask_core::capability::PYTHON_CALL,
+        Params::default(),
+        deps.iter().map(|d| Arg::Key((*d).into())).collect(),
+    ))
+}
+
+fn add_worker(s: &mut SchedulerState, w: u64, threads: usize, capabilities: Capabilities) {
+    s.handle(Event::WorkerAdded {
+        worker: WorkerId(w),
+        name: format!("w{w}"),
+        nthreads: threads,
+        memory_limit: 0,
+        capabilities,
+    });
+}
+
+#[test]
+fn python_tasks_go_only_to_python_workers_and_builtins_anywhere() {
+    let mut s = SchedulerState::new(SchedulerConfig::default());
+    add_worker(&mut s, 0, 4, Capabilities::NONE);
+    add_worker(&mut s, 1, 1, Capabilities::PYTHON);
+    // Python roots, built-in roots, and Python tasks on built-in inputs.
+    let mut tasks = Vec::new();
+    let mut wanted = Vec::new();
+    for i in 0..20 {
+        tasks.push(python_task(&format!("py-{i}"), &[]));
+        tasks.push(task(&format!("lit-{i}"), &[]));
+        tasks.push(python_task(&format!("use-{i}"), &[&format!("lit-{i}")]));
+        wanted.push(Key::from(format!("py-{i}").as_str()));
+        wanted.push(Key::from(format!("use-{i}").as_str()));
+    }
+    s.handle(Event::UpdateGraph { client: C, tasks, wanted });
+    let mut ran_on_plain = 0;
+    let mut pending = executes(&s.take_commands());
+    let mut steps = 0;
+    while let Some((key, w)) = pending.pop() {
+        steps += 1;
+        assert!(steps < 1000, "the graph does not finish");
+        if key.starts_with("py-") || key.starts_with("use-") {
+            assert_eq!(w, WorkerId(1), "{key} is a Python task but ran on a plain worker");
+        } else {
+            ran_on_plain += usize::from(w == WorkerId(0));
+        }
+        pending.extend(executes(&finish(&mut s, &key, w.0)));
+        // Stealing must not move Python tasks to the plain worker either.
+        s.check_invariants().unwrap();
+    }
+    assert!(ran_on_plain > 0, "built-in tasks should use the plain worker too");
+    assert_eq!(s.snapshot().completed_total, 60);
+}
+
+#[test]
+fn python_task_without_python_worker_errs_with_how_to_start_one() {
+    let mut s = with_workers(1, 2);
+    s.handle(Event::UpdateGraph { client: C, tasks: vec![python_task("py-1", &[])], wanted: vec!["py-1".into()] });
+    let cmds = s.take_commands();
+    let error = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::KeyErred { key, error, .. } if key.to_string() == "py-1" => Some(error.clone()),
+            _ => None,
+        })
+        .expect("the client hears about the Python task at once");
+    assert!(error.message.contains("python -m rask worker"), "{}", error.message);
+    assert!(executes(&cmds).is_empty());
+
+    // With no worker at all, Python tasks wait like every task; when the
+    // last Python worker leaves, the queued ones err instead of hanging.
+    let mut s = SchedulerState::new(SchedulerConfig::default());
+    s.handle(Event::UpdateGraph {
+        client: C,
+        tasks: (0..5).map(|i| python_task(&format!("p-{i}"), &[])).collect(),
+        wanted: (0..5).map(|i| Key::from(format!("p-{i}").as_str())).collect(),
+    });
+    assert!(s.take_commands().is_empty());
+    add_worker(&mut s, 0, 1, Capabilities::NONE);
+    add_worker(&mut s, 1, 1, Capabilities::PYTHON);
+    let ran = executes(&s.take_commands());
+    assert!(!ran.is_empty() && ran.iter().all(|(_, w)| *w == WorkerId(1)), "{ran:?}");
+    s.handle(Event::WorkerRemoved { worker: WorkerId(1) });
+    let erred = s.take_commands().iter().filter(|c| matches!(c, Command::KeyErred { .. })).count();
+    assert_eq!(erred, 5);
+    s.check_invariants().unwrap();
 }

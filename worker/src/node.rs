@@ -416,6 +416,11 @@ pub async fn run(
         memory_limit_bytes: config.memory_limit,
         data_address: data_address.clone(),
         group: config.group.clone().unwrap_or_default(),
+        capabilities: rask_core::Capabilities::of_registry(rask_core::OpRegistry::global())
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
     }));
     let _ = up_tx.send(pb::WorkerMessages { messages: vec![register] });
     let mut inbound = control

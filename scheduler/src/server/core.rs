@@ -387,7 +387,14 @@ impl Core {
                 lanes: vec![0.0; nthreads],
             },
         );
-        self.state.handle(Event::WorkerAdded { worker: id, name, nthreads, memory_limit: reg.memory_limit_bytes });
+        let capabilities = rask_core::Capabilities::from_names(reg.capabilities.iter().map(String::as_str));
+        self.state.handle(Event::WorkerAdded {
+            worker: id,
+            name,
+            nthreads,
+            memory_limit: reg.memory_limit_bytes,
+            capabilities,
+        });
         let _ = reply.send(id);
     }
 
