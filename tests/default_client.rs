@@ -192,11 +192,12 @@ fn the_readme_quick_start_on_one_machine() {
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let shot = artifacts.join("quickstart-dashboard.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/chromium.py");
-    // Two workers, and the demo's `inc` tasks under way.
+    // Two workers, and the demo's third graph (eight `inc`s into `prod`)
+    // under way, so the task stream shows the earlier ones too.
     let probe = r#"(() => {
         const rows = [...document.querySelectorAll('#workers .worker-row')].map(r => r.dataset.name);
         const groups = [...document.querySelectorAll('#progress .progress-group')].map(g => g.dataset.group);
-        return rows.length === 2 && groups.includes('inc') ? {rows, groups} : null;
+        return rows.length === 2 && groups.includes('prod') ? {rows, groups} : null;
     })()"#;
     let url = format!("http://{}/status", s.http);
     let out = Command::new("python3")
@@ -205,7 +206,7 @@ fn the_readme_quick_start_on_one_machine() {
         .expect("run python3 with the chromium driver");
     assert!(out.status.success(), "chromium driver failed: {}", String::from_utf8_lossy(&out.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the driver prints JSON");
-    assert!(!seen.is_null(), "the dashboard never showed 2 workers and the demo's inc tasks");
+    assert!(!seen.is_null(), "the dashboard never showed 2 workers and the demo's prod graph");
     assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {shot:?}");
     if std::env::var_os("RASK_DOCS_SCREENSHOT").is_some() {
         let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
