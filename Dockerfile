@@ -43,6 +43,8 @@ LABEL org.opencontainers.image.title="rask" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/rask"
 COPY --from=builder /out/rask /usr/local/bin/rask
+# The tutorial's data, where `rask demo dataframe` looks beside its binary.
+COPY data/Birthdays.csv.xz /usr/local/share/rask/Birthdays.csv.xz
 # distroless's "nonroot" user, by number so runAsNonRoot can verify it.
 USER 65532:65532
 # Scheduler gRPC and HTTP, worker data and HTTP, operator metrics.

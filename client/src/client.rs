@@ -1,8 +1,9 @@
 //! The client: submits graphs to a cluster and hands back futures.
 //!
 //! Like Dask, the most recently created client becomes the default one that
-//! `Delayed::compute` uses; without any, a local cluster is started on first
-//! use. A future holds a reference to its key on the cluster; when the last
+//! `Delayed::compute` uses; without any, the scheduler named by
+//! `RASK_SCHEDULER_ADDRESS` / `DASK_SCHEDULER_ADDRESS` is used, or a local
+//! cluster is started on first use. A future holds a reference to its key on the cluster; when the last
 //! future (or persisted value) for a key is dropped, the cluster frees it.
 
 use std::any::Any;
@@ -171,6 +172,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The scheduler a default client connects to, as Dask's clients find it:
+/// `RASK_SCHEDULER_ADDRESS`, else `DASK_SCHEDULER_ADDRESS` (what the
+/// operator sets in a DaskJob's pod); empty values count as unset.
+pub fn scheduler_address_from_env() -> Option<String> {
+    ["RASK_SCHEDULER_ADDRESS", "DASK_SCHEDULER_ADDRESS"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
 fn default_slot() -> &'static Mutex<Weak<ClientInner>> {
     static DEFAULT: OnceLock<Mutex<Weak<ClientInner>>> = OnceLock::new();
     DEFAULT.get_or_init(|| Mutex::new(Weak::new()))
@@ -246,19 +258,36 @@ impl Client {
         Self { inner }
     }
 
-    /// The default client: the last one created that is still alive, or one
-    /// on a local cluster started on first use and kept for the process.
+    /// The default client, found as Dask's `get_client()` finds it: the last
+    /// one created that is still alive; else a client on the scheduler that
+    /// `RASK_SCHEDULER_ADDRESS` (or else `DASK_SCHEDULER_ADDRESS`) names,
+    /// with the token and TLS files of [`Security::from_env`]; else one on a
+    /// local cluster started on first use. The one made here is kept for
+    /// the process; if making it fails, the next call tries again.
     pub fn current() -> Result<Client> {
         if let Some(inner) = default_slot().lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade() {
             return Ok(Client { inner });
         }
-        static FALLBACK: OnceLock<std::result::Result<Client, Error>> = OnceLock::new();
-        FALLBACK
-            .get_or_init(|| {
+        // Not a OnceLock<Result<..>>: a failed start (a scheduler not up
+        // yet) must not be remembered forever. The lock also makes
+        // concurrent first calls share one client.
+        static FALLBACK: Mutex<Option<Client>> = Mutex::new(None);
+        let mut fallback = FALLBACK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = fallback.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = match scheduler_address_from_env() {
+            Some(address) => {
+                tracing::info!(%address, "connecting the default client to the scheduler named by the environment");
+                Client::connect(&address)?
+            }
+            None => {
                 let cluster = LocalCluster::with_config(crate::LocalClusterConfig::default())?;
-                Ok(Client::attach(cluster.shared().clone(), Some(cluster)))
-            })
-            .clone()
+                Client::attach(cluster.shared().clone(), Some(cluster))
+            }
+        };
+        *fallback = Some(client.clone());
+        Ok(client)
     }
 
     /// Starts computing `x` and returns at once; the future gives the value.

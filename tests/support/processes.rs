@@ -160,8 +160,13 @@ pub struct Scheduler {
 impl Scheduler {
     /// `rask scheduler` on free loopback ports, with extra arguments.
     pub fn start(extra: &[&str]) -> Scheduler {
+        Self::start_on(0, extra)
+    }
+
+    /// `rask scheduler` with its gRPC side on `port` (0: any free port).
+    pub fn start_on(port: u16, extra: &[&str]) -> Scheduler {
         let mut cmd = Command::new(rask_bin());
-        cmd.args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]).args(extra);
+        cmd.args(["scheduler", "--host", "127.0.0.1", "--port", &port.to_string(), "--http-port", "0"]).args(extra);
         let mut proc = Proc::spawn("scheduler", cmd);
         let line = proc.wait_for_line("rask scheduler at", Duration::from_secs(30));
         let address = line.rsplit(' ').next().expect("address").to_string();
@@ -188,6 +193,16 @@ impl Scheduler {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
+    }
+
+    /// A counter or gauge of the scheduler's `/metrics` without labels (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until the scheduler reports `n` workers.

@@ -248,6 +248,8 @@ impl Reporter for StreamReporter {
     fn report(&self, _worker: WorkerId, outcome: Outcome) {
         let kind = match outcome {
             Outcome::Finished { key, nbytes, duration } => {
+                // What a worker ran, for `RUST_LOG=rask_worker=debug`.
+                tracing::debug!(key = %key, nbytes, duration_seconds = duration, "task finished");
                 Up::Finished(pb::Finished { key: Some((&key).into()), nbytes, duration_seconds: duration })
             }
             Outcome::Erred { key, message, origin } => {
