@@ -34,7 +34,7 @@ use crate::crd::{
 };
 use crate::plan::{self, GroupCounts, GroupTarget, ObservedPod, PodPhase, SchedulerView};
 use crate::resources::{self, ANNOTATION_RETIRING, ANNOTATION_SCHEDULER_URL, DEFAULT_GROUP, MANAGER};
-use crate::scheduler_api::SchedulerApi;
+use crate::scheduler_api::{SchedulerApi, SchedulerUrl};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -53,6 +53,11 @@ pub struct ControllerConfig {
     /// The client of the schedulers' HTTP API, with the token and CA
     /// shared by every cluster (`--scheduler-token`, `--scheduler-ca-file`).
     pub scheduler: SchedulerApi,
+    /// Honour the `rask.dev/scheduler-http-url` annotation
+    /// (`--scheduler-url-annotation`). Off by default: it lets whoever may
+    /// create a DaskCluster point the operator's calls anywhere (they never
+    /// carry the token, see [`SchedulerUrl`]).
+    pub scheduler_url_annotation: bool,
 }
 
 impl Default for ControllerConfig {
@@ -63,6 +68,7 @@ impl Default for ControllerConfig {
             busy_interval: Duration::from_secs(5),
             idle_interval: Duration::from_secs(300),
             scheduler: SchedulerApi::default(),
+            scheduler_url_annotation: false,
         }
     }
 }
@@ -286,7 +292,7 @@ struct Group<'a> {
     replicas: u32,
     owner: OwnerReference,
     scheduler_address: String,
-    scheduler_url: String,
+    scheduler_url: SchedulerUrl,
 }
 
 /// What happened to a group in one reconcile.
@@ -450,7 +456,7 @@ async fn autoscale<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     key: &str,
-    url: &str,
+    url: &SchedulerUrl,
     group: &str,
     spec: &AutoscalingSpec,
     replicas: u32,
@@ -550,7 +556,10 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         &name,
         &ns,
         spec,
-        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        dc.annotations()
+            .get(ANNOTATION_SCHEDULER_URL)
+            .map(String::as_str)
+            .filter(|_| ctx.config.scheduler_url_annotation),
         ctx.scheduler.scheme(),
     );
     let mut replicas = replicas_of(&spec.worker);
@@ -741,7 +750,10 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         &dc.name_any(),
         &ns,
         &dc.spec,
-        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        dc.annotations()
+            .get(ANNOTATION_SCHEDULER_URL)
+            .map(String::as_str)
+            .filter(|_| ctx.config.scheduler_url_annotation),
         ctx.scheduler.scheme(),
     );
     let scheduler_ready = dc

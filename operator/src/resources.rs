@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{DaskClusterSpec, DaskJob, WorkerSpec};
+use crate::scheduler_api::SchedulerUrl;
 
 pub const LABEL_CLUSTER: &str = "rask.dev/cluster";
 pub const LABEL_COMPONENT: &str = "rask.dev/component";
@@ -34,7 +35,9 @@ pub const MANAGER: &str = "rask-operator";
 pub const ANNOTATION_RETIRING: &str = "rask.dev/retiring";
 /// Overrides the URL of the scheduler's HTTP API (default: the scheduler
 /// Service's DNS name). A hook for a scheduler the operator does not run:
-/// one brought by the user, or a local process in the tests.
+/// one brought by the user, or a local process in the tests. Honoured only
+/// when the operator runs with `--scheduler-url-annotation`, and never sent
+/// the schedulers' token: anyone who may create a DaskCluster chooses it.
 pub const ANNOTATION_SCHEDULER_URL: &str = "rask.dev/scheduler-http-url";
 pub const DEFAULT_GROUP: &str = "default";
 /// Fixed ports inside worker pods, so probes can reach the worker.
@@ -79,17 +82,24 @@ pub fn dashboard_address(cluster: &str, namespace: &str, port: i32) -> String {
     format!("http://{}.{namespace}.svc:{port}/status", scheduler_name(cluster))
 }
 
-/// Base URL of the scheduler's HTTP API, as the operator reaches it.
+/// Base URL of the scheduler's HTTP API, as the operator reaches it: the
+/// Service the operator made (a derived URL, which may get the token), or
+/// the annotation's URL when the operator honours it (untrusted: never
+/// sent the token).
 pub fn scheduler_api_url(
     cluster: &str,
     namespace: &str,
     spec: &DaskClusterSpec,
     annotation: Option<&str>,
     scheme: &str,
-) -> String {
+) -> SchedulerUrl {
     match annotation {
-        Some(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
-        _ => format!("{scheme}://{}.{namespace}.svc:{}", scheduler_name(cluster), spec.scheduler.dashboard_port),
+        Some(url) if !url.trim().is_empty() => SchedulerUrl::untrusted(url.trim()),
+        _ => SchedulerUrl::derived(format!(
+            "{scheme}://{}.{namespace}.svc:{}",
+            scheduler_name(cluster),
+            spec.scheduler.dashboard_port
+        )),
     }
 }
 

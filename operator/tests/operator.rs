@@ -284,7 +284,7 @@ async fn scale_down_retires_through_the_real_scheduler() {
     let env = TestEnv::new("scaledown").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     assert!(env.apply(&cluster_yaml("sd", 3, &scheduler_annotation(&scheduler))).ok);
     let joined = eventually(WAIT, || async { scheduler_workers(&scheduler.http).await["num_workers"] == 3 }).await;
     assert!(joined, "three workers did not join the scheduler");
@@ -320,7 +320,7 @@ async fn unreachable_scheduler_blocks_scale_down_and_says_why() {
     // A port nothing listens on: the scheduler cannot be asked.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let _agent = env.node_agent(None);
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let annotation = format!("rask.dev/scheduler-http-url: \"http://127.0.0.1:{port}\"");
     assert!(env.apply(&cluster_yaml("un", 2, &annotation)).ok);
     let ok = eventually(WAIT, || async {
@@ -353,7 +353,7 @@ async fn spec_edit_rolls_out_each_worker_retired() {
     let env = TestEnv::new("rollout").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     assert!(env.apply(&cluster_yaml("ro", 2, &scheduler_annotation(&scheduler))).ok);
     let revisions = |pods: &[Pod]| -> Vec<String> {
         pods.iter().filter_map(|p| p.labels().get("rask.dev/revision").cloned()).collect()
@@ -637,7 +637,7 @@ async fn autoscaling_follows_the_scheduler_and_retires_through_it() {
     let env = TestEnv::new("autoscale").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     // An idle scheduler wants no workers: the operator goes to the minimum,
     // after a (here zero) stabilization window, retiring through the scheduler.
     let yaml = format!(
@@ -670,7 +670,7 @@ async fn an_idle_cluster_is_deleted_after_its_idle_timeout() {
     let env = TestEnv::new("idle").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(None);
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let yaml = format!(
         "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: idle\n  annotations: {{{}}}\nspec:\n  worker:\n    replicas: 0\n  idleTimeoutSeconds: 2\n",
         scheduler_annotation(&scheduler)
