@@ -206,8 +206,10 @@ impl Context {
         Ok(Arc::new(applied))
     }
 
-    /// The worker pods of one group, from the cache.
-    fn group_pods(&self, namespace: &str, cluster: &str, group: &str) -> Vec<Arc<Pod>> {
+    /// The worker pods of one group, from the cache: those with its labels
+    /// that `owner` (the DaskCluster or DaskWorkerGroup) controls. Labels
+    /// come from names users chose; the owner's UID cannot be shared.
+    fn group_pods(&self, namespace: &str, cluster: &str, group: &str, owner: &str) -> Vec<Arc<Pod>> {
         let wanted = [
             (resources::LABEL_CLUSTER, cluster),
             (resources::LABEL_COMPONENT, "worker"),
@@ -217,7 +219,23 @@ impl Context {
             let labels = pod.labels();
             pod.metadata.namespace.as_deref() == Some(namespace)
                 && wanted.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+                && owned_by(pod, owner)
         })
+    }
+
+    /// Names starting with `prefix` that pods of other owners hold in the
+    /// namespace: a group never tries to create a pod under them.
+    fn names_held_by_others(&self, namespace: &str, prefix: &str, owner: &str) -> Vec<String> {
+        self.caches
+            .pods
+            .state_filter(|pod| {
+                pod.metadata.namespace.as_deref() == Some(namespace)
+                    && pod.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                    && !owned_by(pod, owner)
+            })
+            .iter()
+            .map(|p| p.name_any())
+            .collect()
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
@@ -226,6 +244,11 @@ impl Context {
             warn!(error = %e, reason, "publishing an event failed");
         }
     }
+}
+
+/// Whether `owner` (a UID) is the controller of `pod`.
+fn owned_by(pod: &Pod, owner: &str) -> bool {
+    pod.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner))
 }
 
 fn now() -> Time {
@@ -350,7 +373,7 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     // created again and refused (409), one it still shows after deletion is
     // deleted again (404); the watch event of either triggers another pass.
     let observed: Vec<ObservedPod> =
-        ctx.group_pods(g.namespace, g.cluster, g.group).iter().map(|p| observe(p)).collect();
+        ctx.group_pods(g.namespace, g.cluster, g.group, &g.owner.uid).iter().map(|p| observe(p)).collect();
     let template = resources::worker_template(g.cluster, g.group, g.image, g.worker, &g.scheduler_address);
     let revision = resources::revision(&template);
     let target = GroupTarget {
@@ -359,7 +382,8 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         revision: revision.clone(),
         max_surge: u32::try_from(g.worker.max_surge.max(1)).unwrap_or(1),
     };
-    let plan = plan::plan_workers(&target, &observed);
+    let held = ctx.names_held_by_others(g.namespace, &target.name_prefix, &g.owner.uid);
+    let plan = plan::plan_workers(&target, &observed, &held);
     let mut outcome = GroupOutcome {
         // The pods created below count: the status need not be written
         // again when their watch events arrive.
@@ -699,6 +723,13 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     let name = wg.name_any();
     let ns = namespace_of(wg)?;
     let key = format!("DaskWorkerGroup/{ns}/{name}");
+    if name == DEFAULT_GROUP {
+        // The CRD refuses this name; a group made before that rule would
+        // share the cluster's own pool's workers on the scheduler.
+        let message = format!("a DaskWorkerGroup may not be named {DEFAULT_GROUP:?}: it names each cluster's own pool");
+        ctx.event(wg, EventType::Warning, "ReservedName", message).await;
+        return Ok(Action::await_change());
+    }
     if wg.metadata.deletion_timestamp.is_some() {
         ctx.metrics.set_group(&key, None);
         ctx.forget(&key, &ns, None);

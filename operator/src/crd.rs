@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 
 /// The API group of every rask resource.
 pub const GROUP: &str = "rask.dev";
+/// A DNS-1035 label, what a Service name must be (CEL, on
+/// `self.metadata.name`; the 40-character bound is a rule of its own).
+/// Names of children are built from the names of their owners, so a name
+/// the API server would refuse for a child is refused on the owner.
+pub const NAME_RULE: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+
 /// The image used when neither `spec.image` nor a pod template names one.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/rask-dev/rask:0.1.0";
 /// The scheduler's gRPC port (clients and workers).
@@ -224,7 +230,8 @@ pub struct AutoscalingStatus {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Scheduler", type_ = "string", json_path = ".status.schedulerAddress"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): the scheduler's Service is named <name>-scheduler")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DaskClusterSpec {
@@ -299,13 +306,17 @@ pub struct DaskClusterStatus {
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.worker.replicas"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): worker pods and labels are named after it"),
+    validation = kube::core::Rule::new("self.metadata.name != 'default'").message("metadata.name 'default' is reserved: it names a DaskCluster's own worker pool")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DaskWorkerGroupSpec {
     /// Name of the DaskCluster (same namespace) these workers join.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("cluster is immutable"))]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("cluster must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("cluster must be a DaskCluster's name: a DNS-1035 label"))]
+    #[schemars(length(max = 40))]
     pub cluster: String,
     /// Image of the workers; default: the cluster's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -363,7 +374,8 @@ pub struct JobRunnerSpec {
     printcolumn(name = "Started", type_ = "date", json_path = ".status.startTime"),
     printcolumn(name = "Ended", type_ = "date", json_path = ".status.endTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): the job's DaskCluster and its Service are named after it")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a DaskJob's spec is immutable: create a new DaskJob"))]

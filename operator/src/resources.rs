@@ -28,6 +28,10 @@ pub const LABEL_WORKER_GROUP: &str = "rask.dev/worker-group";
 /// Hash of the worker pod template a pod was made from: a rollout replaces
 /// pods whose revision differs.
 pub const LABEL_REVISION: &str = "rask.dev/revision";
+/// The UID of the object whose pool a worker pod belongs to (its DaskCluster
+/// or DaskWorkerGroup): names and the other labels come from what users
+/// chose, this cannot collide.
+pub const LABEL_OWNER_UID: &str = "rask.dev/owner-uid";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "rask-operator";
 /// Set on a worker pod once the operator has decided it leaves: after a
@@ -69,6 +73,10 @@ pub fn scheduler_name(cluster: &str) -> String {
 }
 
 /// Prefix of a worker group's pod names: `<cluster>-<group>-worker-<n>`.
+/// Two groups can share a prefix (cluster `a` with group `b-default`, and
+/// cluster `a-b`'s own pool): a pod belongs to the object its owner
+/// reference and `rask.dev/owner-uid` name, never to a prefix, and each
+/// group skips names another object's pods hold.
 pub fn worker_prefix(cluster: &str, group: &str) -> String {
     format!("{cluster}-{group}-worker")
 }
@@ -383,7 +391,9 @@ pub fn revision(template: &PodTemplateSpec) -> String {
 pub fn worker_pod(template: &PodTemplateSpec, name: &str, revision: &str, owner: OwnerReference) -> Pod {
     let mut meta = template.metadata.clone().unwrap_or_default();
     meta.name = Some(name.into());
-    meta.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_REVISION.into(), revision.into());
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_REVISION.into(), revision.into());
+    labels.insert(LABEL_OWNER_UID.into(), owner.uid.clone());
     meta.owner_references = Some(vec![owner]);
     Pod { metadata: meta, spec: template.spec.clone(), status: None }
 }

@@ -177,6 +177,122 @@ async fn invalid_manifests_are_refused_with_the_cel_message() {
     assert!(!out.ok, "a malformed pod template was accepted");
 }
 
+/// Names whose children the API server would refuse, and the worker group
+/// name reserved for each cluster's own pool, are refused at admission
+/// with a message that says why; names that work are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_cannot_work_are_refused_at_admission() {
+    let env = TestEnv::new("names").await;
+    let dc = |name: &str| {
+        format!("apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: {name}\nspec: {{}}\n")
+    };
+    let wg = |name: &str, cluster: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: {name}\nspec:\n  cluster: {cluster}\n"
+        )
+    };
+    let dj = |name: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: {name}\nspec:\n  job:\n    template:\n      spec:\n        containers: [{{name: client}}]\n"
+        )
+    };
+    let dns = "must be a DNS-1035 label";
+    let table: Vec<(String, &str)> = vec![
+        (dc("1abc"), dns),
+        (dc("my.cl"), dns),
+        (dc("-x"), ""),
+        (wg("9g", "ok"), dns),
+        (wg("g.h", "ok"), dns),
+        (wg("default", "ok"), "metadata.name 'default' is reserved"),
+        (wg("g", "My.Cluster"), "cluster must be a DaskCluster's name"),
+        (wg("g", "a-cluster-name-that-is-far-too-long-to-be-one"), "spec.cluster"),
+        (dj("9job"), dns),
+        (dj("job.x"), dns),
+    ];
+    for (manifest, message) in &table {
+        let out = env.apply(manifest);
+        assert!(!out.ok, "accepted a name that cannot work:\n{manifest}");
+        assert!(out.stderr.contains(message), "expected {message:?} in: {}", out.stderr);
+    }
+    for good in [dc("a"), dc("a-b"), dc("x9"), wg("b-default", "a"), wg("default2", "a"), dj("job9")] {
+        let out = env.apply(&good);
+        assert!(out.ok, "refused a good name:\n{good}\n{}", out.stderr);
+    }
+}
+
+/// Cluster `a` with worker group `b-default`, and cluster `a-b`, share the
+/// pod name prefix `a-b-default-worker`. Both get all their workers, each
+/// pod belongs to exactly one of them, and nothing is created or deleted
+/// once they have converged: no two reconcilers fight over a pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_child_names_both_get_their_workers_without_a_fight() {
+    use std::collections::BTreeSet;
+    let env = TestEnv::new("collide").await;
+    let _agent = env.node_agent(None);
+    let operator = env.start_operator();
+    let manifests = [
+        cluster_yaml("a", 1, ""),
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: b-default\nspec:\n  cluster: a\n  worker: {replicas: 2}\n".to_string(),
+        cluster_yaml("a-b", 2, ""),
+    ];
+    for m in &manifests {
+        let out = env.apply(m);
+        assert!(out.ok, "{}", out.stderr);
+    }
+    let uid = |kind: &str, name: &str| {
+        let out = env.kubectl(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]);
+        assert!(out.ok, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let (a, b_default, a_b) = (uid("dc", "a"), uid("dwg", "b-default"), uid("dc", "a-b"));
+    let owned = |pods: &[Pod], owner: &str| {
+        pods.iter()
+            .filter(|p| {
+                p.owner_references().iter().any(|o| o.uid == owner)
+                    && p.labels().get("rask.dev/owner-uid").map(String::as_str) == Some(owner)
+            })
+            .count()
+    };
+    // Every pod ever seen, by UID, while they converge and for 10 s after.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let api: Api<Pod> = env.api();
+    let list = || async { api.list(&ListParams::default().labels("rask.dev/component=worker")).await.unwrap().items };
+    let converged = |pods: &[Pod]| {
+        pods.len() == 5 && owned(pods, &a) == 1 && owned(pods, &b_default) == 2 && owned(pods, &a_b) == 2
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let pods = list().await;
+        seen.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
+        if converged(&pods) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not converged: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let quiet = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < quiet {
+        let pods = list().await;
+        seen.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
+        assert!(
+            converged(&pods),
+            "the groups fell out of step: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.len(), 5, "pods were created and deleted: {} pods seen for 5 workers", seen.len());
+    let names: BTreeSet<String> = list().await.iter().map(|p| p.name_any()).collect();
+    for prefix in ["a-default-worker-", "a-b-default-worker-"] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "{prefix}: {names:?}");
+    }
+    operator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_creates_exactly_the_expected_children() {
     let env = TestEnv::new("children").await;
