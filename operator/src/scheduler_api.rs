@@ -413,7 +413,7 @@ mod tests {
     fn the_token_goes_only_to_derived_urls_and_never_over_plain_http_unless_allowed() {
         let t = Duration::from_secs(1);
         let auth = SchedulerAuth { token: Some("tok".into()), ..SchedulerAuth::default() };
-        let e = SchedulerApi::with_auth(t, &auth).err().expect("a token without a CA is refused").to_string();
+        let e = SchedulerApi::with_auth(t, &auth).expect_err("a token without a CA is refused").to_string();
         assert!(e.contains("plain HTTP") && e.contains("--scheduler-ca-file"), "{e}");
         let plain = SchedulerApi::with_auth(t, &SchedulerAuth { allow_plaintext_token: true, ..auth.clone() })
             .expect("plaintext explicitly allowed");
