@@ -21,6 +21,17 @@ pub const GROUP: &str = "rask.dev";
 /// the API server would refuse for a child is refused on the owner.
 pub const NAME_RULE: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
 
+// Quantities (`cpu: banana`) and requests above limits are not checked
+// here: a CEL rule over `resources` maps (k8s-openapi types without
+// maxProperties/maxLength) exceeds the API server's cost budget more than
+// 100-fold, and the CRD is refused.
+/// An image reference holds no whitespace.
+const IMAGE_RULE: &str = "!self.matches('[[:space:]]')";
+/// What `rask worker --memory-limit` parses: `auto`, a number (a fraction
+/// of the machine up to 1), or a size with a unit (`4GiB`, `500MB`, `1e9`).
+const MEMORY_LIMIT_RULE: &str =
+    "self.matches('^(?i)(auto|([0-9]+[.]?[0-9]*|[.][0-9]+)(e[+-]?[0-9]+)?[[:space:]]*(b|[kmgt]b?|[kmgt]ib)?)$')";
+
 /// The image used when neither `spec.image` nor a pod template names one.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/rask-dev/rask:0.1.0";
 /// The scheduler's gRPC port (clients and workers).
@@ -79,6 +90,7 @@ impl ServiceType {
 /// schedulers at once would split the workers) and a Service.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.port != self.dashboardPort").message("scheduler.port and scheduler.dashboardPort must differ: they are two ports of one container"))]
 pub struct SchedulerSpec {
     /// Type of the scheduler's Service.
     #[serde(default)]
@@ -120,6 +132,9 @@ pub struct WorkerSpec {
     /// Number of worker pods (the scale subresource's spec path).
     #[serde(default = "default_replicas")]
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("worker.replicas must be non-negative"))]
+    // The operator manages each pod itself: 10,000 is far past any cluster
+    // it was measured with, and 100,000,000 is a typo.
+    #[x_kube(validation = kube::core::Rule::new("self <= 10000").message("worker.replicas must be at most 10000"))]
     pub replicas: i32,
     /// Threads per worker (`rask worker --nthreads`); default: the pod's cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +143,8 @@ pub struct WorkerSpec {
     /// Memory per worker (`--memory-limit`), e.g. `4GiB`; default: the pod's limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("worker.memoryLimit must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(MEMORY_LIMIT_RULE).message("worker.memoryLimit must be auto, a fraction of the machine such as 0.5, or a size such as 4GiB, 500MB or 1e9"))]
+    #[schemars(length(max = 64))]
     pub memory_limit: Option<String>,
     /// Resources of the worker container (unless the template sets them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +185,7 @@ pub struct AutoscalingSpec {
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.minimum must be non-negative"))]
     pub minimum: i32,
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.maximum must be non-negative"))]
+    #[x_kube(validation = kube::core::Rule::new("self <= 10000").message("autoscaling.maximum must be at most 10000"))]
     pub maximum: i32,
     /// Seconds the target must stay lower before workers are retired.
     #[serde(default = "default_stabilization")]
@@ -238,6 +256,8 @@ pub struct DaskClusterSpec {
     /// Image of the scheduler and workers (unless a pod template names one).
     #[serde(default = "default_image")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(IMAGE_RULE).message("image must not contain whitespace"))]
+    #[schemars(length(max = 1024))]
     pub image: String,
     #[serde(default)]
     pub scheduler: SchedulerSpec,
@@ -321,6 +341,8 @@ pub struct DaskWorkerGroupSpec {
     /// Image of the workers; default: the cluster's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(IMAGE_RULE).message("image must not contain whitespace"))]
+    #[schemars(length(max = 1024))]
     pub image: Option<String>,
     #[serde(default)]
     pub worker: WorkerSpec,

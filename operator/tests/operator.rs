@@ -142,6 +142,13 @@ async fn invalid_manifests_are_refused_with_the_cel_message() {
         (dc("  image: \"\"\n"), "image must not be empty"),
         (dc("  worker: {maxSurge: 0}\n"), "worker.maxSurge must be at least 1"),
         (dc("  scheduler: {port: 70000}\n"), "scheduler.port must be between 1 and 65535"),
+        // Specs that used to be accepted and then failed at child creation
+        // or at start (issue 26 point 2).
+        (dc("  scheduler: {port: 9000, dashboardPort: 9000}\n"), "scheduler.port and scheduler.dashboardPort must differ"),
+        (dc("  image: \"repo/image:1 --privileged\"\n"), "image must not contain whitespace"),
+        (dc("  worker: {memoryLimit: lots}\n"), "worker.memoryLimit must be auto"),
+        (dc("  worker: {replicas: 100000000}\n"), "worker.replicas must be at most 10000"),
+        (dc("  autoscaling: {minimum: 0, maximum: 100000000}\n"), "autoscaling.maximum must be at most 10000"),
         (
             "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: a-name-that-is-far-too-long-for-children-labels\nspec: {}\n"
                 .to_string(),
@@ -172,6 +179,15 @@ async fn invalid_manifests_are_refused_with_the_cel_message() {
     assert!(env.apply(job).ok);
     let out = env.apply(&job.replace("backoffLimit: 1", "backoffLimit: 3"));
     assert!(!out.ok && out.stderr.contains("a DaskJob's spec is immutable"), "{}", out.stderr);
+    // What works is still accepted.
+    let out = env.apply(&dc(
+        "  worker:\n    memoryLimit: 4GiB\n    resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: 1, memory: 1Gi}}\n",
+    ));
+    assert!(out.ok, "{}", out.stderr);
+    for limit in ["auto", "0.5", "1e9", "500MB", "4 GiB", "0", "2g"] {
+        let out = env.apply(&dc(&format!("  worker: {{memoryLimit: \"{limit}\"}}\n")));
+        assert!(out.ok, "memoryLimit {limit}: {}", out.stderr);
+    }
     // A pod template of the wrong shape is refused by the schema itself.
     let out = env.apply(&dc("  worker:\n    template:\n      spec:\n        containers: \"not a list\"\n"));
     assert!(!out.ok, "a malformed pod template was accepted");
