@@ -113,6 +113,9 @@ pub struct Context {
     /// The last server-side apply of each child (`kind/namespace/name`), so
     /// applies that would change nothing are skipped.
     applied: Memory<Applied>,
+    /// Consecutive reconciles of each object (`kind/namespace/name`) in
+    /// which the API server refused a worker pod: the retry backs off.
+    create_failures: Mutex<HashMap<String, u32>>,
     /// Statuses written whose watch event may not have arrived yet.
     cluster_status: Memory<Written<DaskClusterStatus>>,
     group_status: Memory<Written<DaskWorkerGroupStatus>>,
@@ -153,6 +156,7 @@ impl Context {
             config,
             caches,
             autoscalers: Mutex::new(HashMap::new()),
+            create_failures: Mutex::new(HashMap::new()),
             applied: Memory::default(),
             cluster_status: Memory::default(),
             group_status: Memory::default(),
@@ -163,6 +167,7 @@ impl Context {
     /// `kind/namespace/name`), and of its scheduler's children.
     fn forget(&self, key: &str, namespace: &str, cluster: Option<&str>) {
         self.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.create_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
         self.cluster_status.remove(key);
         self.group_status.remove(key);
         if let Some(cluster) = cluster {
@@ -243,6 +248,47 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "publishing an event failed");
         }
+    }
+}
+
+/// The aggregate `Ready` condition GitOps health checks look for: false
+/// with the first cause that holds the object back.
+fn ready_condition(
+    previous: &[Condition],
+    outcome: &GroupOutcome,
+    scheduler_ready: bool,
+    workers_ready: bool,
+    generation: Option<i64>,
+    t: &Time,
+) -> Condition {
+    let (ready, reason, message) = if let Some((reason, message)) = &outcome.create_failed {
+        (false, reason.as_str(), message.clone())
+    } else if !scheduler_ready {
+        (false, "SchedulerUnavailable", "Waiting for the scheduler".to_string())
+    } else if let Some(blocked) = &outcome.blocked {
+        (false, "ScaleDownBlocked", blocked.clone())
+    } else if !workers_ready {
+        (false, "WorkersNotReady", "Waiting for the workers".to_string())
+    } else {
+        (true, "Ready", "The scheduler and every worker are ready".to_string())
+    };
+    plan::condition(previous, "Ready", ready, reason, message, generation, t)
+}
+
+impl Context {
+    /// The requeue after a reconcile whose pod creations the API server
+    /// refused: 5 s, doubling per consecutive refusal up to 5 min, like the
+    /// Job controller. Forgets the object's count once it creates cleanly.
+    fn create_backoff(&self, key: &str, failed: bool) -> Option<Duration> {
+        let mut failures = self.create_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !failed {
+            failures.remove(key);
+            return None;
+        }
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let seconds = 5u64.saturating_mul(1u64 << (*n - 1).min(6)).min(300);
+        Some(Duration::from_secs(seconds))
     }
 }
 
@@ -327,6 +373,9 @@ struct GroupOutcome {
     blocked: Option<String>,
     /// Something is still moving: requeue soon.
     busy: bool,
+    /// The API server refused a worker pod: its reason (`Forbidden`,
+    /// `Invalid`...) and message.
+    create_failed: Option<(String, String)>,
 }
 
 fn observe(pod: &Pod) -> ObservedPod {
@@ -391,17 +440,43 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         rolling: plan.rolling,
         busy: plan.rolling || !plan.create.is_empty() || !plan.leaving.is_empty(),
         blocked: None,
+        create_failed: None,
     };
 
-    // Creations are independent: issue them together.
+    // Creations are independent: issue them together. A refusal (quota,
+    // admission, a name held elsewhere) does not stop the reconcile: the
+    // status and an Event say why, and the retry backs off.
     let creations = plan.create.iter().map(|name| {
         let pod = resources::worker_pod(&template, name, &revision, g.owner.clone());
         let pods = pods.clone();
-        async move { ignore_status(pods.create(&PostParams::default(), &pod).await.map(|_| ()), 409) }
+        async move { (name, ignore_status(pods.create(&PostParams::default(), &pod).await.map(|_| ()), 409)) }
     });
-    futures::future::try_join_all(creations).await?;
-    if !plan.create.is_empty() {
-        info!(group = %g.key, created = ?plan.create, "created workers");
+    let mut refused = Vec::new();
+    for (name, result) in futures::future::join_all(creations).await {
+        match result {
+            Ok(()) => {}
+            Err(Error::Kube(kube::Error::Api(status))) => {
+                let reason = Some(status.reason.as_str())
+                    .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
+                    .unwrap_or("FailedCreate")
+                    .to_string();
+                refused.push((name.clone(), reason, status.message.clone()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let created = plan.create.len() - refused.len();
+    if created > 0 {
+        info!(group = %g.key, created, "created workers");
+    }
+    if let Some((name, reason, message)) = refused.first() {
+        let failed = u32::try_from(refused.len()).unwrap_or(u32::MAX);
+        outcome.counts.replicas = outcome.counts.replicas.saturating_sub(failed);
+        outcome.counts.updated = outcome.counts.updated.saturating_sub(failed);
+        let note = format!("The API server refused {} worker pod(s), {name} first: {reason}: {message}", refused.len());
+        warn!(group = %g.key, %note, "creating workers failed");
+        ctx.event(owner_obj, EventType::Warning, "FailedCreate", note.clone()).await;
+        outcome.create_failed = Some((reason.clone(), note));
     }
     if plan.leaving.is_empty() {
         return Ok(outcome);
@@ -678,6 +753,14 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         generation,
         &t,
     ));
+    conditions.push(ready_condition(
+        &previous.conditions,
+        &outcome,
+        scheduler_ready,
+        counts.ready >= replicas && counts.replicas == replicas,
+        generation,
+        &t,
+    ));
     let phase = plan::cluster_phase(scheduler_ready, replicas, counts, outcome.rolling);
     let status = DaskClusterStatus {
         phase: Some(phase.into()),
@@ -704,6 +787,9 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     }
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
 
+    if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
+        return Ok(Action::requeue(backoff));
+    }
     Ok(if spec.autoscaling.is_some() || spec.idle_timeout_seconds.is_some() {
         Action::requeue(ctx.config.poll_interval)
     } else if outcome.busy || outcome.blocked.is_some() {
@@ -847,6 +933,14 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
             generation,
             &t,
         ),
+        ready_condition(
+            &previous.conditions,
+            &outcome,
+            scheduler_ready,
+            counts.ready >= replicas && counts.replicas == replicas,
+            generation,
+            &t,
+        ),
     ];
     let status = DaskWorkerGroupStatus {
         conditions,
@@ -864,6 +958,9 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     }
     let phase = if outcome.rolling { "Updating" } else { "Running" };
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
+    if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
+        return Ok(Action::requeue(backoff));
+    }
     Ok(if wg.spec.autoscaling.is_some() {
         Action::requeue(ctx.config.poll_interval)
     } else if outcome.busy || outcome.blocked.is_some() {

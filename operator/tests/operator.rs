@@ -309,6 +309,59 @@ async fn colliding_child_names_both_get_their_workers_without_a_fight() {
     operator.stop().await;
 }
 
+/// A ResourceQuota of one pod and a cluster of three workers: the API
+/// server refuses two worker pods. The cluster does not look blank: a
+/// Warning Event and the `Ready=False` condition carry the API server's
+/// reason, the status shows the one worker that exists, and the refused
+/// creations are retried with backoff, not every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pods_end_in_an_event_and_a_ready_false_condition() {
+    let env = TestEnv::new("quota").await;
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: pods\nspec:\n  hard: {pods: \"1\"}\n";
+    assert!(env.apply(quota).ok);
+    // No quota controller runs here: give the quota its status, as it would.
+    let status = r#"{"status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}}"#;
+    let out = env.kubectl(&["patch", "resourcequota", "pods", "--subresource=status", "--type=merge", "-p", status]);
+    assert!(out.ok, "{}", out.stderr);
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("q", 3, "")).ok);
+    let ok = eventually(WAIT, || async {
+        condition(&cluster(&env, "q").await, "Ready")
+            .is_some_and(|(status, message)| status == "False" && message.contains("exceeded quota"))
+    })
+    .await;
+    let dc = cluster(&env, "q").await;
+    assert!(ok, "no Ready=False with the quota's refusal: {:?}", dc.status);
+    let ready = dc.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "Forbidden", "{ready:?}");
+    assert_eq!(dc.status.as_ref().unwrap().replicas, 1, "{:?}", dc.status);
+    assert_eq!(pod_names(&env, "rask.dev/cluster=q").await.len(), 1);
+    let warned = eventually(WAIT, || async {
+        events(&env).await.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.note.as_deref().is_some_and(|n| n.contains("exceeded quota"))
+        })
+    })
+    .await;
+    assert!(warned, "no FailedCreate Event");
+    // Backoff: over 12 s, at 5, 10, 20 s... at most a few more tries (the
+    // quota admission counts each refused create in the apiserver's
+    // metrics; here, the Events' count says how often it was tried).
+    let tries = || async {
+        events(&env)
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .sum::<i32>()
+    };
+    let before = tries().await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = tries().await;
+    assert!(after - before <= 3, "retried {} times in 12 s", after - before);
+    operator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_creates_exactly_the_expected_children() {
     let env = TestEnv::new("children").await;
