@@ -362,6 +362,38 @@ async fn refused_pods_end_in_an_event_and_a_ready_false_condition() {
     operator.stop().await;
 }
 
+/// What the CRD cannot check (quantities, requests above limits: CEL over
+/// the resources maps is over the API server's cost budget) is reported:
+/// the worker pods are refused (BadRequest, Invalid), and the cluster says so in its
+/// Ready condition instead of looking blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrunnable_worker_resources_are_reported() {
+    let env = TestEnv::new("badres").await;
+    let operator = env.start_operator();
+    let dc = |name: &str, resources: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: {name}\nspec:\n  worker:\n    replicas: 1\n    resources: {resources}\n"
+        )
+    };
+    assert!(env.apply(&dc("banana", "{requests: {cpu: banana}}")).ok);
+    assert!(env.apply(&dc("over", "{requests: {cpu: '2'}, limits: {cpu: '1'}}")).ok);
+    for name in ["banana", "over"] {
+        let ok = eventually(WAIT, || async {
+            condition(&cluster(&env, name).await, "Ready").is_some_and(|(status, _)| status == "False")
+                && cluster(&env, name).await.status.is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && ["BadRequest", "Invalid"].contains(&c.reason.as_str()))
+                })
+        })
+        .await;
+        assert!(ok, "{name}: no Ready=False with the API server's refusal: {:?}", cluster(&env, name).await.status);
+        let (_, message) = condition(&cluster(&env, name).await, "Ready").unwrap();
+        assert!(message.contains("quantit") || message.contains("cpu"), "{name}: {message}");
+    }
+    operator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_creates_exactly_the_expected_children() {
     let env = TestEnv::new("children").await;
