@@ -513,7 +513,7 @@ fn transfer(mib: usize, repeat: usize) -> anyhow::Result<()> {
         // The worker's data server, as `rask worker` builds it.
         tokio::spawn(
             rask_proto::transport::grpc_server(None)?
-                .add_service(DataService::new(store).into_server())
+                .add_service(DataService::new(store).into_server(None))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let mut client = DataClient::connect(&addr, 4 << 30).await?;

@@ -135,7 +135,7 @@ async fn scales_up_under_load_and_back_to_the_minimum_without_losing_a_key() {
     support::use_controllers(CONTROLLERS);
     let env = TestEnv::new("autoscale-e2e").await;
     let kubelet = env.kubelet();
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let autoscaling = "  autoscaling:\n    minimum: 1\n    maximum: 4\n    scaleDownStabilizationSeconds: 5\n    scaleDownCooldownSeconds: 1\n";
     let out = env.apply(&cluster_yaml("auto", autoscaling));
     assert!(out.ok, "{}", out.stderr);

@@ -247,6 +247,40 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &
     request_over(stream, addr, method, path, body, headers)
 }
 
+/// A GET of an endless response (a server-sent event stream): the status
+/// and what arrived until `until` showed up, the server closed, or
+/// `timeout` passed.
+pub fn http_stream_start(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    until: &str,
+    timeout: Duration,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !String::from_utf8_lossy(&response).contains(until) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
 /// A GET over HTTPS that trusts only `ca_pem` and checks the certificate
 /// names `server_name`. Err carries the TLS failure.
 pub fn https_get(addr: &str, server_name: &str, ca_pem: &[u8], path: &str) -> Result<(u16, String), String> {
