@@ -9,8 +9,8 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rask_core::optimize::fuse;
@@ -20,75 +20,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::cluster::{ClusterShared, LocalCluster, Msg};
 use crate::delayed::{Node, NodeKind};
+use crate::future_state::FutureState;
 use crate::remote::Remote;
 use crate::{Delayed, Error, Result};
-
-/// The result slot shared by a future and the cluster.
-pub(crate) struct FutureState {
-    slot: Mutex<Slot>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct Slot {
-    result: Option<Result<Value>>,
-    wakers: Vec<Waker>,
-}
-
-impl FutureState {
-    fn new() -> Arc<Self> {
-        Arc::new(Self { slot: Mutex::new(Slot::default()), ready: Condvar::new() })
-    }
-
-    fn done(result: Result<Value>) -> Arc<Self> {
-        let s = Self::new();
-        s.resolve(result);
-        s
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Sets the result once; later calls are ignored (a recomputed key is
-    /// reported twice, a cancel may race a completion).
-    pub(crate) fn resolve(&self, result: Result<Value>) {
-        let wakers = {
-            let mut slot = self.lock();
-            if slot.result.is_some() {
-                return;
-            }
-            slot.result = Some(result);
-            std::mem::take(&mut slot.wakers)
-        };
-        self.ready.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn peek(&self) -> Option<Result<Value>> {
-        self.lock().result.clone()
-    }
-
-    fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
-        let mut slot = self.lock();
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        loop {
-            if let Some(r) = &slot.result {
-                return Some(r.clone());
-            }
-            slot = match deadline {
-                None => self.ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.ready.wait_timeout(slot, left).unwrap_or_else(std::sync::PoisonError::into_inner).0
-                }
-            };
-        }
-    }
-}
 
 /// Where a client's graphs go.
 enum Backend {
@@ -529,18 +463,9 @@ impl<T: FromValue> std::future::Future for Future<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.state.lock();
-        match slot.result.clone() {
-            Some(r) => {
-                drop(slot);
-                Poll::Ready(self.convert(r))
-            }
-            None => {
-                if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    slot.wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+        match self.state.poll_with(cx.waker()) {
+            Poll::Ready(r) => Poll::Ready(self.convert(r)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

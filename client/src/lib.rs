@@ -33,6 +33,7 @@ mod client;
 mod cluster;
 mod delayed;
 mod error;
+mod future_state;
 mod remote;
 mod visualize;
 
