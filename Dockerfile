@@ -58,6 +58,8 @@ COPY --from=builder /out/python /opt/rask/python
 ENV PYTHONPATH=/opt/rask/python \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# The tutorial's data, where `rask demo dataframe` looks beside its binary.
+COPY data/Birthdays.csv.xz /usr/local/share/rask/Birthdays.csv.xz
 # distroless's "nonroot" user, by number so runAsNonRoot can verify it.
 USER 65532:65532
 # Scheduler gRPC and HTTP, worker data and HTTP, operator metrics.

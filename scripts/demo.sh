@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rask/target}"
-scripts/setup.sh
+scripts/setup.sh demo # protoc only: the demo needs nothing else
 cargo run --release --locked -q -p rask-cli -- demo "$@"

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs what rask's demo and tests need beyond the Rust toolchain:
-# Graphviz for visualize(). Idempotent: already-installed parts are skipped.
-# Later components (Prometheus, kube-apiserver) are
-# added here by the issues that need them.
+# Installs what rask needs beyond the Rust toolchain. Idempotent: parts
+# already installed are skipped.
+#
+#   scripts/setup.sh demo   what `scripts/demo.sh` needs: protoc (proto/build.rs
+#                           compiles the wire protocol with it). Nothing else:
+#                           Graphviz is only for `rask demo --visualize x.svg`,
+#                           which says how to install it when it is missing.
+#   scripts/setup.sh all    (the default) everything the tests need as well:
+#                           Graphviz, Chromium, Prometheus, the Python reference
+#                           venv, kube-apiserver and helm.
 set -euo pipefail
+what="${1:-all}"
+case "$what" in
+    demo | all) ;;
+    *) echo "usage: scripts/setup.sh [demo|all]" >&2; exit 2 ;;
+esac
 
 apt_install() {
     local missing=()
@@ -18,10 +29,13 @@ apt_install() {
     fi
 }
 
-# Graphviz draws task graphs; protoc compiles proto/ for the gRPC crate;
-# headless Chromium loads the dashboard in its test; Prometheus's promtool
-# checks the metrics exposition.
-apt_install graphviz protobuf-compiler chromium prometheus
+# protoc compiles proto/ for the gRPC crate: the build needs it.
+apt_install protobuf-compiler
+[ "$what" = demo ] && exit 0
+
+# Graphviz draws task graphs; headless Chromium loads the dashboard in its
+# test; Prometheus's promtool checks the metrics exposition.
+apt_install graphviz chromium prometheus
 
 # Reference implementations (numpy, and later pandas, scipy, scikit-image)
 # in a virtualenv outside the repository, used by the reference tests.
@@ -29,12 +43,12 @@ PYREF="${RASK_PYREF:-$HOME/.cache/rask/pyref}"
 # boto3 and moto[server] are the S3 tests' fixtures and endpoint
 # (moto_server on 127.0.0.1, started by the tests); dask[distributed] is the
 # classic Dask scheduler the operator's autoscaler is tested against.
-if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile, pyarrow, boto3, moto.server, distributed" >/dev/null 2>&1; then
+if ! "$PYREF/bin/python" -c "import numpy, zarr, pandas, sklearn, scipy, skimage, tifffile, pyarrow, boto3, moto.server, distributed, zstandard" >/dev/null 2>&1; then
     echo "setup: creating $PYREF with numpy, zarr, pandas, scikit-learn, scipy, scikit-image, boto3, moto, dask" >&2
     [ -x "$PYREF/bin/python" ] || python3 -m venv "$PYREF"
     "$PYREF/bin/python" -m pip install -q --disable-pip-version-check "numpy>=2,<3" "zarr>=3,<4" \
         "pandas>=2.2,<3" "scikit-learn>=1.5,<2" "scipy>=1.13,<2" "scikit-image>=0.24,<1" "tifffile>=2024.1" "pyarrow>=15" \
-        "boto3>=1.34" "moto[server]>=5,<6" "dask[distributed]>=2025.1,<2027"
+        "boto3>=1.34" "moto[server]>=5,<6" "dask[distributed]>=2025.1,<2027" "zstandard>=0.22"
 fi
 "$(dirname "$0")/envtest.sh" # kube-apiserver and kube-controller-manager for the operator tests: built once, cached
 

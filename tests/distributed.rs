@@ -304,27 +304,212 @@ fn worker_metrics_and_health() {
     promtool_check(&m);
 }
 
+/// The metrics address a worker prints at start.
+fn worker_http_address(worker: &mut Proc) -> String {
+    worker
+        .output()
+        .lines()
+        .find_map(|l| l.split("metrics at http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics)"))
+        .expect("the worker prints its metrics address")
+        .to_string()
+}
+
+/// The data address a worker prints at start (`rask worker NAME at ADDR`).
+fn worker_data_address(worker: &mut Proc) -> String {
+    worker
+        .output()
+        .lines()
+        .find_map(|l| l.split(" at ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the worker prints its data address")
+        .to_string()
+}
+
+/// Fetches `key` from a worker's data service as a peer would, presenting
+/// `token`.
+fn fetch_from_worker(address: &str, key: &rask_core::Key, token: Option<&str>) -> Result<rask_core::Value, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut peer = rask_worker::data::DataClient::connect_with(address, 1 << 30, None, token)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut got = peer.fetch(std::slice::from_ref(key)).await.map_err(|e| e.to_string())?;
+        got.pop().map(|(_, v)| v).ok_or_else(|| "nothing came back".to_string())
+    })
+}
+
+/// With `--token`, every port of every process requires it: the
+/// scheduler's gRPC and every HTTP path but `/health` (dashboard, JSON,
+/// events, API, metrics, unknown paths), each worker's data service and
+/// its `/metrics`. A peer without the token, or with a wrong one, learns
+/// nothing; with it, a computation that moves data between workers and
+/// back to the client works end to end.
 #[test]
-fn a_token_guards_grpc_and_the_api() {
-    let s = Scheduler::start(&["--token", "s3cret-token"]);
-    // Without the token: refused, with a message that says why.
-    match Client::connect_with_token(&s.address, None) {
-        Err(Error::Connect { message, .. }) => assert!(message.contains("token"), "{message}"),
-        other => panic!("expected a refusal, got {other:?}"),
+fn a_token_guards_every_port() {
+    const TOKEN: &str = "s3cret-token";
+    let s = Scheduler::start(&["--token", TOKEN]);
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| start_worker(WorkerKind::Test, &s.address, &format!("tok{i}"), 1, &["--token", TOKEN]))
+        .collect();
+    let bearer = format!("Bearer {TOKEN}");
+    let authorized = [("Authorization", bearer.as_str())];
+    let get = |addr: &str, path: &str, headers: &[(&str, &str)]| http(addr, "GET", path, None, headers);
+    assert!(
+        rask_tests::eventually(T, || get(&s.http, "/api/v1/get_workers", &authorized).1.contains("\"num_workers\":2")),
+        "the workers did not join"
+    );
+
+    // gRPC without the token, or with a wrong one: refused, saying why.
+    for token in [None, Some("wrong"), Some("s3cret-toke"), Some("s3cret-token-and-more")] {
+        match Client::connect_with_token(&s.address, token) {
+            Err(Error::Connect { message, .. }) => assert!(message.contains("token"), "{token:?}: {message}"),
+            other => panic!("{token:?}: expected a refusal, got {other:?}"),
+        }
     }
-    let (status, _) = s.get("/api/v1/get_workers");
-    assert_eq!(status, 403);
-    let (status, body) = http(&s.http, "GET", "/api/v1/get_workers", None, &[("Authorization", "Bearer s3cret-token")]);
-    assert_eq!(status, 200, "{body}");
-    // Health stays open for probes.
-    assert_eq!(s.get("/health").0, 200);
-    let _w = start_worker(WorkerKind::Rask, &s.address, "tok", 1, &["--token", "s3cret-token"]);
-    let client = Client::connect_with_token(&s.address, Some("s3cret-token")).expect("connect with the token");
-    let x = rask::Delayed::<i64>::value(20) + rask::Delayed::<i64>::value(22);
-    assert_eq!(client.compute(&x).result_timeout(T).unwrap(), 42);
+    // A worker without the token cannot join.
+    let mut intruder = {
+        let mut cmd = std::process::Command::new(rask_tests::processes::test_worker_bin());
+        cmd.args([s.address.as_str(), "--name", "intruder", "--token", "wrong"]);
+        Proc::spawn("intruder", cmd)
+    };
+    let exit = intruder.wait_exit(T).expect("a worker with a wrong token exits");
+    assert!(!exit.success());
+    assert!(intruder.output().contains("token"), "{}", intruder.output());
+
+    // Right token: a graph whose inputs sit on both workers, gathered back.
+    let client = Client::connect_with_token(&s.address, Some(TOKEN)).expect("connect with the token");
+    let blocks: Vec<Delayed<bytes::Bytes>> = (0..8).map(|i| block::delayed(i, 200_000)).collect();
+    let sums: Vec<Delayed<i64>> = blocks.iter().map(|b| checksum::delayed(b.clone())).collect();
+    let expected: i64 = (0..8).map(|i| expected_checksum(i, 200_000)).sum();
+    assert_eq!(client.compute(&total::delayed(sums)).result_timeout(T).unwrap(), expected);
+    // A stored result, as the issue's intruder read it.
+    let kept = client.compute(&block::delayed(99, 1_000));
+    let value = kept.result_timeout(T).unwrap();
+
+    // Each worker's data service: nothing without the right token.
+    let data: Vec<String> = workers.iter_mut().map(worker_data_address).collect();
+    for address in &data {
+        for token in [None, Some("wrong"), Some("s3cret-toke")] {
+            let err = fetch_from_worker(address, kept.key(), token).expect_err("refused");
+            assert!(err.contains("token"), "{address} {token:?}: {err}");
+        }
+    }
+    // With it, the holder serves the value (the other has not got it).
+    let served: Vec<rask_core::Value> =
+        data.iter().filter_map(|a| fetch_from_worker(a, kept.key(), Some(TOKEN)).ok()).collect();
+    assert_eq!(served, vec![rask_core::Value::Bytes(value)]);
+    // The workers fetched from each other, with the token.
+    let web: Vec<String> = workers.iter_mut().map(worker_http_address).collect();
+    let fetched: u64 = web
+        .iter()
+        .map(|a| {
+            let (status, m) = get(a, "/metrics", &authorized);
+            assert_eq!(status, 200, "{m}");
+            m.lines()
+                .find_map(|l| l.strip_prefix("rask_worker_transfer_incoming_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(fetched > 0, "the graph moved no data between the workers");
+
+    // HTTP: every path but /health needs the token, and a refusal says
+    // nothing about the cluster.
+    let scheduler_paths = [
+        "/",
+        "/status",
+        "/status.json",
+        "/api/v1",
+        "/api/v1/get_workers",
+        "/api/v1/adaptive_target",
+        "/api/v1/check_idle",
+        "/metrics",
+        "/no-such-path",
+    ];
+    let basic = |password: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("user:{password}")))
+    };
+    let wrong_bearer = "Bearer wrong".to_string();
+    let wrong_basic = basic("wrong");
+    let refusals: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("Authorization", wrong_bearer.as_str())],
+        &[("Authorization", wrong_basic.as_str())],
+        &[("Authorization", TOKEN)],
+    ];
+    let check_refused = |addr: &str, path: &str, status: u16, body: &str| {
+        assert_eq!(status, 401, "{addr}{path}: {body}");
+        for secret in ["127.0.0.1", "tok0", "tok1", "rask_"] {
+            assert!(!body.contains(secret), "{addr}{path} revealed {secret:?}: {body}");
+        }
+    };
+    for headers in refusals {
+        for path in scheduler_paths {
+            let (status, body) = get(&s.http, path, headers);
+            check_refused(&s.http, path, status, &body);
+        }
+        let (status, body) = http(&s.http, "POST", "/api/v1/retire_workers", Some(r#"{"n": 2}"#), headers);
+        check_refused(&s.http, "/api/v1/retire_workers", status, &body);
+        let (status, body) = rask_tests::processes::http_stream_start(
+            &s.http,
+            "/status/events",
+            headers,
+            "data:",
+            Duration::from_secs(2),
+        );
+        assert!(status == 401 && !body.contains("data:"), "/status/events: {body}");
+        for w in &web {
+            for path in ["/metrics", "/", "/no-such-path"] {
+                let (status, body) = get(w, path, headers);
+                check_refused(w, path, status, &body);
+            }
+        }
+    }
+    // Probes need no token, and /health says no more than "ok".
+    assert_eq!(get(&s.http, "/health", &[]), (200, "ok".to_string()));
+    for w in &web {
+        assert_eq!(get(w, "/health", &[]), (200, "ok".to_string()));
+    }
+    // With the token (Bearer, or a browser's Basic login), everything answers.
+    let login = basic(TOKEN);
+    for headers in [authorized, [("Authorization", login.as_str())]] {
+        for path in ["/status", "/status.json", "/api/v1/get_workers", "/metrics"] {
+            let (status, body) = get(&s.http, path, &headers);
+            assert_eq!(status, 200, "{path}: {body}");
+        }
+        let (status, body) = rask_tests::processes::http_stream_start(&s.http, "/status/events", &headers, "data:", T);
+        assert!(status == 200 && body.contains("data:"), "/status/events: {body}");
+    }
+    assert!(get(&s.http, "/metrics", &authorized).1.contains("rask_scheduler_workers 2"));
     // The token never shows in the logs.
+    drop(client);
     let mut sched = s.proc;
-    assert!(!sched.output().contains("s3cret-token"));
+    assert!(!sched.output().contains(TOKEN));
+    for w in &mut workers {
+        assert!(!w.output().contains(TOKEN));
+    }
+}
+
+/// `--metrics-open` leaves `/metrics` (and only it) to scrapers without
+/// the token, on the scheduler and on workers.
+#[test]
+fn metrics_open_leaves_only_metrics_open() {
+    let s = Scheduler::start(&["--token", "tok", "--metrics-open"]);
+    let mut w = start_worker(WorkerKind::Test, &s.address, "open", 1, &["--token", "tok", "--metrics-open"]);
+    let web = worker_http_address(&mut w);
+    let (status, m) = s.get("/metrics");
+    assert_eq!(status, 200, "{m}");
+    assert!(m.contains("rask_scheduler_workers"), "{m}");
+    let (status, m) = http(&web, "GET", "/metrics", None, &[]);
+    assert_eq!(status, 200, "{m}");
+    assert!(m.contains("rask_worker_threads 1"), "{m}");
+    for path in ["/status", "/status.json", "/api/v1/get_workers"] {
+        assert_eq!(s.get(path).0, 401, "{path}");
+    }
+    let data = worker_data_address(&mut w);
+    assert!(fetch_from_worker(&data, &rask_core::Key::new("x"), None).unwrap_err().contains("token"));
 }
 
 /// Where test artifacts (screenshots) go: `<target>/artifacts`.

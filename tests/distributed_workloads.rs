@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rask::{Client, LocalCluster};
 use rask_array::{Array, BinaryOp, Chunks, Fill};
-use rask_dataframe::{CsvOptions, datasets, read_csv};
+use rask_dataframe::{CsvOptions, read_csv};
 use rask_image::filters::{FilterOptions, gaussian_filter};
 use rask_tests::processes::{Proc, Scheduler, WorkerKind, start_worker};
 
@@ -36,13 +36,19 @@ fn arrays_frames_and_images_on_three_worker_processes() {
     let added = normal
         .add(&Array::ones(&[1000, 1000], rask::core::DType::F64, Chunks::Uniform(vec![250, 250])).unwrap())
         .unwrap();
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))).unwrap();
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)).unwrap()).unwrap();
     let (counts, _) = masked.histogram(100, (-9.0, 11.0)).unwrap();
     assert_eq!(counts.compute_with(&remote).unwrap(), counts.compute_with(&local).unwrap());
 
-    // Dataframes: the Birthdays workflow's groupby over 8 partitions.
-    let path = datasets::birthdays().expect("Birthdays.csv");
-    let df = read_csv(path.to_str().unwrap(), CsvOptions::default().blocksize(Some(1_000_000))).unwrap();
+    // Dataframes: the Birthdays workflow's groupby over 15 partitions of a
+    // plain copy of the shipped (compressed, so one-partition) file,
+    // written by the workers.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/Birthdays.csv.xz");
+    let whole = read_csv(shipped.to_str().unwrap(), CsvOptions::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("rask-workloads-{}", std::process::id()));
+    let plain = whole.to_csv(dir.join("birthdays-*.csv").to_str().unwrap()).unwrap();
+    let df = read_csv(&plain[0], CsvOptions::default().blocksize(Some(1_000_000))).unwrap();
+    assert!(df.npartitions() >= 14, "{} partitions", df.npartitions());
     let by_state = df.groupby(&["state"]).mean().unwrap();
     let (r, l) = (by_state.compute_with(&remote).unwrap(), by_state.compute_with(&local).unwrap());
     assert_eq!(r.to_string(), l.to_string());
@@ -69,4 +75,5 @@ fn arrays_frames_and_images_on_three_worker_processes() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(transferred > 1e6, "workers fetched only {transferred} bytes from peers:\n{metrics}");
+    std::fs::remove_dir_all(&dir).ok();
 }

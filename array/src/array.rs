@@ -438,11 +438,11 @@ impl Array {
                 compute_dtype(op, promote_scalar(array, matches!(value, Fill::Float(_)))) == dtype
             };
             if let Some(value) = other.constant.filter(|v| same_as_scalar(self.dtype, *v)) {
-                return Ok(self.with_scalar(value, false, op));
+                return self.with_scalar(value, false, op);
             }
             if let Some(value) = self.constant.filter(|v| same_as_scalar(other.dtype, *v)) {
                 // The result keeps the first operand's chunks, as below.
-                return Ok(other.rechunk_to(&self.grid)?.with_scalar(value, true, op));
+                return other.rechunk_to(&self.grid)?.with_scalar(value, true, op);
             }
         }
         let nd = sa.len().max(sb.len());
@@ -452,7 +452,9 @@ impl Array {
         let (pa, pb) = (pad(&sa), pad(&sb));
         let incompatible = || {
             ArrayError::Shape(format!(
-                "operands could not be broadcast together with shapes {sa:?} {sb:?} ({})",
+                "operands could not be broadcast together with shapes {} {} ({})",
+                fmt_shape(&sa),
+                fmt_shape(&sb),
                 op.symbol()
             ))
         };
@@ -531,14 +533,14 @@ impl Array {
         }))
     }
 
-    fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Array {
-        let dtype = compute_dtype(op, promote_scalar(self.dtype, matches!(scalar, Fill::Float(_))));
+    fn with_scalar(&self, scalar: Fill, scalar_first: bool, op: BinaryOp) -> Result<Array> {
+        let dtype = scalar_compute_dtype(op, self.dtype, scalar)?;
         let out = if op.is_comparison() { DType::Bool } else { op_dtype(op, dtype) };
         let params = Params::encode(&BinaryParams { op, dtype, scalar: Some((scalar, scalar_first)) });
-        Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
+        Ok(Self::build(op.symbol(), &[self.name.as_bytes(), &params.0], out, self.grid.clone(), |i, key| {
             let at = self.grid_pos(i);
             Delayed::from_task(key, kernels::BINARY, params.clone(), vec![ArgPart::of(&self.blocks[at])])
-        })
+        }))
     }
 
     /// For one output block built from pieces of input blocks: per axis the
@@ -594,13 +596,15 @@ impl Array {
         self.binary(o, op)
     }
 
-    /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`.
-    pub fn scalar(&self, op: BinaryOp, value: Fill) -> Array {
+    /// `self op scalar`, e.g. `x.scalar(BinaryOp::Mul, Fill::Int(10))`, with
+    /// the scalar taken as a Python scalar (NEP 50): an integer the array's
+    /// integer dtype cannot hold is an error for arithmetic, as in numpy 2.
+    pub fn scalar(&self, op: BinaryOp, value: Fill) -> Result<Array> {
         self.with_scalar(value, false, op)
     }
 
     /// `scalar op self`, e.g. `10 - x`.
-    pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Array {
+    pub fn rscalar(&self, op: BinaryOp, value: Fill) -> Result<Array> {
         self.with_scalar(value, true, op)
     }
 
@@ -641,10 +645,10 @@ impl Array {
         }
         if self.shape() != a.shape() || self.shape() != b.shape() {
             return Err(ArrayError::Shape(format!(
-                "where: condition {:?}, a {:?} and b {:?} must have one shape",
-                self.shape(),
-                a.shape(),
-                b.shape()
+                "where: condition {}, a {} and b {} must have one shape",
+                fmt_shape(&self.shape()),
+                fmt_shape(&a.shape()),
+                fmt_shape(&b.shape())
             )));
         }
         let (a, b) = (a.rechunk_to(&self.grid)?, b.rechunk_to(&self.grid)?);
@@ -1311,21 +1315,15 @@ impl Array {
         }
         if self.shape()[1] != other.shape()[0] || self.shape()[1].is_none() {
             return Err(ArrayError::Shape(format!(
-                "shapes {:?} and {:?} are not aligned",
-                self.shape(),
-                other.shape()
+                "shapes {} and {} are not aligned",
+                fmt_shape(&self.shape()),
+                fmt_shape(&other.shape())
             )));
         }
         let k_chunks: Vec<usize> = self.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
         let b_cols: Vec<usize> = other.grid.axis(1).iter().map(|s| s.unwrap_or(0)).collect();
         let other = other.rechunk_to(&ChunkGrid::from_sizes(vec![k_chunks.clone(), b_cols.clone()]))?;
-        let dtype = match promote(self.dtype, other.dtype) {
-            DType::F32 => DType::F32,
-            d if crate::dtype::is_float(d) => DType::F64,
-            DType::U64 => DType::U64,
-            DType::Bool => DType::I64,
-            _ => DType::I64,
-        };
+        let dtype = dot_dtype(promote(self.dtype, other.dtype));
         let params = Params::encode(&dtype);
         let name: Arc<str> = Arc::from(format!("dot-{}", token_of(&[self.name.as_bytes(), other.name.as_bytes()])));
         let grid = ChunkGrid::from_options(vec![self.grid.axis(0).to_vec(), other.grid.axis(1).to_vec()]);
@@ -1359,7 +1357,9 @@ impl Array {
         for (&x, &y) in a_axes.iter().zip(b_axes) {
             if x >= sa.len() || y >= sb.len() || sa[x] != sb[y] || sa[x].is_none() {
                 return Err(ArrayError::Shape(format!(
-                    "shape-mismatch for sum: {sa:?} axes {a_axes:?} vs {sb:?} axes {b_axes:?}"
+                    "shape-mismatch for sum: {} axes {a_axes:?} vs {} axes {b_axes:?}",
+                    fmt_shape(&sa),
+                    fmt_shape(&sb)
                 )));
             }
         }
@@ -1420,8 +1420,13 @@ impl Array {
             b = b.expand_dims(0)?;
         }
         let (sa, sb) = (a.shape(), b.shape());
-        let mismatch =
-            || ArrayError::Shape(format!("matmul: shapes {:?} and {:?} are not aligned", self.shape(), other.shape()));
+        let mismatch = || {
+            ArrayError::Shape(format!(
+                "matmul: shapes {} and {} are not aligned",
+                fmt_shape(&self.shape()),
+                fmt_shape(&other.shape())
+            ))
+        };
         if sa.iter().chain(&sb).any(Option::is_none) {
             return Err(ArrayError::UnknownChunks("matmul needs known chunk sizes; call compute_chunk_sizes()".into()));
         }
@@ -1447,9 +1452,9 @@ impl Array {
                 out_sizes.push(a.grid.axis(d).to_vec());
             } else {
                 return Err(ArrayError::Shape(format!(
-                    "matmul: batch axes of {:?} and {:?} do not broadcast",
-                    self.shape(),
-                    other.shape()
+                    "matmul: batch axes of {} and {} do not broadcast",
+                    fmt_shape(&self.shape()),
+                    fmt_shape(&other.shape())
                 )));
             }
         }
@@ -1458,12 +1463,7 @@ impl Array {
         out_sizes.push(a.grid.axis(nd - 2).to_vec());
         out_sizes.push(b.grid.axis(nd - 1).to_vec());
         let b = b.rechunk_to(&ChunkGrid::from_sizes(b_sizes))?;
-        let dtype = match promote(a.dtype, b.dtype) {
-            DType::F32 => DType::F32,
-            d if crate::dtype::is_float(d) => DType::F64,
-            DType::U64 => DType::U64,
-            _ => DType::I64,
-        };
+        let dtype = dot_dtype(promote(a.dtype, b.dtype));
         let params = Params::encode(&dtype);
         let name: Arc<str> = Arc::from(format!("matmul-{}", token_of(&[a.name.as_bytes(), b.name.as_bytes()])));
         let grid = ChunkGrid::from_options(out_sizes);
@@ -1506,11 +1506,11 @@ impl Array {
         }
         if self.shape() != mask.shape() || self.grid != mask.grid {
             return Err(ArrayError::Shape(format!(
-                "mask of shape {:?} chunked {:?} does not match array of shape {:?} chunked {:?}",
-                mask.shape(),
-                mask.grid,
-                self.shape(),
-                self.grid
+                "mask of shape {} chunked {} does not match array of shape {} chunked {}",
+                fmt_shape(&mask.shape()),
+                fmt_chunks(&mask.grid),
+                fmt_shape(&self.shape()),
+                fmt_chunks(&self.grid)
             )));
         }
         // Whole rows first, so the selected elements come out in numpy's order.
@@ -1741,6 +1741,95 @@ impl Array {
     pub fn nanmean(&self) -> Result<Array> {
         self.reduce(Reduction::NanMean, None, false, 4)
     }
+    /// `np.cumsum(x, axis)`: numpy's dtype (ints widen as `sum`), and its
+    /// order of additions: each block continues from the previous block's
+    /// last slice along the axis, so results are bit-identical to numpy's
+    /// for every chunking (the blocks along the axis run one after another).
+    pub fn cumsum(&self, axis: usize) -> Result<Array> {
+        self.cumulate(kernels::Cumulative::Sum, axis)
+    }
+
+    /// `np.cumprod(x, axis)`, as `cumsum`.
+    pub fn cumprod(&self, axis: usize) -> Result<Array> {
+        self.cumulate(kernels::Cumulative::Prod, axis)
+    }
+
+    fn cumulate(&self, op: kernels::Cumulative, axis: usize) -> Result<Array> {
+        if axis >= self.ndim() {
+            return Err(ArrayError::Value(format!(
+                "axis {axis} is out of bounds for array of dimension {}",
+                self.ndim()
+            )));
+        }
+        let dtype = crate::dtype::sum_dtype(self.dtype);
+        let params = Params::encode(&kernels::CumulateParams { op, axis, dtype });
+        let numblocks = self.grid.numblocks();
+        let stride: usize = numblocks[axis + 1..].iter().product();
+        let mut done: Vec<Delayed<ArrayValue>> = Vec::new();
+        let name = format!("{op:?}").to_lowercase();
+        Ok(Self::build(
+            &format!("cum{name}"),
+            &[self.name.as_bytes(), &params.0],
+            dtype,
+            self.grid.clone(),
+            |idx, key| {
+                let pos = self.grid_pos(idx);
+                let mut args = vec![ArgPart::of(&self.blocks[pos])];
+                if idx[axis] > 0 {
+                    args.push(ArgPart::of(&done[pos - stride]));
+                }
+                let d = Delayed::from_task(key, kernels::CUMULATE, params.clone(), args);
+                done.push(d.clone());
+                d
+            },
+        ))
+    }
+
+    /// `np.diff(x, axis=axis)` (n = 1): each block reads the next block
+    /// along the axis for its last difference; the last block is one
+    /// shorter. Bool gives `x[i+1] != x[i]`, integers wrap, as numpy.
+    pub fn diff(&self, axis: usize) -> Result<Array> {
+        if axis >= self.ndim() {
+            return Err(ArrayError::Value(format!(
+                "diff requires input that is at least one dimensional along axis {axis}; the array has {} axes",
+                self.ndim()
+            )));
+        }
+        let mut sizes: Vec<Vec<Option<usize>>> = (0..self.ndim()).map(|a| self.grid.axis(a).to_vec()).collect();
+        if sizes[axis].iter().any(Option::is_none) {
+            return Err(ArrayError::UnknownChunks("diff needs known chunk sizes; call compute_chunk_sizes()".into()));
+        }
+        if let Some(last) = sizes[axis].last_mut() {
+            *last = last.map(|n| n.saturating_sub(1));
+        }
+        let numblocks = self.grid.numblocks();
+        let stride: usize = numblocks[axis + 1..].iter().product();
+        let params = Params::encode(&axis);
+        let grid = ChunkGrid::from_options(sizes);
+        Ok(Self::build("diff", &[self.name.as_bytes(), &params.0], self.dtype, grid, |idx, key| {
+            let pos = self.grid_pos(idx);
+            let mut args = vec![ArgPart::of(&self.blocks[pos])];
+            if idx[axis] + 1 < numblocks[axis] {
+                args.push(ArgPart::of(&self.blocks[pos + stride]));
+            }
+            Delayed::from_task(key, kernels::DIFF, params.clone(), args)
+        }))
+    }
+
+    /// `np.nanmin(x)` over everything; `reduce(Reduction::NanMin, axes, ..)`
+    /// for axes. So too `nanmax`, `nanvar`, `nanstd`.
+    pub fn nanmin(&self) -> Result<Array> {
+        self.reduce(Reduction::NanMin, None, false, 4)
+    }
+    pub fn nanmax(&self) -> Result<Array> {
+        self.reduce(Reduction::NanMax, None, false, 4)
+    }
+    pub fn nanvar(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::NanVar { ddof }, None, false, 4)
+    }
+    pub fn nanstd(&self, ddof: u32) -> Result<Array> {
+        self.reduce(Reduction::NanStd { ddof }, None, false, 4)
+    }
     pub fn sum_axis(&self, axis: usize) -> Result<Array> {
         self.reduce(Reduction::Sum, Some(&[axis]), false, 4)
     }
@@ -1810,6 +1899,41 @@ fn compute_dtype(op: BinaryOp, promoted: DType) -> DType {
     }
 }
 
+/// The dtype an array-and-Python-scalar operation computes in (NEP 50): the
+/// array's, unless the scalar is an integer outside an integer dtype's range.
+/// Then numpy 2 raises for arithmetic ("Python integer 300 out of bounds for
+/// uint8") but answers comparisons, logical operations and true division
+/// exactly; those compute in int64 here (float64 for uint64 against a
+/// negative integer, where only the sign matters and float64 keeps it).
+fn scalar_compute_dtype(op: BinaryOp, array: DType, scalar: Fill) -> Result<DType> {
+    let dtype = compute_dtype(op, promote_scalar(array, matches!(scalar, Fill::Float(_))));
+    let is_int = crate::dtype::is_signed(dtype) || crate::dtype::is_unsigned(dtype);
+    match scalar {
+        Fill::Int(v) if is_int && !crate::dtype::holds_exactly(dtype, scalar) => {
+            let exact = op.is_comparison() || op == BinaryOp::Div;
+            if !exact {
+                Err(ArrayError::Value(format!("Python integer {v} out of bounds for {dtype}")))
+            } else if dtype == DType::U64 {
+                Ok(DType::F64)
+            } else {
+                Ok(DType::I64)
+            }
+        }
+        _ => Ok(dtype),
+    }
+}
+
+/// The dtype `dot`/`matmul` compute and return in: numpy's promoted dtype
+/// for float32/64, int32, int64 and uint64; the narrower integers and bool
+/// (which numpy keeps) compute in int64, as rask has no block product for
+/// them.
+fn dot_dtype(promoted: DType) -> DType {
+    match promoted {
+        DType::F32 | DType::F64 | DType::I32 | DType::I64 | DType::U64 => promoted,
+        _ => DType::I64,
+    }
+}
+
 fn op_dtype(op: BinaryOp, dtype: DType) -> DType {
     match op {
         BinaryOp::Div if dtype != DType::F32 => DType::F64,
@@ -1829,6 +1953,12 @@ pub fn format_bytes(n: usize) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.2} {}", units[u]) }
+}
+
+/// Chunks as Dask prints them: `((2, 2, 1), (3,))`, nan for unknown sizes.
+fn fmt_chunks(g: &ChunkGrid) -> String {
+    let axes: Vec<String> = (0..g.ndim()).map(|ax| fmt_shape(g.axis(ax))).collect();
+    if axes.len() == 1 { format!("({},)", axes[0]) } else { format!("({})", axes.join(", ")) }
 }
 
 fn fmt_shape(s: &[Option<usize>]) -> String {

@@ -17,9 +17,30 @@ pub(crate) trait BlockProduct: LinalgScalar {
     }
 }
 
-impl BlockProduct for i64 {}
-impl BlockProduct for i32 {}
-impl BlockProduct for u64 {}
+/// Integer products wrap on overflow as numpy's do (ndarray's `+` and `*`
+/// would panic in a debug build): an i-k-j loop over rows.
+macro_rules! int_product {
+    ($($t:ty),*) => {$(
+        impl BlockProduct for $t {
+            fn mul_into(acc: &mut Array2<$t>, x: &ArrayView2<'_, $t>, y: &ArrayView2<'_, $t>, replace: bool) {
+                if replace {
+                    acc.fill(0);
+                }
+                for (mut out_row, x_row) in acc.rows_mut().into_iter().zip(x.rows()) {
+                    for (&a, y_row) in x_row.iter().zip(y.rows()) {
+                        if a == 0 {
+                            continue;
+                        }
+                        for (o, &b) in out_row.iter_mut().zip(y_row.iter()) {
+                            *o = o.wrapping_add(a.wrapping_mul(b));
+                        }
+                    }
+                }
+            }
+        }
+    )*};
+}
+int_product!(i64, i32, u64);
 
 macro_rules! faer_product {
     ($t:ty) => {

@@ -137,12 +137,15 @@ fn ramp<T: Scalar>(p: &ArangeParams) -> ArcArray<T, IxDyn> {
                 Fill::Bool(b) => f64::from(u8::from(b)),
             };
             let (a, s) = (f(a), f(s));
+            // numpy's arange fills `start + i * delta` with the step as the
+            // float arithmetic sees it, `delta = (start + step) - start`.
+            let delta = if p.exact_last.is_none() { (a + s) - a } else { s };
             (0..p.len)
                 .map(|i| {
                     let g = p.offset + i;
                     match p.exact_last {
                         Some((last, v)) if g == last => T::from_f64(v),
-                        _ => T::from_f64((g as f64) * s + a),
+                        _ => T::from_f64(a + (g as f64) * delta),
                     }
                 })
                 .collect()
@@ -254,6 +257,10 @@ pub enum BinaryOp {
     Pow,
     LogicalAnd,
     LogicalOr,
+    /// numpy's `fmin`: the minimum ignoring a NaN (NaN only if both are).
+    FMin,
+    /// numpy's `fmax`.
+    FMax,
 }
 
 impl BinaryOp {
@@ -291,6 +298,8 @@ impl BinaryOp {
             BinaryOp::Pow => "pow",
             BinaryOp::LogicalAnd => "logical_and",
             BinaryOp::LogicalOr => "logical_or",
+            BinaryOp::FMin => "fmin",
+            BinaryOp::FMax => "fmax",
         }
     }
 }
@@ -312,6 +321,13 @@ pub trait Arith: Scalar {
     /// numpy's minimum/maximum: NaN wins.
     fn min_nan(self, o: Self) -> Self;
     fn max_nan(self, o: Self) -> Self;
+    /// Minimum and maximum skipping a NaN (numpy's `fmin`/`fmax`).
+    fn fmin(self, o: Self) -> Self {
+        self.min_nan(o)
+    }
+    fn fmax(self, o: Self) -> Self {
+        self.max_nan(o)
+    }
     fn floor_div(self, o: Self) -> Self;
     fn modulo(self, o: Self) -> Self;
     /// `None` for a negative integer exponent, which numpy refuses.
@@ -330,7 +346,7 @@ macro_rules! arith_int {
             fn floor_div(self, o: Self) -> Self {
                 if o == 0 { return 0; }
                 let q = self.wrapping_div(o);
-                if (self % o != 0) && ((self < 0) != (o < 0)) { q.wrapping_sub(1) } else { q }
+                if (self.wrapping_rem(o) != 0) && ((self < 0) != (o < 0)) { q.wrapping_sub(1) } else { q }
             }
             #[allow(unused_comparisons)]
             fn modulo(self, o: Self) -> Self {
@@ -341,7 +357,15 @@ macro_rules! arith_int {
             #[allow(unused_comparisons)]
             fn power(self, o: Self) -> Option<Self> {
                 if o < 0 { return None; }
-                Some(self.wrapping_pow(o as u32))
+                // Square-and-multiply over the whole exponent (wrapping, as
+                // numpy): `wrapping_pow` takes a u32 and would cut it.
+                let (mut result, mut base, mut e) = (1 as $t, self, o as u64);
+                while e > 0 {
+                    if e & 1 == 1 { result = result.wrapping_mul(base); }
+                    base = base.wrapping_mul(base);
+                    e >>= 1;
+                }
+                Some(result)
             }
         }
     )*};
@@ -356,6 +380,9 @@ macro_rules! arith_float {
             fn mul(self, o: Self) -> Self { self * o }
             fn min_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.min(o) } }
             fn max_nan(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else { self.max(o) } }
+            // Rust's float min/max return the other operand for one NaN.
+            fn fmin(self, o: Self) -> Self { self.min(o) }
+            fn fmax(self, o: Self) -> Self { self.max(o) }
             fn floor_div(self, o: Self) -> Self { (self / o).floor() }
             fn modulo(self, o: Self) -> Self {
                 // numpy: the result takes the divisor's sign.
@@ -433,6 +460,8 @@ fn apply<T: Arith>(op: BinaryOp, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>)
         BinaryOp::Mul => T::wrap(zip_map(a, b, T::mul)?.into_shared()),
         BinaryOp::Min => T::wrap(zip_map(a, b, T::min_nan)?.into_shared()),
         BinaryOp::Max => T::wrap(zip_map(a, b, T::max_nan)?.into_shared()),
+        BinaryOp::FMin => T::wrap(zip_map(a, b, T::fmin)?.into_shared()),
+        BinaryOp::FMax => T::wrap(zip_map(a, b, T::fmax)?.into_shared()),
         BinaryOp::FloorDiv => T::wrap(zip_map(a, b, T::floor_div)?.into_shared()),
         BinaryOp::Mod => T::wrap(zip_map(a, b, T::modulo)?.into_shared()),
         BinaryOp::Pow => {
@@ -518,6 +547,18 @@ pub enum Reduction {
     CountNonzero,
     NanSum,
     NanMean,
+    /// `nanmin`/`nanmax`: NaN skipped; an all-NaN lane gives NaN, as numpy
+    /// (which also warns).
+    NanMin,
+    NanMax,
+    /// `nanvar`/`nanstd`: moments over the non-NaN values; NaN where no
+    /// more than `ddof` values remain, as numpy.
+    NanVar {
+        ddof: u32,
+    },
+    NanStd {
+        ddof: u32,
+    },
     /// Index of the first minimum (a NaN counts as the minimum, as in numpy).
     ArgMin,
     ArgMax,
@@ -538,6 +579,10 @@ impl Reduction {
             Reduction::CountNonzero => "count_nonzero",
             Reduction::NanSum => "nansum",
             Reduction::NanMean => "nanmean",
+            Reduction::NanMin => "nanmin",
+            Reduction::NanMax => "nanmax",
+            Reduction::NanVar { .. } => "nanvar",
+            Reduction::NanStd { .. } => "nanstd",
             Reduction::ArgMin => "argmin",
             Reduction::ArgMax => "argmax",
         }
@@ -545,14 +590,22 @@ impl Reduction {
 
     /// Reductions kept as (count, mean, M2) moments rather than one array.
     pub fn uses_moments(self) -> bool {
-        matches!(self, Reduction::Mean | Reduction::NanMean | Reduction::Var { .. } | Reduction::Std { .. })
+        matches!(
+            self,
+            Reduction::Mean
+                | Reduction::NanMean
+                | Reduction::Var { .. }
+                | Reduction::Std { .. }
+                | Reduction::NanVar { .. }
+                | Reduction::NanStd { .. }
+        )
     }
 
     /// The dtype partial results are kept in.
     pub fn partial_dtype(self, input: DType) -> DType {
         match self {
             Reduction::Sum | Reduction::Prod | Reduction::NanSum => sum_dtype(input),
-            Reduction::Min | Reduction::Max => input,
+            Reduction::Min | Reduction::Max | Reduction::NanMin | Reduction::NanMax => input,
             Reduction::Any | Reduction::All => DType::Bool,
             Reduction::CountNonzero | Reduction::ArgMin | Reduction::ArgMax => DType::I64,
             _ => DType::F64,
@@ -569,6 +622,8 @@ impl Reduction {
             Reduction::Prod => BinaryOp::Mul,
             Reduction::Min | Reduction::All => BinaryOp::Min,
             Reduction::Max | Reduction::Any => BinaryOp::Max,
+            Reduction::NanMin => BinaryOp::FMin,
+            Reduction::NanMax => BinaryOp::FMax,
             _ => BinaryOp::Add,
         }
     }
@@ -772,6 +827,8 @@ fn partial_typed<T: Arith>(op: Reduction, a: &ArcArray<T, IxDyn>, axes: &[usize]
         Reduction::Prod => fold_axes(a, axes, T::from_i64(1), T::mul),
         Reduction::Min | Reduction::All => fold_axes(a, axes, first(a), T::min_nan),
         Reduction::Max | Reduction::Any => fold_axes(a, axes, first(a), T::max_nan),
+        Reduction::NanMin => fold_axes(a, axes, first(a), T::fmin),
+        Reduction::NanMax => fold_axes(a, axes, first(a), T::fmax),
         _ => fold_axes(a, axes, T::from_i64(0), T::add),
     }
 }
@@ -903,7 +960,7 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 let (v, i) = on_arg_typed(&a, &p, want_max);
                 return Ok(arg_value(v, i));
             }
-            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max) {
+            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max | Reduction::NanMin | Reduction::NanMax) {
                 return Err(OpError::new(format!(
                     "zero-size array to reduction operation {} which has no identity",
                     p.op.name()
@@ -919,8 +976,11 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 return Ok(moments_value([counts, means, m2]));
             }
             if p.op.uses_moments() {
-                let skip_nan = p.op == Reduction::NanMean;
-                let with_m2 = matches!(p.op, Reduction::Var { .. } | Reduction::Std { .. });
+                let skip_nan = matches!(p.op, Reduction::NanMean | Reduction::NanVar { .. } | Reduction::NanStd { .. });
+                let with_m2 = matches!(
+                    p.op,
+                    Reduction::Var { .. } | Reduction::Std { .. } | Reduction::NanVar { .. } | Reduction::NanStd { .. }
+                );
                 return Ok(moments_value(moments(&a, &p.axes, skip_nan, with_m2)));
             }
             let a = prepare(p.op, &a);
@@ -965,6 +1025,14 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                     Reduction::Var { ddof } => Zip::from(&m2).and(&n).map_collect(|&q, &c| q / (c - f64::from(ddof))),
                     Reduction::Std { ddof } => {
                         Zip::from(&m2).and(&n).map_collect(|&q, &c| (q / (c - f64::from(ddof))).sqrt())
+                    }
+                    Reduction::NanVar { ddof } | Reduction::NanStd { ddof } => {
+                        let sqrt = matches!(p.op, Reduction::NanStd { .. });
+                        Zip::from(&m2).and(&n).map_collect(|&q, &c| {
+                            let dof = c - f64::from(ddof);
+                            let v = if dof <= 0.0 { f64::NAN } else { q / dof };
+                            if sqrt { v.sqrt() } else { v }
+                        })
                     }
                     _ => mean.to_owned(),
                 };
@@ -1908,3 +1976,125 @@ mod tests {
         assert_eq!(sub, all.slice(ndarray::s![1..3, 2..5]).into_dyn());
     }
 }
+
+// ------------------------------------------------------------- cumulative
+
+pub const CUMULATE: &str = "array.cumulate";
+pub const DIFF: &str = "array.diff";
+
+/// `cumsum` or `cumprod`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Cumulative {
+    Sum,
+    Prod,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CumulateParams {
+    pub op: Cumulative,
+    pub axis: usize,
+    pub dtype: DType,
+}
+
+/// Runs the sum or product along `axis` element after element, starting
+/// from `carry` (the previous block's last slice) when there is one: the
+/// additions happen in numpy's order, so results equal numpy's bit for bit
+/// whatever the chunking.
+fn cumulate_typed<T: Arith + Scalar>(
+    op: Cumulative,
+    axis: usize,
+    x: &ArcArray<T, IxDyn>,
+    carry: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, OpError> {
+    let step = |acc: T, v: T| if op == Cumulative::Sum { acc.add(v) } else { acc.mul(v) };
+    let mut out = x.to_owned();
+    let len = out.shape().get(axis).copied().ok_or_else(|| OpError::new(format!("{CUMULATE}: no axis {axis}")))?;
+    if len == 0 {
+        return Ok(out.into_shared());
+    }
+    let carry_slice = match carry {
+        Some(c) => {
+            let last = c.shape().get(axis).copied().unwrap_or(0);
+            if last == 0 { None } else { Some(c.index_axis(Axis(axis), last - 1).to_owned()) }
+        }
+        None => None,
+    };
+    let mut first = out.index_axis(Axis(axis), 0).to_owned();
+    if let Some(c) = &carry_slice {
+        if c.shape() != first.shape() {
+            return Err(OpError::new(format!("{CUMULATE}: carry of shape {:?}, lanes {:?}", c.shape(), first.shape())));
+        }
+        Zip::from(&mut first).and(c).for_each(|f, &c| *f = step(c, *f));
+    }
+    out.index_axis_mut(Axis(axis), 0).assign(&first);
+    for i in 1..len {
+        let (before, mut rest) = out.view_mut().split_at(Axis(axis), i);
+        let prev = before.index_axis(Axis(axis), i - 1);
+        let mut cur = rest.index_axis_mut(Axis(axis), 0);
+        Zip::from(&mut cur).and(&prev).for_each(|v, &p| *v = step(p, *v));
+    }
+    Ok(out.into_shared())
+}
+
+fn cumulate(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let p: CumulateParams = params(p, CUMULATE)?;
+    let mut arrays = args.into_iter().map(|v| match v {
+        Value::Array(a) => Ok(cast(&a, p.dtype)),
+        _ => Err(OpError::new(format!("{CUMULATE} takes arrays"))),
+    });
+    let x = arrays.next().ok_or_else(|| OpError::new(format!("{CUMULATE} takes a block")))??;
+    let carry = arrays.next().transpose()?;
+    macro_rules! go {
+        ($($v:ident),*) => {
+            match (&x, carry.as_ref()) {
+                $((ArrayValue::$v(a), None) => ArrayValue::$v(cumulate_typed(p.op, p.axis, a, None)?),
+                (ArrayValue::$v(a), Some(ArrayValue::$v(c))) => ArrayValue::$v(cumulate_typed(p.op, p.axis, a, Some(c))?),)*
+                _ => return Err(OpError::new(format!("{CUMULATE}: block and carry of different dtypes"))),
+            }
+        };
+    }
+    Ok(Value::Array(go!(I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)))
+}
+
+/// `np.diff(x, n=1, axis)` on one block, given the next block along the
+/// axis (whose first slice is the last difference's right operand).
+fn diff_typed<T: Arith + Scalar>(
+    axis: usize,
+    x: &ArcArray<T, IxDyn>,
+    next: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, OpError> {
+    let len = x.shape().get(axis).copied().ok_or_else(|| OpError::new(format!("{DIFF}: no axis {axis}")))?;
+    let mut joined = x.to_owned();
+    if let Some(n) = next.filter(|n| n.shape().get(axis).is_some_and(|&l| l > 0)) {
+        joined = ndarray::concatenate(Axis(axis), &[x.view(), n.slice_axis(Axis(axis), ndarray::Slice::from(0..1))])
+            .map_err(|e| OpError::new(format!("{DIFF}: {e}")))?;
+    }
+    let total = joined.shape()[axis];
+    let out_len = total.saturating_sub(1).min(if next.is_some() { len } else { len.saturating_sub(1) });
+    let hi = joined.slice_axis(Axis(axis), ndarray::Slice::from(1..1 + out_len));
+    let lo = joined.slice_axis(Axis(axis), ndarray::Slice::from(0..out_len));
+    Ok(Zip::from(&hi).and(&lo).map_collect(|&h, &l| h.sub(l)).into_shared())
+}
+
+fn diff(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
+    let axis: usize = params(p, DIFF)?;
+    let mut arrays = args.into_iter().map(|v| match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(OpError::new(format!("{DIFF} takes arrays"))),
+    });
+    let x = arrays.next().ok_or_else(|| OpError::new(format!("{DIFF} takes a block")))??;
+    let next = arrays.next().transpose()?;
+    macro_rules! go {
+        ($($v:ident),*) => {
+            match (&x, next.as_ref()) {
+                $((ArrayValue::$v(a), None) => ArrayValue::$v(diff_typed(axis, a, None)?),
+                (ArrayValue::$v(a), Some(ArrayValue::$v(n))) => ArrayValue::$v(diff_typed(axis, a, Some(n))?),)*
+                _ => return Err(OpError::new(format!("{DIFF}: neighbouring blocks of different dtypes"))),
+            }
+        };
+    }
+    Ok(Value::Array(go!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)))
+}
+
+rask_core::inventory::submit! { OpEntry { name: CUMULATE, func: cumulate } }
+rask_core::inventory::submit! { OpEntry { name: DIFF, func: diff } }

@@ -77,8 +77,8 @@ proptest! {
         let (xa, ya) = (f64s(x.compute().unwrap()), f64s(y.compute().unwrap()));
         prop_assert_eq!(f64s(x.add(&y).unwrap().compute().unwrap()), &xa + &ya);
         prop_assert_eq!(f64s(x.mul(&y).unwrap().compute().unwrap()), &xa * &ya);
-        prop_assert_eq!(f64s(x.scalar(BinaryOp::Mul, Fill::Int(10)).compute().unwrap()), &xa * 10.0);
-        prop_assert_eq!(f64s(x.rscalar(BinaryOp::Sub, Fill::Float(1.0)).compute().unwrap()), xa.mapv(|v| 1.0 - v));
+        prop_assert_eq!(f64s(x.scalar(BinaryOp::Mul, Fill::Int(10)).unwrap().compute().unwrap()), &xa * 10.0);
+        prop_assert_eq!(f64s(x.rscalar(BinaryOp::Sub, Fill::Float(1.0)).unwrap().compute().unwrap()), xa.mapv(|v| 1.0 - v));
         let mask = x.lt(&y).unwrap();
         prop_assert_eq!(mask.dtype(), DType::Bool);
         let m = match mask.compute().unwrap() { ArrayValue::Bool(m) => m.into_owned(), _ => unreachable!() };
@@ -94,7 +94,7 @@ proptest! {
         let x = Array::random_normal(9.0, 1.0, &shape, seed, Chunks::Uniform(block.clone())).unwrap();
         let ones = Array::ones(&shape, DType::F64, Chunks::Uniform(block)).unwrap();
         let added = x.add(&ones).unwrap();
-        let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))).unwrap();
+        let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)).unwrap()).unwrap();
         prop_assert!(masked.shape()[0].is_none(), "mask results have unknown chunk sizes");
         let whole = f64s(added.compute().unwrap());
         let want: Vec<f64> = whole.iter().copied().filter(|v| *v < 10.0).collect();
@@ -160,7 +160,7 @@ fn creation_functions_match_numpy_semantics() {
     let z = Array::zeros(&[3, 4], DType::F32, Chunks::Uniform(vec![2, 2])).unwrap();
     assert_eq!(z.compute().unwrap(), ArrayValue::F32(ArrayD::zeros(IxDyn(&[3, 4])).into_shared()));
     let o = Array::ones(&[5], DType::U8, Chunks::Auto).unwrap();
-    let ten_max: u64 = o.scalar(BinaryOp::Mul, Fill::Int(10)).max().unwrap().compute_scalar().unwrap();
+    let ten_max: u64 = o.scalar(BinaryOp::Mul, Fill::Int(10)).unwrap().max().unwrap().compute_scalar().unwrap();
     assert_eq!(ten_max, 10);
     let data = ArrayD::from_shape_fn(IxDyn(&[4, 6]), |ix| (ix[0] * 6 + ix[1]) as i32);
     let d = Array::from_ndarray(&data, Chunks::Uniform(vec![3, 4])).unwrap();
@@ -177,7 +177,7 @@ fn bad_input_is_a_clear_error() {
     let a = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![2])).unwrap();
     let b = Array::zeros(&[4], DType::F64, Chunks::Uniform(vec![3])).unwrap();
     // Different chunkings are unified by rechunking the second operand.
-    let sum = a.add(&b.scalar(BinaryOp::Add, Fill::Int(2))).unwrap();
+    let sum = a.add(&b.scalar(BinaryOp::Add, Fill::Int(2)).unwrap()).unwrap();
     assert_eq!(sum.chunks(), a.chunks());
     assert_eq!(f64s(sum.compute().unwrap()).into_raw_vec_and_offset().0, vec![2.0; 4]);
     let c = Array::zeros(&[5], DType::F64, Chunks::Auto).unwrap();
@@ -208,7 +208,9 @@ proptest! {
         let x = Array::random_uniform(&shape, seed, Chunks::Uniform(block.clone()))
             .unwrap()
             .scalar(BinaryOp::Mul, Fill::Float(20.0))
+            .unwrap()
             .scalar(BinaryOp::Sub, Fill::Float(5.0))
+            .unwrap()
             .astype(x_dtype);
         let constant = Array::full(&shape, value, c_dtype, Chunks::Uniform(block.clone())).unwrap();
         let halves: Vec<usize> = shape.iter().map(|n| n.div_ceil(2)).collect();
@@ -254,4 +256,32 @@ fn adding_ones_needs_no_ones_blocks() {
     let lhs = ones.apply(BinaryOp::Sub, &by_rows).unwrap();
     assert_eq!(lhs.chunks(), ones.chunks());
     assert_eq!(f64s(lhs.compute().unwrap()), f64s(by_rows.compute().unwrap()).mapv(|v| 1.0 - v));
+}
+
+/// Shape errors print shapes as numpy does, never Rust's `Some(..)`.
+#[test]
+fn shape_errors_print_shapes_as_numpy() {
+    let a = Array::from_ndarray(&ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3, 4])), Chunks::Uniform(vec![2, 2]))
+        .unwrap();
+    let b =
+        Array::from_ndarray(&ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[5])), Chunks::Uniform(vec![2])).unwrap();
+    let e = a.add(&b).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("shapes (3, 4) (5,)"), "{e}");
+    let e = a.dot(&a).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("shapes (3, 4) and (3, 4) are not aligned"), "{e}");
+    let e = a.matmul(&b).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(!e.is_empty() && !e.contains("Some("), "{e}");
+}
+
+/// MIN // -1 and MIN % -1 wrap as numpy's (MIN and 0) instead of
+/// panicking the task (Rust's `%` overflows there).
+#[test]
+fn integer_min_floor_divided_by_minus_one_wraps_as_numpy() {
+    let a = Array::from_ndarray(&ndarray::arr1(&[i64::MIN, 7]).into_dyn(), Chunks::Uniform(vec![1])).unwrap();
+    let minus_one = Array::full(&[2], Fill::Int(-1), DType::I64, Chunks::Uniform(vec![2])).unwrap();
+    let minus_one = minus_one.add(&Array::zeros(&[2], DType::I64, Chunks::Uniform(vec![1])).unwrap()).unwrap();
+    let q = a.apply(BinaryOp::FloorDiv, &minus_one).unwrap().compute().unwrap();
+    assert_eq!(q, ArrayValue::I64(ndarray::arr1(&[i64::MIN, -7]).into_dyn().into_shared()));
+    let r = a.apply(BinaryOp::Mod, &minus_one).unwrap().compute().unwrap();
+    assert_eq!(r, ArrayValue::I64(ndarray::arr1(&[0, 0]).into_dyn().into_shared()));
 }

@@ -135,10 +135,24 @@ fn reductions_match_numpy() {
             (Reduction::CountNonzero, "count_nonzero", None),
             (Reduction::NanSum, "nansum", None),
             (Reduction::NanMean, "nanmean", None),
+            (Reduction::NanMin, "nanmin", None),
+            (Reduction::NanMax, "nanmax", None),
+            (Reduction::NanVar { ddof: 0 }, "nanvar", Some(0)),
+            (Reduction::NanStd { ddof: 1 }, "nanstd", Some(1)),
             (Reduction::ArgMin, "argmin", None),
             (Reduction::ArgMax, "argmax", None),
         ] {
-            let nan_op = matches!(op, Reduction::NanSum | Reduction::NanMean | Reduction::ArgMin | Reduction::ArgMax);
+            let nan_op = matches!(
+                op,
+                Reduction::NanSum
+                    | Reduction::NanMean
+                    | Reduction::NanMin
+                    | Reduction::NanMax
+                    | Reduction::NanVar { .. }
+                    | Reduction::NanStd { .. }
+                    | Reduction::ArgMin
+                    | Reduction::ArgMax
+            );
             if nan_op && with_nans {
                 for i in (0..n).step_by(7) {
                     values[i] = f64::NAN;
@@ -239,7 +253,7 @@ fn elementwise_promotion_matches_numpy() {
         for (scalar, fill) in [(json!(3), Fill::Int(3)), (json!(2.5), Fill::Float(2.5))] {
             for (op, fname) in [(BinaryOp::Add, "add"), (BinaryOp::Mul, "multiply"), (BinaryOp::Div, "true_divide")] {
                 for first in [false, true] {
-                    let got = if first { x.rscalar(op, fill) } else { x.scalar(op, fill) }.compute().unwrap();
+                    let got = if first { x.rscalar(op, fill) } else { x.scalar(op, fill) }.unwrap().compute().unwrap();
                     ours.push((format!("{fname}({da}, {scalar}, scalar_first={first})"), got));
                     cases.push(json!({
                         "op": "scalar", "fn": fname, "a": json_list(&va, da), "dtype": da.name(), "shape": shape,
@@ -252,6 +266,171 @@ fn elementwise_promotion_matches_numpy() {
     let reference = numpy(&cases);
     assert_eq!(reference.len(), ours.len());
     check_all(&ours, &reference);
+}
+
+/// NEP 50 with integers the array's dtype cannot hold: numpy 2 raises
+/// `OverflowError` for arithmetic and answers comparisons and true division
+/// exactly. rask must give the same error text or the same values, at every
+/// chunking.
+#[test]
+fn out_of_bounds_python_integers_follow_numpy() {
+    let shape = [5usize, 4];
+    let n = 20;
+    let ops = [
+        (BinaryOp::Add, "add"),
+        (BinaryOp::Sub, "subtract"),
+        (BinaryOp::Mul, "multiply"),
+        (BinaryOp::Div, "true_divide"),
+        (BinaryOp::FloorDiv, "floor_divide"),
+        (BinaryOp::Mod, "remainder"),
+        (BinaryOp::Pow, "power"),
+        (BinaryOp::Max, "maximum"),
+        (BinaryOp::Lt, "less"),
+        (BinaryOp::Ge, "greater_equal"),
+        (BinaryOp::Eq, "equal"),
+        (BinaryOp::Ne, "not_equal"),
+        (BinaryOp::LogicalAnd, "logical_and"),
+    ];
+    let int_dtypes = [DType::U8, DType::I8, DType::U16, DType::I16, DType::U32, DType::I32, DType::U64, DType::Bool];
+    for chunks in [[5usize, 4], [2, 3], [1, 1]] {
+        let mut cases = Vec::new();
+        let mut ours = Vec::new();
+        for dtype in int_dtypes {
+            let values = data(dtype, n, 2);
+            let x = array_of(dtype, &shape, &values, &chunks);
+            for scalar in [300i64, -200, 128, -1, 70_000, 5_000_000_000, 255] {
+                for (op, fname) in ops {
+                    for first in [false, true] {
+                        let label = format!("{fname}({dtype}, {scalar}, scalar_first={first}) chunks {chunks:?}");
+                        let got =
+                            if first { x.rscalar(op, Fill::Int(scalar)) } else { x.scalar(op, Fill::Int(scalar)) }
+                                .and_then(|a| a.compute());
+                        ours.push((label, got));
+                        cases.push(json!({
+                            "op": "scalar", "fn": fname, "a": json_list(&values, dtype), "dtype": dtype.name(),
+                            "shape": shape, "scalar": scalar, "scalar_first": first,
+                        }));
+                    }
+                }
+            }
+        }
+        let reference = numpy(&cases);
+        assert_eq!(reference.len(), ours.len());
+        let mut errors = 0;
+        for ((label, got), want) in ours.iter().zip(&reference) {
+            match (got, want.get("error")) {
+                (Ok(got), None) => check(label, got, want),
+                (Err(e), Some(numpy_error)) => {
+                    let numpy_error = numpy_error.as_str().unwrap();
+                    // numpy's repr: `OverflowError('...')`, or `ValueError('...')` for
+                    // integers to negative powers (which rask finds when computing).
+                    let message = numpy_error.split_once("('").map_or(numpy_error, |(_, m)| m).trim_end_matches("')");
+                    let message = message.trim_end_matches('.');
+                    assert!(e.to_string().contains(message), "{label}: rask said {e}, numpy {numpy_error}");
+                    errors += 1;
+                }
+                (Ok(_), Some(numpy_error)) => panic!("{label}: rask computed, numpy raised {numpy_error}"),
+                (Err(e), None) => panic!("{label}: rask failed with {e}, numpy computed"),
+            }
+        }
+        assert!(errors > 100, "the cases include numpy's OverflowErrors ({errors})");
+    }
+}
+
+/// nanmin/nanmax/nanvar/nanstd where whole lanes and whole blocks are NaN,
+/// and lanes with fewer values than `ddof`: numpy's NaNs, at every chunking.
+#[test]
+fn nan_reductions_with_all_nan_lanes_match_numpy() {
+    let shape = [6usize, 5];
+    let mut values: Vec<f64> = (0..30).map(|i| ((i * 11) % 13) as f64 - 6.5).collect();
+    for i in 0..5 {
+        values[i] = f64::NAN; // row 0 all NaN
+        values[5 + i] = if i == 2 { 4.0 } else { f64::NAN }; // row 1 one value
+    }
+    for r in 0..6 {
+        values[r * 5 + 4] = f64::NAN; // column 4 all NaN
+    }
+    let ops = [
+        (Reduction::NanMin, "nanmin", None),
+        (Reduction::NanMax, "nanmax", None),
+        (Reduction::NanVar { ddof: 1 }, "nanvar", Some(1)),
+        (Reduction::NanStd { ddof: 0 }, "nanstd", Some(0)),
+        (Reduction::NanMean, "nanmean", None),
+    ];
+    for chunks in [[6usize, 5], [2, 2], [1, 3], [4, 1]] {
+        for dtype in [DType::F64, DType::F32] {
+            let x = array_of(dtype, &shape, &values, &chunks);
+            let mut ours = Vec::new();
+            let mut cases = Vec::new();
+            for (op, fname, ddof) in ops {
+                for axes in [None, Some(vec![0]), Some(vec![1])] {
+                    let got = x.reduce(op, axes.as_deref(), false, 2).unwrap().compute().unwrap();
+                    ours.push((format!("{fname}({dtype}, axis={axes:?}) chunks {chunks:?}"), got));
+                    let mut case = json!({"op": "reduce", "fn": fname, "a": json_list(&values, dtype),
+                        "dtype": dtype.name(), "shape": shape, "axis": axes, "keepdims": false});
+                    if let Some(d) = ddof {
+                        case["ddof"] = json!(d);
+                    }
+                    cases.push(case);
+                }
+            }
+            check_all(&ours, &numpy(&cases));
+        }
+    }
+    // Bad input: an empty array has no nanmin, as in numpy.
+    let empty = Array::from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[0])), Chunks::Uniform(vec![1])).unwrap();
+    let e = empty.nanmin().and_then(|a| a.compute()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("zero-size array"), "{e}");
+}
+
+/// cumsum, cumprod and diff along each axis against numpy, for several
+/// dtypes (bool and small ints widen for the cumulative ones, integers
+/// wrap) and chunkings, which must also agree with each other bit for bit.
+#[test]
+fn cumsum_cumprod_and_diff_match_numpy() {
+    let shape = [5usize, 7];
+    let n = 35;
+    for dtype in [DType::Bool, DType::I8, DType::U8, DType::I32, DType::U64, DType::F32, DType::F64] {
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let v = ((i * 37) % 11) as f64;
+                match dtype {
+                    DType::Bool => f64::from(u8::from(i % 3 == 0)),
+                    DType::U8 | DType::U64 => v * 23.0,
+                    DType::F32 | DType::F64 => (v - 5.0) * 0.37,
+                    _ => v * 13.0 - 60.0,
+                }
+            })
+            .collect();
+        let mut single: Vec<ArrayValue> = Vec::new();
+        for (k, chunks) in [[5usize, 7], [2, 3], [1, 1], [4, 2]].into_iter().enumerate() {
+            let x = array_of(dtype, &shape, &values, &chunks);
+            let mut ours = Vec::new();
+            let mut cases = Vec::new();
+            for axis in 0..2 {
+                for (fname, got) in [
+                    ("cumsum", x.cumsum(axis).unwrap().compute().unwrap()),
+                    ("cumprod", x.cumprod(axis).unwrap().compute().unwrap()),
+                    ("diff", x.diff(axis).unwrap().compute().unwrap()),
+                ] {
+                    ours.push((format!("{fname}({dtype}, axis={axis}) chunks {chunks:?}"), got));
+                    cases.push(
+                        json!({"op": "expr", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
+                        "expr": format!("np.{fname}(a, axis={axis})")}),
+                    );
+                }
+            }
+            check_all(&ours, &numpy(&cases));
+            let results: Vec<ArrayValue> = ours.into_iter().map(|(_, v)| v).collect();
+            if k == 0 {
+                single = results;
+            } else {
+                assert_eq!(results, single, "{dtype} chunks {chunks:?}: results differ from one block's");
+            }
+        }
+    }
+    let x = array_of(DType::F64, &shape, &[0.0; 35], &[2, 2]);
+    assert!(x.cumsum(2).is_err() && x.diff(5).is_err(), "axes out of range are refused");
 }
 
 #[test]
@@ -356,6 +535,73 @@ fn transpose_rechunk_and_dot_match_numpy() {
     assert_eq!(r.compute().unwrap(), a.compute().unwrap());
 }
 
+/// `arange` bit for bit (numpy fills `start + i * ((start + step) - start)`)
+/// and `dot` keeping int32 (wrapping on overflow as numpy's does), for
+/// several chunkings.
+#[test]
+fn arange_bits_and_int32_dot_match_numpy() {
+    let ranges = [
+        (Fill::Float(1.0), Fill::Float(-1.0), Fill::Float(-0.3), "1.0, -1.0, -0.3"),
+        (Fill::Float(0.1), Fill::Float(1.0), Fill::Float(0.1), "0.1, 1.0, 0.1"),
+        (Fill::Float(-3.7), Fill::Float(10.2), Fill::Float(0.7), "-3.7, 10.2, 0.7"),
+        (Fill::Int(1), Fill::Float(2.0), Fill::Float(1.0 / 3.0), "1, 2.0, 1/3"),
+        (Fill::Int(5), Fill::Int(-7), Fill::Int(-2), "5, -7, -2"),
+    ];
+    let mut cases = Vec::new();
+    for (.., args) in &ranges {
+        cases.push(json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+            "expr": format!("np.array([repr(v) for v in np.arange({args}).tolist()])")}));
+        cases.push(json!({"op": "expr", "a": [0], "dtype": "int64", "shape": [1],
+            "expr": format!("np.array([str(np.arange({args}).dtype)])")}));
+    }
+    let reference = numpy(&cases);
+    for chunk in [1usize, 3, 4, 100] {
+        for (k, (start, stop, step, args)) in ranges.iter().enumerate() {
+            let got = Array::arange(*start, *stop, *step, Chunks::Uniform(vec![chunk])).unwrap().compute().unwrap();
+            let label = format!("arange({args}) chunks {chunk}");
+            assert_eq!(got.dtype().name(), reference[2 * k + 1]["values"][0].as_str().unwrap(), "{label}: dtype");
+            let (_, _, values) = flat(&got);
+            let want: Vec<f64> = reference[2 * k]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(values.len(), want.len(), "{label}: length");
+            for (i, (g, w)) in values.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{label}: element {i}: rask {g:e} vs numpy {w:e}");
+            }
+        }
+    }
+    let (m, k, p) = (6usize, 7usize, 5usize);
+    let a_vals: Vec<f64> = (0..m * k).map(|i| ((i * 7919) % 40_000) as f64 * 50_000.0 - 1.0e9).collect();
+    let b_vals: Vec<f64> = (0..k * p).map(|i| ((i * 13) % 17) as f64 - 8.0).collect();
+    for (ca, cb) in [([6, 7], [7, 5]), ([2, 3], [3, 2]), ([1, 1], [1, 1]), ([4, 7], [2, 5])] {
+        let a = array_of(DType::I32, &[m, k], &a_vals, &ca);
+        let ours = [
+            (
+                "int32 dot int32".to_string(),
+                a.dot(&array_of(DType::I32, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+            (
+                "int32 dot int16".to_string(),
+                a.dot(&array_of(DType::I16, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+            (
+                "int32 matmul int32".to_string(),
+                a.matmul(&array_of(DType::I32, &[k, p], &b_vals, &cb)).unwrap().compute().unwrap(),
+            ),
+        ];
+        let a_json = json_list(&a_vals, DType::I32);
+        let cases = vec![
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I32), "b_dtype": "int32", "b_shape": [k, p]}),
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I16), "b_dtype": "int16", "b_shape": [k, p]}),
+            json!({"op": "dot", "a": a_json, "dtype": "int32", "shape": [m, k], "b": json_list(&b_vals, DType::I32), "b_dtype": "int32", "b_shape": [k, p]}),
+        ];
+        check_all(&ours, &numpy(&cases));
+    }
+}
+
 #[test]
 fn unary_functions_and_where_match_numpy() {
     let shape = [5usize, 4];
@@ -424,7 +670,7 @@ fn unary_functions_and_where_match_numpy() {
         }
         let other: Vec<f64> = data(DType::F64, n, 4);
         let y = array_of(DType::F64, &shape, &other, &[5, 1]);
-        let cond = x.scalar(BinaryOp::Gt, Fill::Int(0));
+        let cond = x.scalar(BinaryOp::Gt, Fill::Int(0)).unwrap();
         ours.push((format!("where({dtype})"), cond.where_(&x, &y).unwrap().compute().unwrap()));
         cases.push(json!({"op": "where", "a": json_list(&values, dtype), "dtype": dtype.name(), "shape": shape,
                           "b": other, "b_dtype": "float64"}));

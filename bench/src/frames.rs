@@ -1,11 +1,11 @@
 //! Dataframe benchmarks: the tutorial's Birthdays workflow, and
 //! `str.value_counts()` over a glob of Wikipedia-edits-shaped CSV files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rask::{Client, LocalCluster};
-use rask_dataframe::{CsvOptions, datasets, read_csv};
+use rask_dataframe::{CsvOptions, read_csv};
 
 fn emit(workload: &str, seconds: f64, extra: serde_json::Value) {
     let mut row = serde_json::json!({"engine": "rask-local", "workload": workload, "seconds": seconds});
@@ -20,7 +20,8 @@ fn emit(workload: &str, seconds: f64, extra: serde_json::Value) {
 pub fn birthdays(path: Option<&Path>, threads: usize, repeat: usize) -> anyhow::Result<()> {
     let path = match path {
         Some(p) => p.to_path_buf(),
-        None => datasets::birthdays().ok_or_else(|| anyhow::anyhow!("Birthdays.csv not found; pass --path"))?,
+        // The repository's copy (one partition: it is compressed).
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/Birthdays.csv.xz"),
     };
     let path = path.to_str().ok_or_else(|| anyhow::anyhow!("path is not UTF-8"))?.to_string();
     let cluster = LocalCluster::new(1, threads)?;
@@ -52,7 +53,7 @@ pub fn ensure_wiki(dir: &Path, files: usize, bytes: u64) -> anyhow::Result<()> {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(dir);
-    datasets::write_wiki_csvs(dir, files, bytes, 11)?;
+    write_wiki_csvs(dir, files, bytes, 11)?;
     std::fs::write(marker, b"")?;
     Ok(())
 }
@@ -76,4 +77,59 @@ pub fn wiki(dir: &Path, files: usize, bytes: u64, threads: usize, repeat: usize)
         );
     }
     Ok(())
+}
+
+/// A small counter-based generator, so generated files are the same on
+/// every machine.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Writes CSV files shaped like the tutorial's Wikipedia-edits data
+/// (`page_id, last_rev_id, token_id, str, origin_rev_id, in, out`), each of
+/// about `bytes` bytes. Tokens follow a Zipf-like law, as words do.
+fn write_wiki_csvs(dir: &Path, files: usize, bytes: u64, seed: u64) -> std::io::Result<Vec<PathBuf>> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let vocabulary: Vec<String> = (0..50_000).map(|i| format!("tok{i:x}")).collect();
+    let mut out = Vec::new();
+    for f in 0..files {
+        let path = dir.join(format!("wiki-{f}.csv"));
+        let mut g = Gen(seed.wrapping_add(f as u64 * 7919));
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+        writeln!(w, "page_id,last_rev_id,token_id,str,origin_rev_id,in,out")?;
+        let mut written = 0u64;
+        let mut row = 0u64;
+        while written < bytes {
+            let u = g.uniform();
+            let word = &vocabulary[((u * u * u * vocabulary.len() as f64) as usize).min(vocabulary.len() - 1)];
+            let page = 1000 + row / 500;
+            let line = format!(
+                "{page},{},{},{word},{},{},{}\n",
+                page * 10 + 7,
+                row,
+                page * 10 + g.next() % 7,
+                g.next() % 3,
+                g.next() % 2
+            );
+            w.write_all(line.as_bytes())?;
+            written += line.len() as u64;
+            row += 1;
+        }
+        w.flush()?;
+        out.push(path);
+    }
+    Ok(out)
 }

@@ -428,7 +428,7 @@ fn array_hist(n: usize, threads: usize) -> anyhow::Result<()> {
         rask_core::DType::F64,
         Chunks::Auto,
     )?)?;
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))?)?;
     let (counts, _) = masked.histogram(100, (-9.0, 11.0))?;
     let rask_core::ArrayValue::I64(c) = counts.compute_with(&client)? else { anyhow::bail!("counts are not int64") };
     let secs = t.elapsed().as_secs_f64();
@@ -513,7 +513,7 @@ fn transfer(mib: usize, repeat: usize) -> anyhow::Result<()> {
         // The worker's data server, as `rask worker` builds it.
         tokio::spawn(
             rask_proto::transport::grpc_server(None)?
-                .add_service(DataService::new(store).into_server())
+                .add_service(DataService::new(store).into_server(None))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let mut client = DataClient::connect(&addr, 4 << 30).await?;

@@ -49,9 +49,15 @@ pub struct SchedulerArgs {
     /// HTTP port: dashboard (/status), API (/api/v1), /metrics and /health.
     #[arg(long, default_value_t = 8787, env = "RASK_HTTP_PORT")]
     http_port: u16,
-    /// Require this shared token from clients, workers and the HTTP API.
+    /// Require this shared token on every port: gRPC from clients and
+    /// workers, and every HTTP endpoint but /health (the dashboard asks a
+    /// browser for it as the password of a login prompt).
     #[arg(long, env = "RASK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve /metrics without the token (by default a scrape must send
+    /// `Authorization: Bearer <token>` when a token is set).
+    #[arg(long, env = "RASK_METRICS_OPEN")]
+    metrics_open: bool,
     #[command(flatten)]
     tls: TlsArgs,
     /// Seconds of work the adaptive target aims for (Dask's target-duration).
@@ -98,8 +104,14 @@ pub struct WorkerArgs {
     /// Port of /health and /metrics (0: any free port).
     #[arg(long, default_value_t = 0)]
     http_port: u16,
+    /// The cluster's shared token: presented to the scheduler and to peers,
+    /// and required on this worker's data service and HTTP port (but
+    /// /health).
     #[arg(long, env = "RASK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve /metrics without the token.
+    #[arg(long, env = "RASK_METRICS_OPEN")]
+    metrics_open: bool,
     #[command(flatten)]
     tls: TlsArgs,
     /// Seconds a graceful shutdown (SIGTERM) may take to hand data to peers.
@@ -204,6 +216,7 @@ pub fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             port: args.port,
             http_port: args.http_port,
             token: args.token.filter(|t| !t.is_empty()),
+            metrics_open: args.metrics_open,
             tls: tls.clone(),
             target_duration: args.target_duration,
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
@@ -261,6 +274,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 data_port: if args.data_port == 0 { 0 } else { args.data_port + i as u16 },
                 http_port: if args.http_port == 0 { 0 } else { args.http_port + i as u16 },
                 token: args.token.clone().filter(|t| !t.is_empty()),
+                metrics_open: args.metrics_open,
                 tls: tls.clone(),
                 grace_period: Duration::from_secs_f64(args.grace_period.max(0.0)),
                 local_directory: args

@@ -1,6 +1,7 @@
-//! `rask demo`: the tutorial's workloads on a local cluster, each printed
-//! with its result and wall time. Later issues add the array, dataframe and
-//! image sections; `rask demo` runs every section there is.
+//! `rask demo`: the tutorial's workloads, each printed with its result and
+//! wall time, on an embedded local cluster or, with `--scheduler` (or
+//! `RASK_SCHEDULER_ADDRESS` / `DASK_SCHEDULER_ADDRESS`), on a running one.
+//! `rask demo` runs every section; `rask demo delayed` runs one.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,6 +16,14 @@ pub struct DemoArgs {
     /// Which part of the tutorial to run; all of them by default.
     #[arg(value_enum)]
     section: Option<Section>,
+    /// Run on this scheduler (`tcp://host:8786`, `tls://...`) instead of an
+    /// embedded local cluster; by default the one `RASK_SCHEDULER_ADDRESS`,
+    /// else `DASK_SCHEDULER_ADDRESS`, names, if set. Token and TLS files come
+    /// from `RASK_TOKEN` and `RASK_TLS_*`. The dataframe and image sections
+    /// read and write local files, so their workers must see this machine's
+    /// files (same machine or a shared filesystem).
+    #[arg(long)]
+    scheduler: Option<String>,
     /// Workers in the local cluster.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -24,7 +33,8 @@ pub struct DemoArgs {
     /// How long each slow `inc`/`add` sleeps, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     sleep_ms: u64,
-    /// Also write the task graph of the first example here (.dot, .svg or .png).
+    /// Also write the task graph of the first example here (.dot; .svg and
+    /// .png need Graphviz's `dot`).
     #[arg(long)]
     visualize: Option<std::path::PathBuf>,
     /// Where the histogram exercise writes its plot.
@@ -33,7 +43,9 @@ pub struct DemoArgs {
     /// Where the image section writes its generated inputs and PNGs.
     #[arg(long, default_value = "rask-image-demo")]
     image_dir: std::path::PathBuf,
-    /// The tutorial's Birthdays.csv (found beside the repository by default).
+    /// The tutorial's Birthdays data (by default the shipped
+    /// `Birthdays.csv.xz`, beside the installed binary or in the checkout's
+    /// `data/` folder).
     #[arg(long, env = "RASK_BIRTHDAYS")]
     birthdays: Option<std::path::PathBuf>,
 }
@@ -86,17 +98,26 @@ pub fn shutdown() {
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     SLEEP_MS.store(args.sleep_ms, std::sync::atomic::Ordering::Relaxed);
-    let cluster = LocalCluster::new(args.workers, args.threads).context("starting the local cluster")?;
-    let client = Client::new(&cluster);
+    let (client, cluster) = match args.scheduler.clone().or_else(rask::scheduler_address_from_env) {
+        Some(address) => {
+            let client = Client::connect(&address).with_context(|| format!("connecting to the scheduler {address}"))?;
+            println!("Client: the scheduler at {address}");
+            (client, None)
+        }
+        None => {
+            let cluster = LocalCluster::new(args.workers, args.threads).context("starting the local cluster")?;
+            println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
+            (Client::new(&cluster), Some(cluster))
+        }
+    };
     *CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
-    println!("LocalCluster: {} worker(s) x {} thread(s)", args.workers, args.threads);
     let sections = match args.section {
         Some(s) => vec![s],
         None => vec![Section::Delayed, Section::Array, Section::Dataframe, Section::Image],
     };
     for section in sections {
         match section {
-            Section::Delayed => delayed_section(&client, &cluster, args)?,
+            Section::Delayed => delayed_section(&client, cluster.as_ref(), args)?,
             Section::Array => array_section(&client, args)?,
             Section::Dataframe => crate::frames::dataframe_section(args.birthdays.as_deref())?,
             Section::Image => image_section(args)?,
@@ -106,9 +127,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for a future while a progress bar follows the cluster's completed
-/// task count (hidden when stderr is not a terminal).
-fn wait<T: rask::core::FromValue>(cluster: &LocalCluster, future: &Future<T>, tasks: u64) -> anyhow::Result<T> {
+/// Waits for a future while a progress bar follows the local cluster's
+/// completed task count (hidden when stderr is not a terminal, and on a
+/// remote cluster, whose dashboard shows progress instead).
+fn wait<T: rask::core::FromValue>(cluster: Option<&LocalCluster>, future: &Future<T>, tasks: u64) -> anyhow::Result<T> {
+    let Some(cluster) = cluster else { return Ok(future.result()?) };
     let start = cluster.snapshot().map(|s| s.completed_total).unwrap_or(0);
     let bar = ProgressBar::new(tasks);
     bar.set_style(
@@ -133,23 +156,27 @@ pub(crate) fn report(label: &str, value: impl std::fmt::Display, started: Instan
     println!("  {label:<44} = {value:<10} ({:.2} s)", started.elapsed().as_secs_f64());
 }
 
-fn delayed_section(client: &Client, cluster: &LocalCluster, args: &DemoArgs) -> anyhow::Result<()> {
+fn delayed_section(client: &Client, cluster: Option<&LocalCluster>, args: &DemoArgs) -> anyhow::Result<()> {
     println!("\n== delayed: lazy task graphs ==");
     let x = delayed!(inc(1));
     let y = delayed!(inc(2));
     let z = delayed!(add(&x, &y));
     println!("  z = {z}   (nothing has run yet)");
     if let Some(path) = &args.visualize {
-        z.visualize().write(path)?;
-        println!("  task graph written to {}", path.display());
+        visualize(&z, path)?;
     }
+    // Each graph runs from scratch (its results are released once read):
+    // the section's task count is the sum of the graphs' sizes.
+    let mut tasks = 0;
     let started = Instant::now();
+    tasks += rask::task_count(std::slice::from_ref(&z));
     let value = wait(cluster, &client.compute(&z), 3)?;
     report("z.compute()  [inc(1), inc(2) in parallel]", value, started);
 
     let z2 = delayed!(add(delayed!(inc(1)), delayed!(inc(2))));
     let total: Delayed<i64> = delayed!(add(&z, &z2));
     let started = Instant::now();
+    tasks += rask::task_count(std::slice::from_ref(&total));
     let value = wait(cluster, &client.compute(&total), 7)?;
     report("total = add(z, z2)", value, started);
 
@@ -157,15 +184,34 @@ fn delayed_section(client: &Client, cluster: &LocalCluster, args: &DemoArgs) -> 
     let newdata: Vec<Delayed<i64>> = data.iter().map(|&x| delayed!(inc(x))).collect();
     let product = delayed!(prod(&newdata));
     let started = Instant::now();
+    tasks += rask::task_count(std::slice::from_ref(&product));
     let value = wait(cluster, &client.compute(&product), data.len() as u64 + 1)?;
     report("prod([inc(x) for x in data])", value, started);
 
     let (a, b) = (delayed!(inc(10)), delayed!(inc(20)));
     let shared = delayed!(add(&a, &b));
     let started = Instant::now();
-    let futures = client.compute_many(&[&(&shared + 1), &(&shared * 2)]);
+    let both = [&shared + 1, &shared * 2];
+    tasks += rask::task_count(&both);
+    let futures = client.compute_many(&[&both[0], &both[1]]);
     let values: Vec<i64> = futures.iter().map(Future::result).collect::<Result<_, _>>()?;
     report("compute((s + 1, s * 2)) sharing s", format!("{values:?}"), started);
+    println!("  {tasks} tasks in this section");
+    Ok(())
+}
+
+/// Writes the task graph. Drawing (.svg, .png) needs Graphviz, which the
+/// demo's set-up does not install: without it, the DOT text is written
+/// beside and the message says how to get the drawing.
+fn visualize(z: &Delayed<i64>, path: &std::path::Path) -> anyhow::Result<()> {
+    match z.visualize().write(path) {
+        Ok(()) => println!("  task graph written to {}", path.display()),
+        Err(e) => {
+            let dot = path.with_extension("dot");
+            z.visualize().write(&dot)?;
+            println!("  {e}\n  the graph is in {} instead", dot.display());
+        }
+    }
     Ok(())
 }
 
@@ -183,12 +229,12 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
 
     let ones = Array::ones(&[1000, 1000], rask::core::DType::F64, Chunks::Uniform(vec![500, 500]))?;
     let started = Instant::now();
-    let v = ones.scalar(BinaryOp::Mul, Fill::Int(10)).max()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    let v = ones.scalar(BinaryOp::Mul, Fill::Int(10))?.max()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(10 * ones((1000, 1000))).max()", v, started);
 
     let y = Array::random_uniform(&[10000, 10000], 7, Chunks::Auto)?;
     let started = Instant::now();
-    let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2)))?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
+    let s = y.add(&y.scalar(BinaryOp::Mul, Fill::Int(2))?)?.mean()?.compute_with(client).map(|v| scalar_f64(&v))??;
     report("(y + 2 * y).mean(), y = random((10000, 10000))", format!("{s:.6}"), started);
 
     let z = Array::random_uniform(&[5000, 5000], 3, Chunks::Uniform(vec![2500, 2500]))?;
@@ -210,7 +256,7 @@ fn array_section(client: &Client, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let normal = Array::random_normal(9.0, 1.0, &[5000, 5000], 1, Chunks::Auto)?;
     let added = normal.add(&Array::ones(&[5000, 5000], rask::core::DType::F64, Chunks::Auto)?)?;
-    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0)))?;
+    let masked = added.mask(&added.scalar(BinaryOp::Lt, Fill::Float(10.0))?)?;
     println!("  masked = added[added < 10]: {masked:?}");
     let (counts, edges) = masked.histogram(100, (-9.0, 11.0))?;
     let rask::core::ArrayValue::I64(counts) = counts.compute_with(client)? else {

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rask_dataframe::ml::{LinearRegression, train_test_split};
-use rask_dataframe::{CsvOptions, datasets, read_csv};
+use rask_dataframe::{CsvOptions, read_csv};
+
+use crate::data;
 
 use crate::demo::report;
 
@@ -13,11 +15,16 @@ pub fn dataframe_section(birthdays: Option<&Path>) -> anyhow::Result<()> {
     println!("\n== dataframe: partitioned dataframes on Arrow ==");
     let path = match birthdays {
         Some(p) => p.to_path_buf(),
-        None => datasets::birthdays().context("Birthdays.csv not found: pass --birthdays PATH")?,
+        None => data::birthdays().context(
+            "Birthdays.csv.xz not found beside the rask binary (../share/rask/, data/) nor in a checkout's data/ \
+             folder: pass --birthdays PATH",
+        )?,
     };
     let path = path.to_str().context("the Birthdays path is not UTF-8")?.to_string();
     let df = read_csv(&path, CsvOptions::default().blocksize(Some(4_000_000)))?;
-    println!("df = read_csv({path:?}, blocksize=4 MB)   (only a sample read so far)");
+    println!(
+        "df = read_csv({path:?}, blocksize=4 MB)   (only a sample read so far; a compressed file is one partition)"
+    );
     for line in df.to_string().lines() {
         println!("    {line}");
     }
@@ -71,7 +78,7 @@ fn regression_section() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("rask-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("taxi.csv");
-    datasets::write_taxi_csv(&path, 400_000, 7)?;
+    data::write_taxi_csv(&path, 400_000, 7)?;
     let path = path.to_str().context("temp path is not UTF-8")?.to_string();
     let opts = CsvOptions::default().blocksize(Some(4_000_000));
     let guessed = read_csv(&path, opts.clone())?;

@@ -2,6 +2,7 @@
 //! arguments, sets up logging and Ctrl-C, and calls into `demo`.
 
 mod cluster;
+mod data;
 mod demo;
 mod frames;
 mod plot;

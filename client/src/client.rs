@@ -1,15 +1,16 @@
 //! The client: submits graphs to a cluster and hands back futures.
 //!
 //! Like Dask, the most recently created client becomes the default one that
-//! `Delayed::compute` uses; without any, a local cluster is started on first
-//! use. A future holds a reference to its key on the cluster; when the last
+//! `Delayed::compute` uses; without any, the scheduler named by
+//! `RASK_SCHEDULER_ADDRESS` / `DASK_SCHEDULER_ADDRESS` is used, or a local
+//! cluster is started on first use. A future holds a reference to its key on the cluster; when the last
 //! future (or persisted value) for a key is dropped, the cluster frees it.
 
 use std::any::Any;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rask_core::optimize::fuse;
@@ -19,75 +20,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::cluster::{ClusterShared, LocalCluster, Msg};
 use crate::delayed::{Node, NodeKind};
+use crate::future_state::FutureState;
 use crate::remote::Remote;
 use crate::{Delayed, Error, Result};
-
-/// The result slot shared by a future and the cluster.
-pub(crate) struct FutureState {
-    slot: Mutex<Slot>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct Slot {
-    result: Option<Result<Value>>,
-    wakers: Vec<Waker>,
-}
-
-impl FutureState {
-    fn new() -> Arc<Self> {
-        Arc::new(Self { slot: Mutex::new(Slot::default()), ready: Condvar::new() })
-    }
-
-    fn done(result: Result<Value>) -> Arc<Self> {
-        let s = Self::new();
-        s.resolve(result);
-        s
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Sets the result once; later calls are ignored (a recomputed key is
-    /// reported twice, a cancel may race a completion).
-    pub(crate) fn resolve(&self, result: Result<Value>) {
-        let wakers = {
-            let mut slot = self.lock();
-            if slot.result.is_some() {
-                return;
-            }
-            slot.result = Some(result);
-            std::mem::take(&mut slot.wakers)
-        };
-        self.ready.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn peek(&self) -> Option<Result<Value>> {
-        self.lock().result.clone()
-    }
-
-    fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
-        let mut slot = self.lock();
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        loop {
-            if let Some(r) = &slot.result {
-                return Some(r.clone());
-            }
-            slot = match deadline {
-                None => self.ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.ready.wait_timeout(slot, left).unwrap_or_else(std::sync::PoisonError::into_inner).0
-                }
-            };
-        }
-    }
-}
 
 /// Where a client's graphs go.
 enum Backend {
@@ -171,6 +106,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The scheduler a default client connects to, as Dask's clients find it:
+/// `RASK_SCHEDULER_ADDRESS`, else `DASK_SCHEDULER_ADDRESS` (what the
+/// operator sets in a DaskJob's pod); empty values count as unset.
+pub fn scheduler_address_from_env() -> Option<String> {
+    ["RASK_SCHEDULER_ADDRESS", "DASK_SCHEDULER_ADDRESS"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
 fn default_slot() -> &'static Mutex<Weak<ClientInner>> {
     static DEFAULT: OnceLock<Mutex<Weak<ClientInner>>> = OnceLock::new();
     DEFAULT.get_or_init(|| Mutex::new(Weak::new()))
@@ -246,19 +192,36 @@ impl Client {
         Self { inner }
     }
 
-    /// The default client: the last one created that is still alive, or one
-    /// on a local cluster started on first use and kept for the process.
+    /// The default client, found as Dask's `get_client()` finds it: the last
+    /// one created that is still alive; else a client on the scheduler that
+    /// `RASK_SCHEDULER_ADDRESS` (or else `DASK_SCHEDULER_ADDRESS`) names,
+    /// with the token and TLS files of [`Security::from_env`]; else one on a
+    /// local cluster started on first use. The one made here is kept for
+    /// the process; if making it fails, the next call tries again.
     pub fn current() -> Result<Client> {
         if let Some(inner) = default_slot().lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade() {
             return Ok(Client { inner });
         }
-        static FALLBACK: OnceLock<std::result::Result<Client, Error>> = OnceLock::new();
-        FALLBACK
-            .get_or_init(|| {
+        // Not a OnceLock<Result<..>>: a failed start (a scheduler not up
+        // yet) must not be remembered forever. The lock also makes
+        // concurrent first calls share one client.
+        static FALLBACK: Mutex<Option<Client>> = Mutex::new(None);
+        let mut fallback = FALLBACK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = fallback.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = match scheduler_address_from_env() {
+            Some(address) => {
+                tracing::info!(%address, "connecting the default client to the scheduler named by the environment");
+                Client::connect(&address)?
+            }
+            None => {
                 let cluster = LocalCluster::with_config(crate::LocalClusterConfig::default())?;
-                Ok(Client::attach(cluster.shared().clone(), Some(cluster)))
-            })
-            .clone()
+                Client::attach(cluster.shared().clone(), Some(cluster))
+            }
+        };
+        *fallback = Some(client.clone());
+        Ok(client)
     }
 
     /// Starts computing `x` and returns at once; the future gives the value.
@@ -500,18 +463,9 @@ impl<T: FromValue> std::future::Future for Future<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.state.lock();
-        match slot.result.clone() {
-            Some(r) => {
-                drop(slot);
-                Poll::Ready(self.convert(r))
-            }
-            None => {
-                if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    slot.wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+        match self.state.poll_with(cx.waker()) {
+            Poll::Ready(r) => Poll::Ready(self.convert(r)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

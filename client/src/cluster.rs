@@ -18,7 +18,7 @@ use rask_scheduler::{ClientId, Command, Event, SchedulerConfig, SchedulerState, 
 use rask_worker::{DataStore, Executor, Inputs, Job, LocalOpTable, Outcome, Reporter};
 use rustc_hash::FxHashMap;
 
-use crate::client::FutureState;
+use crate::future_state::FutureState;
 use crate::{Error, Result};
 
 /// Settings of a [`LocalCluster`], with Dask's defaults.

@@ -23,8 +23,9 @@
 //!
 //! Functions registered with [`op!`] run anywhere a binary linked with them
 //! runs a worker. Closures ([`local`]) are for the local cluster only.
-//! `compute` runs on the current [`Client`] — the last one created — or on a
-//! default [`LocalCluster`] started on first use, just as Dask does.
+//! `compute` runs on the current [`Client`] — the last one created — or on
+//! the scheduler `RASK_SCHEDULER_ADDRESS` / `DASK_SCHEDULER_ADDRESS` names,
+//! or on a default [`LocalCluster`] started on first use, just as Dask does.
 
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
@@ -32,10 +33,11 @@ mod client;
 mod cluster;
 mod delayed;
 mod error;
+mod future_state;
 mod remote;
 mod visualize;
 
-pub use client::{Client, Future, Security, compute_all};
+pub use client::{Client, Future, Security, compute_all, scheduler_address_from_env};
 pub use cluster::{LocalCluster, LocalClusterConfig, WorkerInfo};
 pub use delayed::{ArgPart, ArgTuple, Delayed, IntoArg, LocalFn, LocalFunction, local, sum, task_count, visualize_all};
 pub use error::{Error, Result};

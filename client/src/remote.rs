@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::client::FutureState;
+use crate::future_state::FutureState;
 use crate::{Error, Result};
 
 type Grpc = SchedulerClient<InterceptedService<Channel, Bearer>>;

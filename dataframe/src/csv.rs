@@ -10,6 +10,10 @@
 //! memchr speed and gives exact line numbers for error messages too. Each
 //! partition task then parses its byte range with the `csv` crate, only the
 //! columns the plan needs, and runs the plan's steps on the result.
+//!
+//! A compressed file (`.gz`, `.zst`, `.bz2`, `.xz`, or `compression=`) is
+//! one partition, read through its decoder from the start: see
+//! [`crate::compression`].
 
 use std::io::Read;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use arrow::record_batch::RecordBatch;
 use rask_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::compression::{self, Compression};
 use crate::dtype::{Column, dtype_name, parse_dtype};
 use crate::error::{FrameError, Result};
 use crate::plan::{self, Step};
@@ -62,6 +67,11 @@ pub struct CsvOptions {
     /// with the read tasks, so workers use them too.
     #[serde(default)]
     pub storage: StorageOptions,
+    /// How the files are compressed; by default inferred from each file's
+    /// suffix, as pandas' `compression="infer"`. A compressed file is one
+    /// partition whatever `blocksize` says.
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 impl Default for CsvOptions {
@@ -78,6 +88,7 @@ impl Default for CsvOptions {
             sample: 256_000,
             split_for_cores: true,
             storage: StorageOptions::default(),
+            compression: Compression::Infer,
         }
     }
 }
@@ -102,6 +113,17 @@ impl CsvOptions {
     pub fn storage_options(mut self, storage: StorageOptions) -> Self {
         self.storage = storage;
         self
+    }
+
+    /// How the inputs are compressed (pandas' `compression=`).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// The codec `path` is read with under these options.
+    pub(crate) fn codec(&self, path: &str) -> Compression {
+        self.compression.for_path(path)
     }
 
     pub fn header(mut self, header: bool) -> Self {
@@ -399,9 +421,13 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// of the first file, overridden by `dtype` and `parse_dates`.
 pub fn infer_schema(path: &str, options: &CsvOptions) -> Result<Vec<(String, DataType)>> {
     let size = file_size(path, &options.storage)?;
-    let sample_len = (options.sample as u64).min(size);
-    let bytes = read_range(path, 0, sample_len, &options.storage)?;
-    let whole = sample_len == size;
+    let codec = options.codec(path);
+    let (bytes, whole) = if codec.is_compressed() {
+        compression::read_prefix(path, size, codec, options.sample, &options.storage)?
+    } else {
+        let sample_len = (options.sample as u64).min(size);
+        (read_range(path, 0, sample_len, &options.storage)?, sample_len == size)
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -609,6 +635,16 @@ fn with_block<T>(spec: &ReadSpec, bounds: Option<&Boundaries>, f: impl FnOnce(&[
         None => ((0, 1), spec.file.size),
     };
     let mut bytes = BLOCK.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let codec = spec.options.codec(path);
+    if codec.is_compressed() {
+        // The whole file, decoded from its start: one partition.
+        compression::read_all_into(path, spec.file.size, codec, &spec.options.storage, &mut bytes)?;
+        let result = f(&bytes, 1);
+        if bytes.capacity() <= KEEP_BLOCK_BYTES {
+            BLOCK.with(|b| *b.borrow_mut() = bytes);
+        }
+        return result;
+    }
     let len = end.saturating_sub(start);
     let want = usize::try_from(len).unwrap_or(usize::MAX);
     if bytes.capacity() < want && want <= KEEP_BLOCK_BYTES {

@@ -2,9 +2,9 @@
 //!
 //! Users write the dtype names they know from pandas (`"int64"`,
 //! `"float64"`, `"object"`, `"bool"`, `"datetime64[ns]"`); columns are Arrow
-//! arrays underneath. Integer columns are nullable in Arrow, so a missing
-//! value in an integer column stays an integer column where pandas would
-//! have to fall back to float64.
+//! arrays underneath. Where pandas turns an integer column with missing
+//! values into float64 (CSV gaps, merges), rask does too; the dtype rules
+//! are in docs/ARCHITECTURE.md ("Dtype rules").
 
 use arrow::datatypes::{DataType, TimeUnit};
 

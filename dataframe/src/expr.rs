@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, new_null_array};
 use arrow::compute::kernels::{cmp, numeric};
-use arrow::compute::{DatePart, and_kleene, cast, date_part, is_not_null, is_null, not, or_kleene};
+use arrow::compute::{DatePart, and_kleene, cast, date_part, not, or_kleene};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use rustc_hash::FxHashSet;
@@ -89,7 +89,10 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    /// `%`: floored, the result takes the divisor's sign (pandas/numpy).
     Rem,
+    /// `//`: floor division (pandas/numpy).
+    FloorDiv,
     Eq,
     Ne,
     Lt,
@@ -108,6 +111,7 @@ impl BinOp {
             BinOp::Mul => "*",
             BinOp::Div => "/",
             BinOp::Rem => "%",
+            BinOp::FloorDiv => "//",
             BinOp::Eq => "==",
             BinOp::Ne => "!=",
             BinOp::Lt => "<",
@@ -186,7 +190,7 @@ macro_rules! bin_methods {
 impl Expr {
     bin_methods!(
         eq => Eq, ne => Ne, lt => Lt, le => Le, gt => Gt, ge => Ge,
-        and => And, or => Or,
+        and => And, or => Or, floordiv => FloorDiv,
     );
 
     #[allow(clippy::should_implement_trait)]
@@ -280,7 +284,8 @@ impl Expr {
             Expr::Lit(l) => l.data_type(),
             Expr::Bin(op, a, b) => {
                 let (ta, tb) = (a.data_type(schema)?, b.data_type(schema)?);
-                binary_type(*op, &ta, &tb).ok_or_else(|| {
+                check_literal_bounds(*op, a, &ta, b, &tb)?;
+                binary_type(*op, &ta, &tb, literal(a), literal(b)).ok_or_else(|| {
                     FrameError::Schema(format!(
                         "cannot apply {} to {} ({}) and {} ({})",
                         op.symbol(),
@@ -352,19 +357,59 @@ impl Expr {
                 .ok_or_else(|| FrameError::Compute(format!("no column {c:?} in partition")))?,
             Expr::Lit(l) => broadcast(l, n)?,
             Expr::Bin(op, a, b) => {
+                let (la, lb) = (literal(a), literal(b));
                 let (x, y) = (a.eval(batch)?, b.eval(batch)?);
-                eval_binary(*op, &x, &y)?
+                let compute = compute_type(*op, x.data_type(), y.data_type(), la, lb);
+                // Both sides in the compute type: a Python-style literal takes
+                // the column's type (NEP 50), bools compute as int64.
+                let to_compute = |v: ArrayRef| -> Result<ArrayRef> {
+                    match &compute {
+                        Some(t) if !matches!(op, BinOp::And | BinOp::Or) && v.data_type() != t => Ok(cast(&v, t)?),
+                        _ => Ok(v),
+                    }
+                };
+                let (x, y) = (to_compute(x)?, to_compute(y)?);
+                eval_binary(*op, &x, &y, lb, &b.default_name())?
             }
             Expr::Not(e) => Arc::new(not(as_bool(&e.eval(batch)?)?)?),
             Expr::Neg(e) => numeric::neg(&e.eval(batch)?)?,
-            Expr::IsNull(e) => Arc::new(is_null(&e.eval(batch)?)?),
-            Expr::NotNull(e) => Arc::new(is_not_null(&e.eval(batch)?)?),
+            // pandas' isna/notna: NaN is missing too.
+            Expr::IsNull(e) => Arc::new(not(&crate::plan::valid_mask(&e.eval(batch)?)?)?),
+            Expr::NotNull(e) => Arc::new(crate::plan::valid_mask(&e.eval(batch)?)?),
             Expr::IsIn(e, values) => Arc::new(isin(&e.eval(batch)?, values)?),
             Expr::Str(op, e) => eval_str(op, &e.eval(batch)?)?,
             Expr::Dt(part, e) => eval_dt(*part, &e.eval(batch)?)?,
-            Expr::Cast(e, to) => cast(&e.eval(batch)?, to)?,
+            Expr::Cast(e, to) => cast_like_pandas(&e.eval(batch)?, to, &e.default_name())?,
         })
     }
+}
+
+/// `astype`: pandas refuses to make integers of missing or infinite values
+/// (`IntCastingNaNError`) and of strings that are not integers, where
+/// Arrow's cast would give a null.
+fn cast_like_pandas(a: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef> {
+    if !to.is_integer() || a.data_type() == to {
+        return Ok(cast(a, to)?);
+    }
+    let floats = a.data_type().is_floating().then(|| cast(a, &DataType::Float64)).transpose()?;
+    let non_finite = floats
+        .as_ref()
+        .and_then(|f| f.as_any().downcast_ref::<Float64Array>())
+        .is_some_and(|f| f.iter().any(|v| v.is_none_or(|x| !x.is_finite())));
+    if non_finite || (is_numeric(a.data_type()) && a.null_count() > 0) {
+        return Err(FrameError::Compute(format!(
+            "cannot convert non-finite values (NA or inf) to integer in column {name:?}: \
+             drop or fill them first (dropna, fillna)"
+        )));
+    }
+    let out = cast(a, to)?;
+    if out.null_count() > a.null_count() {
+        return Err(FrameError::Compute(format!(
+            "column {name:?} has values that are not {}: astype cannot convert them",
+            dtype_name(to)
+        )));
+    }
+    Ok(out)
 }
 
 macro_rules! arith_ops {
@@ -434,16 +479,161 @@ fn broadcast(l: &Lit, n: usize) -> Result<ArrayRef> {
     })
 }
 
-/// The common type two operands are cast to, pandas-style: ints widen to
-/// int64, any float makes float64.
-fn common_numeric(a: &DataType, b: &DataType) -> Option<DataType> {
+/// The literal an operand is, if it is a number literal: a Python scalar
+/// in pandas, which takes the other operand's type (NEP 50).
+fn literal(e: &Expr) -> Option<&Lit> {
+    match e {
+        Expr::Lit(l @ (Lit::Int(_) | Lit::Float(_))) => Some(l),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Bool,
+    Signed,
+    Unsigned,
+    Float,
+}
+
+fn kind(t: &DataType) -> Option<(Kind, usize)> {
+    use DataType::*;
+    Some(match t {
+        Boolean => (Kind::Bool, 1),
+        Int8 => (Kind::Signed, 1),
+        Int16 => (Kind::Signed, 2),
+        Int32 => (Kind::Signed, 4),
+        Int64 => (Kind::Signed, 8),
+        UInt8 => (Kind::Unsigned, 1),
+        UInt16 => (Kind::Unsigned, 2),
+        UInt32 => (Kind::Unsigned, 4),
+        UInt64 => (Kind::Unsigned, 8),
+        Float32 => (Kind::Float, 4),
+        Float64 => (Kind::Float, 8),
+        _ => return None,
+    })
+}
+
+fn of_kind(k: Kind, bytes: usize) -> DataType {
+    use DataType::*;
+    match (k, bytes) {
+        (Kind::Bool, _) => Boolean,
+        (Kind::Signed, 1) => Int8,
+        (Kind::Signed, 2) => Int16,
+        (Kind::Signed, 4) => Int32,
+        (Kind::Signed, _) => Int64,
+        (Kind::Unsigned, 1) => UInt8,
+        (Kind::Unsigned, 2) => UInt16,
+        (Kind::Unsigned, 4) => UInt32,
+        (Kind::Unsigned, _) => UInt64,
+        (Kind::Float, 4) => Float32,
+        (Kind::Float, _) => Float64,
+    }
+}
+
+/// numpy's `result_type` of two column types (pandas computes on numpy
+/// arrays): int32 with int32 stays int32, int32 with float32 is float64.
+fn promote(a: &DataType, b: &DataType) -> Option<DataType> {
+    let ((ka, sa), (kb, sb)) = (kind(a)?, kind(b)?);
+    Some(match (ka, kb) {
+        _ if a == b => a.clone(),
+        (Kind::Bool, _) => b.clone(),
+        (_, Kind::Bool) => a.clone(),
+        (Kind::Float, Kind::Float) => of_kind(Kind::Float, sa.max(sb)),
+        (Kind::Float, _) | (_, Kind::Float) => {
+            let (f, other) = if ka == Kind::Float { (sa, sb) } else { (sb, sa) };
+            if f == 4 && other <= 2 { DataType::Float32 } else { DataType::Float64 }
+        }
+        _ if ka == kb => of_kind(ka, sa.max(sb)),
+        _ => {
+            let (signed, unsigned) = if ka == Kind::Signed { (sa, sb) } else { (sb, sa) };
+            if signed > unsigned {
+                of_kind(Kind::Signed, signed)
+            } else if unsigned < 8 {
+                of_kind(Kind::Signed, unsigned * 2)
+            } else {
+                DataType::Float64
+            }
+        }
+    })
+}
+
+/// A number literal against a column type: an int literal keeps an integer
+/// or float column's type (a bool column becomes int64), a float literal
+/// keeps a float column's and makes others float64.
+fn promote_literal(column: &DataType, l: &Lit) -> Option<DataType> {
+    let (k, _) = kind(column)?;
+    Some(match (l, k) {
+        (Lit::Float(_), Kind::Float) => column.clone(),
+        (Lit::Float(_), _) => DataType::Float64,
+        (_, Kind::Bool) => DataType::Int64,
+        _ => column.clone(),
+    })
+}
+
+fn int_fits(t: &DataType, v: i64) -> bool {
+    use DataType::*;
+    match t {
+        Int8 => i8::try_from(v).is_ok(),
+        Int16 => i16::try_from(v).is_ok(),
+        Int32 => i32::try_from(v).is_ok(),
+        UInt8 => u8::try_from(v).is_ok(),
+        UInt16 => u16::try_from(v).is_ok(),
+        UInt32 => u32::try_from(v).is_ok(),
+        UInt64 => v >= 0,
+        _ => true,
+    }
+}
+
+/// The type both operands are brought to before the kernel runs.
+fn compute_type(op: BinOp, a: &DataType, b: &DataType, la: Option<&Lit>, lb: Option<&Lit>) -> Option<DataType> {
     if !is_numeric(a) || !is_numeric(b) {
         return None;
     }
-    if a.is_floating() || b.is_floating() { Some(DataType::Float64) } else { Some(DataType::Int64) }
+    let t = match (la, lb) {
+        (Some(_), Some(_)) | (None, None) => promote(a, b)?,
+        (Some(l), None) => promote_literal(b, l)?,
+        (None, Some(l)) => promote_literal(a, l)?,
+    };
+    // Comparisons with an int literal the column cannot hold are still
+    // exact in pandas: compare in int64.
+    let out_of_range = [la, lb].into_iter().flatten().any(|l| matches!(l, Lit::Int(v) if !int_fits(&t, *v)));
+    Some(if op.is_comparison() && out_of_range {
+        DataType::Int64
+    } else if !op.is_comparison() && t == DataType::Boolean {
+        // Arithmetic on two bool columns computes in int64 (Arrow has no
+        // bool arithmetic; numpy's bool `+` would be a logical or).
+        DataType::Int64
+    } else {
+        t
+    })
 }
 
-fn binary_type(op: BinOp, a: &DataType, b: &DataType) -> Option<DataType> {
+/// numpy 2 (and so pandas) refuses arithmetic with an int literal the
+/// column's integer type cannot hold: "Python integer 300 out of bounds
+/// for int8".
+fn check_literal_bounds(op: BinOp, a: &Expr, ta: &DataType, b: &Expr, tb: &DataType) -> Result<()> {
+    if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or | BinOp::Div) {
+        return Ok(());
+    }
+    for (l, other) in [(literal(a), tb), (literal(b), ta)] {
+        if let Some(Lit::Int(v)) = l
+            && other.is_integer()
+            && !int_fits(other, *v)
+        {
+            return Err(FrameError::Schema(format!("Python integer {v} out of bounds for {}", dtype_name(other))));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` is the literal integer zero (a divisor that makes pandas'
+/// integer `%` and `//` float64: NaN and ±inf).
+fn is_int_zero(l: Option<&Lit>) -> bool {
+    matches!(l, Some(Lit::Int(0)))
+}
+
+fn binary_type(op: BinOp, a: &DataType, b: &DataType, la: Option<&Lit>, lb: Option<&Lit>) -> Option<DataType> {
     let null = |t: &DataType| *t == DataType::Null;
     match op {
         BinOp::And | BinOp::Or => {
@@ -451,16 +641,27 @@ fn binary_type(op: BinOp, a: &DataType, b: &DataType) -> Option<DataType> {
         }
         _ if op.is_comparison() => {
             let ok = a == b
-                || common_numeric(a, b).is_some()
+                || compute_type(op, a, b, la, lb).is_some()
                 || null(a)
                 || null(b)
                 || (matches!(a, DataType::Timestamp(..)) && *b == DataType::Utf8)
                 || (matches!(b, DataType::Timestamp(..)) && *a == DataType::Utf8);
             ok.then_some(DataType::Boolean)
         }
-        BinOp::Div => common_numeric(a, b).map(|_| DataType::Float64),
         BinOp::Add if *a == DataType::Utf8 && *b == DataType::Utf8 => Some(DataType::Utf8),
-        _ => common_numeric(a, b),
+        _ if null(a) || null(b) => {
+            let other = if null(a) { b } else { a };
+            is_numeric(other).then(|| if op == BinOp::Div { DataType::Float64 } else { other.clone() })
+        }
+        _ => {
+            let t = compute_type(op, a, b, la, lb)?;
+            let float = t.is_floating();
+            Some(match op {
+                BinOp::Div if !float => DataType::Float64,
+                BinOp::Rem | BinOp::FloorDiv if !float && is_int_zero(lb) => DataType::Float64,
+                _ => t,
+            })
+        }
     }
 }
 
@@ -486,12 +687,12 @@ fn unify(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<(ArrayRef, ArrayRef)> 
     if let DataType::Timestamp(..) = ty {
         return Ok((cast(x, ty)?, y.clone()));
     }
-    let t = common_numeric(tx, ty)
-        .ok_or_else(|| FrameError::Compute(format!("cannot apply {} to {tx} and {ty}", op.symbol())))?;
+    let t =
+        promote(tx, ty).ok_or_else(|| FrameError::Compute(format!("cannot apply {} to {tx} and {ty}", op.symbol())))?;
     Ok((cast(x, &t)?, cast(y, &t)?))
 }
 
-fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<ArrayRef> {
+fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef, divisor: Option<&Lit>, divisor_name: &str) -> Result<ArrayRef> {
     if matches!(op, BinOp::And | BinOp::Or) {
         let x = if *x.data_type() == DataType::Null { cast(x, &DataType::Boolean)? } else { x.clone() };
         let y = if *y.data_type() == DataType::Null { cast(y, &DataType::Boolean)? } else { y.clone() };
@@ -499,7 +700,9 @@ fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<ArrayRef> {
         return Ok(Arc::new(if op == BinOp::And { and_kleene(a, b)? } else { or_kleene(a, b)? }));
     }
     if op == BinOp::Div {
-        let (a, b) = (cast(x, &DataType::Float64)?, cast(y, &DataType::Float64)?);
+        let f32s = *x.data_type() == DataType::Float32 && *y.data_type() == DataType::Float32;
+        let t = if f32s { DataType::Float32 } else { DataType::Float64 };
+        let (a, b) = (cast(x, &t)?, cast(y, &t)?);
         return Ok(numeric::div(&a, &b)?);
     }
     if op == BinOp::Add && *x.data_type() == DataType::Utf8 && *y.data_type() == DataType::Utf8 {
@@ -513,7 +716,7 @@ fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<ArrayRef> {
         BinOp::Add => numeric::add_wrapping(&a, &b)?,
         BinOp::Sub => numeric::sub_wrapping(&a, &b)?,
         BinOp::Mul => numeric::mul_wrapping(&a, &b)?,
-        BinOp::Rem => numeric::rem(&a, &b)?,
+        BinOp::Rem | BinOp::FloorDiv => floored(op, &a, &b, is_int_zero(divisor), divisor_name)?,
         BinOp::Eq => Arc::new(cmp::eq(&a, &b)?),
         BinOp::Ne => Arc::new(cmp::neq(&a, &b)?),
         BinOp::Lt => Arc::new(cmp::lt(&a, &b)?),
@@ -522,6 +725,101 @@ fn eval_binary(op: BinOp, x: &ArrayRef, y: &ArrayRef) -> Result<ArrayRef> {
         BinOp::Ge => Arc::new(cmp::gt_eq(&a, &b)?),
         BinOp::Div | BinOp::And | BinOp::Or => unreachable_op(op)?,
     })
+}
+
+/// numpy's `divmod` for floats: the remainder takes the divisor's sign, the
+/// quotient is floored; by zero the remainder is NaN and the quotient
+/// `x / 0` (±inf, or NaN for 0 / 0).
+fn float_divmod(x: f64, y: f64) -> (f64, f64) {
+    let m = x % y;
+    if y == 0.0 {
+        return (x / y, m);
+    }
+    let mut div = (x - m) / y;
+    let m = if m != 0.0 {
+        if (y < 0.0) != (m < 0.0) {
+            div -= 1.0;
+            m + y
+        } else {
+            m
+        }
+    } else {
+        0f64.copysign(y)
+    };
+    let q = if div != 0.0 {
+        let f = div.floor();
+        if div - f > 0.5 { f + 1.0 } else { f }
+    } else {
+        0f64.copysign(x / y)
+    };
+    (q, m)
+}
+
+fn int_floored(op: BinOp, x: i64, y: i64) -> i64 {
+    let r = x.wrapping_rem(y);
+    let adjust = r != 0 && ((r < 0) != (y < 0));
+    match op {
+        BinOp::Rem if adjust => r.wrapping_add(y),
+        BinOp::Rem => r,
+        _ if adjust => x.wrapping_div(y).wrapping_sub(1),
+        _ => x.wrapping_div(y),
+    }
+}
+
+/// `%` and `//` with pandas' (numpy's) floored semantics. Integers by a
+/// literal zero give float64 as pandas does (`%` NaN; `//` ±inf, NaN for
+/// 0 // 0). An integer column holding a zero divisor is an error naming it:
+/// pandas would turn the whole result into float64, a type rask could not
+/// know before computing.
+fn floored(op: BinOp, a: &ArrayRef, b: &ArrayRef, literal_zero: bool, divisor_name: &str) -> Result<ArrayRef> {
+    let t = a.data_type().clone();
+    if t.is_floating() || literal_zero {
+        let (fa, fb) = (cast(a, &DataType::Float64)?, cast(b, &DataType::Float64)?);
+        let (fa, fb) = (as_f64(&fa)?, as_f64(&fb)?);
+        let out: Float64Array = fa
+            .iter()
+            .zip(fb.iter())
+            .map(|(x, y)| {
+                let (q, m) = float_divmod(x?, y?);
+                Some(if op == BinOp::Rem { m } else { q })
+            })
+            .collect();
+        let out: ArrayRef = Arc::new(out);
+        return Ok(if t == DataType::Float32 { cast(&out, &t)? } else { out });
+    }
+    let wide = if t == DataType::Boolean { DataType::Int8 } else { t.clone() };
+    let (ia, ib) = (cast(a, &DataType::Int64)?, cast(b, &DataType::Int64)?);
+    let (ia, ib) = (as_i64(&ia)?, as_i64(&ib)?);
+    let mut out = Vec::with_capacity(ia.len());
+    for (x, y) in ia.iter().zip(ib.iter()) {
+        out.push(match (x, y) {
+            (Some(_), Some(0)) => {
+                return Err(FrameError::Compute(format!(
+                    "integer {} by zero: the divisor ({divisor_name:?}) holds 0, where pandas gives NaN and a float64 column; \
+                     cast a side to float64 first",
+                    op.symbol()
+                )));
+            }
+            (Some(x), Some(y)) => Some(int_floored(op, x, y)),
+            _ => None,
+        });
+    }
+    let out: ArrayRef = Arc::new(Int64Array::from(out));
+    // Results fit the operands' type (x % y lies between 0 and y, x // y
+    // wraps only for MIN // -1, as numpy's does).
+    Ok(arrow::compute::cast_with_options(
+        &out,
+        &wide,
+        &arrow::compute::CastOptions { safe: true, ..Default::default() },
+    )?)
+}
+
+fn as_f64(a: &ArrayRef) -> Result<&Float64Array> {
+    a.as_any().downcast_ref::<Float64Array>().ok_or_else(|| FrameError::Compute("expected a float64 column".into()))
+}
+
+fn as_i64(a: &ArrayRef) -> Result<&Int64Array> {
+    a.as_any().downcast_ref::<Int64Array>().ok_or_else(|| FrameError::Compute("expected an int64 column".into()))
 }
 
 fn unreachable_op(op: BinOp) -> Result<ArrayRef> {

@@ -87,6 +87,8 @@ fn expand(pattern: &str, storage: &StorageOptions) -> Result<Vec<String>> {
 /// Reads CSV files matching a path or glob (local or `s3://`) into a
 /// dataframe. Building it reads each file's size and the first file's
 /// sample; the partitions are read by the tasks, on the workers.
+/// Compressed files (`.gz`, `.zst`, `.bz2`, `.xz`, inferred from the name
+/// unless [`CsvOptions::compression`] says otherwise) are one partition each.
 pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
     let paths = expand(pattern, &options.storage)?;
     let mut sized = Vec::with_capacity(paths.len());
@@ -97,8 +99,14 @@ pub fn read_csv(pattern: &str, options: CsvOptions) -> Result<DataFrame> {
         sized.push((path, meta.size));
     }
     let blocksize = options.effective_blocksize(sized.iter().map(|f| f.1).sum());
-    let files: Vec<CsvFile> =
-        sized.into_iter().map(|(path, size)| CsvFile { parts: csv::parts_for(size, blocksize), path, size }).collect();
+    // A compressed file cannot be entered mid-stream: one partition each.
+    let files: Vec<CsvFile> = sized
+        .into_iter()
+        .map(|(path, size)| {
+            let parts = if options.codec(&path).is_compressed() { 1 } else { csv::parts_for(size, blocksize) };
+            CsvFile { parts, path, size }
+        })
+        .collect();
     let options = CsvOptions { blocksize, split_for_cores: false, ..options };
     let columns = csv::infer_schema(&files[0].path, &options)?;
     let schema = csv::exposed_schema(&columns, &options)?;
@@ -998,7 +1006,7 @@ impl Series {
         Series { frame: self.frame.clone(), expr: f(self.expr.clone()), name: self.name.clone() }
     }
 
-    series_binops!(eq, ne, lt, le, gt, ge, and, or);
+    series_binops!(eq, ne, lt, le, gt, ge, and, or, floordiv);
 
     #[allow(clippy::should_implement_trait)]
     pub fn not(&self) -> Series {

@@ -5,22 +5,25 @@
 //! hash-partitioned on the keys into the same number of buckets, and bucket
 //! `j` of the left joins bucket `j` of the right. Inner, left, right and
 //! outer joins are supported; overlapping non-key columns get pandas'
-//! `_x`/`_y` suffixes. Rows with a missing key never match (pandas would
-//! match NaN with NaN).
+//! `_x`/`_y` suffixes. Missing keys match each other, as in pandas (NaN
+//! and null are one missing value; -0.0 equals 0.0). Integer columns of a
+//! side that may have no partner row (the right side of a left join, the
+//! left of a right join, both of an outer join) become float64, where
+//! pandas puts NaN; pandas keeps int64 when every row happens to match,
+//! which is known only after computing, so rask always converts.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, UInt32Array};
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, take};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::row::{RowConverter, SortField};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FrameError, Result};
-use crate::plan::valid_mask;
 
 /// Which rows a join keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,16 +62,24 @@ pub fn output_schema(left: &Schema, right: &Schema, spec: &JoinSpec) -> Result<S
         } else {
             f.name().clone()
         };
-        fields.push(Field::new(name, f.data_type().clone(), true));
+        let may_miss = matches!(spec.how, How::Right | How::Outer) && !spec.on.contains(f.name());
+        fields.push(Field::new(name, gap_type(f.data_type(), may_miss), true));
     }
     for f in right.fields() {
         if spec.on.contains(f.name()) {
             continue;
         }
         let name = if left.field_with_name(f.name()).is_ok() { format!("{}_y", f.name()) } else { f.name().clone() };
-        fields.push(Field::new(name, f.data_type().clone(), true));
+        let may_miss = matches!(spec.how, How::Left | How::Outer);
+        fields.push(Field::new(name, gap_type(f.data_type(), may_miss), true));
     }
     Ok(Schema::new(fields))
+}
+
+/// The type of a column that may gain missing values: pandas' int64 with
+/// NaN is float64.
+fn gap_type(t: &DataType, may_miss: bool) -> DataType {
+    if may_miss && t.is_integer() { DataType::Float64 } else { t.clone() }
 }
 
 fn key_columns(batch: &RecordBatch, on: &[String]) -> Result<Vec<ArrayRef>> {
@@ -77,32 +88,48 @@ fn key_columns(batch: &RecordBatch, on: &[String]) -> Result<Vec<ArrayRef>> {
         .collect()
 }
 
-/// Which bucket of `buckets` each row's key hashes to; `None` for a
-/// missing key.
-fn bucket_of(batch: &RecordBatch, on: &[String], buckets: usize) -> Result<Vec<Option<u32>>> {
-    let keys = key_columns(batch, on)?;
-    let valid: Vec<BooleanArray> = keys.iter().map(valid_mask).collect::<Result<_>>()?;
+/// Keys as the join compares them: float NaN is null (one missing value)
+/// and -0.0 is 0.0, since Arrow's row format tells both pairs apart.
+fn join_keys(batch: &RecordBatch, on: &[String]) -> Result<Vec<ArrayRef>> {
+    key_columns(batch, on)?
+        .into_iter()
+        .map(|k| {
+            if !k.data_type().is_floating() {
+                return Ok(k);
+            }
+            let f = cast(&k, &DataType::Float64)?;
+            let f = f
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| FrameError::Compute("merge: float key cast failed".into()))?;
+            let out: Float64Array =
+                f.iter().map(|v| v.filter(|x| !x.is_nan()).map(|x| if x == 0.0 { 0.0 } else { x })).collect();
+            Ok(Arc::new(out) as ArrayRef)
+        })
+        .collect()
+}
+
+/// Which bucket of `buckets` each row's key hashes to (missing keys hash
+/// too: they match each other).
+fn bucket_of(batch: &RecordBatch, on: &[String], buckets: usize) -> Result<Vec<u32>> {
+    let keys = join_keys(batch, on)?;
     let conv = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
     let rows = conv.convert_columns(&keys)?;
     Ok((0..batch.num_rows())
         .map(|r| {
-            if !valid.iter().all(|v| v.value(r)) {
-                return None;
-            }
             let mut h = FxHasher::default();
             rows.row(r).as_ref().hash(&mut h);
-            Some((h.finish() % buckets as u64) as u32)
+            (h.finish() % buckets as u64) as u32
         })
         .collect())
 }
 
-/// Splits a partition into `buckets` pieces by key hash. Rows with a
-/// missing key go to bucket 0, where they stay unmatched.
+/// Splits a partition into `buckets` pieces by key hash.
 pub fn hash_split(batch: &RecordBatch, on: &[String], buckets: usize) -> Result<Vec<RecordBatch>> {
     let b = bucket_of(batch, on, buckets.max(1))?;
     let mut idx: Vec<Vec<u32>> = vec![Vec::new(); buckets.max(1)];
     for (r, bucket) in b.iter().enumerate() {
-        idx[bucket.unwrap_or(0) as usize].push(r as u32);
+        idx[*bucket as usize].push(r as u32);
     }
     idx.into_iter().map(|rows| Ok(arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?)).collect()
 }
@@ -110,19 +137,15 @@ pub fn hash_split(batch: &RecordBatch, on: &[String], buckets: usize) -> Result<
 /// Joins two batches.
 pub fn join(left: &RecordBatch, right: &RecordBatch, spec: &JoinSpec) -> Result<RecordBatch> {
     let schema = Arc::new(output_schema(&left.schema(), &right.schema(), spec)?);
-    let lk = key_columns(left, &spec.on)?;
-    let rk = key_columns(right, &spec.on)?;
+    let lk = join_keys(left, &spec.on)?;
+    let rk = join_keys(right, &spec.on)?;
     let fields: Vec<SortField> = lk.iter().map(|k| SortField::new(k.data_type().clone())).collect();
     let conv = RowConverter::new(fields)?;
     let lrows = conv.convert_columns(&lk)?;
     let rrows = conv.convert_columns(&rk)?;
-    let lvalid: Vec<BooleanArray> = lk.iter().map(valid_mask).collect::<Result<_>>()?;
-    let rvalid: Vec<BooleanArray> = rk.iter().map(valid_mask).collect::<Result<_>>()?;
     let mut table: FxHashMap<arrow::row::Row<'_>, Vec<u32>> = FxHashMap::default();
     for r in 0..right.num_rows() {
-        if rvalid.iter().all(|v| v.value(r)) {
-            table.entry(rrows.row(r)).or_default().push(r as u32);
-        }
+        table.entry(rrows.row(r)).or_default().push(r as u32);
     }
     let keep_left = matches!(spec.how, How::Left | How::Outer);
     let keep_right = matches!(spec.how, How::Right | How::Outer);
@@ -130,7 +153,7 @@ pub fn join(left: &RecordBatch, right: &RecordBatch, spec: &JoinSpec) -> Result<
     let mut ri: Vec<Option<u32>> = Vec::new();
     let mut matched = vec![false; right.num_rows()];
     for l in 0..left.num_rows() {
-        let hits = if lvalid.iter().all(|v| v.value(l)) { table.get(&lrows.row(l)) } else { None };
+        let hits = table.get(&lrows.row(l));
         match hits {
             Some(rs) => {
                 for &r in rs {
@@ -161,7 +184,7 @@ pub fn join(left: &RecordBatch, right: &RecordBatch, spec: &JoinSpec) -> Result<
         let a = take(left.column(i).as_ref(), &li, None)?;
         if let Some(pos) = spec.on.iter().position(|k| k == f.name()) {
             // A key missing on the left (a right-only row) comes from the right.
-            let b = take(rk[pos].as_ref(), &ri, None)?;
+            let b = take(key_columns(right, &spec.on)?[pos].as_ref(), &ri, None)?;
             let from_left = arrow::compute::is_not_null(&li)?;
             arrays.push(zip(&from_left, &a, &b)?);
         } else {

@@ -13,8 +13,8 @@
 //! ```
 
 pub mod agg;
+pub mod compression;
 pub mod csv;
-pub mod datasets;
 pub mod dtype;
 pub mod error;
 pub mod expr;
@@ -27,6 +27,7 @@ pub mod plan;
 pub mod table;
 pub mod tokenize;
 
+pub use compression::Compression;
 pub use csv::CsvOptions;
 pub use error::{FrameError, Result};
 pub use expr::{DtPart, Expr, Lit, StrOp, col, lit};

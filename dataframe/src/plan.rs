@@ -236,6 +236,10 @@ pub(crate) fn valid_mask(a: &ArrayRef) -> Result<BooleanArray> {
         let not_nan: BooleanArray = f.values().iter().map(|x| Some(!x.is_nan())).collect();
         return Ok(and(&present, &not_nan)?);
     }
+    if let Some(f) = a.as_any().downcast_ref::<arrow::array::Float32Array>() {
+        let not_nan: BooleanArray = f.values().iter().map(|x| Some(!x.is_nan())).collect();
+        return Ok(and(&present, &not_nan)?);
+    }
     Ok(present)
 }
 

@@ -1,11 +1,35 @@
 //! The tutorial's dataframe section on its real dataset, with the values
-//! the tutorial prints.
+//! the tutorial prints: read as shipped (`data/Birthdays.csv.xz`, one
+//! partition) and as a plain CSV written from it and split into blocks.
 
-use rask_dataframe::{CsvOptions, DataFrame, datasets, read_csv};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use rask_dataframe::{CsvOptions, DataFrame, read_csv};
+
+/// The repository's copy of the tutorial's Birthdays.csv, compressed.
+fn shipped() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/Birthdays.csv.xz");
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+/// The same data as a plain CSV: the shipped file read and written back by
+/// rask once per test process.
+fn plain() -> &'static str {
+    static PLAIN: OnceLock<String> = OnceLock::new();
+    PLAIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rask-birthdays-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let df = read_csv(&shipped(), CsvOptions::default()).expect("reads the shipped file");
+        let pattern = dir.join("Birthdays-*.csv");
+        let paths = df.to_csv(pattern.to_str().expect("utf-8")).expect("writes");
+        assert_eq!(paths.len(), 1, "one partition, one file");
+        paths.into_iter().next().expect("one path")
+    })
+}
 
 fn birthdays(blocksize: Option<u64>) -> DataFrame {
-    let path = datasets::birthdays().expect("Birthdays.csv: set RASK_BIRTHDAYS or keep shared/data beside the repo");
-    read_csv(path.to_str().expect("utf-8 path"), CsvOptions::default().blocksize(blocksize)).expect("reads")
+    read_csv(plain(), CsvOptions::default().blocksize(blocksize)).expect("reads")
 }
 
 #[test]
@@ -22,7 +46,18 @@ fn schema_and_display_without_reading() {
 
 #[test]
 fn tutorial_values() {
-    let df = birthdays(Some(4_000_000));
+    tutorial_values_of(&birthdays(Some(4_000_000)));
+}
+
+#[test]
+fn tutorial_values_from_the_compressed_file() {
+    let df = read_csv(&shipped(), CsvOptions::default().blocksize(Some(4_000_000))).expect("reads");
+    assert_eq!(df.npartitions(), 1, "a compressed file is one partition");
+    assert_eq!(df.dtypes(), birthdays(Some(4_000_000)).dtypes(), "the same dtypes as the plain file");
+    tutorial_values_of(&df);
+}
+
+fn tutorial_values_of(df: &DataFrame) {
     assert_eq!(df.len().expect("len"), 372_864);
     let head = df.head(5).expect("head");
     assert_eq!(head.num_rows(), 5);

@@ -327,3 +327,82 @@ fn parquet_interoperates_with_pandas() {
     let ours = frame(&path, 37_000).compute().expect("computes");
     check("read", &wrapped, &ours, true, false);
 }
+
+/// Each codec pandas infers from a suffix: pandas and rask read the same
+/// compressed file (written as two concatenated members where the codec
+/// allows) to the same values and dtypes; the file is one partition; and
+/// the results do not depend on how the plain file is split.
+#[test]
+fn compressed_files_match_pandas() {
+    let (path, reference) = fixture(3000, 5);
+    let dir = std::path::Path::new(&path).parent().expect("dir").to_path_buf();
+    let plain = frame(&path, 41_000);
+    assert!(plain.npartitions() > 1, "the plain file is split");
+    let plain_read = plain.compute().expect("plain");
+    for suffix in ["gz", "bz2", "xz", "zst"] {
+        let out = dir.join(format!("data.csv.{suffix}")).to_string_lossy().into_owned();
+        run_py(&["compress", &path, &out]);
+        let theirs: Json = serde_json::from_str(&run_py(&["eval", &out])).expect("reference JSON");
+        // pandas reads the compressed file as it reads the plain one.
+        assert_eq!(theirs["read"], reference["read"], "{suffix}: pandas reads the compressed file the same");
+        let df = frame(&out, 41_000);
+        assert_eq!(df.npartitions(), 1, "{suffix}: a compressed file is one partition");
+        let ours = df.compute().expect("reads");
+        check("read", &theirs, &ours, true, false);
+        assert_eq!(ours.num_rows(), plain_read.num_rows(), "{suffix}");
+        let g = df.groupby(&["k"]).agg(&[("i", "sum"), ("f", "mean")]).expect("agg").compute().expect("agg");
+        let want = plain.groupby(&["k"]).agg(&[("i", "sum"), ("f", "mean")]).expect("agg").compute().expect("agg");
+        assert_eq!(format!("{g}"), format!("{want}"), "{suffix}: the same groupby as the split plain file");
+        check("value_counts", &theirs, &df.col("s").value_counts().expect("vc").compute().expect("vc"), true, false);
+    }
+    // A glob over plain and compressed files: each compressed one is one
+    // partition, the plain one is split; the rows are all there, in file order.
+    let both = read_csv(
+        &format!("{}/data.csv*", dir.display()),
+        CsvOptions::default().blocksize(Some(41_000)).parse_dates(&["d"]),
+    )
+    .expect("glob");
+    assert_eq!(both.npartitions(), plain.npartitions() + 4);
+    assert_eq!(both.len().expect("len"), 5 * plain_read.num_rows());
+    // An explicit codec overrides the name; a wrong one is an error naming file and codec.
+    let gz = dir.join("data.csv.gz");
+    let renamed = dir.join("gzipped.bin");
+    std::fs::copy(&gz, &renamed).expect("copy");
+    let opts = CsvOptions::default().compression(rask_dataframe::Compression::Gzip).parse_dates(&["d"]);
+    check(
+        "read",
+        &reference,
+        &read_csv(renamed.to_str().expect("utf-8"), opts).expect("reads").compute().expect("computes"),
+        true,
+        false,
+    );
+    let wrong = CsvOptions::default().compression(rask_dataframe::Compression::Xz);
+    let err = read_csv(renamed.to_str().expect("utf-8"), wrong).expect_err("not xz").to_string();
+    assert!(err.contains("gzipped.bin") && err.contains("xz"), "{err}");
+}
+
+/// A bad row in a compressed file is reported with the file and its line
+/// in the decompressed text, as for a plain file.
+#[test]
+fn errors_in_compressed_files_name_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("rask-compressed-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let src = dir.join("bad.csv");
+    let mut text = String::from("id,v\n");
+    for i in 0..5000 {
+        text.push_str(&format!("{i},{}\n", i * 2));
+    }
+    text.push_str("5000,1,2\n");
+    std::fs::write(&src, &text).expect("write");
+    for suffix in ["gz", "bz2", "xz", "zst"] {
+        let out = dir.join(format!("bad.csv.{suffix}"));
+        run_py(&["compress", src.to_str().expect("utf-8"), out.to_str().expect("utf-8")]);
+        let df = read_csv(out.to_str().expect("utf-8"), CsvOptions::default()).expect("builds");
+        let err = df.compute().expect_err("a row with 3 fields").to_string();
+        assert!(
+            err.contains(&format!("bad.csv.{suffix}:5002:")) && err.contains("expected 2 fields"),
+            "{suffix}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -141,3 +141,47 @@ fn missing_objects_are_clear_errors() {
     let e = read_parquet("s3://empty-bucket/*.parquet", None).expect_err("no match").to_string();
     assert!(e.contains("s3://empty-bucket/*.parquet") && e.contains("no files match"), "{e}");
 }
+
+/// Compressed CSV objects on S3, each codec pandas infers from a suffix:
+/// one partition per object, streamed through its decoder, with pandas'
+/// numbers; a bad row names the object and its line.
+#[test]
+fn compressed_csv_objects_on_s3() {
+    let moto = Moto::start();
+    if !moto.run_in_env("compressed_csv_objects_on_s3") {
+        return;
+    }
+    let out = moto.python(
+        r#"
+import bz2, gzip, lzma, numpy as np, pandas as pd, zstandard
+s3.create_bucket(Bucket='packed')
+rng = np.random.default_rng(3)
+n = 30000
+df = pd.DataFrame({'state': rng.choice(['AK', 'CA', 'NY'], n), 'births': rng.integers(0, 1000, n)})
+text = df.to_csv(index=False).encode()
+for suffix, pack in [('gz', gzip.compress), ('bz2', bz2.compress), ('xz', lzma.compress),
+                     ('zst', zstandard.ZstdCompressor().compress)]:
+    s3.put_object(Bucket='packed', Key=f'b.csv.{suffix}', Body=pack(text))
+s3.put_object(Bucket='packed', Key='bad.csv.gz', Body=gzip.compress(b'a,b\n1,2\n3,4,5\n'))
+print(int(df.births.sum()), int((df.state == 'AK').sum()))
+"#,
+        &[],
+    );
+    let v: Vec<i64> = out.split_whitespace().map(|x| x.parse().expect("numbers")).collect();
+    for suffix in ["gz", "bz2", "xz", "zst"] {
+        let url = format!("s3://packed/b.csv.{suffix}");
+        let df = read_csv(&url, CsvOptions::default().blocksize(Some(50_000))).expect("read_csv");
+        assert_eq!(df.npartitions(), 1, "{suffix}");
+        assert_eq!(df.col("births").sum().expect("sum").compute().expect("compute"), v[0] as f64, "{suffix}");
+        assert_eq!(df.filter(col("state").eq("AK")).expect("filter").len().expect("len"), v[1] as usize, "{suffix}");
+    }
+    let all = read_csv("s3://packed/b.csv.*", CsvOptions::default()).expect("a glob of objects");
+    assert_eq!(all.npartitions(), 4);
+    assert_eq!(all.len().expect("len"), 4 * 30000);
+    let e = read_csv("s3://packed/bad.csv.gz", CsvOptions::default())
+        .expect("builds")
+        .compute()
+        .expect_err("a row with 3 fields")
+        .to_string();
+    assert!(e.contains("s3://packed/bad.csv.gz:3:") && e.contains("expected 2 fields"), "{e}");
+}

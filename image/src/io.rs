@@ -121,20 +121,159 @@ fn tiff_decoder(path: &Path, whole: bool, options: &StorageOptions) -> Result<ti
         .map_err(|e| decode_error(path, e))
 }
 
+/// How one TIFF page's samples are stored: contiguous (`RGBRGB…`, read as
+/// `(h, w, samples)`) or planar (`RR…GG…BB…`, read as `(samples, h, w)`,
+/// tifffile's default for a `(3, h, w)` array), in strips or tiles.
+struct PageLayout {
+    width: usize,
+    height: usize,
+    samples: usize,
+    planar: bool,
+    /// `(width, height)` of a tile, or `(width, rows per strip)` of a strip.
+    chunk: (usize, usize),
+}
+
+impl PageLayout {
+    fn read(path: &Path, d: &mut tiff::decoder::Decoder<Source>) -> Result<PageLayout> {
+        use tiff::tags::Tag;
+        let err = |e: tiff::TiffError| decode_error(path, e);
+        let (w, h) = d.dimensions().map_err(err)?;
+        let samples = usize::from(d.find_tag_unsigned::<u16>(Tag::SamplesPerPixel).map_err(err)?.unwrap_or(1));
+        let planar = d.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(err)?.unwrap_or(1) == 2;
+        let chunk = match d.get_chunk_type() {
+            tiff::decoder::ChunkType::Tile => {
+                let tw = d.find_tag_unsigned::<u32>(Tag::TileWidth).map_err(err)?;
+                let th = d.find_tag_unsigned::<u32>(Tag::TileLength).map_err(err)?;
+                match (tw, th) {
+                    (Some(tw), Some(th)) if tw > 0 && th > 0 => (tw as usize, th as usize),
+                    _ => return Err(decode_error(path, "tiled TIFF page without a tile size")),
+                }
+            }
+            tiff::decoder::ChunkType::Strip => {
+                let rows = d.find_tag_unsigned::<u32>(Tag::RowsPerStrip).map_err(err)?.unwrap_or(h).clamp(1, h.max(1));
+                (w as usize, rows as usize)
+            }
+        };
+        Ok(PageLayout {
+            width: w as usize,
+            height: h as usize,
+            samples: samples.max(1),
+            planar: planar && samples > 1,
+            chunk,
+        })
+    }
+
+    fn frame_shape(&self) -> Vec<usize> {
+        let (h, w, s) = (self.height, self.width, self.samples);
+        if s == 1 {
+            vec![h, w]
+        } else if self.planar {
+            vec![s, h, w]
+        } else {
+            vec![h, w, s]
+        }
+    }
+
+    fn chunks_per_plane(&self) -> usize {
+        self.width.div_ceil(self.chunk.0) * self.height.div_ceil(self.chunk.1)
+    }
+
+    /// Chunk `j` of a plane: its top-left corner and its size inside the page.
+    fn chunk_rect(&self, j: usize) -> (usize, usize, usize, usize) {
+        let across = self.width.div_ceil(self.chunk.0);
+        let (x0, y0) = ((j % across) * self.chunk.0, (j / across) * self.chunk.1);
+        (x0, y0, self.chunk.0.min(self.width - x0), self.chunk.1.min(self.height - y0))
+    }
+
+    /// The page's samples in `frame_shape` order, chunk by chunk. `read`
+    /// decodes one chunk (strips and tiles alike, any compression the
+    /// `tiff` crate knows); a chunk may come back with padding rows, which
+    /// are dropped.
+    fn assemble<T: Copy + Default>(
+        &self,
+        mut read: impl FnMut(u32) -> std::result::Result<Vec<T>, String>,
+    ) -> std::result::Result<Vec<T>, String> {
+        let (w, h, s) = (self.width, self.height, self.samples);
+        let mut out = vec![T::default(); w * h * s];
+        let per_chunk_samples = if self.planar { 1 } else { s };
+        let planes = if self.planar { s } else { 1 };
+        let per_plane = self.chunks_per_plane();
+        for plane in 0..planes {
+            for j in 0..per_plane {
+                let index = u32::try_from(plane * per_plane + j).map_err(|_| "too many TIFF chunks".to_string())?;
+                let (x0, y0, dw, dh) = self.chunk_rect(j);
+                let row = dw * per_chunk_samples;
+                let data = read(index)?;
+                if row == 0 || dh == 0 {
+                    continue;
+                }
+                if data.len() % row != 0 || data.len() / row < dh {
+                    return Err(format!(
+                        "chunk {index} decoded to {} samples, expected {dh} rows of {row}",
+                        data.len()
+                    ));
+                }
+                for r in 0..dh {
+                    let src = &data[r * row..(r + 1) * row];
+                    let at = if self.planar { plane * w * h + (y0 + r) * w + x0 } else { ((y0 + r) * w + x0) * s };
+                    out[at..at + row].copy_from_slice(src);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes the current TIFF page in `frame_shape` order.
+fn read_tiff_page(
+    path: &Path,
+    d: &mut tiff::decoder::Decoder<Source>,
+    dtype: DType,
+) -> Result<tiff::decoder::DecodingResult> {
+    use tiff::decoder::DecodingResult as R;
+    let layout = PageLayout::read(path, d)?;
+    macro_rules! variant {
+        ($v:ident) => {{
+            let page = layout.assemble(|i| match d.read_chunk(i).map_err(|e| e.to_string())? {
+                R::$v(v) => Ok(v),
+                _ => Err("chunks of one page decode to different sample types".to_string()),
+            });
+            R::$v(page.map_err(|e| decode_error(path, e))?)
+        }};
+    }
+    Ok(match dtype {
+        DType::U8 => variant!(U8),
+        DType::U16 => variant!(U16),
+        DType::U32 => variant!(U32),
+        DType::U64 => variant!(U64),
+        DType::I8 => variant!(I8),
+        DType::I16 => variant!(I16),
+        DType::I32 => variant!(I32),
+        DType::I64 => variant!(I64),
+        DType::F32 => variant!(F32),
+        DType::F64 => variant!(F64),
+        DType::Bool => return Err(decode_error(path, "unsupported TIFF sample type bool")),
+    })
+}
+
 /// One TIFF page's frame shape and dtype.
 fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<Source>) -> Result<(Vec<usize>, DType)> {
+    let layout = PageLayout::read(path, d)?;
     use tiff::ColorType as C;
-    let (w, h) = d.dimensions().map_err(|e| decode_error(path, e))?;
-    let color = d.colortype().map_err(|e| decode_error(path, e))?;
-    let (channels, bits) = match color {
-        C::Gray(b) => (1, b),
-        C::GrayA(b) => (2, b),
-        C::RGB(b) => (3, b),
-        C::RGBA(b) => (4, b),
+    let bits = match d.colortype().map_err(|e| decode_error(path, e))? {
+        C::Gray(b) | C::GrayA(b) | C::RGB(b) | C::RGBA(b) | C::CMYK(b) | C::CMYKA(b) => b,
+        C::Multiband { bit_depth, .. } => bit_depth,
         other => return Err(decode_error(path, format!("unsupported TIFF colour type {other:?}"))),
     };
-    let sample_format =
-        d.find_tag_unsigned::<u16>(tiff::tags::Tag::SampleFormat).map_err(|e| decode_error(path, e))?.unwrap_or(1);
+    // One SampleFormat per sample; rask reads pages whose samples share one.
+    let formats = d
+        .find_tag_unsigned_vec::<u16>(tiff::tags::Tag::SampleFormat)
+        .map_err(|e| decode_error(path, e))?
+        .unwrap_or_default();
+    if formats.windows(2).any(|w| w[0] != w[1]) {
+        return Err(decode_error(path, format!("samples of different formats {formats:?} in one page")));
+    }
+    let sample_format = formats.first().copied().unwrap_or(1);
     let dtype = match (sample_format, bits) {
         (1, 8) => DType::U8,
         (1, 16) => DType::U16,
@@ -148,8 +287,7 @@ fn tiff_page(path: &Path, d: &mut tiff::decoder::Decoder<Source>) -> Result<(Vec
         (3, 64) => DType::F64,
         (f, b) => return Err(decode_error(path, format!("unsupported TIFF sample format {f} with {b} bits"))),
     };
-    let (h, w) = (h as usize, w as usize);
-    Ok((if channels == 1 { vec![h, w] } else { vec![h, w, channels] }, dtype))
+    Ok((layout.frame_shape(), dtype))
 }
 
 /// Reads a file's header: frames, frame shape and dtype. No pixel data is
@@ -232,7 +370,7 @@ pub fn read_tiff_pages(path: &Path, first: usize, count: usize, options: &Storag
         if k > 0 {
             d.next_image().map_err(|e| decode_error(path, e))?;
         }
-        let page = d.read_image().map_err(|e| decode_error(path, e))?;
+        let page = read_tiff_page(path, &mut d, dtype)?;
         pages = Some(match (pages, page) {
             (None, mut p) => {
                 // One allocation for all pages, not a doubling per page.

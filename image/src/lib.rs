@@ -11,17 +11,21 @@
 //!   `preserve_range`, `channel_axis`).
 //! - [`measure`]: connected-component `label` across chunks and per-label
 //!   statistics.
-//! - [`synth`]: synthetic images and stacks, so tests and benchmarks download
-//!   nothing; [`demo`]: the dask-image tutorial pipelines.
+//! - With the `testing` feature (tests, benchmarks and `rask demo`; not part
+//!   of the library's API): `synth`, synthetic images and stacks, so tests
+//!   and benchmarks download nothing, and `demo`, the dask-image tutorial
+//!   pipelines.
 //!
 //! [`Array`]: rask_array::Array
 
+#[cfg(feature = "testing")]
 pub mod demo;
 pub mod filters;
 pub mod io;
 pub mod kernels;
 pub mod measure;
 pub mod skimage;
+#[cfg(feature = "testing")]
 pub mod synth;
 
 pub use filters::{

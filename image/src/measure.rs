@@ -32,6 +32,8 @@ pub const FACE_OP: &str = "image.label_face";
 pub const RESOLVE_OP: &str = "image.label_resolve";
 /// The number of components, from the resolved map.
 pub const COUNT_OP: &str = "image.label_count";
+/// Each raw label of one block with the global position of its first element.
+pub const FIRSTS_OP: &str = "image.label_firsts";
 /// Per-label statistics of one block pair, or merged partials.
 pub const STATS_OP: &str = "image.label_stats";
 
@@ -214,20 +216,75 @@ fn face_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> 
     i64_array(pairs.into_iter().flat_map(|(a, b)| [a, b]).collect(), &[rows, 2], FACE_OP)
 }
 
+/// Where one block sits in the image, for [`FIRSTS_OP`].
+#[derive(Debug, Serialize, Deserialize)]
+struct BlockPlace {
+    offset: Vec<usize>,
+    shape: Vec<usize>,
+}
+
+/// The raw labels of one block, each with the global C-order position of
+/// its first element (a block's own C order runs in global order too): an
+/// int64 `(k, 2)` array of `(raw, position)`.
+fn firsts_op(p: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
+    let place: BlockPlace =
+        postcard::from_bytes(&p.0).map_err(|e| OpError::new(format!("{FIRSTS_OP}: bad parameters: {e}")))?;
+    let block = one_array(args, FIRSTS_OP)?;
+    let bshape = block.shape().to_vec();
+    if bshape.len() != place.shape.len() || place.offset.len() != bshape.len() {
+        return Err(OpError::new(format!(
+            "{FIRSTS_OP}: a block of {} axes in an image of {}",
+            bshape.len(),
+            place.shape.len()
+        )));
+    }
+    let mut strides = vec![1usize; bshape.len()];
+    for ax in (0..bshape.len().saturating_sub(1)).rev() {
+        strides[ax] = strides[ax + 1] * place.shape[ax + 1];
+    }
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut order = Vec::new();
+    let mut idx = vec![0usize; bshape.len()];
+    for v in as_i64(&block) {
+        if v != 0 && !seen.contains_key(&v) {
+            let at: usize = idx.iter().zip(&place.offset).zip(&strides).map(|((&i, &o), &st)| (i + o) * st).sum();
+            seen.insert(v, at);
+            order.push(v);
+        }
+        for ax in (0..bshape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < bshape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    let rows = order.len();
+    i64_array(order.iter().flat_map(|v| [*v, seen[v] as i64]).collect(), &[rows, 2], FIRSTS_OP)
+}
+
 /// Joins the pairs of every boundary (union-find) and numbers the
-/// components 1..N in order of their smallest raw label: an int64 `(m, 2)`
-/// array of `(raw, final)` sorted by raw label. Arguments: the list of
-/// pair arrays, then the raw labels (`unique`).
+/// components 1..N in the order their first element comes in a C-order
+/// scan of the whole image, as scipy does, so the numbers do not depend on
+/// the chunking: an int64 `(m, 2)` array of `(raw, final)` sorted by raw
+/// label. Arguments: the list of pair arrays, then the list of every
+/// block's `(raw, first position)` rows.
 fn resolve_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpError> {
-    let [Value::List(faces), Value::Array(ids)] =
-        <[Value; 2]>::try_from(args).map_err(|_| OpError::new(format!("{RESOLVE_OP} takes the faces and the ids")))?
+    let [Value::List(faces), Value::List(firsts)] = <[Value; 2]>::try_from(args)
+        .map_err(|_| OpError::new(format!("{RESOLVE_OP} takes the faces and the firsts")))?
     else {
-        return Err(OpError::new(format!("{RESOLVE_OP} takes a list of pair arrays and the raw labels")));
+        return Err(OpError::new(format!("{RESOLVE_OP} takes a list of pair arrays and a list of first positions")));
     };
-    let mut ids = as_i64(&ids);
-    ids.retain(|&v| v != 0);
-    ids.sort_unstable();
-    ids.dedup();
+    let mut first_of: Vec<(i64, i64)> = Vec::new();
+    for f in firsts.iter() {
+        let Value::Array(rows) = f else {
+            return Err(OpError::new(format!("{RESOLVE_OP}: first positions are not an array")));
+        };
+        first_of.extend(as_i64(rows).chunks_exact(2).map(|r| (r[0], r[1])));
+    }
+    first_of.sort_unstable();
+    first_of.dedup_by_key(|r| r.0);
+    let ids: Vec<i64> = first_of.iter().map(|r| r.0).collect();
     let index = |v: i64| ids.binary_search(&v).map_err(|_| OpError::new(format!("{RESOLVE_OP}: unknown label {v}")));
     let mut parent: Vec<usize> = (0..ids.len()).collect();
     for face in faces.iter() {
@@ -241,12 +298,20 @@ fn resolve_op(_: &Params, args: Vec<Value>) -> std::result::Result<Value, OpErro
             }
         }
     }
-    let mut final_of_root: HashMap<usize, i64> = HashMap::new();
+    // Each component's first position: the smallest over its raw labels.
+    let mut first_of_root: HashMap<usize, i64> = HashMap::new();
+    for (i, &(_, at)) in first_of.iter().enumerate() {
+        let root = find(&mut parent, i);
+        let e = first_of_root.entry(root).or_insert(at);
+        *e = (*e).min(at);
+    }
+    let mut roots: Vec<(i64, usize)> = first_of_root.iter().map(|(&r, &at)| (at, r)).collect();
+    roots.sort_unstable();
+    let final_of_root: HashMap<usize, i64> = roots.iter().enumerate().map(|(k, &(_, r))| (r, k as i64 + 1)).collect();
     let mut out = Vec::with_capacity(ids.len() * 2);
     for (i, &raw) in ids.iter().enumerate() {
         let root = find(&mut parent, i);
-        let next = final_of_root.len() as i64 + 1;
-        out.extend([raw, *final_of_root.entry(root).or_insert(next)]);
+        out.extend([raw, final_of_root.get(&root).copied().unwrap_or(0)]);
     }
     i64_array(out, &[ids.len(), 2], RESOLVE_OP)
 }
@@ -280,6 +345,7 @@ rask::core::inventory::submit! { OpEntry { name: RELABEL_OP, func: relabel_op } 
 rask::core::inventory::submit! { OpEntry { name: FACE_OP, func: face_op } }
 rask::core::inventory::submit! { OpEntry { name: RESOLVE_OP, func: resolve_op } }
 rask::core::inventory::submit! { OpEntry { name: COUNT_OP, func: count_op } }
+rask::core::inventory::submit! { OpEntry { name: FIRSTS_OP, func: firsts_op } }
 
 /// `scipy.ndimage.label(image, structure=generate_binary_structure(ndim,
 /// connectivity))`, lazily as dask-image's: int32 labels of the connected
@@ -312,7 +378,7 @@ pub fn label(image: &Array, connectivity: usize) -> Result<(Array, Array)> {
         };
         Delayed::from_task(key, FULL, Params::encode(&p), vec![])
     });
-    let is_label = local.scalar(BinaryOp::Gt, Fill::Int(0)).astype(DType::I64);
+    let is_label = local.scalar(BinaryOp::Gt, Fill::Int(0))?.astype(DType::I64);
     let raw = local.add(&tag.mul(&is_label)?)?;
 
     // One task per chunk boundary: the two planes that meet there.
@@ -347,13 +413,27 @@ pub fn label(image: &Array, connectivity: usize) -> Result<(Array, Array)> {
             ));
         }
     }
-    let ids = raw.unique()?;
+    let raw_blocks = raw.to_delayed();
+    let firsts: Vec<Delayed<ArrayValue>> = grid
+        .indices()
+        .into_iter()
+        .map(|idx| {
+            let pos = idx.iter().zip(&numblocks).fold(0usize, |acc, (&i, &n)| acc * n + i);
+            let place = BlockPlace { offset: grid.block_offset(&idx).unwrap_or_default(), shape: shape.clone() };
+            let params = Params::encode(&place);
+            let key = Key::chunk(Arc::from(format!("label-firsts-{}", raw.name())), &[pos as u32]);
+            Delayed::from_task(key, FIRSTS_OP, params, vec![ArgPart::of(&raw_blocks[pos])])
+        })
+        .collect();
     let resolve_key = Key::chunk(Arc::from(format!("label-resolve-{}", raw.name())), &[]);
     let map: Delayed<ArrayValue> = Delayed::from_task(
         resolve_key,
         RESOLVE_OP,
         Params::default(),
-        vec![ArgPart::list(faces.iter().map(ArgPart::of).collect()), ArgPart::of(&ids.to_delayed()[0])],
+        vec![
+            ArgPart::list(faces.iter().map(ArgPart::of).collect()),
+            ArgPart::list(firsts.iter().map(ArgPart::of).collect()),
+        ],
     );
     let relabel_name = format!("{}-{}", raw.name(), map.key());
     let labels = Array::from_block_tasks("label", relabel_name.as_bytes(), DType::I32, grid.clone(), |idx, key| {

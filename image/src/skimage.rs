@@ -61,9 +61,9 @@ pub fn to_float(image: &Array, preserve_range: bool) -> Result<Array> {
         return Ok(float);
     }
     let max = integer_max(dtype).unwrap_or(1.0);
-    let scaled = float.scalar(BinaryOp::Mul, Fill::Float(1.0 / max));
+    let scaled = float.scalar(BinaryOp::Mul, Fill::Float(1.0 / max))?;
     let signed = matches!(dtype, DType::I8 | DType::I16 | DType::I32 | DType::I64);
-    Ok(if signed { scaled.scalar(BinaryOp::Max, Fill::Float(-1.0)) } else { scaled })
+    Ok(if signed { scaled.scalar(BinaryOp::Max, Fill::Float(-1.0))? } else { scaled })
 }
 
 /// `skimage.filters.gaussian(image, sigma, ...)`. `sigma` takes one value or

@@ -167,3 +167,74 @@ fn demo_runs_both_pipelines() {
     assert!(r.max_mean > 0.0 && r.max_mean < 1.0 / 16.0, "{}", r.max_mean);
     assert_eq!(r.max_mean, r.volume_means.iter().copied().fold(f64::MIN, f64::max));
 }
+
+/// Every layout tifffile writes by default or on request: planar and
+/// contiguous samples, strips and tiles (with padding), several pages,
+/// zlib with and without a predictor. rask must read exactly what
+/// `tifffile.imread` reads, whatever the page blocking.
+#[test]
+fn tiff_layouts_written_by_tifffile_read_exactly() {
+    let dir = tempdir("tifffile-layouts");
+    let script = r#"
+import json, sys
+import numpy as np, tifffile
+d = sys.argv[1]
+rng = np.random.default_rng(7)
+cases = {
+    "planar_rgb": (rng.integers(0, 60000, (3, 20, 30), dtype=np.uint16), {}),
+    "planar_rgba": (rng.integers(0, 255, (4, 20, 30), dtype=np.uint8), {}),
+    "contig_rgb": (rng.integers(0, 60000, (20, 30, 3), dtype=np.uint16), {}),
+    "pages_planar": (rng.integers(-30000, 30000, (4, 3, 20, 30), dtype=np.int16), {}),
+    "pages_gray": (rng.random((5, 20, 30), dtype=np.float32), {}),
+    "tiled_gray": (rng.integers(0, 60000, (40, 50), dtype=np.uint16), {"tile": (16, 16)}),
+    "tiled_planar": (rng.integers(0, 60000, (3, 40, 50), dtype=np.uint16), {"tile": (16, 16)}),
+    "tiled_contig": (rng.random((40, 50, 3)), {"tile": (16, 32)}),
+    "zlib_planar": (rng.integers(0, 60000, (3, 20, 30), dtype=np.uint16), {"compression": "zlib"}),
+    "zlib_predictor": (rng.integers(0, 60000, (2, 20, 30), dtype=np.uint16), {"compression": "zlib", "predictor": True, "photometric": "minisblack"}),
+    "strips_planar": (rng.integers(0, 60000, (3, 40, 30), dtype=np.uint32), {"rowsperstrip": 7, "compression": "zlib"}),
+    "five_bands": (rng.integers(0, 60000, (5, 20, 30), dtype=np.uint16), {"planarconfig": "separate", "photometric": "minisblack"}),
+}
+out = {}
+for name, (a, kw) in cases.items():
+    path = f"{d}/{name}.tif"
+    tifffile.imwrite(path, a, **kw)
+    back = tifffile.imread(path)
+    assert (back == a).all()
+    with tifffile.TiffFile(path) as t:
+        pages = len(t.pages)
+    out[name] = {"pages": pages, "shape": list(back.shape), "dtype": str(back.dtype), "values": [repr(v) for v in back.ravel().tolist()]}
+json.dump(out, sys.stdout)
+"#;
+    let python = format!("{}/.cache/rask/pyref/bin/python", std::env::var("HOME").unwrap_or_default());
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &dir.to_string_lossy()])
+        .output()
+        .expect("run tifffile (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "tifffile failed: {}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, want) in reference.as_object().unwrap() {
+        let pages = want["pages"].as_u64().unwrap() as usize;
+        let mut shape: Vec<usize> =
+            want["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        if pages == 1 {
+            shape.insert(0, 1); // imread's axis 0 runs over pages
+        }
+        // As text: Rust's parser rounds correctly, serde_json's may not.
+        let values: Vec<f64> =
+            want["values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect();
+        let path = pattern(&dir, &format!("{name}.tif"));
+        for frames_per_block in [None, Some(1), Some(3)] {
+            let label = format!("{name} (frames per block {frames_per_block:?})");
+            let a = io::imread_with(&path, &ImreadOptions { frames_per_block, ..Default::default() })
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!(a.dtype().name(), want["dtype"].as_str().unwrap(), "{label}: dtype");
+            assert_eq!(a.shape(), shape.iter().map(|&n| Some(n)).collect::<Vec<_>>(), "{label}: shape");
+            let got = a.compute().unwrap_or_else(|e| panic!("{label}: {e}"));
+            let got = rask_array::dtype::cast(&got, DType::F64);
+            let ArrayValue::F64(got) = got else { unreachable!() };
+            assert_eq!(got.shape(), shape.as_slice(), "{label}: computed shape");
+            let first_difference = got.iter().zip(&values).position(|(g, w)| g != w);
+            assert_eq!(first_difference, None, "{label}: values differ from tifffile's");
+        }
+    }
+}

@@ -52,6 +52,15 @@ pub struct OperatorArgs {
     /// Secret), not the command line, where `ps` shows it.
     #[arg(long, env = "RASK_SCHEDULER_TOKEN", hide_env_values = true)]
     pub scheduler_token: Option<String>,
+    /// Send the schedulers' token over plain HTTP (no --scheduler-ca-file).
+    /// For tests on loopback only: anyone on the path reads the token.
+    #[arg(long, env = "RASK_SCHEDULER_TOKEN_OVER_HTTP")]
+    pub scheduler_token_over_http: bool,
+    /// Honour the annotation rask.dev/scheduler-http-url on DaskClusters
+    /// (a scheduler the operator does not run, or a test's). Off by
+    /// default; calls to such URLs never carry the token.
+    #[arg(long, env = "RASK_OPERATOR_SCHEDULER_URL_ANNOTATION")]
+    pub scheduler_url_annotation: bool,
     /// The CA (PEM) of the schedulers' certificates: the operator then
     /// speaks HTTPS to schedulers, trusting this CA only.
     #[arg(long, env = "RASK_SCHEDULER_TLS_CA_FILE")]
@@ -149,10 +158,12 @@ pub fn operator(args: &OperatorArgs) -> Result<()> {
                 Duration::from_secs(5),
                 &SchedulerAuth {
                     token: args.scheduler_token.clone(),
+                    allow_plaintext_token: args.scheduler_token_over_http,
                     ca_file: args.scheduler_ca_file.clone(),
                     server_name: args.scheduler_tls_server_name.clone(),
                 },
             )?,
+            scheduler_url_annotation: args.scheduler_url_annotation,
             ..ControllerConfig::default()
         },
         print_address: true,

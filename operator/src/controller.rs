@@ -34,7 +34,7 @@ use crate::crd::{
 };
 use crate::plan::{self, GroupCounts, GroupTarget, ObservedPod, PodPhase, SchedulerView};
 use crate::resources::{self, ANNOTATION_RETIRING, ANNOTATION_SCHEDULER_URL, DEFAULT_GROUP, MANAGER};
-use crate::scheduler_api::SchedulerApi;
+use crate::scheduler_api::{SchedulerApi, SchedulerUrl};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -53,6 +53,11 @@ pub struct ControllerConfig {
     /// The client of the schedulers' HTTP API, with the token and CA
     /// shared by every cluster (`--scheduler-token`, `--scheduler-ca-file`).
     pub scheduler: SchedulerApi,
+    /// Honour the `rask.dev/scheduler-http-url` annotation
+    /// (`--scheduler-url-annotation`). Off by default: it lets whoever may
+    /// create a DaskCluster point the operator's calls anywhere (they never
+    /// carry the token, see [`SchedulerUrl`]).
+    pub scheduler_url_annotation: bool,
 }
 
 impl Default for ControllerConfig {
@@ -63,6 +68,7 @@ impl Default for ControllerConfig {
             busy_interval: Duration::from_secs(5),
             idle_interval: Duration::from_secs(300),
             scheduler: SchedulerApi::default(),
+            scheduler_url_annotation: false,
         }
     }
 }
@@ -107,6 +113,9 @@ pub struct Context {
     /// The last server-side apply of each child (`kind/namespace/name`), so
     /// applies that would change nothing are skipped.
     applied: Memory<Applied>,
+    /// Consecutive reconciles of each object (`kind/namespace/name`) in
+    /// which the API server refused a worker pod: the retry backs off.
+    create_failures: Mutex<HashMap<String, u32>>,
     /// Statuses written whose watch event may not have arrived yet.
     cluster_status: Memory<Written<DaskClusterStatus>>,
     group_status: Memory<Written<DaskWorkerGroupStatus>>,
@@ -147,6 +156,7 @@ impl Context {
             config,
             caches,
             autoscalers: Mutex::new(HashMap::new()),
+            create_failures: Mutex::new(HashMap::new()),
             applied: Memory::default(),
             cluster_status: Memory::default(),
             group_status: Memory::default(),
@@ -157,6 +167,7 @@ impl Context {
     /// `kind/namespace/name`), and of its scheduler's children.
     fn forget(&self, key: &str, namespace: &str, cluster: Option<&str>) {
         self.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.create_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
         self.cluster_status.remove(key);
         self.group_status.remove(key);
         if let Some(cluster) = cluster {
@@ -200,8 +211,10 @@ impl Context {
         Ok(Arc::new(applied))
     }
 
-    /// The worker pods of one group, from the cache.
-    fn group_pods(&self, namespace: &str, cluster: &str, group: &str) -> Vec<Arc<Pod>> {
+    /// The worker pods of one group, from the cache: those with its labels
+    /// that `owner` (the DaskCluster or DaskWorkerGroup) controls. Labels
+    /// come from names users chose; the owner's UID cannot be shared.
+    fn group_pods(&self, namespace: &str, cluster: &str, group: &str, owner: &str) -> Vec<Arc<Pod>> {
         let wanted = [
             (resources::LABEL_CLUSTER, cluster),
             (resources::LABEL_COMPONENT, "worker"),
@@ -211,7 +224,23 @@ impl Context {
             let labels = pod.labels();
             pod.metadata.namespace.as_deref() == Some(namespace)
                 && wanted.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+                && owned_by(pod, owner)
         })
+    }
+
+    /// Names starting with `prefix` that pods of other owners hold in the
+    /// namespace: a group never tries to create a pod under them.
+    fn names_held_by_others(&self, namespace: &str, prefix: &str, owner: &str) -> Vec<String> {
+        self.caches
+            .pods
+            .state_filter(|pod| {
+                pod.metadata.namespace.as_deref() == Some(namespace)
+                    && pod.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                    && !owned_by(pod, owner)
+            })
+            .iter()
+            .map(|p| p.name_any())
+            .collect()
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
@@ -220,6 +249,52 @@ impl Context {
             warn!(error = %e, reason, "publishing an event failed");
         }
     }
+}
+
+/// The aggregate `Ready` condition GitOps health checks look for: false
+/// with the first cause that holds the object back.
+fn ready_condition(
+    previous: &[Condition],
+    outcome: &GroupOutcome,
+    scheduler_ready: bool,
+    workers_ready: bool,
+    generation: Option<i64>,
+    t: &Time,
+) -> Condition {
+    let (ready, reason, message) = if let Some((reason, message)) = &outcome.create_failed {
+        (false, reason.as_str(), message.clone())
+    } else if !scheduler_ready {
+        (false, "SchedulerUnavailable", "Waiting for the scheduler".to_string())
+    } else if let Some(blocked) = &outcome.blocked {
+        (false, "ScaleDownBlocked", blocked.clone())
+    } else if !workers_ready {
+        (false, "WorkersNotReady", "Waiting for the workers".to_string())
+    } else {
+        (true, "Ready", "The scheduler and every worker are ready".to_string())
+    };
+    plan::condition(previous, "Ready", ready, reason, message, generation, t)
+}
+
+impl Context {
+    /// The requeue after a reconcile whose pod creations the API server
+    /// refused: 5 s, doubling per consecutive refusal up to 5 min, like the
+    /// Job controller. Forgets the object's count once it creates cleanly.
+    fn create_backoff(&self, key: &str, failed: bool) -> Option<Duration> {
+        let mut failures = self.create_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !failed {
+            failures.remove(key);
+            return None;
+        }
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let seconds = 5u64.saturating_mul(1u64 << (*n - 1).min(6)).min(300);
+        Some(Duration::from_secs(seconds))
+    }
+}
+
+/// Whether `owner` (a UID) is the controller of `pod`.
+fn owned_by(pod: &Pod, owner: &str) -> bool {
+    pod.metadata.owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner))
 }
 
 fn now() -> Time {
@@ -286,7 +361,7 @@ struct Group<'a> {
     replicas: u32,
     owner: OwnerReference,
     scheduler_address: String,
-    scheduler_url: String,
+    scheduler_url: SchedulerUrl,
 }
 
 /// What happened to a group in one reconcile.
@@ -298,6 +373,9 @@ struct GroupOutcome {
     blocked: Option<String>,
     /// Something is still moving: requeue soon.
     busy: bool,
+    /// The API server refused a worker pod: its reason (`Forbidden`,
+    /// `Invalid`...) and message.
+    create_failed: Option<(String, String)>,
 }
 
 fn observe(pod: &Pod) -> ObservedPod {
@@ -344,7 +422,7 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
     // created again and refused (409), one it still shows after deletion is
     // deleted again (404); the watch event of either triggers another pass.
     let observed: Vec<ObservedPod> =
-        ctx.group_pods(g.namespace, g.cluster, g.group).iter().map(|p| observe(p)).collect();
+        ctx.group_pods(g.namespace, g.cluster, g.group, &g.owner.uid).iter().map(|p| observe(p)).collect();
     let template = resources::worker_template(g.cluster, g.group, g.image, g.worker, &g.scheduler_address);
     let revision = resources::revision(&template);
     let target = GroupTarget {
@@ -353,7 +431,8 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         revision: revision.clone(),
         max_surge: u32::try_from(g.worker.max_surge.max(1)).unwrap_or(1),
     };
-    let plan = plan::plan_workers(&target, &observed);
+    let held = ctx.names_held_by_others(g.namespace, &target.name_prefix, &g.owner.uid);
+    let plan = plan::plan_workers(&target, &observed, &held);
     let mut outcome = GroupOutcome {
         // The pods created below count: the status need not be written
         // again when their watch events arrive.
@@ -361,17 +440,43 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         rolling: plan.rolling,
         busy: plan.rolling || !plan.create.is_empty() || !plan.leaving.is_empty(),
         blocked: None,
+        create_failed: None,
     };
 
-    // Creations are independent: issue them together.
+    // Creations are independent: issue them together. A refusal (quota,
+    // admission, a name held elsewhere) does not stop the reconcile: the
+    // status and an Event say why, and the retry backs off.
     let creations = plan.create.iter().map(|name| {
         let pod = resources::worker_pod(&template, name, &revision, g.owner.clone());
         let pods = pods.clone();
-        async move { ignore_status(pods.create(&PostParams::default(), &pod).await.map(|_| ()), 409) }
+        async move { (name, ignore_status(pods.create(&PostParams::default(), &pod).await.map(|_| ()), 409)) }
     });
-    futures::future::try_join_all(creations).await?;
-    if !plan.create.is_empty() {
-        info!(group = %g.key, created = ?plan.create, "created workers");
+    let mut refused = Vec::new();
+    for (name, result) in futures::future::join_all(creations).await {
+        match result {
+            Ok(()) => {}
+            Err(Error::Kube(kube::Error::Api(status))) => {
+                let reason = Some(status.reason.as_str())
+                    .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()))
+                    .unwrap_or("FailedCreate")
+                    .to_string();
+                refused.push((name.clone(), reason, status.message.clone()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let created = plan.create.len() - refused.len();
+    if created > 0 {
+        info!(group = %g.key, created, "created workers");
+    }
+    if let Some((name, reason, message)) = refused.first() {
+        let failed = u32::try_from(refused.len()).unwrap_or(u32::MAX);
+        outcome.counts.replicas = outcome.counts.replicas.saturating_sub(failed);
+        outcome.counts.updated = outcome.counts.updated.saturating_sub(failed);
+        let note = format!("The API server refused {} worker pod(s), {name} first: {reason}: {message}", refused.len());
+        warn!(group = %g.key, %note, "creating workers failed");
+        ctx.event(owner_obj, EventType::Warning, "FailedCreate", note.clone()).await;
+        outcome.create_failed = Some((reason.clone(), note));
     }
     if plan.leaving.is_empty() {
         return Ok(outcome);
@@ -450,7 +555,7 @@ async fn autoscale<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     key: &str,
-    url: &str,
+    url: &SchedulerUrl,
     group: &str,
     spec: &AutoscalingSpec,
     replicas: u32,
@@ -550,7 +655,10 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         &name,
         &ns,
         spec,
-        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        dc.annotations()
+            .get(ANNOTATION_SCHEDULER_URL)
+            .map(String::as_str)
+            .filter(|_| ctx.config.scheduler_url_annotation),
         ctx.scheduler.scheme(),
     );
     let mut replicas = replicas_of(&spec.worker);
@@ -645,6 +753,14 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         generation,
         &t,
     ));
+    conditions.push(ready_condition(
+        &previous.conditions,
+        &outcome,
+        scheduler_ready,
+        counts.ready >= replicas && counts.replicas == replicas,
+        generation,
+        &t,
+    ));
     let phase = plan::cluster_phase(scheduler_ready, replicas, counts, outcome.rolling);
     let status = DaskClusterStatus {
         phase: Some(phase.into()),
@@ -671,6 +787,9 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     }
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
 
+    if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
+        return Ok(Action::requeue(backoff));
+    }
     Ok(if spec.autoscaling.is_some() || spec.idle_timeout_seconds.is_some() {
         Action::requeue(ctx.config.poll_interval)
     } else if outcome.busy || outcome.blocked.is_some() {
@@ -690,6 +809,13 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     let name = wg.name_any();
     let ns = namespace_of(wg)?;
     let key = format!("DaskWorkerGroup/{ns}/{name}");
+    if name == DEFAULT_GROUP {
+        // The CRD refuses this name; a group made before that rule would
+        // share the cluster's own pool's workers on the scheduler.
+        let message = format!("a DaskWorkerGroup may not be named {DEFAULT_GROUP:?}: it names each cluster's own pool");
+        ctx.event(wg, EventType::Warning, "ReservedName", message).await;
+        return Ok(Action::await_change());
+    }
     if wg.metadata.deletion_timestamp.is_some() {
         ctx.metrics.set_group(&key, None);
         ctx.forget(&key, &ns, None);
@@ -741,7 +867,10 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
         &dc.name_any(),
         &ns,
         &dc.spec,
-        dc.annotations().get(ANNOTATION_SCHEDULER_URL).map(String::as_str),
+        dc.annotations()
+            .get(ANNOTATION_SCHEDULER_URL)
+            .map(String::as_str)
+            .filter(|_| ctx.config.scheduler_url_annotation),
         ctx.scheduler.scheme(),
     );
     let scheduler_ready = dc
@@ -804,6 +933,14 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
             generation,
             &t,
         ),
+        ready_condition(
+            &previous.conditions,
+            &outcome,
+            scheduler_ready,
+            counts.ready >= replicas && counts.replicas == replicas,
+            generation,
+            &t,
+        ),
     ];
     let status = DaskWorkerGroupStatus {
         conditions,
@@ -821,6 +958,9 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     }
     let phase = if outcome.rolling { "Updating" } else { "Running" };
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
+    if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
+        return Ok(Action::requeue(backoff));
+    }
     Ok(if wg.spec.autoscaling.is_some() {
         Action::requeue(ctx.config.poll_interval)
     } else if outcome.busy || outcome.blocked.is_some() {

@@ -15,6 +15,23 @@ use serde::{Deserialize, Serialize};
 
 /// The API group of every rask resource.
 pub const GROUP: &str = "rask.dev";
+/// A DNS-1035 label, what a Service name must be (CEL, on
+/// `self.metadata.name`; the 40-character bound is a rule of its own).
+/// Names of children are built from the names of their owners, so a name
+/// the API server would refuse for a child is refused on the owner.
+pub const NAME_RULE: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+
+// Quantities (`cpu: banana`) and requests above limits are not checked
+// here: a CEL rule over `resources` maps (k8s-openapi types without
+// maxProperties/maxLength) exceeds the API server's cost budget more than
+// 100-fold, and the CRD is refused.
+/// An image reference holds no whitespace.
+const IMAGE_RULE: &str = "!self.matches('[[:space:]]')";
+/// What `rask worker --memory-limit` parses: `auto`, a number (a fraction
+/// of the machine up to 1), or a size with a unit (`4GiB`, `500MB`, `1e9`).
+const MEMORY_LIMIT_RULE: &str =
+    "self.matches('^(?i)(auto|([0-9]+[.]?[0-9]*|[.][0-9]+)(e[+-]?[0-9]+)?[[:space:]]*(b|[kmgt]b?|[kmgt]ib)?)$')";
+
 /// The image used when neither `spec.image` nor a pod template names one.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/rask-dev/rask:0.1.0";
 /// The scheduler's gRPC port (clients and workers).
@@ -76,6 +93,7 @@ impl ServiceType {
 /// schedulers at once would split the workers) and a Service.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.port != self.dashboardPort").message("scheduler.port and scheduler.dashboardPort must differ: they are two ports of one container"))]
 pub struct SchedulerSpec {
     /// Type of the scheduler's Service.
     #[serde(default)]
@@ -117,6 +135,9 @@ pub struct WorkerSpec {
     /// Number of worker pods (the scale subresource's spec path).
     #[serde(default = "default_replicas")]
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("worker.replicas must be non-negative"))]
+    // The operator manages each pod itself: 10,000 is far past any cluster
+    // it was measured with, and 100,000,000 is a typo.
+    #[x_kube(validation = kube::core::Rule::new("self <= 10000").message("worker.replicas must be at most 10000"))]
     pub replicas: i32,
     /// Threads per worker (`rask worker --nthreads`); default: the pod's cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +146,8 @@ pub struct WorkerSpec {
     /// Memory per worker (`--memory-limit`), e.g. `4GiB`; default: the pod's limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("worker.memoryLimit must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(MEMORY_LIMIT_RULE).message("worker.memoryLimit must be auto, a fraction of the machine such as 0.5, or a size such as 4GiB, 500MB or 1e9"))]
+    #[schemars(length(max = 64))]
     pub memory_limit: Option<String>,
     /// Resources of the worker container (unless the template sets them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +196,7 @@ pub struct AutoscalingSpec {
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.minimum must be non-negative"))]
     pub minimum: i32,
     #[x_kube(validation = kube::core::Rule::new("self >= 0").message("autoscaling.maximum must be non-negative"))]
+    #[x_kube(validation = kube::core::Rule::new("self <= 10000").message("autoscaling.maximum must be at most 10000"))]
     pub maximum: i32,
     /// Seconds the target must stay lower before workers are retired.
     #[serde(default = "default_stabilization")]
@@ -235,13 +259,16 @@ pub struct AutoscalingStatus {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Scheduler", type_ = "string", json_path = ".status.schedulerAddress"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): the scheduler's Service is named <name>-scheduler")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DaskClusterSpec {
     /// Image of the scheduler and workers (unless a pod template names one).
     #[serde(default = "default_image")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(IMAGE_RULE).message("image must not contain whitespace"))]
+    #[schemars(length(max = 1024))]
     pub image: String,
     #[serde(default)]
     pub scheduler: SchedulerSpec,
@@ -310,17 +337,23 @@ pub struct DaskClusterStatus {
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.worker.replicas"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): worker pods and labels are named after it"),
+    validation = kube::core::Rule::new("self.metadata.name != 'default'").message("metadata.name 'default' is reserved: it names a DaskCluster's own worker pool")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DaskWorkerGroupSpec {
     /// Name of the DaskCluster (same namespace) these workers join.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("cluster is immutable"))]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("cluster must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("cluster must be a DaskCluster's name: a DNS-1035 label"))]
+    #[schemars(length(max = 40))]
     pub cluster: String,
     /// Image of the workers; default: the cluster's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[x_kube(validation = kube::core::Rule::new(IMAGE_RULE).message("image must not contain whitespace"))]
+    #[schemars(length(max = 1024))]
     pub image: Option<String>,
     #[serde(default)]
     pub worker: WorkerSpec,
@@ -374,7 +407,8 @@ pub struct JobRunnerSpec {
     printcolumn(name = "Started", type_ = "date", json_path = ".status.startTime"),
     printcolumn(name = "Ended", type_ = "date", json_path = ".status.endTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it")
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: child names and labels are built from it"),
+    validation = kube::core::Rule::new(NAME_RULE).message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): the job's DaskCluster and its Service are named after it")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a DaskJob's spec is immutable: create a new DaskJob"))]

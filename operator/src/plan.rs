@@ -109,7 +109,10 @@ impl WorkerPlan {
 ///   a ready old pod leaves only while the ready count stays at `replicas`.
 /// - Scale-down removes the most expendable pods: not yet running, then not
 ///   ready, then the highest index.
-pub fn plan_workers(target: &GroupTarget, pods: &[ObservedPod]) -> WorkerPlan {
+///
+/// New pods take the lowest free indices, skipping names in `held`: pods
+/// of other objects under the same prefix.
+pub fn plan_workers(target: &GroupTarget, pods: &[ObservedPod], held: &[String]) -> WorkerPlan {
     let mut plan = WorkerPlan::default();
     let mut live: Vec<&ObservedPod> = Vec::new();
     for pod in pods {
@@ -161,7 +164,7 @@ pub fn plan_workers(target: &GroupTarget, pods: &[ObservedPod]) -> WorkerPlan {
     let allowed_total = if plan.rolling { want + target.max_surge as usize } else { want };
     let missing_current = want.saturating_sub(current.len().min(want));
     let n_create = missing_current.min(allowed_total.saturating_sub(remaining));
-    let taken: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    let taken: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).chain(held.iter().map(String::as_str)).collect();
     let mut index = 0usize;
     while plan.create.len() < n_create {
         let name = format!("{}-{index}", target.name_prefix);
@@ -339,27 +342,36 @@ mod tests {
 
     #[test]
     fn creates_the_missing_workers_with_the_lowest_free_indices() {
-        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")]);
+        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")], &[]);
         assert_eq!(plan.create, ["c-worker-0", "c-worker-2"]);
         assert!(plan.leaving.is_empty());
         assert_eq!(plan.counts, GroupCounts { replicas: 1, ready: 1, updated: 1 });
     }
 
     #[test]
+    fn names_other_objects_hold_are_skipped() {
+        // Cluster `a` with group `b-default` and cluster `a-b` share the
+        // prefix `a-b-default-worker`: each skips the other's pods.
+        let held = ["c-worker-0".to_string(), "c-worker-2".to_string()];
+        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")], &held);
+        assert_eq!(plan.create, ["c-worker-3", "c-worker-4"]);
+    }
+
+    #[test]
     fn counts_after_creation_include_the_new_pods_as_not_ready() {
-        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")]);
+        let plan = plan_workers(&target(3, "a"), &[ready("c-worker-1", "a")], &[]);
         assert_eq!(plan.counts_after_creation(), GroupCounts { replicas: 3, ready: 1, updated: 3 });
-        let converged = plan_workers(&target(1, "a"), &[ready("c-worker-0", "a")]);
+        let converged = plan_workers(&target(1, "a"), &[ready("c-worker-0", "a")], &[]);
         assert_eq!(converged.counts_after_creation(), converged.counts);
         // A rollout's surge pod counts as updated, the old ones stay counted.
-        let rolling = plan_workers(&target(1, "new"), &[ready("c-worker-0", "old")]);
+        let rolling = plan_workers(&target(1, "new"), &[ready("c-worker-0", "old")], &[]);
         assert_eq!(rolling.counts_after_creation(), GroupCounts { replicas: 2, ready: 1, updated: 1 });
     }
 
     #[test]
     fn converged_group_does_nothing() {
         let pods = [ready("c-worker-0", "a"), ready("c-worker-1", "a")];
-        let plan = plan_workers(&target(2, "a"), &pods);
+        let plan = plan_workers(&target(2, "a"), &pods, &[]);
         assert_eq!(
             plan,
             WorkerPlan { counts: GroupCounts { replicas: 2, ready: 2, updated: 2 }, ..Default::default() }
@@ -375,7 +387,7 @@ mod tests {
             ready("c-worker-3", "a"),
             pod("c-worker-4", "a", PodPhase::Pending, false),
         ];
-        let plan = plan_workers(&target(2, "a"), &pods);
+        let plan = plan_workers(&target(2, "a"), &pods, &[]);
         assert_eq!(names(&plan.leaving), ["c-worker-4", "c-worker-2", "c-worker-3"]);
         assert!(plan.create.is_empty());
     }
@@ -387,7 +399,7 @@ mod tests {
         let mut terminating = ready("c-worker-2", "a");
         terminating.terminating = true;
         let pods = [pod("c-worker-0", "a", PodPhase::Failed, false), retiring, terminating];
-        let plan = plan_workers(&target(2, "a"), &pods);
+        let plan = plan_workers(&target(2, "a"), &pods, &[]);
         assert_eq!(names(&plan.leaving), ["c-worker-0", "c-worker-1"]);
         // Names held by pods still present are not reused.
         assert_eq!(plan.create, ["c-worker-3", "c-worker-4"]);
@@ -398,25 +410,25 @@ mod tests {
         let t = target(3, "new");
         let old = [ready("c-worker-0", "old"), ready("c-worker-1", "old"), ready("c-worker-2", "old")];
         // Step 1: one new pod beyond the desired three; nobody leaves yet.
-        let plan = plan_workers(&t, &old);
+        let plan = plan_workers(&t, &old, &[]);
         assert_eq!(plan.create, ["c-worker-3"]);
         assert!(plan.leaving.is_empty());
         assert!(plan.rolling);
         // Step 2: the new pod exists but is not ready: wait.
         let mut pods = old.to_vec();
         pods.push(pod("c-worker-3", "new", PodPhase::Running, false));
-        let plan = plan_workers(&t, &pods);
+        let plan = plan_workers(&t, &pods, &[]);
         assert!(plan.create.is_empty() && plan.leaving.is_empty(), "{plan:?}");
         // Step 3: it is ready: one old worker leaves (the highest index),
         // and the next new one starts in its place (its name is still taken).
         pods[3].ready = true;
-        let plan = plan_workers(&t, &pods);
+        let plan = plan_workers(&t, &pods, &[]);
         assert_eq!(names(&plan.leaving), ["c-worker-2"]);
         assert_eq!(plan.create, ["c-worker-4"]);
         // Step 4: the old one has gone, the new one is not ready yet: wait.
         pods.remove(2);
         pods.push(pod("c-worker-4", "new", PodPhase::Pending, false));
-        let plan = plan_workers(&t, &pods);
+        let plan = plan_workers(&t, &pods, &[]);
         assert!(plan.create.is_empty() && plan.leaving.is_empty(), "{plan:?}");
     }
 
@@ -425,7 +437,7 @@ mod tests {
         let t = GroupTarget { max_surge: 2, ..target(5, "new") };
         let mut pods: Vec<ObservedPod> = (0..5).map(|i| ready(&format!("c-worker-{i}"), "old")).collect();
         for _round in 0..20 {
-            let plan = plan_workers(&t, &pods);
+            let plan = plan_workers(&t, &pods, &[]);
             // Never fewer than the desired number of ready workers.
             let ready_after = pods.iter().filter(|p| p.ready && !plan.leaving.iter().any(|l| l.name == p.name)).count();
             assert!(ready_after >= 5, "availability dropped to {ready_after}: {plan:?}");
@@ -441,7 +453,7 @@ mod tests {
     fn old_pods_that_are_not_ready_are_replaced_at_once() {
         let pods =
             [pod("c-worker-0", "old", PodPhase::Pending, false), pod("c-worker-1", "old", PodPhase::Pending, false)];
-        let plan = plan_workers(&target(2, "new"), &pods);
+        let plan = plan_workers(&target(2, "new"), &pods, &[]);
         assert_eq!(names(&plan.leaving), ["c-worker-1", "c-worker-0"]);
         assert_eq!(plan.create, ["c-worker-2", "c-worker-3"]);
     }
@@ -449,7 +461,7 @@ mod tests {
     #[test]
     fn scale_down_during_rollout_removes_old_workers_first() {
         let pods = [ready("c-worker-0", "old"), ready("c-worker-1", "old"), ready("c-worker-2", "new")];
-        let plan = plan_workers(&target(1, "new"), &pods);
+        let plan = plan_workers(&target(1, "new"), &pods, &[]);
         assert_eq!(names(&plan.leaving), ["c-worker-1", "c-worker-0"]);
         assert!(plan.create.is_empty());
     }

@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{DaskClusterSpec, DaskJob, WorkerSpec};
+use crate::scheduler_api::SchedulerUrl;
 
 pub const LABEL_CLUSTER: &str = "rask.dev/cluster";
 pub const LABEL_COMPONENT: &str = "rask.dev/component";
@@ -27,6 +28,10 @@ pub const LABEL_WORKER_GROUP: &str = "rask.dev/worker-group";
 /// Hash of the worker pod template a pod was made from: a rollout replaces
 /// pods whose revision differs.
 pub const LABEL_REVISION: &str = "rask.dev/revision";
+/// The UID of the object whose pool a worker pod belongs to (its DaskCluster
+/// or DaskWorkerGroup): names and the other labels come from what users
+/// chose, this cannot collide.
+pub const LABEL_OWNER_UID: &str = "rask.dev/owner-uid";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "rask-operator";
 /// Set on a worker pod once the operator has decided it leaves: after a
@@ -34,7 +39,9 @@ pub const MANAGER: &str = "rask-operator";
 pub const ANNOTATION_RETIRING: &str = "rask.dev/retiring";
 /// Overrides the URL of the scheduler's HTTP API (default: the scheduler
 /// Service's DNS name). A hook for a scheduler the operator does not run:
-/// one brought by the user, or a local process in the tests.
+/// one brought by the user, or a local process in the tests. Honoured only
+/// when the operator runs with `--scheduler-url-annotation`, and never sent
+/// the schedulers' token: anyone who may create a DaskCluster chooses it.
 pub const ANNOTATION_SCHEDULER_URL: &str = "rask.dev/scheduler-http-url";
 pub const DEFAULT_GROUP: &str = "default";
 /// Fixed ports inside worker pods, so probes can reach the worker.
@@ -66,6 +73,10 @@ pub fn scheduler_name(cluster: &str) -> String {
 }
 
 /// Prefix of a worker group's pod names: `<cluster>-<group>-worker-<n>`.
+/// Two groups can share a prefix (cluster `a` with group `b-default`, and
+/// cluster `a-b`'s own pool): a pod belongs to the object its owner
+/// reference and `rask.dev/owner-uid` name, never to a prefix, and each
+/// group skips names another object's pods hold.
 pub fn worker_prefix(cluster: &str, group: &str) -> String {
     format!("{cluster}-{group}-worker")
 }
@@ -79,17 +90,24 @@ pub fn dashboard_address(cluster: &str, namespace: &str, port: i32) -> String {
     format!("http://{}.{namespace}.svc:{port}/status", scheduler_name(cluster))
 }
 
-/// Base URL of the scheduler's HTTP API, as the operator reaches it.
+/// Base URL of the scheduler's HTTP API, as the operator reaches it: the
+/// Service the operator made (a derived URL, which may get the token), or
+/// the annotation's URL when the operator honours it (untrusted: never
+/// sent the token).
 pub fn scheduler_api_url(
     cluster: &str,
     namespace: &str,
     spec: &DaskClusterSpec,
     annotation: Option<&str>,
     scheme: &str,
-) -> String {
+) -> SchedulerUrl {
     match annotation {
-        Some(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
-        _ => format!("{scheme}://{}.{namespace}.svc:{}", scheduler_name(cluster), spec.scheduler.dashboard_port),
+        Some(url) if !url.trim().is_empty() => SchedulerUrl::untrusted(url.trim()),
+        _ => SchedulerUrl::derived(format!(
+            "{scheme}://{}.{namespace}.svc:{}",
+            scheduler_name(cluster),
+            spec.scheduler.dashboard_port
+        )),
     }
 }
 
@@ -377,7 +395,9 @@ pub fn revision(template: &PodTemplateSpec) -> String {
 pub fn worker_pod(template: &PodTemplateSpec, name: &str, revision: &str, owner: OwnerReference) -> Pod {
     let mut meta = template.metadata.clone().unwrap_or_default();
     meta.name = Some(name.into());
-    meta.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_REVISION.into(), revision.into());
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_REVISION.into(), revision.into());
+    labels.insert(LABEL_OWNER_UID.into(), owner.uid.clone());
     meta.owner_references = Some(vec![owner]);
     Pod { metadata: meta, spec: template.spec.clone(), status: None }
 }

@@ -3,6 +3,11 @@
 //! returns only after the named workers have handed their data to peers and
 //! left. The same paths and shapes as dask.distributed, so a Python Dask
 //! scheduler with its HTTP API enabled is managed the same way.
+//!
+//! The shared token never leaves for a URL the operator did not build
+//! itself: a [`SchedulerUrl`] is either derived (from the Service the
+//! operator made) or given by a user's annotation, and only derived URLs
+//! get the token, only over HTTPS unless plaintext was explicitly allowed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,8 +32,12 @@ use crate::{Error, Result};
 /// never logged (`Debug` shows only whether there is one).
 #[derive(Clone, Default)]
 pub struct SchedulerAuth {
-    /// Sent as `Authorization: Bearer <token>`.
+    /// Sent as `Authorization: Bearer <token>`, to derived URLs only.
     pub token: Option<String>,
+    /// Send the token over plain HTTP too. Off by default: without a CA the
+    /// operator refuses to start with a token, since anyone on the path
+    /// could read it.
+    pub allow_plaintext_token: bool,
     /// The CA that signs the schedulers' certificates (PEM). With it, the
     /// operator speaks HTTPS to schedulers and refuses any other CA.
     pub ca_file: Option<PathBuf>,
@@ -42,6 +51,7 @@ impl std::fmt::Debug for SchedulerAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchedulerAuth")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_plaintext_token", &self.allow_plaintext_token)
             .field("ca_file", &self.ca_file)
             .field("server_name", &self.server_name)
             .finish()
@@ -55,6 +65,43 @@ pub struct SchedulerApi {
     /// Bound on the quick calls (workers, target, idle).
     timeout: Duration,
     token: Option<Arc<str>>,
+    allow_plaintext_token: bool,
+}
+
+/// Where a scheduler's HTTP API is, and whether the operator may trust it
+/// with the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerUrl {
+    base: String,
+    derived: bool,
+}
+
+impl SchedulerUrl {
+    /// A URL the operator built itself, from the scheduler Service it made
+    /// (see `resources::scheduler_api_url`): the token may go there.
+    pub fn derived(base: impl Into<String>) -> Self {
+        Self { base: base.into().trim_end_matches('/').to_string(), derived: true }
+    }
+
+    /// A URL someone else chose (the `rask.dev/scheduler-http-url`
+    /// annotation): called without the token, whatever it is.
+    pub fn untrusted(base: impl Into<String>) -> Self {
+        Self { base: base.into().trim_end_matches('/').to_string(), derived: false }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn is_derived(&self) -> bool {
+        self.derived
+    }
+}
+
+impl std::fmt::Display for SchedulerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
+    }
 }
 
 #[derive(Clone)]
@@ -69,6 +116,7 @@ impl std::fmt::Debug for SchedulerApi {
         f.debug_struct("SchedulerApi")
             .field("timeout", &self.timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_plaintext_token", &self.allow_plaintext_token)
             .field("https", &matches!(self.client, Transport::Https(_)))
             .finish()
     }
@@ -173,14 +221,24 @@ impl SchedulerApi {
     /// Plain HTTP and no token.
     pub fn new(timeout: Duration) -> Self {
         let client = Transport::Http(Client::builder(TokioExecutor::new()).build(Self::tcp(timeout)));
-        SchedulerApi { client, timeout, token: None }
+        SchedulerApi { client, timeout, token: None, allow_plaintext_token: false }
     }
 
-    /// With the token and the CA of `auth`: HTTPS when a CA is given.
+    /// With the token and the CA of `auth`: HTTPS when a CA is given. A
+    /// token without a CA is refused unless plaintext is explicitly allowed.
     pub fn with_auth(timeout: Duration, auth: &SchedulerAuth) -> Result<Self> {
         let token = auth.token.as_deref().filter(|t| !t.is_empty()).map(Arc::from);
+        let allow_plaintext_token = auth.allow_plaintext_token;
         let Some(ca) = &auth.ca_file else {
-            return Ok(SchedulerApi { token, ..Self::new(timeout) });
+            if token.is_some() && !allow_plaintext_token {
+                return Err(Error::Config(
+                    "the schedulers' token would travel over plain HTTP: give the schedulers' CA \
+                     (--scheduler-ca-file, chart value schedulerAuth.caSecret) so the operator speaks HTTPS, \
+                     or allow plaintext explicitly (--scheduler-token-over-http)"
+                        .into(),
+                ));
+            }
+            return Ok(SchedulerApi { token, allow_plaintext_token, ..Self::new(timeout) });
         };
         let builder = HttpsConnectorBuilder::new().with_tls_config(tls_config(ca)?).https_or_http();
         let builder = match &auth.server_name {
@@ -193,7 +251,7 @@ impl SchedulerApi {
         };
         let connector = builder.enable_http1().wrap_connector(Self::tcp(timeout));
         let client = Transport::Https(Client::builder(TokioExecutor::new()).build(connector));
-        Ok(SchedulerApi { client, timeout, token })
+        Ok(SchedulerApi { client, timeout, token, allow_plaintext_token })
     }
 
     fn tcp(timeout: Duration) -> HttpConnector {
@@ -213,9 +271,16 @@ impl SchedulerApi {
         }
     }
 
+    /// The token, when it may go to `url`: a URL the operator derived,
+    /// over HTTPS (or plain HTTP where that was explicitly allowed).
+    fn token_for(&self, url: &SchedulerUrl) -> Option<&str> {
+        let https = url.base.starts_with("https://");
+        self.token.as_deref().filter(|_| url.derived && (https || self.allow_plaintext_token))
+    }
+
     async fn call(
         &self,
-        base: &str,
+        base: &SchedulerUrl,
         method: hyper::Method,
         path: &str,
         body: Option<String>,
@@ -227,7 +292,7 @@ impl SchedulerApi {
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        if let Some(token) = &self.token {
+        if let Some(token) = self.token_for(base) {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
@@ -253,14 +318,14 @@ impl SchedulerApi {
         Ok(body)
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(base: &str, path: &str, body: &[u8]) -> Result<T> {
+    fn parse<T: serde::de::DeserializeOwned>(base: &SchedulerUrl, path: &str, body: &[u8]) -> Result<T> {
         serde_json::from_slice(body)
             .map_err(|e| Error::Scheduler { url: format!("{base}{path}"), message: format!("unexpected answer: {e}") })
     }
 
     /// The names (or, for unnamed workers, addresses) of the workers the
     /// scheduler knows.
-    pub async fn workers(&self, base: &str) -> Result<BTreeSet<String>> {
+    pub async fn workers(&self, base: &SchedulerUrl) -> Result<BTreeSet<String>> {
         let path = "/api/v1/get_workers";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         let parsed: GetWorkers = Self::parse(base, path, &body)?;
@@ -272,7 +337,7 @@ impl SchedulerApi {
     ///
     /// Names are sent as the workers' addresses (from `get_workers`): a rask
     /// scheduler takes either, Dask's `retire_workers` takes addresses.
-    pub async fn retire(&self, base: &str, names: &[String], timeout: Duration) -> Result<()> {
+    pub async fn retire(&self, base: &SchedulerUrl, names: &[String], timeout: Duration) -> Result<()> {
         let listed = self.call(base, hyper::Method::GET, "/api/v1/get_workers", None, self.timeout).await?;
         let listed: GetWorkers = Self::parse(base, "/api/v1/get_workers", &listed)?;
         let addresses: Vec<String> = names
@@ -294,14 +359,14 @@ impl SchedulerApi {
     }
 
     /// The workers the scheduler would like, in total and per group.
-    pub async fn adaptive_target(&self, base: &str) -> Result<AdaptiveTarget> {
+    pub async fn adaptive_target(&self, base: &SchedulerUrl) -> Result<AdaptiveTarget> {
         let path = "/api/v1/adaptive_target";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         Self::parse::<AdaptiveTarget>(base, path, &body)
     }
 
     /// Since when (Unix seconds) the scheduler has had nothing to do.
-    pub async fn idle_since(&self, base: &str) -> Result<Option<f64>> {
+    pub async fn idle_since(&self, base: &SchedulerUrl) -> Result<Option<f64>> {
         let path = "/api/v1/check_idle";
         let body = self.call(base, hyper::Method::GET, path, None, self.timeout).await?;
         Ok(Self::parse::<CheckIdle>(base, path, &body)?.idle_since)
@@ -342,6 +407,23 @@ mod tests {
         let absent = rask.demand_for("gpu");
         assert_eq!(absent.workers, 0);
         assert!(absent.reason.contains("no worker of group gpu"), "{}", absent.reason);
+    }
+
+    #[test]
+    fn the_token_goes_only_to_derived_urls_and_never_over_plain_http_unless_allowed() {
+        let t = Duration::from_secs(1);
+        let auth = SchedulerAuth { token: Some("tok".into()), ..SchedulerAuth::default() };
+        let e = SchedulerApi::with_auth(t, &auth).expect_err("a token without a CA is refused").to_string();
+        assert!(e.contains("plain HTTP") && e.contains("--scheduler-ca-file"), "{e}");
+        let plain = SchedulerApi::with_auth(t, &SchedulerAuth { allow_plaintext_token: true, ..auth.clone() })
+            .expect("plaintext explicitly allowed");
+        assert_eq!(plain.token_for(&SchedulerUrl::derived("http://s.ns.svc:8787")), Some("tok"));
+        assert_eq!(plain.token_for(&SchedulerUrl::untrusted("http://evil:80")), None);
+        assert_eq!(plain.token_for(&SchedulerUrl::untrusted("https://evil:443")), None);
+        let strict = SchedulerApi { token: Some(Arc::from("tok")), ..SchedulerApi::new(t) };
+        assert_eq!(strict.token_for(&SchedulerUrl::derived("https://s.ns.svc:8787")), Some("tok"));
+        assert_eq!(strict.token_for(&SchedulerUrl::derived("http://s.ns.svc:8787")), None);
+        assert_eq!(strict.token_for(&SchedulerUrl::untrusted("https://s.ns.svc:8787")), None);
     }
 
     #[test]

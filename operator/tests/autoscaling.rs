@@ -135,7 +135,7 @@ async fn scales_up_under_load_and_back_to_the_minimum_without_losing_a_key() {
     support::use_controllers(CONTROLLERS);
     let env = TestEnv::new("autoscale-e2e").await;
     let kubelet = env.kubelet();
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let autoscaling = "  autoscaling:\n    minimum: 1\n    maximum: 4\n    scaleDownStabilizationSeconds: 5\n    scaleDownCooldownSeconds: 1\n";
     let out = env.apply(&cluster_yaml("auto", autoscaling));
     assert!(out.ok, "{}", out.stderr);
@@ -303,6 +303,108 @@ spec:
     .await;
     assert!(ok, "the job's cluster was not cleaned up: {:?}", kubelet.running_pods(""));
     assert!(kubelet.running_pods("etl-scheduler").is_empty() && kubelet.running_pods("etl-default-worker").is_empty());
+    operator.stop().await;
+    drop(kubelet);
+}
+
+/// The DaskJob of examples/job.yaml for real: its runner runs `rask demo
+/// delayed` with no address of its own, so the client finds the cluster
+/// through `RASK_SCHEDULER_ADDRESS`, which the operator sets in the job's
+/// pod. The scheduler pod counts exactly the demo's tasks, the worker pods'
+/// logs show they ran them, the job succeeds and the cluster goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dask_job_runs_rask_demo_on_the_cluster_made_for_it() {
+    support::use_controllers(CONTROLLERS);
+    let env = TestEnv::new("job-demo").await;
+    let kubelet = env.kubelet();
+    let operator = env.start_operator();
+    let yaml = r#"apiVersion: rask.dev/v1alpha1
+kind: DaskJob
+metadata:
+  name: demo
+spec:
+  backoffLimit: 0
+  job:
+    template:
+      spec:
+        containers:
+        - name: client
+          command: [rask, demo, delayed, "--sleep-ms", "200"]
+  cluster:
+    worker:
+      replicas: 2
+      # rask demo needs only the built-in ops: plain `rask worker`s.
+      python: false
+      template:
+        spec:
+          containers:
+          - name: worker
+            env: [{name: RUST_LOG, value: "info,rask_worker=debug"}]
+"#;
+    let out = env.apply(yaml);
+    assert!(out.ok, "{}", out.stderr);
+    let daskjobs: Api<DaskJob> = env.api();
+    let phase = || async { daskjobs.get("demo").await.ok().and_then(|j| j.status).and_then(|s| s.phase) };
+    // While the job runs: the scheduler pod's completed-task counter (its
+    // largest value seen) and the names of the worker pods.
+    let (_, http) = scheduler_ports(&env, &kubelet, "demo").await;
+    let mut completed = 0.0f64;
+    let mut workers: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let end = Instant::now() + Duration::from_secs(180);
+    let mut succeeded = false;
+    while Instant::now() < end {
+        workers.extend(kubelet.running_pods("demo-default-worker"));
+        let metrics = tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect(("127.0.0.1", http))
+                .ok()
+                .map(|_| rask_tests::processes::http(&format!("127.0.0.1:{http}"), "GET", "/metrics", None, &[]))
+        })
+        .await
+        .expect("request");
+        if let Some((200, text)) = metrics {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix("rask_scheduler_tasks_completed_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            completed = completed.max(value.unwrap_or(0.0));
+        }
+        if phase().await == Some(JobPhase::Succeeded) {
+            succeeded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pods: Vec<Pod> = env.api::<Pod>().list(&ListParams::default()).await.expect("pods").items;
+    let runner = pods
+        .iter()
+        .find(|p| p.labels().get("rask.dev/component").map(String::as_str) == Some("job-runner"))
+        .map(|p| p.name_any());
+    let log = runner.as_deref().map(|r| kubelet.log(r)).unwrap_or_default();
+    assert!(succeeded, "the DaskJob did not succeed: {:?}\nrunner log:\n{log}", daskjobs.get("demo").await.ok());
+    // The runner used the cluster, not an embedded one.
+    assert!(log.contains("Client: the scheduler at tcp://") && !log.contains("LocalCluster"), "runner log:\n{log}");
+    assert!(log.contains("total = add(z, z2)"), "runner log:\n{log}");
+    let tasks: f64 = log
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(" tasks in this section"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no task count in the runner log:\n{log}"));
+    assert!(tasks >= 20.0, "{log}");
+    assert_eq!(completed, tasks, "the scheduler pod completed {completed} tasks; the demo ran {tasks}");
+    // The workers' logs show they ran them all, and both took part.
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let per_worker: Vec<usize> =
+        workers.iter().map(|w| kubelet.log(w).lines().filter(|l| l.contains("task finished")).count()).collect();
+    assert_eq!(per_worker.iter().sum::<usize>() as f64, tasks, "tasks in the worker logs: {per_worker:?}");
+    assert!(per_worker.iter().all(|&n| n > 0), "a worker ran nothing: {per_worker:?}");
+    // The cluster is removed afterwards.
+    let ok = eventually(Duration::from_secs(90), || async {
+        env.api::<DaskCluster>().get_opt("demo").await.expect("get").is_none()
+            && kubelet.running_pods("demo-scheduler").is_empty()
+            && kubelet.running_pods("demo-default-worker").is_empty()
+    })
+    .await;
+    assert!(ok, "the job's cluster was not cleaned up: {:?}", kubelet.running_pods(""));
     operator.stop().await;
     drop(kubelet);
 }

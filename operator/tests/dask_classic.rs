@@ -22,7 +22,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use rask_operator::crd::DaskCluster;
-use rask_operator::scheduler_api::SchedulerApi;
+use rask_operator::scheduler_api::{SchedulerApi, SchedulerUrl};
 use rask_tests::processes::{Proc, http};
 use support::{TestEnv, eventually};
 
@@ -50,7 +50,9 @@ struct DaskScheduler {
     _proc: Proc,
     address: String,
     /// Base URL of the HTTP API.
-    url: String,
+    /// Its HTTP API, as the annotation names it: not the operator's own
+    /// derivation, so never sent a token.
+    url: SchedulerUrl,
 }
 
 impl DaskScheduler {
@@ -69,7 +71,11 @@ impl DaskScheduler {
             std::net::TcpStream::connect(&addr).is_ok() && http(&addr, "GET", "/health", None, &[]).0 == 200
         });
         assert!(up, "the Dask scheduler's HTTP server did not start");
-        DaskScheduler { _proc: proc, address: format!("tcp://127.0.0.1:{port}"), url: format!("http://{addr}") }
+        DaskScheduler {
+            _proc: proc,
+            address: format!("tcp://127.0.0.1:{port}"),
+            url: SchedulerUrl::untrusted(format!("http://{addr}")),
+        }
     }
 
     fn worker(&self, name: &str) -> Proc {
@@ -84,7 +90,7 @@ impl DaskScheduler {
     }
 }
 
-async fn workers(api: &SchedulerApi, url: &str) -> Vec<String> {
+async fn workers(api: &SchedulerApi, url: &SchedulerUrl) -> Vec<String> {
     api.workers(url).await.map(|w| w.into_iter().collect()).unwrap_or_default()
 }
 
@@ -123,7 +129,7 @@ async fn the_autoscaler_manages_a_classic_dask_scheduler() {
     let dask = tokio::task::spawn_blocking(DaskScheduler::start).await.expect("dask scheduler");
     // Marks the pods running and ready; the Dask workers below are the pods' processes.
     let _agent = env.node_agent(None);
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let yaml = format!(
         "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: classic\n  annotations: {{rask.dev/scheduler-http-url: \"{}\"}}\nspec:\n  worker:\n    replicas: 2\n  autoscaling: {{minimum: 1, maximum: 3, scaleDownStabilizationSeconds: 3, scaleDownCooldownSeconds: 0}}\n",
         dask.url

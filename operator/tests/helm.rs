@@ -39,6 +39,22 @@ const COMBINATIONS: &[(&str, &[&str])] = &[
             "schedulerAuth.serverName=rask-scheduler",
         ],
     ),
+    (
+        "podMonitor with the schedulers' token",
+        &[
+            "podMonitor.enabled=true",
+            "schedulerAuth.tokenSecret.name=rask-token",
+            "schedulerAuth.caSecret.name=rask-ca",
+        ],
+    ),
+    (
+        "token over plain HTTP, URL annotation honoured (tests)",
+        &[
+            "schedulerAuth.tokenSecret.name=rask-token",
+            "schedulerAuth.allowPlaintextToken=true",
+            "schedulerAuth.schedulerUrlAnnotation=true",
+        ],
+    ),
     ("dashboards off", &["dashboards.enabled=false"]),
     ("replicas 2", &["replicas=2"]),
     ("crds managed elsewhere", &["crds.install=false"]),
@@ -169,6 +185,20 @@ fn chart_lints_and_renders_for_every_documented_combination() {
     for needle in ["__meta_kubernetes_pod_label_rask_dev_cluster", "\"cluster\"", "rask-$1", "http-dashboard"] {
         assert!(pm.contains(needle), "PodMonitor lacks {needle}: {pm}");
     }
+    assert!(!pm.contains("authorization"), "no token, no credentials: {pm}");
+    // With a token, every scrape presents it (schedulers and workers serve
+    // /metrics only to holders of the token).
+    let docs = render(&chart, "r", "rask-system", sets_of("podMonitor with the schedulers' token")).unwrap();
+    let endpoints = of_kind(&docs, "PodMonitor")[0]["spec"]["podMetricsEndpoints"].as_array().unwrap().clone();
+    assert_eq!(endpoints.len(), 2);
+    for e in &endpoints {
+        assert_eq!(e["authorization"]["type"], "Bearer", "{e}");
+        assert_eq!(e["authorization"]["credentials"]["name"], "rask-token", "{e}");
+        assert_eq!(e["authorization"]["credentials"]["key"], "token", "{e}");
+    }
+    let docs =
+        render(&chart, "r", "rask-system", &["podMonitor.enabled=true", "podMonitor.tokenSecret.name=scrape"]).unwrap();
+    assert!(of_kind(&docs, "PodMonitor")[0].to_string().contains("\"scrape\""));
     let docs = render(&chart, "rask-operator", "rask-system", sets_of("serviceMonitor")).unwrap();
     assert!(of_kind(&docs, "ServiceMonitor")[0].to_string().contains("rask-operator"));
 
@@ -217,6 +247,18 @@ fn chart_lints_and_renders_for_every_documented_combination() {
     let plain = of_kind(&defaults, "Deployment")[0]["spec"]["template"]["spec"].clone();
     assert!(!plain["containers"][0]["env"].to_string().contains("RASK_SCHEDULER_TOKEN"));
     assert!(plain["volumes"].is_null(), "no volumes by default: {}", plain["volumes"]);
+    for off in ["RASK_SCHEDULER_TOKEN_OVER_HTTP", "RASK_OPERATOR_SCHEDULER_URL_ANNOTATION"] {
+        assert!(!plain["containers"][0]["env"].to_string().contains(off), "{off} is on by default");
+    }
+    // The token travels over HTTPS only, unless plaintext is allowed
+    // explicitly; the URL annotation is honoured only when asked for.
+    let err = render(&chart, "r", "ns", &["schedulerAuth.tokenSecret.name=rask-token"]).unwrap_err();
+    assert!(err.contains("caSecret") && err.contains("HTTPS"), "{err}");
+    let docs = render(&chart, "r", "ns", sets_of("token over plain HTTP, URL annotation honoured (tests)")).unwrap();
+    let env = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    for on in ["RASK_SCHEDULER_TOKEN_OVER_HTTP", "RASK_OPERATOR_SCHEDULER_URL_ANNOTATION"] {
+        assert!(env.contains(on), "{on} missing: {env}");
+    }
 
     // Two replicas elect a leader on the release's Lease.
     let docs = render(&chart, "rask-operator", "rask-system", sets_of("replicas 2")).unwrap();

@@ -136,7 +136,7 @@ async fn every_dashboard_panel_and_alert_metric_has_real_data() {
     })
     .await
     .unwrap();
-    let mut operator = env.start_operator_process("op-observability", &[]);
+    let mut operator = env.start_operator_process("op-observability", &["--scheduler-url-annotation"]);
     let operator_line = operator.wait_for_line("rask operator metrics at", WAIT);
     let operator_addr =
         operator_line.split("http://").nth(1).and_then(|s| s.split('/').next()).expect("metrics address").to_string();

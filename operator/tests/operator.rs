@@ -142,6 +142,13 @@ async fn invalid_manifests_are_refused_with_the_cel_message() {
         (dc("  image: \"\"\n"), "image must not be empty"),
         (dc("  worker: {maxSurge: 0}\n"), "worker.maxSurge must be at least 1"),
         (dc("  scheduler: {port: 70000}\n"), "scheduler.port must be between 1 and 65535"),
+        // Specs that used to be accepted and then failed at child creation
+        // or at start (issue 26 point 2).
+        (dc("  scheduler: {port: 9000, dashboardPort: 9000}\n"), "scheduler.port and scheduler.dashboardPort must differ"),
+        (dc("  image: \"repo/image:1 --privileged\"\n"), "image must not contain whitespace"),
+        (dc("  worker: {memoryLimit: lots}\n"), "worker.memoryLimit must be auto"),
+        (dc("  worker: {replicas: 100000000}\n"), "worker.replicas must be at most 10000"),
+        (dc("  autoscaling: {minimum: 0, maximum: 100000000}\n"), "autoscaling.maximum must be at most 10000"),
         (
             "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: a-name-that-is-far-too-long-for-children-labels\nspec: {}\n"
                 .to_string(),
@@ -172,9 +179,219 @@ async fn invalid_manifests_are_refused_with_the_cel_message() {
     assert!(env.apply(job).ok);
     let out = env.apply(&job.replace("backoffLimit: 1", "backoffLimit: 3"));
     assert!(!out.ok && out.stderr.contains("a DaskJob's spec is immutable"), "{}", out.stderr);
+    // What works is still accepted.
+    let out = env.apply(&dc(
+        "  worker:\n    memoryLimit: 4GiB\n    resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: 1, memory: 1Gi}}\n",
+    ));
+    assert!(out.ok, "{}", out.stderr);
+    for limit in ["auto", "0.5", "1e9", "500MB", "4 GiB", "0", "2g"] {
+        let out = env.apply(&dc(&format!("  worker: {{memoryLimit: \"{limit}\"}}\n")));
+        assert!(out.ok, "memoryLimit {limit}: {}", out.stderr);
+    }
     // A pod template of the wrong shape is refused by the schema itself.
     let out = env.apply(&dc("  worker:\n    template:\n      spec:\n        containers: \"not a list\"\n"));
     assert!(!out.ok, "a malformed pod template was accepted");
+}
+
+/// Names whose children the API server would refuse, and the worker group
+/// name reserved for each cluster's own pool, are refused at admission
+/// with a message that says why; names that work are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_cannot_work_are_refused_at_admission() {
+    let env = TestEnv::new("names").await;
+    let dc = |name: &str| {
+        format!("apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: {name}\nspec: {{}}\n")
+    };
+    let wg = |name: &str, cluster: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: {name}\nspec:\n  cluster: {cluster}\n"
+        )
+    };
+    let dj = |name: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: {name}\nspec:\n  job:\n    template:\n      spec:\n        containers: [{{name: client}}]\n"
+        )
+    };
+    let dns = "must be a DNS-1035 label";
+    let table: Vec<(String, &str)> = vec![
+        (dc("1abc"), dns),
+        (dc("my.cl"), dns),
+        (dc("-x"), ""),
+        (wg("9g", "ok"), dns),
+        (wg("g.h", "ok"), dns),
+        (wg("default", "ok"), "metadata.name 'default' is reserved"),
+        (wg("g", "My.Cluster"), "cluster must be a DaskCluster's name"),
+        (wg("g", "a-cluster-name-that-is-far-too-long-to-be-one"), "spec.cluster"),
+        (dj("9job"), dns),
+        (dj("job.x"), dns),
+    ];
+    for (manifest, message) in &table {
+        let out = env.apply(manifest);
+        assert!(!out.ok, "accepted a name that cannot work:\n{manifest}");
+        assert!(out.stderr.contains(message), "expected {message:?} in: {}", out.stderr);
+    }
+    for good in [dc("a"), dc("a-b"), dc("x9"), wg("b-default", "a"), wg("default2", "a"), dj("job9")] {
+        let out = env.apply(&good);
+        assert!(out.ok, "refused a good name:\n{good}\n{}", out.stderr);
+    }
+}
+
+/// Cluster `a` with worker group `b-default`, and cluster `a-b`, share the
+/// pod name prefix `a-b-default-worker`. Both get all their workers, each
+/// pod belongs to exactly one of them, and nothing is created or deleted
+/// once they have converged: no two reconcilers fight over a pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_child_names_both_get_their_workers_without_a_fight() {
+    use std::collections::BTreeSet;
+    let env = TestEnv::new("collide").await;
+    let _agent = env.node_agent(None);
+    let operator = env.start_operator();
+    let manifests = [
+        cluster_yaml("a", 1, ""),
+        "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: b-default\nspec:\n  cluster: a\n  worker: {replicas: 2}\n".to_string(),
+        cluster_yaml("a-b", 2, ""),
+    ];
+    for m in &manifests {
+        let out = env.apply(m);
+        assert!(out.ok, "{}", out.stderr);
+    }
+    let uid = |kind: &str, name: &str| {
+        let out = env.kubectl(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"]);
+        assert!(out.ok, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let (a, b_default, a_b) = (uid("dc", "a"), uid("dwg", "b-default"), uid("dc", "a-b"));
+    let owned = |pods: &[Pod], owner: &str| {
+        pods.iter()
+            .filter(|p| {
+                p.owner_references().iter().any(|o| o.uid == owner)
+                    && p.labels().get("rask.dev/owner-uid").map(String::as_str) == Some(owner)
+            })
+            .count()
+    };
+    // Every pod ever seen, by UID, while they converge and for 10 s after.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let api: Api<Pod> = env.api();
+    let list = || async { api.list(&ListParams::default().labels("rask.dev/component=worker")).await.unwrap().items };
+    let converged = |pods: &[Pod]| {
+        pods.len() == 5 && owned(pods, &a) == 1 && owned(pods, &b_default) == 2 && owned(pods, &a_b) == 2
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let pods = list().await;
+        seen.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
+        if converged(&pods) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not converged: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let quiet = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < quiet {
+        let pods = list().await;
+        seen.extend(pods.iter().filter_map(|p| p.metadata.uid.clone()));
+        assert!(
+            converged(&pods),
+            "the groups fell out of step: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.len(), 5, "pods were created and deleted: {} pods seen for 5 workers", seen.len());
+    let names: BTreeSet<String> = list().await.iter().map(|p| p.name_any()).collect();
+    for prefix in ["a-default-worker-", "a-b-default-worker-"] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "{prefix}: {names:?}");
+    }
+    operator.stop().await;
+}
+
+/// A ResourceQuota of one pod and a cluster of three workers: the API
+/// server refuses two worker pods. The cluster does not look blank: a
+/// Warning Event and the `Ready=False` condition carry the API server's
+/// reason, the status shows the one worker that exists, and the refused
+/// creations are retried with backoff, not every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pods_end_in_an_event_and_a_ready_false_condition() {
+    let env = TestEnv::new("quota").await;
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: pods\nspec:\n  hard: {pods: \"1\"}\n";
+    assert!(env.apply(quota).ok);
+    // No quota controller runs here: give the quota its status, as it would.
+    let status = r#"{"status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}}"#;
+    let out = env.kubectl(&["patch", "resourcequota", "pods", "--subresource=status", "--type=merge", "-p", status]);
+    assert!(out.ok, "{}", out.stderr);
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("q", 3, "")).ok);
+    let ok = eventually(WAIT, || async {
+        condition(&cluster(&env, "q").await, "Ready")
+            .is_some_and(|(status, message)| status == "False" && message.contains("exceeded quota"))
+    })
+    .await;
+    let dc = cluster(&env, "q").await;
+    assert!(ok, "no Ready=False with the quota's refusal: {:?}", dc.status);
+    let ready = dc.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "Forbidden", "{ready:?}");
+    assert_eq!(dc.status.as_ref().unwrap().replicas, 1, "{:?}", dc.status);
+    assert_eq!(pod_names(&env, "rask.dev/cluster=q").await.len(), 1);
+    let warned = eventually(WAIT, || async {
+        events(&env).await.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.note.as_deref().is_some_and(|n| n.contains("exceeded quota"))
+        })
+    })
+    .await;
+    assert!(warned, "no FailedCreate Event");
+    // Backoff: over 12 s, at 5, 10, 20 s... at most a few more tries (the
+    // quota admission counts each refused create in the apiserver's
+    // metrics; here, the Events' count says how often it was tried).
+    let tries = || async {
+        events(&env)
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .sum::<i32>()
+    };
+    let before = tries().await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = tries().await;
+    assert!(after - before <= 3, "retried {} times in 12 s", after - before);
+    operator.stop().await;
+}
+
+/// What the CRD cannot check (quantities, requests above limits: CEL over
+/// the resources maps is over the API server's cost budget) is reported:
+/// the worker pods are refused (BadRequest, Invalid), and the cluster says so in its
+/// Ready condition instead of looking blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrunnable_worker_resources_are_reported() {
+    let env = TestEnv::new("badres").await;
+    let operator = env.start_operator();
+    let dc = |name: &str, resources: &str| {
+        format!(
+            "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: {name}\nspec:\n  worker:\n    replicas: 1\n    resources: {resources}\n"
+        )
+    };
+    assert!(env.apply(&dc("banana", "{requests: {cpu: banana}}")).ok);
+    assert!(env.apply(&dc("over", "{requests: {cpu: '2'}, limits: {cpu: '1'}}")).ok);
+    for name in ["banana", "over"] {
+        let ok = eventually(WAIT, || async {
+            condition(&cluster(&env, name).await, "Ready").is_some_and(|(status, _)| status == "False")
+                && cluster(&env, name).await.status.is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && ["BadRequest", "Invalid"].contains(&c.reason.as_str()))
+                })
+        })
+        .await;
+        assert!(ok, "{name}: no Ready=False with the API server's refusal: {:?}", cluster(&env, name).await.status);
+        let (_, message) = condition(&cluster(&env, name).await, "Ready").unwrap();
+        assert!(message.contains("quantit") || message.contains("cpu"), "{name}: {message}");
+    }
+    operator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +501,7 @@ async fn scale_down_retires_through_the_real_scheduler() {
     let env = TestEnv::new("scaledown").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     assert!(env.apply(&cluster_yaml("sd", 3, &scheduler_annotation(&scheduler))).ok);
     let joined = eventually(WAIT, || async { scheduler_workers(&scheduler.http).await["num_workers"] == 3 }).await;
     assert!(joined, "three workers did not join the scheduler");
@@ -320,7 +537,7 @@ async fn unreachable_scheduler_blocks_scale_down_and_says_why() {
     // A port nothing listens on: the scheduler cannot be asked.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let _agent = env.node_agent(None);
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let annotation = format!("rask.dev/scheduler-http-url: \"http://127.0.0.1:{port}\"");
     assert!(env.apply(&cluster_yaml("un", 2, &annotation)).ok);
     let ok = eventually(WAIT, || async {
@@ -353,7 +570,7 @@ async fn spec_edit_rolls_out_each_worker_retired() {
     let env = TestEnv::new("rollout").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     assert!(env.apply(&cluster_yaml("ro", 2, &scheduler_annotation(&scheduler))).ok);
     let revisions = |pods: &[Pod]| -> Vec<String> {
         pods.iter().filter_map(|p| p.labels().get("rask.dev/revision").cloned()).collect()
@@ -637,7 +854,7 @@ async fn autoscaling_follows_the_scheduler_and_retires_through_it() {
     let env = TestEnv::new("autoscale").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(Some(scheduler.address.clone()));
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     // An idle scheduler wants no workers: the operator goes to the minimum,
     // after a (here zero) stabilization window, retiring through the scheduler.
     let yaml = format!(
@@ -670,7 +887,7 @@ async fn an_idle_cluster_is_deleted_after_its_idle_timeout() {
     let env = TestEnv::new("idle").await;
     let scheduler = tokio::task::spawn_blocking(|| Scheduler::start(&[])).await.expect("scheduler");
     let _agent = env.node_agent(None);
-    let operator = env.start_operator();
+    let operator = env.start_operator_with_url_annotation();
     let yaml = format!(
         "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: idle\n  annotations: {{{}}}\nspec:\n  worker:\n    replicas: 0\n  idleTimeoutSeconds: 2\n",
         scheduler_annotation(&scheduler)

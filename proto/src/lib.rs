@@ -81,26 +81,131 @@ pub fn check_version(theirs: Option<&pb::Version>) -> Result<(), WireError> {
 }
 
 /// Shared-token authentication: when a token is configured, every request
-/// carries `authorization: Bearer <token>`; others are refused. The token is
-/// compared in constant time and never logged.
+/// to every port (gRPC to the scheduler and to workers' data services, and
+/// HTTP) carries `authorization: Bearer <token>`; others are refused. The
+/// token is compared in constant time and never logged.
 pub mod auth {
-    use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
-    use tonic::{Request, Status};
+    use std::sync::Arc;
 
-    /// Checks a request's bearer token against the configured one.
+    use axum::extract::{Request, State};
+    use axum::http::{StatusCode, header};
+    use axum::middleware::Next;
+    use axum::response::{IntoResponse, Response};
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq;
+    use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+    use tonic::{Request as GrpcRequest, Status};
+
+    /// Checks a gRPC request's bearer token against the configured one.
     pub fn check(metadata: &MetadataMap, token: Option<&str>) -> Result<(), Status> {
         let Some(token) = token else { return Ok(()) };
         let given = metadata.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         match given {
             Some(given) if same(given.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(Status::unauthenticated("wrong token")),
-            None => Err(Status::unauthenticated("this scheduler requires a token (--token or RASK_TOKEN)")),
+            None => Err(Status::unauthenticated("this cluster requires a token (--token or RASK_TOKEN)")),
         }
     }
 
-    /// Equality whose time does not depend on where the inputs differ.
+    /// Equality whose time does not depend on where the inputs differ
+    /// (only on their lengths, which the token's owner chose).
     pub fn same(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.ct_eq(b).into()
+    }
+
+    /// Whether an HTTP `Authorization` header carries the token: as
+    /// `Bearer <token>` (API clients, Prometheus, the operator), or as the
+    /// password of HTTP Basic credentials with any user name (what a browser
+    /// sends after the dashboard's login prompt).
+    pub fn http_authorized(header: Option<&str>, token: &str) -> bool {
+        let Some(header) = header else { return false };
+        if let Some(given) = header.strip_prefix("Bearer ") {
+            return same(given.trim().as_bytes(), token.as_bytes());
+        }
+        let Some(encoded) = header.strip_prefix("Basic ") else { return false };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+        match decoded.iter().position(|&b| b == b':') {
+            Some(colon) => same(&decoded[colon + 1..], token.as_bytes()),
+            None => false,
+        }
+    }
+
+    /// Who may read a process's HTTP endpoints. With a token, every path
+    /// (unknown ones too, so a caller cannot tell which exist) requires it,
+    /// except `/health`, which kubelet probes call without headers and which
+    /// answers `ok` and nothing more, and `/metrics` when it is left open
+    /// for Prometheus set-ups that cannot present a token.
+    #[derive(Clone, Default)]
+    pub struct HttpGuard {
+        token: Option<Arc<str>>,
+        metrics_open: bool,
+    }
+
+    impl std::fmt::Debug for HttpGuard {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("HttpGuard")
+                .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+                .field("metrics_open", &self.metrics_open)
+                .finish()
+        }
+    }
+
+    impl HttpGuard {
+        pub fn new(token: Option<&str>, metrics_open: bool) -> Self {
+            Self { token: token.map(Arc::from), metrics_open }
+        }
+
+        /// Whether `path` is served without the token.
+        pub fn is_open(&self, path: &str) -> bool {
+            self.token.is_none() || path == "/health" || (self.metrics_open && path == "/metrics")
+        }
+    }
+
+    /// axum middleware applying an [`HttpGuard`] (as a `layer` over the
+    /// whole router): a request without the token gets 401 and a Basic
+    /// challenge, so a browser asks for it, and learns nothing else.
+    pub async fn guard_http(State(guard): State<HttpGuard>, request: Request, next: Next) -> Response {
+        if let Some(token) = guard.token.as_deref().filter(|_| !guard.is_open(request.uri().path())) {
+            let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            if !http_authorized(given, token) {
+                return refused();
+            }
+        }
+        next.run(request).await
+    }
+
+    /// The answer to a request without the token.
+    pub fn refused() -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"rask\", charset=\"UTF-8\"")],
+            "Unauthorized: this endpoint requires the cluster's token (Authorization: Bearer <token>)\n",
+        )
+            .into_response()
+    }
+
+    /// Refuses, on a gRPC server, every request without the token (when
+    /// one is configured).
+    #[derive(Clone, Default)]
+    pub struct Require(Option<Arc<str>>);
+
+    impl std::fmt::Debug for Require {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(if self.0.is_some() { "Require(<redacted>)" } else { "Require(none)" })
+        }
+    }
+
+    impl Require {
+        pub fn new(token: Option<&str>) -> Self {
+            Self(token.map(Arc::from))
+        }
+    }
+
+    impl tonic::service::Interceptor for Require {
+        fn call(&mut self, request: GrpcRequest<()>) -> Result<GrpcRequest<()>, Status> {
+            check(request.metadata(), self.0.as_deref())?;
+            Ok(request)
+        }
     }
 
     /// Adds the bearer token, if any, to every outgoing request.
@@ -128,7 +233,7 @@ pub mod auth {
     }
 
     impl tonic::service::Interceptor for Bearer {
-        fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        fn call(&mut self, mut request: GrpcRequest<()>) -> Result<GrpcRequest<()>, Status> {
             if let Some(v) = &self.0 {
                 request.metadata_mut().insert("authorization", v.clone());
             }
@@ -359,6 +464,32 @@ impl Assembler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_credentials_must_carry_the_token() {
+        use super::auth::http_authorized;
+        use base64::Engine as _;
+        let basic = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        assert!(http_authorized(Some("Bearer s3cret"), "s3cret"));
+        assert!(http_authorized(Some(&basic("anyone:s3cret")), "s3cret"));
+        assert!(http_authorized(Some(&basic(":s3cret")), "s3cret"));
+        for wrong in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("bearer s3cret"),
+            Some("s3cret"),
+            Some("Basic !!!"),
+            Some(basic("s3cret").as_str()),
+            Some(basic("s3cret:").as_str()),
+            Some(basic("u:s3cret ").as_str()),
+        ] {
+            assert!(!http_authorized(wrong, "s3cret"), "{wrong:?}");
+        }
+    }
+
     use super::*;
     use prost::Message;
 

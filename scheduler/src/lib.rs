@@ -1,4 +1,4 @@
-//! The scheduler's decisions, as a pure state machine (design notes §2).
+//! The scheduler's decisions, as a pure state machine (docs/ARCHITECTURE.md, Crates: rask-scheduler).
 //!
 //! [`SchedulerState`] takes [`Event`]s (a graph was submitted, a task finished,
 //! a worker joined or was lost, a client released keys, ...) and answers with

@@ -13,7 +13,7 @@ pub enum StorageError {
     #[error("{url}: bucket {bucket:?} does not exist (NoSuchBucket) at {endpoint}")]
     NoSuchBucket { url: String, bucket: String, endpoint: String },
     /// The object (or local file) does not exist.
-    #[error("{url}: no such object (NoSuchKey)")]
+    #[error("{url}: {}", missing(.url))]
     NoSuchKey { url: String },
     /// A glob or directory matched nothing.
     #[error("{url}: no files match")]
@@ -43,6 +43,12 @@ pub enum StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What a missing URL is called: an S3 object by S3's code, a local path
+/// as a missing file.
+fn missing(url: &str) -> &'static str {
+    if crate::is_s3(url) { "no such object (NoSuchKey)" } else { "no such file or directory" }
+}
 
 impl StorageError {
     /// Whether the object or bucket was missing.

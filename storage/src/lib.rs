@@ -341,6 +341,8 @@ mod tests {
         assert_eq!(left.len(), 1, "only x.bin remains");
         let missing = read(&format!("{}/nope", dir.display()), &StorageOptions::default()).expect_err("missing");
         assert!(matches!(missing, StorageError::NoSuchKey { .. }), "{missing}");
+        let text = missing.to_string();
+        assert!(text.ends_with("/nope: no such file or directory") && !text.contains("NoSuchKey"), "{text}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -5,11 +5,12 @@
 //! Usage: rask-test-worker [<scheduler>] [--nthreads N] [--name NAME]
 //!        [--group GROUP] [--memory-limit BYTES] [--grace-period SECONDS]
 //!        [--data-port P] [--http-port P]
-//!        [--tls-ca-file PEM --tls-cert PEM --tls-key PEM]
+//!        [--tls-ca-file PEM --tls-cert PEM --tls-key PEM] [--token TOKEN]
+//!        [--metrics-open]
 //!
-//! As in a worker pod, the scheduler, name, group and contact host may come
-//! from `RASK_SCHEDULER_ADDRESS`, `RASK_WORKER_NAME`, `RASK_WORKER_GROUP`
-//! and `RASK_CONTACT_HOST` instead.
+//! As in a worker pod, the scheduler, name, group, contact host and token
+//! may come from `RASK_SCHEDULER_ADDRESS`, `RASK_WORKER_NAME`,
+//! `RASK_WORKER_GROUP`, `RASK_CONTACT_HOST` and `RASK_TOKEN` instead.
 
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             arg(&args, "--grace-period").map(|n| n.parse()).transpose()?.unwrap_or(10.0),
         ),
         tls,
+        token: arg_or_env(&args, "--token", "RASK_TOKEN"),
+        metrics_open: args.iter().any(|a| a == "--metrics-open")
+            || std::env::var("RASK_METRICS_OPEN").is_ok_and(|v| v == "true" || v == "1"),
         ..rask_worker::WorkerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -160,8 +160,13 @@ pub struct Scheduler {
 impl Scheduler {
     /// `rask scheduler` on free loopback ports, with extra arguments.
     pub fn start(extra: &[&str]) -> Scheduler {
+        Self::start_on(0, extra)
+    }
+
+    /// `rask scheduler` with its gRPC side on `port` (0: any free port).
+    pub fn start_on(port: u16, extra: &[&str]) -> Scheduler {
         let mut cmd = Command::new(rask_bin());
-        cmd.args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]).args(extra);
+        cmd.args(["scheduler", "--host", "127.0.0.1", "--port", &port.to_string(), "--http-port", "0"]).args(extra);
         let mut proc = Proc::spawn("scheduler", cmd);
         let line = proc.wait_for_line("rask scheduler at", Duration::from_secs(30));
         let address = line.rsplit(' ').next().expect("address").to_string();
@@ -188,6 +193,16 @@ impl Scheduler {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
+    }
+
+    /// A counter or gauge of the scheduler's `/metrics` without labels (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until the scheduler reports `n` workers.
@@ -230,6 +245,40 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     request_over(stream, addr, method, path, body, headers)
+}
+
+/// A GET of an endless response (a server-sent event stream): the status
+/// and what arrived until `until` showed up, the server closed, or
+/// `timeout` passed.
+pub fn http_stream_start(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    until: &str,
+    timeout: Duration,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !String::from_utf8_lossy(&response).contains(until) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
 }
 
 /// A GET over HTTPS that trusts only `ca_pem` and checks the certificate

@@ -4,17 +4,23 @@
 //! accepts. A value is encoded into segments that reference a large array's
 //! own memory, and pieces slice them: the sender copies nothing but headers.
 //! The receiver writes an array's pieces straight into its new vector.
+//!
+//! With a cluster token, the service answers only requests that carry it
+//! (`authorization: Bearer <token>`), like every other port of the cluster:
+//! the values it holds are the cluster's results.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use rask_core::{Key, Value};
+use rask_proto::auth::{Bearer, Require};
 use rask_proto::pb::worker_data_client::WorkerDataClient;
 use rask_proto::pb::worker_data_server::{WorkerData, WorkerDataServer};
 use rask_proto::pb::{self, Keys, Piece};
 use rask_proto::transport::Tls;
 use rask_proto::{Assembler, MAX_MESSAGE_BYTES, PIECE_BYTES, encode_segments, pieces};
 use tokio_stream::Stream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -31,11 +37,13 @@ impl DataService {
         Self { store }
     }
 
-    /// The tonic service, with rask's message bounds.
-    pub fn into_server(self) -> WorkerDataServer<Self> {
-        WorkerDataServer::new(self)
+    /// The tonic service, with rask's message bounds, refusing requests
+    /// without `token` when one is given.
+    pub fn into_server(self, token: Option<&str>) -> InterceptedService<WorkerDataServer<Self>, Require> {
+        let server = WorkerDataServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        InterceptedService::new(server, Require::new(token))
     }
 }
 
@@ -69,7 +77,7 @@ impl WorkerData for DataService {
 /// A connection to a peer's data service.
 #[derive(Clone, Debug)]
 pub struct DataClient {
-    inner: WorkerDataClient<Channel>,
+    inner: WorkerDataClient<InterceptedService<Channel, Bearer>>,
     limit: u64,
 }
 
@@ -90,17 +98,24 @@ impl DataClient {
     /// Connects to `address` (`http://host:port`), accepting values of at
     /// most `limit` bytes.
     pub async fn connect(address: &str, limit: u64) -> Result<Self, FetchError> {
-        Self::connect_with(address, limit, None).await
+        Self::connect_with(address, limit, None, None).await
     }
 
     /// As [`Self::connect`], over TLS when the address is `tls://` or
-    /// `https://` (with this process's certificates when it has them).
-    pub async fn connect_with(address: &str, limit: u64, tls: Option<&Tls>) -> Result<Self, FetchError> {
+    /// `https://` (with this process's certificates when it has them), and
+    /// presenting the cluster's `token` when there is one.
+    pub async fn connect_with(
+        address: &str,
+        limit: u64,
+        tls: Option<&Tls>,
+        token: Option<&str>,
+    ) -> Result<Self, FetchError> {
         let connect_error =
             |e: &dyn std::fmt::Display| FetchError::Connect { address: address.to_string(), message: e.to_string() };
+        let bearer = Bearer::new(token).map_err(|e| connect_error(&e.message()))?;
         let endpoint = rask_proto::transport::endpoint(address, tls).map_err(|e| connect_error(&e))?;
         let channel = endpoint.connect().await.map_err(|e| connect_error(&e))?;
-        let inner = WorkerDataClient::new(channel)
+        let inner = WorkerDataClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self { inner, limit })

@@ -50,7 +50,12 @@ pub struct WorkerConfig {
     /// 0 picks a free port.
     pub data_port: u16,
     pub http_port: u16,
+    /// When set, every port requires this token: the data service, and
+    /// HTTP but `/health` (and `/metrics` with `metrics_open`). It is also
+    /// presented to the scheduler and to peers' data services.
     pub token: Option<String>,
+    /// Serve `/metrics` without the token. Off by default.
+    pub metrics_open: bool,
     /// TLS for the data service, HTTPS, and connections to the scheduler and
     /// peers; plain when `None`.
     pub tls: Option<Arc<Tls>>,
@@ -88,6 +93,7 @@ impl Default for WorkerConfig {
             data_port: 0,
             http_port: 0,
             token: None,
+            metrics_open: false,
             tls: None,
             heartbeat: Duration::from_secs(1),
             grace_period: Duration::from_secs(30),
@@ -142,6 +148,8 @@ struct PeerInputs {
     counters: Arc<Counters>,
     limit: u64,
     tls: Option<Arc<Tls>>,
+    /// The cluster's token, presented to peers' data services.
+    token: Option<String>,
 }
 
 impl PeerInputs {
@@ -151,7 +159,7 @@ impl PeerInputs {
         if let Some(c) = cached {
             return Ok(c);
         }
-        let client = DataClient::connect_with(address, self.limit, self.tls.as_deref()).await?;
+        let client = DataClient::connect_with(address, self.limit, self.tls.as_deref(), self.token.as_deref()).await?;
         self.clients
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -248,6 +256,8 @@ impl Reporter for StreamReporter {
     fn report(&self, _worker: WorkerId, outcome: Outcome) {
         let kind = match outcome {
             Outcome::Finished { key, nbytes, duration } => {
+                // What a worker ran, for `RUST_LOG=rask_worker=debug`.
+                tracing::debug!(key = %key, nbytes, duration_seconds = duration, "task finished");
                 Up::Finished(pb::Finished { key: Some((&key).into()), nbytes, duration_seconds: duration })
             }
             Outcome::Erred { key, message, origin } => {
@@ -391,7 +401,7 @@ pub async fn run(
     let data_port = data_listener.local_addr()?.port();
     let web = if config.tls.as_deref().is_some_and(Tls::can_serve) { "https" } else { "http" };
     let data_address = format!("{web}://{contact}:{data_port}");
-    let data_svc = DataService::new(store.clone()).into_server();
+    let data_svc = DataService::new(store.clone()).into_server(config.token.as_deref());
     let mut data_server = transport::grpc_server(config.tls.as_deref()).map_err(std::io::Error::other)?;
     let data_task =
         tokio::spawn(data_server.add_service(data_svc).serve_with_incoming(TcpListenerStream::new(data_listener)));
@@ -448,6 +458,7 @@ pub async fn run(
         counters: counters.clone(),
         limit: u64::MAX,
         tls: config.tls.clone(),
+        token: config.token.clone(),
     });
     let exec = Executor::start(
         id,
@@ -477,7 +488,12 @@ pub async fn run(
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], node.render()).into_response()
             }),
         )
-        .with_state(node.clone());
+        .with_state(node.clone())
+        // `/health` stays open for kubelet probes and says only `ok`.
+        .layer(axum::middleware::from_fn_with_state(
+            auth::HttpGuard::new(config.token.as_deref(), config.metrics_open),
+            auth::guard_http,
+        ));
     let http_tls = config.tls.clone();
     let http_task = tokio::spawn(async move {
         if let Err(e) = transport::serve_http(http_listener, app, http_tls, std::future::pending()).await {

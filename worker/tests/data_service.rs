@@ -1,5 +1,6 @@
 //! The data service over real TCP on loopback: values of any size arrive
-//! whole and equal, missing keys and oversized values are clear errors.
+//! whole and equal, missing keys and oversized values are clear errors, and
+//! a service with a token serves only peers that present it.
 
 use std::sync::Arc;
 
@@ -10,11 +11,15 @@ use rask_worker::data::{DataClient, DataService, FetchError};
 use tokio_stream::wrappers::TcpListenerStream;
 
 async fn serve(store: Arc<DataStore>) -> String {
+    serve_with_token(store, None).await
+}
+
+async fn serve_with_token(store: Arc<DataStore>, token: Option<&str>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("address");
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(DataService::new(store).into_server())
+        .add_service(DataService::new(store).into_server(token))
         .serve_with_incoming(TcpListenerStream::new(listener));
     tokio::spawn(server);
     format!("http://{addr}")
@@ -57,4 +62,20 @@ async fn missing_keys_and_oversized_values_are_errors() {
     assert!(matches!(err, FetchError::Wire(rask_proto::WireError::TooLarge { .. })), "{err}");
     let err = DataClient::connect("http://127.0.0.1:1", 10).await.expect_err("nothing listens on port 1");
     assert!(matches!(err, FetchError::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_the_data() {
+    let store = Arc::new(DataStore::new());
+    store.insert(Key::new("secret"), Value::Int(7));
+    let addr = serve_with_token(store, Some("s3cret")).await;
+    for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret-and-more")] {
+        let mut client = DataClient::connect_with(&addr, 1 << 20, None, token).await.expect("connects");
+        let err = client.fetch(&[Key::new("secret")]).await.expect_err("refused without the token");
+        assert!(matches!(&err, FetchError::Status(s) if s.code() == tonic::Code::Unauthenticated), "{token:?}: {err}");
+        assert!(err.to_string().contains("token"), "{err}");
+    }
+    let mut client = DataClient::connect_with(&addr, 1 << 20, None, Some("s3cret")).await.expect("connects");
+    let got = client.fetch(&[Key::new("secret")]).await.expect("the token opens it");
+    assert_eq!(got, vec![(Key::new("secret"), Value::Int(7))]);
 }

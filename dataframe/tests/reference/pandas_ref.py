@@ -2,6 +2,8 @@
 
     pandas_ref.py gen PATH ROWS SEED   writes a generated CSV
     pandas_ref.py eval PATH            prints every case's result as JSON
+    pandas_ref.py compress SRC OUT     compresses SRC's bytes into OUT with the
+                                       codec its suffix names, as pandas would
 
 The generated data mixes what real files hold: integers with and without
 gaps, floats with NaN, strings with missing values, quoted fields with
@@ -148,6 +150,28 @@ def parquet_read(pattern):
     json.dump(table(df, index=False), sys.stdout)
 
 
+def compress(src, out):
+    """Writes SRC's bytes to OUT through the codec pandas infers from OUT's
+    suffix (gzip, bz2, xz from the standard library, zstd from zstandard),
+    in two concatenated members or frames where the codec allows it."""
+    import bz2, gzip, lzma
+    import zstandard
+    data = open(src, "rb").read()
+    half = len(data) // 2
+    if out.endswith(".gz"):
+        blob = gzip.compress(data[:half]) + gzip.compress(data[half:])
+    elif out.endswith(".bz2"):
+        blob = bz2.compress(data[:half]) + bz2.compress(data[half:])
+    elif out.endswith(".xz"):
+        blob = lzma.compress(data)
+    elif out.endswith(".zst"):
+        c = zstandard.ZstdCompressor()
+        blob = c.compress(data[:half]) + c.compress(data[half:])
+    else:
+        raise SystemExit(f"no codec for {out}")
+    open(out, "wb").write(blob)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -155,5 +179,7 @@ if __name__ == "__main__":
         parquet_write(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "parquet_read":
         parquet_read(sys.argv[2])
+    elif sys.argv[1] == "compress":
+        compress(sys.argv[2], sys.argv[3])
     else:
         evaluate(sys.argv[2])

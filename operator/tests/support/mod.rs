@@ -369,8 +369,23 @@ impl TestEnv {
 
     /// The operator in this process, watching this namespace only.
     pub fn start_operator(&self) -> InProcessOperator {
+        self.start_operator_with(|_| {})
+    }
+
+    /// The operator honouring `rask.dev/scheduler-http-url`
+    /// (`--scheduler-url-annotation`), for tests whose DaskClusters point
+    /// it at a scheduler process on loopback.
+    pub fn start_operator_with_url_annotation(&self) -> InProcessOperator {
+        self.start_operator_with(|c| c.scheduler_url_annotation = true)
+    }
+
+    /// The operator in this process with its reconcilers' settings edited.
+    pub fn start_operator_with(
+        &self,
+        edit: impl FnOnce(&mut rask_operator::controller::ControllerConfig),
+    ) -> InProcessOperator {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let config = rask_operator::OperatorConfig {
+        let mut config = rask_operator::OperatorConfig {
             namespace: Some(self.ns.clone()),
             metrics_addr: "127.0.0.1:0".parse().expect("addr"),
             leader_election: false,
@@ -382,6 +397,7 @@ impl TestEnv {
             },
             ..Default::default()
         };
+        edit(&mut config.controller);
         let client = self.client.clone();
         let task = tokio::spawn(async move {
             rask_operator::run(client, config, async move {

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -30,8 +31,13 @@ pub(crate) struct Handle {
     pub token: Option<Arc<str>>,
     tls: Option<Arc<Tls>>,
     pub metrics: Arc<Metrics>,
-    peers: Arc<Mutex<FxHashMap<String, WorkerDataClient<Channel>>>>,
+    peers: Arc<Mutex<FxHashMap<String, PeerClient>>>,
+    /// The HTTP side serves `/metrics` without the token.
+    pub metrics_open: bool,
 }
+
+/// A worker's data service, asked with the cluster's token.
+type PeerClient = WorkerDataClient<InterceptedService<Channel, auth::Bearer>>;
 
 impl Handle {
     pub(crate) fn new(
@@ -39,8 +45,9 @@ impl Handle {
         token: Option<Arc<str>>,
         tls: Option<Arc<Tls>>,
         metrics: Arc<Metrics>,
+        metrics_open: bool,
     ) -> Self {
-        Self { core, token, tls, metrics, peers: Arc::default() }
+        Self { core, token, tls, metrics, peers: Arc::default(), metrics_open }
     }
 
     fn send(&self, msg: CoreMsg) -> Result<(), Status> {
@@ -58,14 +65,15 @@ impl Handle {
     }
 
     /// A channel to a worker's data service, made once per address.
-    fn peer(&self, address: &str) -> Result<WorkerDataClient<Channel>, Status> {
+    fn peer(&self, address: &str) -> Result<PeerClient, Status> {
         let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = peers.get(address) {
             return Ok(c.clone());
         }
         let endpoint = rask_proto::transport::endpoint(address, self.tls.as_deref())
             .map_err(|e| Status::internal(format!("worker {address}: {e}")))?;
-        let client = WorkerDataClient::new(endpoint.connect_lazy())
+        let bearer = auth::Bearer::new(self.token.as_deref())?;
+        let client = WorkerDataClient::with_interceptor(endpoint.connect_lazy(), bearer)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         peers.insert(address.to_string(), client.clone());

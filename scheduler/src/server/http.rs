@@ -1,14 +1,22 @@
 //! The scheduler's HTTP side (axum): `/health`, Dask's `/api/v1` endpoints
 //! with the same paths and JSON shapes as dask.distributed, `/metrics` for
 //! Prometheus, and the `/status` dashboard fed by server-sent events.
+//!
+//! With a token, every endpoint but `/health` requires it: the dashboard,
+//! `/status.json` and the event stream show every worker's data address
+//! and the task stream, the API retires workers. A browser is asked for it
+//! by a Basic challenge (any user name, the token as password); programs
+//! send `Authorization: Bearer <token>`. `/metrics` requires it too unless
+//! the scheduler runs with `--metrics-open`. `/health` answers `ok` and
+//! nothing else, for kubelet probes, which cannot send headers.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -23,13 +31,6 @@ use super::grpc::Handle;
 const STATUS_PAGE: &str = include_str!("../http/status.html");
 
 pub(crate) fn router(handle: Handle) -> Router {
-    let api = Router::new()
-        .route("/api/v1", get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "API V1") }))
-        .route("/api/v1/get_workers", get(get_workers))
-        .route("/api/v1/adaptive_target", get(adaptive_target))
-        .route("/api/v1/check_idle", get(check_idle))
-        .route("/api/v1/retire_workers", post(retire_workers))
-        .route_layer(middleware::from_fn_with_state(handle.clone(), require_token));
     Router::new()
         .route("/", get(|| async { Redirect::to("/status") }))
         .route("/health", get(|| async { "ok" }))
@@ -37,24 +38,17 @@ pub(crate) fn router(handle: Handle) -> Router {
         .route("/status", get(|| async { Html(STATUS_PAGE) }))
         .route("/status.json", get(status_json))
         .route("/status/events", get(status_events))
-        .merge(api)
+        .route("/api/v1", get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "API V1") }))
+        .route("/api/v1/get_workers", get(get_workers))
+        .route("/api/v1/adaptive_target", get(adaptive_target))
+        .route("/api/v1/check_idle", get(check_idle))
+        .route("/api/v1/retire_workers", post(retire_workers))
+        // Over every path, unknown ones too (see `HttpGuard`).
+        .layer(middleware::from_fn_with_state(
+            rask_proto::auth::HttpGuard::new(handle.token.as_deref(), handle.metrics_open),
+            rask_proto::auth::guard_http,
+        ))
         .with_state(handle)
-}
-
-/// With a token configured, the API answers only `Authorization: Bearer <token>`
-/// (Dask's `distributed.scheduler.http.api-key`), with 403 otherwise.
-async fn require_token(State(h): State<Handle>, request: Request, next: Next) -> Response {
-    if let Some(token) = &h.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| rask_proto::auth::same(g.as_bytes(), token.as_bytes())) {
-            return (StatusCode::FORBIDDEN, "Unauthorized").into_response();
-        }
-    }
-    next.run(request).await
 }
 
 fn unavailable() -> Response {

@@ -35,8 +35,13 @@ pub struct ServerConfig {
     pub port: u16,
     /// HTTP port for the dashboard, API and metrics (Dask's 8787).
     pub http_port: u16,
-    /// When set, clients, workers and the HTTP API must present this token.
+    /// When set, every port requires this token: gRPC from clients and
+    /// workers, and every HTTP endpoint but `/health` (and `/metrics` with
+    /// `metrics_open`).
     pub token: Option<String>,
+    /// Serve `/metrics` without the token (for Prometheus set-ups that
+    /// cannot present one). Off by default.
+    pub metrics_open: bool,
     /// TLS for gRPC (mutual when a CA is given) and HTTPS; plain when `None`.
     pub tls: Option<Arc<Tls>>,
     pub scheduler: SchedulerConfig,
@@ -53,6 +58,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("port", &self.port)
             .field("http_port", &self.http_port)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("metrics_open", &self.metrics_open)
             .field("tls", &self.tls)
             .field("target_duration", &self.target_duration)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
             port: 8786,
             http_port: 8787,
             token: None,
+            metrics_open: false,
             tls: None,
             // Messages to workers cross a network and the processes share
             // cores: keep more tiny root tasks buffered on each worker than
@@ -109,8 +116,13 @@ impl SchedulerServer {
         );
         let core_thread =
             std::thread::Builder::new().name("rask-scheduler-core".into()).spawn(move || core.run(core_rx))?;
-        let handle =
-            grpc::Handle::new(core_tx.clone(), config.token.as_deref().map(Arc::from), config.tls.clone(), metrics);
+        let handle = grpc::Handle::new(
+            core_tx.clone(),
+            config.token.as_deref().map(Arc::from),
+            config.tls.clone(),
+            metrics,
+            config.metrics_open,
+        );
         let mut grpc_server = transport::grpc_server(config.tls.as_deref())
             .map_err(std::io::Error::other)?
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
