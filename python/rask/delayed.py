@@ -14,6 +14,7 @@ import uuid
 import weakref
 
 from . import _protocol, _rask
+from .base import is_rask_collection
 
 __all__ = ["Delayed", "delayed", "compute", "persist", "visualize"]
 
@@ -310,13 +311,27 @@ def delayed(obj=None, name=None, pure=None, nout=None, traverse=True, dask_key_n
     return Delayed(_rask.literal_node(key, obj), length=nout)
 
 
+class _Slot:
+    """Where a computed value goes back in ``_rebuild``: ``count`` futures from
+    ``start`` on, finished by ``finish`` (a collection), or one plain value."""
+
+    __slots__ = ("start", "count", "finish")
+
+    def __init__(self, start, count=1, finish=None):
+        self.start, self.count, self.finish = start, count, finish
+
+
 def _flatten(args, nodes):
-    """Finds the lazy values in ``args`` (inside lists, tuples, dicts, sets)."""
+    """Finds the lazy values in ``args`` (inside lists, tuples, dicts): each
+    ``Delayed`` adds its node, each collection (``rask.base``) its nodes."""
     def walk(obj):
-        node = obj._node if isinstance(obj, Delayed) else None
-        if node is not None:
-            nodes.append(node)
-            return ("__rask_result__", len(nodes) - 1)
+        if isinstance(obj, Delayed):
+            nodes.append(obj._node)
+            return _Slot(len(nodes) - 1)
+        if is_rask_collection(obj):
+            own = obj.__rask_nodes__()
+            nodes.extend(own)
+            return _Slot(len(nodes) - len(own), len(own), obj)
         t = type(obj)
         if t is list:
             return [walk(x) for x in obj]
@@ -328,17 +343,37 @@ def _flatten(args, nodes):
     return [walk(a) for a in args]
 
 
-def _rebuild(obj, results):
+def _rebuild(obj, take):
+    """Puts values back where ``_flatten`` found lazy ones: ``take(slot)``
+    gives each slot's value."""
     t = type(obj)
-    if t is tuple and len(obj) == 2 and obj[0] == "__rask_result__":
-        return results[obj[1]]
+    if t is _Slot:
+        return take(obj)
     if t is list:
-        return [_rebuild(x, results) for x in obj]
+        return [_rebuild(x, take) for x in obj]
     if t is tuple:
-        return tuple(_rebuild(x, results) for x in obj)
+        return tuple(_rebuild(x, take) for x in obj)
     if t is dict:
-        return {k: _rebuild(v, results) for k, v in obj.items()}
+        return {k: _rebuild(v, take) for k, v in obj.items()}
     return obj
+
+
+def _results(futures):
+    """``take`` for ``_rebuild`` from native futures: a plain slot's result,
+    or the collection's ``__rask_finalize__`` of its futures."""
+    def take(slot):
+        own = futures[slot.start:slot.start + slot.count]
+        return slot.finish.__rask_finalize__(own) if slot.finish is not None else own[0].result()
+    return take
+
+
+def _persisted(futures):
+    """``take`` for ``_rebuild``: lazy values that refer to computed futures
+    (the collection's ``__rask_persist__`` for a collection)."""
+    def take(slot):
+        own = futures[slot.start:slot.start + slot.count]
+        return slot.finish.__rask_persist__(own) if slot.finish is not None else Delayed(own[0].node())
+    return take
 
 
 def _client(kwargs=None):
@@ -358,8 +393,7 @@ def compute(*args, traverse=True, scheduler=None, get=None, optimize_graph=True,
         return tuple(args)
     client = _client(kwargs)
     futures = client._native.compute(nodes)
-    results = [f.result() for f in futures]
-    return tuple(_rebuild(s, results) for s in shapes)
+    return tuple(_rebuild(s, _results(futures)) for s in shapes)
 
 
 def persist(*args, **kwargs):
@@ -375,9 +409,7 @@ def persist(*args, **kwargs):
     futures = client._native.compute(nodes)
     for f in futures:
         f.wait()
-    persisted = [Delayed(f.node()) for f in futures]
-    out = tuple(_rebuild(s, persisted) for s in shapes)
-    return out
+    return tuple(_rebuild(s, _persisted(futures)) for s in shapes)
 
 
 def visualize(*args, filename="mydask", format=None, **kwargs):

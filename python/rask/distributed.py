@@ -26,7 +26,8 @@ from concurrent.futures import CancelledError
 
 from . import _rask
 from ._protocol import KilledWorker
-from .delayed import Delayed, _call, _flatten, _node_of, _rebuild
+from .base import is_rask_collection
+from .delayed import Delayed, _call, _flatten, _node_of, _persisted, _rebuild, _Slot
 
 # The module (the package's attribute `delayed` is the function).
 _delayed_module = sys.modules[Delayed.__module__]
@@ -148,11 +149,14 @@ class Future:
     def result(self, timeout=None):
         if self.client is not None and self.client.asynchronous:
             return self._result_async(timeout)
+        return self._result_now(timeout)
+
+    def _result_now(self, timeout=None):
         return self._native.result(timeout)
 
     async def _result_async(self, timeout=None):
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._native.result, timeout)
+        return await loop.run_in_executor(None, self._result_now, timeout)
 
     def exception(self, timeout=None):
         try:
@@ -184,13 +188,42 @@ class Future:
 
     def __await__(self):
         loop = asyncio.get_event_loop()
-        return loop.run_in_executor(None, self._native.result, None).__await__()
+        return loop.run_in_executor(None, self._result_now, None).__await__()
 
     def __repr__(self):
         return f"<Future: {self.status}, key: {self.key}>"
 
     def _repr_html_(self):
         return f"<strong>Future: {html.escape(self.key)}</strong> status: {self.status}"
+
+
+class _CollectionFuture(Future):
+    """The future of a collection's computation (``client.compute(array)``):
+    its result is the collection's in-memory value (a numpy array, a pandas
+    frame), made from the futures of its blocks."""
+
+    __slots__ = ("_collection", "_parts")
+
+    def __init__(self, natives, collection, client):
+        super().__init__(natives[-1] if natives else None, client)
+        self._collection = collection
+        self._parts = natives
+
+    def done(self):
+        return all(n.done() for n in self._parts)
+
+    def _result_now(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for n in self._parts:
+            n.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self._collection.__rask_finalize__(self._parts)
+
+    def cancel(self):
+        for n in self._parts:
+            n.cancel()
+
+    def _rask_node(self):
+        raise TypeError("a collection's future cannot be an argument of a delayed call; pass the collection")
 
 
 def _parse_memory(value, nworkers=1) -> int:
@@ -422,14 +455,12 @@ class Client:
         return futures
 
     def _gather_now(self, futures, errors="raise"):
-        nodes: list = []
-        shapes = []
         futs = []
 
         def walk(obj):
             if isinstance(obj, Future):
                 futs.append(obj)
-                return ("__rask_result__", len(futs) - 1)
+                return _Slot(len(futs) - 1)
             t = type(obj)
             if t is list:
                 return [walk(x) for x in obj]
@@ -443,14 +474,13 @@ class Client:
         results = []
         for f in futs:
             try:
-                results.append(f._native.result(None))
+                results.append(f._result_now(None))
             except Exception as e:
                 if errors == "skip":
                     results.append(None)
                 else:
                     raise
-        del nodes, shapes
-        return _rebuild(shape, results)
+        return _rebuild(shape, lambda slot: results[slot.start])
 
     def gather(self, futures, errors="raise", direct=None, asynchronous=None):
         """The results of futures (in lists, tuples and dicts as given)."""
@@ -491,15 +521,24 @@ class Client:
         nodes = []
         positions = []
         for i, c in enumerate(items):
+            if is_rask_collection(c):
+                own = c.__rask_nodes__()
+                positions.append((i, len(nodes), len(own), c))
+                nodes.extend(own)
+                continue
             node = _node_of(c)
             if node is not None:
-                positions.append(i)
+                positions.append((i, len(nodes), 1, None))
                 nodes.append(node)
-        futures = self._wrap(self._native.compute(nodes)) if nodes else []
+        natives = self._native.compute(nodes) if nodes else []
         out = list(items)
-        for i, f in zip(positions, futures):
+        for i, start, count, collection in positions:
+            if collection is None:
+                f = Future(natives[start], self)
+                self._futures[f.key] = f
+            else:
+                f = _CollectionFuture(natives[start:start + count], collection, self)
             out[i] = f
-            self._futures[f.key] = f
         if sync:
             out = self.gather(out)
         return out[0] if single else out
@@ -512,8 +551,7 @@ class Client:
         nodes: list = []
         shapes = _flatten(items, nodes)
         natives = self._native.compute(nodes) if nodes else []
-        persisted = [Delayed(f.node()) for f in natives]
-        out = [_rebuild(s, persisted) for s in shapes]
+        out = [_rebuild(s, _persisted(natives)) for s in shapes]
         return out[0] if single else out
 
     def cancel(self, futures, asynchronous=None, force=False):

@@ -80,7 +80,7 @@ impl PyLocalCluster {
 #[derive(Debug)]
 #[pyclass(frozen, name = "Client", module = "rask._rask")]
 pub struct PyClient {
-    inner: rask::Client,
+    pub(crate) inner: rask::Client,
 }
 
 #[pymethods]
@@ -136,7 +136,7 @@ impl PyClient {
 #[derive(Debug)]
 #[pyclass(frozen, name = "Future", module = "rask._rask")]
 pub struct PyFuture {
-    inner: Arc<rask::Future<Value>>,
+    pub(crate) inner: Arc<rask::Future<Value>>,
 }
 
 #[pymethods]
