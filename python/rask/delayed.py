@@ -15,6 +15,7 @@ import weakref
 
 from . import _protocol, _rask
 from .base import is_rask_collection
+from .diagnostics import _active_bar
 
 __all__ = ["Delayed", "delayed", "compute", "persist", "visualize"]
 
@@ -393,6 +394,9 @@ def compute(*args, traverse=True, scheduler=None, get=None, optimize_graph=True,
         return tuple(args)
     client = _client(kwargs)
     futures = client._native.compute(nodes)
+    bar = _active_bar()
+    if bar is not None:
+        bar._watch(_rask.task_count(nodes), client._completed_tasks, futures)
     return tuple(_rebuild(s, _results(futures)) for s in shapes)
 
 
@@ -426,4 +430,14 @@ def visualize(*args, filename="mydask", format=None, **kwargs):
     if "." not in filename.rsplit("/", 1)[-1]:
         filename = f"{filename}.{format or 'png'}"
     _rask.write_drawing(nodes, filename)
+    from .diagnostics import _in_notebook
+
+    if _in_notebook():
+        # In a notebook the drawing shows in the cell, as Dask's does.
+        from IPython.display import SVG, Image
+
+        if filename.endswith(".svg"):
+            return SVG(filename=filename)
+        if filename.endswith(".png"):
+            return Image(filename=filename)
     return filename

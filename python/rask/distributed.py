@@ -386,6 +386,33 @@ class Client:
                              "memory_limit": (w.get("memory_limit") or 0)}
         return {"address": self.scheduler_address, "workers": workers}
 
+    def _completed_tasks(self):
+        """Tasks the cluster has finished (progress bars): the embedded
+        cluster's count, or the scheduler's ``rask_scheduler_tasks_completed_total``
+        metric from its HTTP port; 0 when neither can be read."""
+        if self.cluster is not None:
+            return self.cluster._native.completed_tasks()
+        link = self.dashboard_link
+        if not link:
+            return 0
+        request = urllib.request.Request(link.replace("/status", "/metrics"))
+        token = os.environ.get("RASK_TOKEN")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=1) as r:
+                text = r.read().decode()
+        except Exception:
+            return 0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("rask_scheduler_tasks_completed_total"):
+                try:
+                    total += float(line.rsplit(" ", 1)[1])
+                except ValueError:
+                    pass
+        return int(total)
+
     def nthreads(self):
         return {n: w["nthreads"] for n, w in self.scheduler_info()["workers"].items()}
 
@@ -687,7 +714,13 @@ class as_completed:
 
 
 def progress(*futures, notebook=None, multi=False, complete=True, **kwargs):
-    """A text progress bar until the futures (or persisted values) are done."""
+    """A progress bar until the futures (or persisted values) are done.
+
+    In a terminal it blocks, drawing a text bar; in a notebook it returns at
+    once and an HTML bar updates in place from a background thread (as
+    Dask's widget does)."""
+    from .diagnostics import _Bar, _in_notebook
+
     fs: list = []
     for f in futures:
         if isinstance(f, (list, tuple, set)):
@@ -695,16 +728,21 @@ def progress(*futures, notebook=None, multi=False, complete=True, **kwargs):
         else:
             fs.append(f)
     fs = [f for f in fs if isinstance(f, Future)]
-    total = len(fs)
-    start = time.monotonic()
-    out = sys.stdout
-    while True:
-        done = sum(f.done() for f in fs)
-        frac = done / total if total else 1.0
-        bar = "#" * int(40 * frac)
-        out.write(f"\r[{bar:<40}] | {frac * 100:3.0f}% Completed | {time.monotonic() - start:4.1f}s")
-        out.flush()
-        if done == total:
-            break
-        time.sleep(0.1)
-    out.write("\n")
+    in_notebook = _in_notebook() if notebook is None else bool(notebook)
+    bar = _Bar(notebook=in_notebook)
+
+    def run():
+        total = len(fs)
+        while True:
+            done = sum(f.done() for f in fs)
+            if done == total:
+                break
+            bar.show(done, total)
+            time.sleep(0.1)
+        bar.finish(total, total)
+
+    if in_notebook:
+        bar.show(sum(f.done() for f in fs), len(fs))
+        threading.Thread(target=run, daemon=True, name="rask-progress").start()
+    else:
+        run()

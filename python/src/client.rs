@@ -54,6 +54,16 @@ impl PyLocalCluster {
         })
     }
 
+    /// Tasks the cluster has finished since it started (for progress bars).
+    fn completed_tasks(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| {
+            guarded(|| {
+                let guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                guard.as_ref().and_then(|c| c.snapshot().ok()).map_or(0, |s| s.completed_total)
+            })
+        })
+    }
+
     /// Adds a worker with `nthreads` threads.
     fn add_worker(&self, py: Python<'_>, nthreads: usize) -> PyResult<()> {
         py.detach(|| {

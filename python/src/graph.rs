@@ -110,6 +110,13 @@ fn literal_node(key: &str, value: &Bound<'_, PyAny>) -> PyResult<Node> {
     Ok(Node { inner })
 }
 
+/// How many tasks the graph behind some nodes has (shared ones once).
+#[pyfunction]
+fn task_count(nodes: Vec<Bound<'_, Node>>) -> usize {
+    let values: Vec<Delayed<Value>> = nodes.iter().map(|n| n.get().inner.clone()).collect();
+    rask::task_count(&values)
+}
+
 /// Graphviz DOT source of the graph behind some nodes.
 #[pyfunction]
 fn dot_source(nodes: Vec<Bound<'_, Node>>) -> String {
@@ -131,6 +138,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(literal_node, m)?)?;
     m.add_function(wrap_pyfunction!(function_node, m)?)?;
     m.add_function(wrap_pyfunction!(dot_source, m)?)?;
+    m.add_function(wrap_pyfunction!(task_count, m)?)?;
     m.add_function(wrap_pyfunction!(write_drawing, m)?)?;
     Ok(())
 }
