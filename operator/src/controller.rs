@@ -201,10 +201,30 @@ impl Context {
             &desired_json,
             cached_json.as_ref().map(|j| (version.as_deref(), j)),
         );
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        // A forced apply takes every field, ownerReferences included: never
+        // run one over an object of the same name that another owner (or a
+        // user) made. The cache holds only the operator's labelled
+        // children, so a miss is checked with the server (once, at creation).
+        let owner = desired.meta().owner_references.as_ref().and_then(|r| r.first()).map(|r| r.uid.clone());
+        let existing = match &cached {
+            Some(c) => Some(c.clone()),
+            None => api.get_opt(name).await?.map(Arc::new),
+        };
+        if let (Some(owner), Some(existing)) = (owner, &existing)
+            && !existing.meta().owner_references.as_ref().is_some_and(|refs| refs.iter().any(|r| r.uid == owner))
+        {
+            let holders: Vec<String> =
+                existing.meta().owner_references.iter().flatten().map(|r| format!("{} {}", r.kind, r.name)).collect();
+            return Err(Error::NotOwned {
+                kind: K::kind(&()).into_owned(),
+                name: format!("{namespace}/{name}"),
+                owner: if holders.is_empty() { "this object".into() } else { holders.join(", ") },
+            });
+        }
         if let (false, Some(cached)) = (needed, cached) {
             return Ok(cached);
         }
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let applied = api.patch(name, &apply_params(), &Patch::Apply(desired)).await?;
         let after = applied.meta().resource_version.clone();
         self.applied.insert(key, Applied { hash, before: version, after });
@@ -640,11 +660,18 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
     let deployment = resources::scheduler_deployment(&name, spec, owner.clone());
     let service = resources::scheduler_service(&name, spec, owner.clone());
     let child_name = resources::scheduler_name(&name);
-    let (deployment, _) = futures::future::try_join(
+    let applied = futures::future::try_join(
         ctx.apply_child(&ctx.caches.deployments, &ns, &child_name, &deployment),
         ctx.apply_child(&ctx.caches.services, &ns, &child_name, &service),
     )
-    .await?;
+    .await;
+    let deployment = match applied {
+        Ok((deployment, _)) => {
+            ctx.create_backoff(&format!("{key}/scheduler"), false);
+            deployment
+        }
+        Err(e) => return report_scheduler_failure(dc, &key, e, ctx).await,
+    };
     let scheduler_ready = deployment
         .status
         .as_ref()
@@ -977,6 +1004,55 @@ fn job_condition(job: &Job, type_: &str) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
+/// The scheduler's Deployment or Service could not be applied (a name taken
+/// by another owner, a quota, an admission webhook, an invalid field): a
+/// Warning Event with the cause, `Ready=False` with the reason, and a retry
+/// after a backoff that doubles per consecutive failure (5 s to 5 min).
+async fn report_scheduler_failure(dc: &DaskCluster, key: &str, error: Error, ctx: &Context) -> Result<Action> {
+    let reason = match &error {
+        Error::NotOwned { .. } => "NameTaken".to_string(),
+        Error::Kube(kube::Error::Api(status)) if !status.reason.is_empty() => status.reason.clone(),
+        _ => "ApplyFailed".to_string(),
+    };
+    let message = format!("Could not apply the scheduler: {error}");
+    warn!(%message, "reconcile failed");
+    ctx.metrics.errors.with_label_values(&["daskcluster", error.reason()]).inc();
+    ctx.event(dc, EventType::Warning, "FailedApply", message.clone()).await;
+    let previous = dc.status.clone().unwrap_or_default();
+    let t = now();
+    let mut conditions: Vec<Condition> =
+        previous.conditions.iter().filter(|c| c.type_ != "Ready" && c.type_ != "SchedulerReady").cloned().collect();
+    conditions.push(plan::condition(
+        &previous.conditions,
+        "SchedulerReady",
+        false,
+        &reason,
+        message.clone(),
+        dc.metadata.generation,
+        &t,
+    ));
+    conditions.push(plan::condition(
+        &previous.conditions,
+        "Ready",
+        false,
+        &reason,
+        message,
+        dc.metadata.generation,
+        &t,
+    ));
+    let status = DaskClusterStatus {
+        phase: Some(previous.phase.clone().unwrap_or_else(|| "Pending".into())),
+        conditions,
+        observed_generation: dc.metadata.generation,
+        ..previous
+    };
+    let api: Api<DaskCluster> = Api::namespaced(ctx.client.clone(), &namespace_of(dc)?);
+    let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskCluster", "status": status});
+    api.patch_status(&dc.name_any(), &apply_params(), &Patch::Apply(&patch)).await?;
+    let backoff = ctx.create_backoff(&format!("{key}/scheduler"), true).unwrap_or(Duration::from_secs(5));
+    Ok(Action::requeue(backoff))
+}
+
 /// The DaskJob reconciler.
 #[instrument(skip(dj, ctx), fields(namespace = dj.namespace().unwrap_or_default(), name = dj.name_any()))]
 pub async fn reconcile_job(dj: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
@@ -998,6 +1074,12 @@ async fn reconcile_job_inner(dj: &DaskJob, ctx: &Context) -> Result<Action> {
     let runner_name = resources::runner_name(&name, &uid);
 
     let cluster = clusters.get_opt(&cluster_name).await?;
+    // A DaskCluster of the job's name that the job does not own is someone
+    // else's: applying the job's spec over it would take it over (and
+    // deleting it at the end would destroy it). Say so and touch nothing.
+    if let Some(foreign) = cluster.as_ref().filter(|c| !c.owner_references().iter().any(|r| r.uid == uid)) {
+        return report_foreign_cluster(dj, foreign, &daskjobs, ctx).await;
+    }
     let runner = jobs.get_opt(&runner_name).await?;
     let observed = plan::JobObserved {
         cluster_exists: cluster.is_some(),
@@ -1090,6 +1172,51 @@ async fn reconcile_job_inner(dj: &DaskJob, ctx: &Context) -> Result<Action> {
     let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskJob", "status": status});
     daskjobs.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
     Ok(if finished { Action::await_change() } else { Action::requeue(ctx.config.idle_interval) })
+}
+
+/// The job's DaskCluster name is taken by a cluster the job does not own:
+/// a Warning Event and `ClusterReady=False` (reason `ClusterNameTaken`);
+/// the job waits (phase Pending) until the name is free.
+async fn report_foreign_cluster(
+    dj: &DaskJob,
+    foreign: &DaskCluster,
+    daskjobs: &Api<DaskJob>,
+    ctx: &Context,
+) -> Result<Action> {
+    let name = dj.name_any();
+    let owners: Vec<String> = foreign.owner_references().iter().map(|r| format!("{} {}", r.kind, r.name)).collect();
+    let message = format!(
+        "DaskCluster {name} already exists and is not this job's (owned by {}): the job will not take it over; \
+         delete or rename one of them",
+        if owners.is_empty() { "nobody".to_string() } else { owners.join(", ") }
+    );
+    let previous = dj.status.clone().unwrap_or_default();
+    let already = previous.conditions.iter().any(|c| c.type_ == "ClusterReady" && c.reason == "ClusterNameTaken");
+    if !already {
+        ctx.event(dj, EventType::Warning, "ClusterNameTaken", message.clone()).await;
+    }
+    let t = now();
+    let conditions = vec![plan::condition(
+        &previous.conditions,
+        "ClusterReady",
+        false,
+        "ClusterNameTaken",
+        message,
+        dj.metadata.generation,
+        &t,
+    )];
+    let status = DaskJobStatus {
+        phase: Some(previous.phase.unwrap_or(JobPhase::Pending)),
+        conditions,
+        cluster_name: None,
+        job_name: previous.job_name,
+        start_time: previous.start_time,
+        end_time: previous.end_time,
+        observed_generation: dj.metadata.generation,
+    };
+    let patch = json!({"apiVersion": "rask.dev/v1alpha1", "kind": "DaskJob", "status": status});
+    daskjobs.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
+    Ok(Action::requeue(ctx.config.idle_interval))
 }
 
 #[cfg(test)]

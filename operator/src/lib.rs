@@ -51,6 +51,8 @@ pub enum Error {
     MissingField { kind: &'static str, name: String, field: &'static str },
     #[error("DaskWorkerGroup {group}: cluster {cluster} was not found")]
     ClusterNotFound { group: String, cluster: String },
+    #[error("{kind} {name} already exists and is not owned by {owner}: the operator does not take it over")]
+    NotOwned { kind: String, name: String, owner: String },
     #[error("lost the leader Lease to another replica")]
     LostLeadership,
     #[error("{0}")]
@@ -71,6 +73,7 @@ impl Error {
             Error::Metrics(_) => "metrics",
             Error::MissingField { .. } => "missing_field",
             Error::ClusterNotFound { .. } => "cluster_not_found",
+            Error::NotOwned { .. } => "not_owned",
             Error::LostLeadership => "lost_leadership",
             Error::Config(_) => "config",
         }

@@ -899,3 +899,78 @@ async fn an_idle_cluster_is_deleted_after_its_idle_timeout() {
     assert!(has_event(&env, "IdleTimeout").await);
     operator.stop().await;
 }
+
+/// A DaskJob whose name is taken by a user's DaskCluster never takes the
+/// cluster over (no apply over its spec, no ownerReference, so deleting the
+/// job cannot garbage-collect it): the job says why and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dask_job_never_takes_over_a_cluster_it_does_not_own() {
+    let env = TestEnv::new("job-foreign").await;
+    let operator = env.start_operator();
+    let user = "apiVersion: rask.dev/v1alpha1\nkind: DaskCluster\nmetadata:\n  name: shared\nspec:\n  image: team/prod:1\n  worker:\n    replicas: 3\n";
+    assert!(env.apply(user).ok);
+    let job = "apiVersion: rask.dev/v1alpha1\nkind: DaskJob\nmetadata:\n  name: shared\nspec:\n  job:\n    template:\n      spec:\n        containers:\n        - name: client\n          command: [rask, demo, delayed]\n  cluster:\n    worker:\n      replicas: 1\n";
+    assert!(env.apply(job).ok);
+    let daskjobs: Api<DaskJob> = env.api();
+    let ok = eventually(WAIT, || async {
+        daskjobs.get("shared").await.ok().and_then(|j| j.status).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "ClusterReady" && c.status == "False" && c.reason == "ClusterNameTaken")
+        })
+    })
+    .await;
+    assert!(ok, "no ClusterNameTaken condition: {:?}", daskjobs.get("shared").await.ok().and_then(|j| j.status));
+    assert!(eventually(WAIT, || has_event(&env, "ClusterNameTaken")).await, "no ClusterNameTaken Event");
+    let dc = cluster(&env, "shared").await;
+    assert_eq!((dc.spec.image.as_str(), dc.spec.worker.replicas), ("team/prod:1", 3), "the user's spec was changed");
+    assert!(dc.owner_references().is_empty(), "the job adopted the cluster: {:?}", dc.owner_references());
+    let jobs: Api<Job> = env.api();
+    assert!(
+        jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty(),
+        "a runner ran on a foreign cluster"
+    );
+    // Deleting the job leaves the user's cluster alone.
+    assert!(env.kubectl(&["delete", "daskjob", "shared", "--wait=true"]).ok);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dc = env.api::<DaskCluster>().get_opt("shared").await.expect("get");
+    assert!(dc.is_some_and(|c| c.spec.worker.replicas == 3), "the user's cluster went with the job");
+    operator.stop().await;
+}
+
+/// A Service of the scheduler's name that someone else made is not taken
+/// over by a forced apply: the cluster reports the conflict (Event,
+/// `Ready=False` with reason `NameTaken`) and recovers once the name is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_name_held_by_another_owner_is_reported_not_taken() {
+    let env = TestEnv::new("foreign-svc").await;
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-scheduler\nspec:\n  ports:\n  - port: 80\n";
+    assert!(env.apply(svc).ok);
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("web", 1, "")).ok);
+    let ok = eventually(WAIT, || async {
+        let dc = cluster(&env, "web").await;
+        let ready = dc.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        ready.is_some_and(|c| c.status == "False" && c.reason == "NameTaken" && c.message.contains("web-scheduler"))
+    })
+    .await;
+    assert!(ok, "no Ready=False/NameTaken: {:?}", cluster(&env, "web").await.status);
+    assert!(eventually(WAIT, || has_event(&env, "FailedApply")).await, "no FailedApply Event");
+    let services: Api<Service> = env.api();
+    let held = services.get("web-scheduler").await.expect("svc");
+    assert!(held.owner_references().is_empty(), "the Service was taken over");
+    assert_eq!(held.spec.as_ref().and_then(|s| s.ports.as_ref()).map(|p| p[0].port), Some(80));
+    // Once the name is free, the next retry (backoff 5 s, 10 s, ...) makes the scheduler.
+    assert!(env.kubectl(&["delete", "service", "web-scheduler", "--wait=true"]).ok);
+    let ok = eventually(WAIT, || async {
+        services
+            .get_opt("web-scheduler")
+            .await
+            .expect("get")
+            .is_some_and(|s| s.owner_references().iter().any(|r| r.kind == "DaskCluster" && r.name == "web"))
+            && env.api::<Deployment>().get_opt("web-scheduler").await.expect("get").is_some()
+    })
+    .await;
+    assert!(ok, "the scheduler was not made once the name was free");
+    operator.stop().await;
+}
