@@ -318,7 +318,7 @@ impl Array {
             compressor: options.compressor,
         };
         let store = store_location(path, true)?;
-        crate::zarr::write_meta(&store, &meta, storage)?;
+        crate::zarr::prepare_store(&store, &meta, storage)?;
         let name: Arc<str> = Arc::from(format!("to-zarr-{}", token_of(&[regular.name.as_bytes(), store.as_bytes()])));
         let writes: Vec<Delayed<i64>> = regular
             .grid
@@ -346,7 +346,9 @@ impl Array {
         for f in client.compute_many(&refs) {
             f.result()?;
         }
-        Ok(())
+        // Last: a write cut short leaves chunks without metadata, which no
+        // reader takes for a whole array.
+        crate::zarr::write_meta(&store, &meta, storage)
     }
 
     /// `empty`: rask fills with zeros rather than leaving memory unset.

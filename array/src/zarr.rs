@@ -404,10 +404,32 @@ fn v2_compressor_doc(c: Compressor) -> Json {
     }
 }
 
-/// Writes the metadata document for `meta` (a local directory is created;
-/// on S3 the store is just a key prefix).
-pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Result<()> {
+/// Checks that `meta` can be written and readies the store for chunks: a
+/// local directory is created (on S3 the store is just a key prefix), and
+/// the metadata of an array already there is removed, so that a write cut
+/// short leaves no metadata and nothing reads as a whole array. The
+/// metadata is written last, by [`write_meta`], once every chunk is stored.
+pub fn prepare_store(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Result<()> {
+    meta_doc(meta)?;
     let io = |e: rask_storage::StorageError| ArrayError::Value(e.to_string());
+    rask_storage::create_dir_all(path).map_err(io)?;
+    for name in ["zarr.json", ".zarray"] {
+        rask_storage::remove(&rask_storage::join(path, name), options).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes the metadata document for `meta`: after the chunks (see
+/// [`prepare_store`]).
+pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Result<()> {
+    let (name, doc) = meta_doc(meta)?;
+    let text = serde_json::to_vec_pretty(&doc).map_err(|e| ArrayError::Value(e.to_string()))?;
+    rask_storage::create_dir_all(path).map_err(|e| ArrayError::Value(e.to_string()))?;
+    rask_storage::write(&rask_storage::join(path, name), &text, options).map_err(|e| ArrayError::Value(e.to_string()))
+}
+
+/// The metadata document's name and JSON for `meta`, or why it cannot be written.
+fn meta_doc(meta: &ZarrMeta) -> Result<(&'static str, Json)> {
     if let Compressor::Blosc { cname, clevel, .. } = meta.compressor {
         if !cname.writable() {
             return Err(ArrayError::Value(format!(
@@ -419,7 +441,6 @@ pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Resu
             return Err(ArrayError::Value(format!("blosc clevel {clevel} is out of range 0-9")));
         }
     }
-    rask_storage::create_dir_all(path).map_err(io)?;
     let fill = if meta.dtype == DType::Bool {
         json!(meta.fill_value != 0.0)
     } else if crate::dtype::is_float(meta.dtype) {
@@ -457,8 +478,7 @@ pub fn write_meta(path: &str, meta: &ZarrMeta, options: &StorageOptions) -> Resu
             }),
         ),
     };
-    let text = serde_json::to_vec_pretty(&doc).map_err(|e| ArrayError::Value(e.to_string()))?;
-    rask_storage::write(&rask_storage::join(path, name), &text, options).map_err(io)
+    Ok((name, doc))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

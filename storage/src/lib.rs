@@ -273,6 +273,23 @@ pub fn write(url: &str, data: &[u8], options: &StorageOptions) -> Result<()> {
     w.finish()
 }
 
+/// Removes one object or file; a missing one is not an error.
+pub fn remove(url: &str, options: &StorageOptions) -> Result<()> {
+    match Location::parse(url)? {
+        Location::Local(path) => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(url, e)),
+            _ => Ok(()),
+        },
+        Location::S3 { bucket, key } => {
+            let (url, opts) = (url.to_string(), options.clone());
+            runtime::block_on(async move {
+                let s3 = s3::client(&opts).await;
+                s3::delete(&s3, &url, &bucket, &key).await
+            })?
+        }
+    }
+}
+
 /// Creates a local directory and its parents; S3 has no directories.
 pub fn create_dir_all(url: &str) -> Result<()> {
     match Location::parse(url)? {

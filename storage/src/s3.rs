@@ -226,6 +226,13 @@ pub(crate) async fn put(s3: &S3, url: &str, bucket: &str, key: &str, body: Bytes
     Ok(())
 }
 
+/// DELETE of one object (S3 answers 204 whether or not it existed).
+pub(crate) async fn delete(s3: &S3, url: &str, bucket: &str, key: &str) -> Result<()> {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    s3.client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| error(s3, url, bucket, e))?;
+    Ok(())
+}
+
 pub(crate) async fn create_multipart(s3: &S3, url: &str, bucket: &str, key: &str) -> Result<String> {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
     let out = s3
