@@ -660,7 +660,17 @@ fn tls_encrypts_and_authenticates_grpc_and_https() {
     };
     let plain = s.address.replace("tls://", "tcp://");
     let m = refused(&plain, &rask::Security::default());
-    assert!(!m.is_empty(), "a plaintext client must not get through");
+    assert!(m.contains("requires TLS") && m.contains("tls://"), "a plaintext client is told TLS is needed: {m}");
+    // So is a plaintext worker.
+    let mut cmd = std::process::Command::new(rask_tests::processes::workspace_bin("rask-tests", "rask-test-worker"));
+    cmd.args([plain.as_str(), "--name", "plain", "--nthreads", "1"]);
+    let mut plain_worker = Proc::spawn("plain", cmd);
+    assert!(plain_worker.wait_exit(T).is_some_and(|s| !s.success()), "a plaintext worker must not join");
+    let told = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        plain_worker.output().contains("requires TLS")
+    });
+    assert!(told, "{}", plain_worker.output());
     let m = refused(&plain, &security);
     assert!(m.contains("encryption is required"), "{m}");
     let m = refused(&s.address, &rask::Security { token: None, tls: pki.files("other-ca.pem", Some("client")) });

@@ -79,7 +79,11 @@ impl Remote {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             let hello =
                 pb::Hello { version: Some(rask_proto::VERSION), name: format!("rask-client-{}", std::process::id()) };
-            let welcome = grpc.connect(hello).await.map_err(|s| s.message().to_string())?.into_inner();
+            let welcome = grpc
+                .connect(hello)
+                .await
+                .map_err(|s| rask_proto::transport::first_call_error(s.message(), !url.starts_with("https://")))?
+                .into_inner();
             rask_proto::check_version(welcome.version.as_ref()).map_err(|e| e.to_string())?;
             let updates = grpc
                 .updates(pb::UpdatesRequest { client_id: welcome.client_id })

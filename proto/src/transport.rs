@@ -272,6 +272,21 @@ pub fn describe(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The message of a failed first call to a server, with a hint when the
+/// likely cause is a plaintext client against a TLS server: TLS's alert
+/// record then reads as an HTTP/2 frame of an impossible size, and h2 says
+/// only "h2 protocol error".
+pub fn first_call_error(message: &str, plaintext: bool) -> String {
+    if plaintext && (message.contains("h2 protocol error") || message.contains("frame with invalid size")) {
+        format!(
+            "{message} (the server did not answer in plaintext gRPC: if it requires TLS, connect with a tls:// \
+             address and its CA, e.g. --tls-ca-file)"
+        )
+    } else {
+        message.to_string()
+    }
+}
+
 /// How a server's address is written for others: `tls://` when it serves
 /// TLS, `tcp://` otherwise.
 pub fn scheme(tls: Option<&Tls>) -> &'static str {

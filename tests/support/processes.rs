@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A binary of this workspace, built if missing.
-fn workspace_bin(package: &str, name: &str) -> PathBuf {
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(|d| d.parent()).expect("the target directory").to_path_buf();

@@ -436,7 +436,10 @@ pub async fn run(
     let mut inbound = control
         .connect(UnboundedReceiverStream::new(up_rx))
         .await
-        .map_err(|e| WorkerError::Refused(e.message().to_string()))?
+        .map_err(|e| {
+            let plaintext = !url.starts_with("https://");
+            WorkerError::Refused(transport::first_call_error(e.message(), plaintext))
+        })?
         .into_inner();
     let welcome = inbound.message().await.map_err(|e| WorkerError::Refused(e.message().to_string()))?;
     let id = match welcome.and_then(|b| b.messages.into_iter().next()).and_then(|m| m.kind) {
