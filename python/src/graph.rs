@@ -36,7 +36,7 @@ thread_local! {
     static LAST_FUNCTION: RefCell<Option<(Py<PyBytes>, Bytes)>> = const { RefCell::new(None) };
 }
 
-fn shared_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
+pub(crate) fn shared_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
     LAST_FUNCTION.with(|last| {
         let mut last = last.borrow_mut();
         if let Some((obj, bytes)) = last.as_ref()
@@ -51,7 +51,7 @@ fn shared_bytes(b: &Bound<'_, PyBytes>) -> Bytes {
 }
 
 /// One argument: a node is a dependency, anything else a literal value.
-fn arg_part(a: &Bound<'_, PyAny>) -> PyResult<ArgPart> {
+pub(crate) fn arg_part(a: &Bound<'_, PyAny>) -> PyResult<ArgPart> {
     if let Ok(node) = a.cast::<Node>() {
         return Ok(ArgPart::of(&node.get().inner));
     }

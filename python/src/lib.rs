@@ -11,6 +11,7 @@
 // PyO3's macros expand to `unsafe` FFI glue; the crate's own code has none.
 #![allow(unsafe_code)]
 
+mod array;
 mod client;
 mod errors;
 mod graph;
@@ -56,6 +57,7 @@ fn _rask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PYTHON_CALL", rask_core::capability::PYTHON_CALL)?;
     m.add("PICKLE_MAGIC", pyo3::types::PyBytes::new(m.py(), values::PICKLE_MAGIC))?;
     graph::register(m)?;
+    array::register(m)?;
     client::register(m)?;
     worker::register(m)?;
     Ok(())

@@ -42,7 +42,28 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_exact_instance_of::<PyString>() {
         return Ok(Value::Str(obj.extract::<String>()?.into()));
     }
+    if let Some(array) = numpy_value(obj)? {
+        return Ok(Value::Array(array));
+    }
     pickled(obj)
+}
+
+/// A numpy ndarray of a dtype rask has (native byte order) as an array
+/// value, copied once; None for anything else (which is pickled).
+fn numpy_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<rask_core::ArrayValue>> {
+    let t = obj.get_type();
+    if t.name()? != "ndarray" || t.module()? != "numpy" {
+        return Ok(None);
+    }
+    let dtype = obj.getattr("dtype")?;
+    if !dtype.getattr("isnative")?.extract::<bool>()? {
+        return Ok(None);
+    }
+    let Some(d) = rask_core::DType::from_name(&dtype.getattr("name")?.extract::<String>()?) else {
+        return Ok(None);
+    };
+    let source = if d == rask_core::DType::Bool { obj.call_method1("view", ("uint8",))? } else { obj.clone() };
+    crate::array::value_from_buffer(&source, d).map(Some)
 }
 
 /// Pickles any object (the protocol module adds the mark).
@@ -68,6 +89,7 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
         Value::List(items) => {
             PyList::new(py, items.iter().map(|v| to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
         }
+        Value::Array(a) => crate::array::to_numpy(py, a.clone(), false)?,
         other => {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "a rask {} value has no Python form in this version (only scalars, str, bytes, lists and \
