@@ -27,7 +27,7 @@ use crate::errors::{guarded, to_pyerr};
 use crate::graph::{Node, arg_part, shared_bytes};
 
 /// An `ArrayError` as the exception Dask and numpy raise for it.
-fn array_err(py: Python<'_>, e: ArrayError) -> PyErr {
+pub(crate) fn array_err(py: Python<'_>, e: ArrayError) -> PyErr {
     match e {
         ArrayError::Compute(e) => to_pyerr(py, e),
         ArrayError::Shape(m) if m.contains("out of bounds for axis") && m.starts_with("index") => {

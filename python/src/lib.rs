@@ -15,6 +15,7 @@ mod array;
 mod client;
 mod errors;
 mod graph;
+mod image;
 mod op;
 mod values;
 mod worker;
@@ -58,6 +59,7 @@ fn _rask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PICKLE_MAGIC", pyo3::types::PyBytes::new(m.py(), values::PICKLE_MAGIC))?;
     graph::register(m)?;
     array::register(m)?;
+    image::register(m)?;
     client::register(m)?;
     worker::register(m)?;
     Ok(())

@@ -787,6 +787,8 @@ def from_array(x, chunks="auto", name=None, lock=False, asarray=None, fancy=True
         a = a.astype(a.dtype.newbyteorder("="))
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
+    if a.ndim == 0:  # a 0-d buffer has no shape to read: one element, then back to 0-d
+        return from_array(a.reshape(1), chunks=(1,)).reshape(())
     c = normalize_chunks(chunks, a.shape, dtype=d)
     source = a.view(np.uint8) if d == bool else a
     return Array(_rask.Array.from_numpy(source, d.name, _native_chunks(c)))
