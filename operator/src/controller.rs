@@ -116,9 +116,23 @@ pub struct Context {
     /// Consecutive reconciles of each object (`kind/namespace/name`) in
     /// which the API server refused a worker pod: the retry backs off.
     create_failures: Mutex<HashMap<String, u32>>,
+    /// Worker pods of each group (`kind/namespace/name`) that exited with
+    /// failure: replacements wait out a backoff, so a worker that crashes at
+    /// once is not recreated in a hot loop.
+    crashes: Mutex<HashMap<String, Crashes>>,
     /// Statuses written whose watch event may not have arrived yet.
     cluster_status: Memory<Written<DaskClusterStatus>>,
     group_status: Memory<Written<DaskWorkerGroupStatus>>,
+}
+
+/// A group's run of failed worker pods (reset once every worker is ready).
+#[derive(Debug)]
+struct Crashes {
+    /// Failed pods already counted (by UID).
+    seen: std::collections::BTreeSet<String>,
+    /// Replacements wait until then: 5 s after the first failure, doubling
+    /// per further failure up to 5 min (the Job controller's backoff).
+    hold_until: Instant,
 }
 
 /// What the autoscaler remembers of one group between reconciles.
@@ -157,10 +171,24 @@ impl Context {
             caches,
             autoscalers: Mutex::new(HashMap::new()),
             create_failures: Mutex::new(HashMap::new()),
+            crashes: Mutex::new(HashMap::new()),
             applied: Memory::default(),
             cluster_status: Memory::default(),
             group_status: Memory::default(),
         }
+    }
+
+    /// Forgets an object its watch reports deleted: without a finalizer a
+    /// reconcile may never see its deletion timestamp, and the gauges and
+    /// per-object maps would count it forever.
+    pub fn deleted<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        let namespace = obj.meta().namespace.clone().unwrap_or_default();
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let kind = K::kind(&());
+        let key = format!("{kind}/{namespace}/{name}");
+        self.metrics.set_group(&key, None);
+        self.forget(&key, &namespace, (kind == "DaskCluster").then_some(name.as_str()));
+        info!(%key, "forgot a deleted object");
     }
 
     /// Drops what is remembered of an object that is going away (its key:
@@ -168,6 +196,7 @@ impl Context {
     fn forget(&self, key: &str, namespace: &str, cluster: Option<&str>) {
         self.autoscalers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
         self.create_failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.crashes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
         self.cluster_status.remove(key);
         self.group_status.remove(key);
         if let Some(cluster) = cluster {
@@ -273,6 +302,19 @@ impl Context {
 
 /// The aggregate `Ready` condition GitOps health checks look for: false
 /// with the first cause that holds the object back.
+/// `WorkersFailing`: True while worker pods end with failure (reason
+/// `CrashLoop`, the exit reason of the first and the backoff).
+fn failing_condition(previous: &[Condition], outcome: &GroupOutcome, generation: Option<i64>, t: &Time) -> Condition {
+    match &outcome.failing {
+        Some((why, wait)) => {
+            let message =
+                if wait.is_zero() { why.clone() } else { format!("{why}; replaced in {} s", wait.as_secs().max(1)) };
+            plan::condition(previous, "WorkersFailing", true, "CrashLoop", message, generation, t)
+        }
+        None => plan::condition(previous, "WorkersFailing", false, "None", "No worker has failed", generation, t),
+    }
+}
+
 fn ready_condition(
     previous: &[Condition],
     outcome: &GroupOutcome,
@@ -283,6 +325,8 @@ fn ready_condition(
 ) -> Condition {
     let (ready, reason, message) = if let Some((reason, message)) = &outcome.create_failed {
         (false, reason.as_str(), message.clone())
+    } else if let Some((why, _)) = &outcome.failing {
+        (false, "WorkersFailing", why.clone())
     } else if !scheduler_ready {
         (false, "SchedulerUnavailable", "Waiting for the scheduler".to_string())
     } else if let Some(blocked) = &outcome.blocked {
@@ -309,6 +353,57 @@ impl Context {
         *n = n.saturating_add(1);
         let seconds = 5u64.saturating_mul(1u64 << (*n - 1).min(6)).min(300);
         Some(Duration::from_secs(seconds))
+    }
+}
+
+impl Context {
+    /// Counts the group's newly failed pods and says how long their
+    /// replacements must still wait (`None`: go ahead). Returns whether a
+    /// new failure was counted, for the Event.
+    fn crash_hold(&self, key: &str, failed: &[String], all_ready: bool) -> (Option<Duration>, bool) {
+        let mut crashes = self.crashes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.is_empty() {
+            if all_ready {
+                crashes.remove(key);
+            }
+            return (None, false);
+        }
+        let now = Instant::now();
+        let entry = crashes
+            .entry(key.to_string())
+            .or_insert_with(|| Crashes { seen: std::collections::BTreeSet::new(), hold_until: now });
+        let mut counted = false;
+        for name in failed {
+            if entry.seen.insert(name.clone()) {
+                counted = true;
+                let n = u32::try_from(entry.seen.len()).unwrap_or(u32::MAX);
+                let seconds = 5u64.saturating_mul(1u64 << (n - 1).min(6)).min(300);
+                entry.hold_until = now + Duration::from_secs(seconds);
+            }
+        }
+        (entry.hold_until.checked_duration_since(now).filter(|d| !d.is_zero()), counted)
+    }
+}
+
+/// Why a worker pod ended: its container's termination (reason, exit
+/// code, message), or the pod's own reason.
+fn exit_reason(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref().and_then(|st| st.terminated.as_ref())));
+    match terminated {
+        Some(t) => {
+            let mut out = format!("{} (exit code {})", t.reason.as_deref().unwrap_or("Error"), t.exit_code);
+            if let Some(m) = t.message.as_deref().filter(|m| !m.is_empty()) {
+                out.push_str(": ");
+                out.extend(m.chars().take(300));
+            }
+            out
+        }
+        None => {
+            status.and_then(|s| s.reason.clone().or_else(|| s.message.clone())).unwrap_or_else(|| "failed".to_string())
+        }
     }
 }
 
@@ -396,6 +491,9 @@ struct GroupOutcome {
     /// The API server refused a worker pod: its reason (`Forbidden`,
     /// `Invalid`...) and message.
     create_failed: Option<(String, String)>,
+    /// Worker pods exit with failure: why, and how long until the next
+    /// replacement.
+    failing: Option<(String, Duration)>,
 }
 
 fn observe(pod: &Pod) -> ObservedPod {
@@ -426,7 +524,15 @@ pub fn trim_pod(pod: &mut Pod) {
     trim_meta(pod);
     pod.spec = None;
     if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus { phase: status.phase, conditions: status.conditions, ..PodStatus::default() });
+        // Container states say why a worker ended (exit code, reason).
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            conditions: status.conditions,
+            container_statuses: status.container_statuses,
+            reason: status.reason,
+            message: status.message,
+            ..PodStatus::default()
+        });
     }
 }
 
@@ -452,7 +558,30 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         max_surge: u32::try_from(g.worker.max_surge.max(1)).unwrap_or(1),
     };
     let held = ctx.names_held_by_others(g.namespace, &target.name_prefix, &g.owner.uid);
-    let plan = plan::plan_workers(&target, &observed, &held);
+    let mut plan = plan::plan_workers(&target, &observed, &held);
+    // Failed workers: their replacements wait out a backoff (the failed pods
+    // stay meanwhile, so `kubectl logs` still shows why they ended).
+    let cached = ctx.group_pods(g.namespace, g.cluster, g.group, &g.owner.uid);
+    let failed: Vec<&Arc<Pod>> = cached
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && observe(p).phase == PodPhase::Failed)
+        .collect();
+    let failed_names: Vec<String> = failed.iter().map(|p| p.name_any()).collect();
+    // Counted by UID: a replacement reuses the lowest free name.
+    let failed_uids: Vec<String> =
+        failed.iter().map(|p| p.metadata.uid.clone().unwrap_or_else(|| p.name_any())).collect();
+    let all_ready = plan.counts.ready >= g.replicas && plan.create.is_empty();
+    let (hold, counted) = ctx.crash_hold(&g.key, &failed_uids, all_ready);
+    let failing = failed.first().map(|p| format!("worker pod {} ended: {}", p.name_any(), exit_reason(p)));
+    if let (Some(wait), Some(why)) = (hold, failing.as_ref()) {
+        let message = format!("{why}; {} failed, next replacement in {} s", failed.len(), wait.as_secs().max(1));
+        if counted {
+            warn!(group = %g.key, %message, "workers are failing");
+            ctx.event(owner_obj, EventType::Warning, "WorkersFailing", message.clone()).await;
+        }
+        plan.create.clear();
+        plan.leaving.retain(|p| !failed_names.contains(&p.name));
+    }
     let mut outcome = GroupOutcome {
         // The pods created below count: the status need not be written
         // again when their watch events arrive.
@@ -461,6 +590,7 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         busy: plan.rolling || !plan.create.is_empty() || !plan.leaving.is_empty(),
         blocked: None,
         create_failed: None,
+        failing: failing.map(|why| (why, hold.unwrap_or_default())),
     };
 
     // Creations are independent: issue them together. A refusal (quota,
@@ -515,14 +645,16 @@ async fn reconcile_group<K: Resource<DynamicType = ()>>(
         ignore_status(pods.delete(name, &DeleteParams::default()).await.map(|_| ()), 404)?;
         ctx.metrics.workers_retired.with_label_values(&["deleted"]).inc();
     }
-    if !removals.delete.is_empty() {
-        ctx.event(
-            owner_obj,
-            EventType::Normal,
-            "WorkersDeleted",
-            format!("Deleted worker pods that held no data: {}", removals.delete.join(", ")),
-        )
-        .await;
+    let (ended, idle): (Vec<&String>, Vec<&String>) = removals.delete.iter().partition(|n| failed_names.contains(n));
+    if !ended.is_empty() {
+        let names: Vec<&str> = ended.iter().map(|n| n.as_str()).collect();
+        let message = format!("Replacing failed worker pods: {}", names.join(", "));
+        ctx.event(owner_obj, EventType::Warning, "WorkersReplaced", message).await;
+    }
+    if !idle.is_empty() {
+        let names: Vec<&str> = idle.iter().map(|n| n.as_str()).collect();
+        let message = format!("Deleted worker pods that held no data: {}", names.join(", "));
+        ctx.event(owner_obj, EventType::Normal, "WorkersDeleted", message).await;
     }
     if !removals.retire.is_empty() {
         // Mark first: after a crash the next reconcile finishes the job.
@@ -780,6 +912,7 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
         generation,
         &t,
     ));
+    conditions.push(failing_condition(&previous.conditions, &outcome, generation, &t));
     conditions.push(ready_condition(
         &previous.conditions,
         &outcome,
@@ -816,6 +949,9 @@ async fn reconcile_cluster_inner(dc: &DaskCluster, ctx: &Context) -> Result<Acti
 
     if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
         return Ok(Action::requeue(backoff));
+    }
+    if let Some((_, wait)) = outcome.failing.as_ref().filter(|(_, w)| !w.is_zero()) {
+        return Ok(Action::requeue(*wait + Duration::from_millis(100)));
     }
     Ok(if spec.autoscaling.is_some() || spec.idle_timeout_seconds.is_some() {
         Action::requeue(ctx.config.poll_interval)
@@ -960,6 +1096,7 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
             generation,
             &t,
         ),
+        failing_condition(&previous.conditions, &outcome, generation, &t),
         ready_condition(
             &previous.conditions,
             &outcome,
@@ -987,6 +1124,9 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
     ctx.metrics.set_group(&key, Some((phase, i64::from(replicas), i64::from(counts.replicas))));
     if let Some(backoff) = ctx.create_backoff(&key, outcome.create_failed.is_some()) {
         return Ok(Action::requeue(backoff));
+    }
+    if let Some((_, wait)) = outcome.failing.as_ref().filter(|(_, w)| !w.is_zero()) {
+        return Ok(Action::requeue(*wait + Duration::from_millis(100)));
     }
     Ok(if wg.spec.autoscaling.is_some() {
         Action::requeue(ctx.config.poll_interval)

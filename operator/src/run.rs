@@ -13,8 +13,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -300,8 +300,15 @@ where
     Fut: Future<Output = Result<Action>> + Send + 'static,
 {
     let (store, writer) = reflector::store();
+    let forget = ctx.clone();
     let own = trigger_self(
-        reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).applied_objects(),
+        reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+            .inspect_ok(move |event| {
+                if let watcher::Event::Delete(obj) = event {
+                    forget.deleted(obj);
+                }
+            })
+            .applied_objects(),
         (),
     );
     let related = related.map(|obj_ref| Ok(ReconcileRequest::from(obj_ref)));

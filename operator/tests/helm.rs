@@ -229,6 +229,24 @@ fn chart_lints_and_renders_for_every_documented_combination() {
     assert!(!args(&render(&chart, "r", "ns", &[]).unwrap()).contains(&"--apply-crds".to_string()));
     let docs = render(&chart, "rask-operator", "rask-system", sets_of("networkPolicy")).unwrap();
     assert_eq!(count(&docs, "NetworkPolicy"), 1);
+    // Schedulers choose their dashboardPort: by default the operator may reach
+    // any port of scheduler pods (and only those); a list narrows it.
+    let to_schedulers = |docs: &[Value]| {
+        of_kind(docs, "NetworkPolicy")[0]["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule.to_string().contains("scheduler"))
+            .cloned()
+            .expect("an egress rule to scheduler pods")
+    };
+    assert!(to_schedulers(&docs)["ports"].is_null(), "{}", to_schedulers(&docs));
+    let mut narrowed: Vec<&str> = sets_of("networkPolicy").to_vec();
+    narrowed.push("networkPolicy.schedulerHttpPorts={8787,9000}");
+    let docs = render(&chart, "rask-operator", "rask-system", &narrowed).unwrap();
+    let ports: Vec<i64> =
+        to_schedulers(&docs)["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    assert_eq!(ports, vec![8787, 9000]);
 
     // Schedulers' token and CA come from Secrets the kubelet mounts; the
     // operator itself still may not read Secrets.

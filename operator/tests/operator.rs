@@ -974,3 +974,94 @@ async fn a_child_name_held_by_another_owner_is_reported_not_taken() {
     assert!(ok, "the scheduler was not made once the name was free");
     operator.stop().await;
 }
+
+/// A worker that exits at once is replaced after a backoff (5 s, doubling),
+/// not in a hot loop, and the cluster says why: a `WorkersFailing`
+/// condition and Event with the container's exit reason. The test plays the
+/// kubelet: every worker pod it sees fails at once with exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_looping_workers_back_off_and_say_why() {
+    let env = TestEnv::new("crashloop").await;
+    let operator = env.start_operator();
+    assert!(env.apply(&cluster_yaml("crash", 1, "")).ok);
+    let pods_api: Api<Pod> = env.api();
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        for pod in pods(&env, "rask.dev/cluster=crash,rask.dev/component=worker").await {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() || !seen.insert(uid) {
+                continue;
+            }
+            let t = "2026-01-01T00:00:00Z";
+            let status = serde_json::json!({"status": {"phase": "Failed", "containerStatuses": [{
+                "name": "worker", "image": "rask", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": "cannot parse --memory-limit lots",
+                                         "startedAt": t, "finishedAt": t}}}]}});
+            pods_api
+                .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .expect("fail the pod");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Without a backoff this was 56 pods in 20 s; with 5 s, 10 s, 20 s: 3 or 4.
+    assert!((2..=5).contains(&seen.len()), "{} worker pods in 20 s", seen.len());
+    let dc = cluster(&env, "crash").await;
+    let (status, message) = condition(&dc, "WorkersFailing").expect("a WorkersFailing condition");
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("exit code 1") && message.contains("--memory-limit lots"), "{message}");
+    let (ready, _) = condition(&dc, "Ready").expect("Ready");
+    assert_eq!(ready, "False");
+    assert!(has_event(&env, "WorkersFailing").await, "no WorkersFailing Event");
+    operator.stop().await;
+}
+
+/// Deleted clusters are forgotten: the operator's gauges (clusters by
+/// phase, desired workers) fall back to zero, though no finalizer makes a
+/// reconcile see the deletion (the watch's delete event does it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_clusters_leave_the_gauges() {
+    let env = TestEnv::new("forget").await;
+    let mut operator = env.start_operator_process("op-forget", &[]);
+    let line = operator.wait_for_line("rask operator metrics at", WAIT);
+    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).expect("metrics address").to_string();
+    let gauge = |name: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let (_, body) =
+                tokio::task::spawn_blocking(move || rask_tests::processes::http(&addr, "GET", "/metrics", None, &[]))
+                    .await
+                    .expect("scrape");
+            body.lines()
+                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+                .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                .sum::<f64>()
+        }
+    };
+    for i in 0..3 {
+        assert!(env.apply(&cluster_yaml(&format!("gone{i}"), 2, "")).ok);
+    }
+    let counted = eventually(WAIT, || async {
+        gauge("rask_operator_clusters").await == 3.0 && gauge("rask_operator_workers_desired").await == 6.0
+    })
+    .await;
+    assert!(
+        counted,
+        "clusters {} desired {}",
+        gauge("rask_operator_clusters").await,
+        gauge("rask_operator_workers_desired").await
+    );
+    assert!(env.kubectl(&["delete", "daskcluster", "--all", "--wait=true"]).ok);
+    let forgotten = eventually(WAIT, || async {
+        gauge("rask_operator_clusters").await == 0.0 && gauge("rask_operator_workers_desired").await == 0.0
+    })
+    .await;
+    assert!(
+        forgotten,
+        "after delete: clusters {} desired {}",
+        gauge("rask_operator_clusters").await,
+        gauge("rask_operator_workers_desired").await
+    );
+    operator.kill();
+}
