@@ -120,6 +120,9 @@ pub struct Context {
     /// failure: replacements wait out a backoff, so a worker that crashes at
     /// once is not recreated in a hot loop.
     crashes: Mutex<HashMap<String, Crashes>>,
+    /// DaskWorkerGroups waiting for their cluster (`namespace/cluster` to
+    /// group names): the cluster's watch event wakes them.
+    waiting_groups: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Statuses written whose watch event may not have arrived yet.
     cluster_status: Memory<Written<DaskClusterStatus>>,
     group_status: Memory<Written<DaskWorkerGroupStatus>>,
@@ -172,6 +175,7 @@ impl Context {
             autoscalers: Mutex::new(HashMap::new()),
             create_failures: Mutex::new(HashMap::new()),
             crashes: Mutex::new(HashMap::new()),
+            waiting_groups: Mutex::new(HashMap::new()),
             applied: Memory::default(),
             cluster_status: Memory::default(),
             group_status: Memory::default(),
@@ -189,6 +193,19 @@ impl Context {
         self.metrics.set_group(&key, None);
         self.forget(&key, &namespace, (kind == "DaskCluster").then_some(name.as_str()));
         info!(%key, "forgot a deleted object");
+    }
+
+    /// Notes that a DaskWorkerGroup waits for a cluster that does not exist yet.
+    fn wait_for_cluster(&self, namespace: &str, cluster: &str, group: &str) {
+        let mut waiting = self.waiting_groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.entry(format!("{namespace}/{cluster}")).or_default().insert(group.to_string());
+    }
+
+    /// The groups waiting for a cluster that now exists (they are forgotten:
+    /// the caller reconciles them).
+    pub fn groups_waiting_for(&self, namespace: &str, cluster: &str) -> Vec<String> {
+        let mut waiting = self.waiting_groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.remove(&format!("{namespace}/{cluster}")).map(|g| g.into_iter().collect()).unwrap_or_default()
     }
 
     /// Drops what is remembered of an object that is going away (its key:
@@ -1012,7 +1029,10 @@ async fn reconcile_worker_group_inner(wg: &DaskWorkerGroup, ctx: &Context) -> Re
             groups.patch_status(&name, &apply_params(), &Patch::Apply(&patch)).await?;
             ctx.group_status.insert(key.clone(), Written { before: version, status });
         }
-        return Ok(Action::requeue(Duration::from_secs(10)));
+        // The cluster's watch event wakes the group when it appears; the
+        // requeue is only a fallback.
+        ctx.wait_for_cluster(&ns, &wg.spec.cluster, &name);
+        return Ok(Action::requeue(Duration::from_secs(300)));
     };
 
     // The group belongs to its cluster too: deleting the cluster removes it.

@@ -286,6 +286,7 @@ async fn watch_children<K>(
 /// by `related` (its children's changes), and only once the child caches
 /// hold their first full list. Stops taking work when `stop` resolves and
 /// ends when the running reconciles have finished.
+#[allow(clippy::too_many_arguments)]
 fn controller<K, F, Fut>(
     api: Api<K>,
     related: mpsc::UnboundedReceiver<ObjectRef<K>>,
@@ -293,6 +294,7 @@ fn controller<K, F, Fut>(
     stop: impl Future<Output = ()> + Send + 'static,
     reconcile: F,
     ctx: Arc<Context>,
+    on_apply: impl Fn(&K) + Send + 'static,
 ) -> impl futures::Stream<Item = std::result::Result<(ObjectRef<K>, Action), impl std::fmt::Display>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -303,10 +305,11 @@ where
     let forget = ctx.clone();
     let own = trigger_self(
         reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-            .inspect_ok(move |event| {
-                if let watcher::Event::Delete(obj) = event {
-                    forget.deleted(obj);
-                }
+            .inspect_ok(move |event| match event {
+                // Deleted: nothing of it may stay in the gauges and maps.
+                watcher::Event::Delete(obj) => forget.deleted(obj),
+                watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => on_apply(obj),
+                _ => {}
             })
             .applied_objects(),
         (),
@@ -362,6 +365,7 @@ async fn run_controllers(
 
     let (clusters_tx, clusters_rx) = mpsc::unbounded();
     let (groups_tx, groups_rx) = mpsc::unbounded();
+    let wake_groups = groups_tx.clone();
     let owners = Owners { clusters: clusters_tx, groups: groups_tx };
     let children = futures::future::join3(
         watch_children(
@@ -390,6 +394,16 @@ async fn run_controllers(
         stop(),
         controller::reconcile_cluster,
         ctx.clone(),
+        {
+            // A cluster that appears wakes the worker groups waiting for it.
+            let ctx = ctx.clone();
+            move |dc: &DaskCluster| {
+                let namespace = dc.meta().namespace.clone().unwrap_or_default();
+                for group in ctx.groups_waiting_for(&namespace, dc.meta().name.as_deref().unwrap_or_default()) {
+                    let _ = wake_groups.unbounded_send(ObjectRef::new(&group).within(&namespace));
+                }
+            }
+        },
     )
     .for_each(|r| async move { log_result("daskcluster", r) });
     let groups = controller(
@@ -399,6 +413,7 @@ async fn run_controllers(
         stop(),
         controller::reconcile_worker_group,
         ctx.clone(),
+        |_: &DaskWorkerGroup| {},
     )
     .for_each(|r| async move { log_result("daskworkergroup", r) });
     let jobs = Controller::new(api::<DaskJob>(&client, namespace), watcher::Config::default())

@@ -1065,3 +1065,31 @@ async fn deleted_clusters_leave_the_gauges() {
     );
     operator.kill();
 }
+
+/// A DaskWorkerGroup made before its cluster says so, and starts its
+/// workers as soon as the cluster appears: the cluster's watch event wakes
+/// it (the fallback requeue is minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_group_wakes_when_its_cluster_appears() {
+    let env = TestEnv::new("group-wait").await;
+    let operator = env.start_operator();
+    let wg = "apiVersion: rask.dev/v1alpha1\nkind: DaskWorkerGroup\nmetadata:\n  name: early\nspec:\n  cluster: late\n  worker:\n    replicas: 1\n";
+    assert!(env.apply(wg).ok);
+    let groups: Api<DaskWorkerGroup> = env.api();
+    let waiting = eventually(WAIT, || async {
+        groups.get("early").await.ok().and_then(|g| g.status).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "ClusterFound" && c.status == "False" && c.reason == "ClusterNotFound")
+        })
+    })
+    .await;
+    assert!(waiting, "no ClusterFound=False: {:?}", groups.get("early").await.ok().and_then(|g| g.status));
+    let created = std::time::Instant::now();
+    assert!(env.apply(&cluster_yaml("late", 0, "")).ok);
+    let sel = "rask.dev/cluster=late,rask.dev/worker-group=early";
+    let ok = eventually(WAIT, || async { pod_names(&env, sel).await.len() == 1 }).await;
+    assert!(ok, "the group never started its worker");
+    assert!(created.elapsed() < Duration::from_secs(8), "woke after {:?}: a poll, not the watch", created.elapsed());
+    operator.stop().await;
+}
