@@ -13,6 +13,7 @@
 
 mod client;
 mod errors;
+mod frame;
 mod graph;
 mod op;
 mod values;
@@ -58,5 +59,6 @@ fn _rask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     graph::register(m)?;
     client::register(m)?;
     worker::register(m)?;
+    frame::register(m)?;
     Ok(())
 }

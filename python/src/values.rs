@@ -17,6 +17,7 @@ pub const PICKLE_MAGIC: &[u8] = b"\x00rask-pickle5\x00";
 
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TABLE_TO_PANDAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn protocol_fn<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import("rask._protocol")?.getattr(name)?.unbind()))
@@ -41,6 +42,9 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     if obj.is_exact_instance_of::<PyString>() {
         return Ok(Value::Str(obj.extract::<String>()?.into()));
+    }
+    if let Ok(t) = obj.cast::<crate::frame::ArrowTable>() {
+        return Ok(Value::Table(t.get().table.clone()));
     }
     pickled(obj)
 }
@@ -67,6 +71,15 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
         Value::Bytes(b) => PyBytes::new(py, b).into_any(),
         Value::List(items) => {
             PyList::new(py, items.iter().map(|v| to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+        }
+        // A partition: a pandas DataFrame through the Arrow C stream (no copy
+        // into pyarrow; `rask.dataframe._convert` maps the dtypes).
+        Value::Table(t) => {
+            let stream = crate::frame::ArrowStream::new(t.schema(), vec![t.batch().clone()]);
+            let convert = TABLE_TO_PANDAS.get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("rask.dataframe._convert")?.getattr("table_to_pandas")?.unbind())
+            })?;
+            convert.bind(py).call1((stream,))?
         }
         other => {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
