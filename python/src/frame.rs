@@ -14,8 +14,8 @@ use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyCapsule, PyFloat, PyInt, PyString};
-use rask::Delayed;
-use rask_core::{TableValue, Value};
+use rask::{ArgPart, Delayed};
+use rask_core::{Key, Params, TableValue, Value};
 use rask_dataframe::expr::BinOp;
 use rask_dataframe::{CsvOptions, DtPart, Expr, FrameError, How, Lit, StorageOptions, StrOp};
 
@@ -259,17 +259,32 @@ impl PyFrame {
 
     /// From an Arrow stream (a pyarrow Table), split at row `bounds`
     /// (`n + 1` increasing offsets for `n` partitions; empty ones allowed).
-    /// Slices share the imported buffers.
+    /// Slices share the imported buffers. The partitions' keys are
+    /// `from-pandas-{token}`: the caller names the data, so building the
+    /// frame does not serialize it to hash it.
     #[staticmethod]
-    fn from_arrow(py: Python<'_>, obj: &Bound<'_, PyAny>, bounds: Vec<usize>) -> PyResult<Self> {
+    fn from_arrow(py: Python<'_>, obj: &Bound<'_, PyAny>, bounds: Vec<usize>, token: &str) -> PyResult<Self> {
         let (schema, batches) = import_stream(obj)?;
         let batch = fe(py, arrow::compute::concat_batches(&schema, &batches).map_err(FrameError::from))?;
         let rows = batch.num_rows();
         if bounds.len() < 2 || bounds.windows(2).any(|w| w[0] > w[1]) || bounds.last() != Some(&rows) {
             return Err(PyValueError::new_err(format!("bad partition bounds {bounds:?} for {rows} rows")));
         }
-        let parts = bounds.windows(2).map(|w| batch.slice(w[0], w[1] - w[0])).collect();
-        fe(py, rask_dataframe::from_batches(parts)).map(frame)
+        let name: Arc<str> = Arc::from(format!("from-pandas-{token}"));
+        let parts: Vec<Delayed<TableValue>> = bounds
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let part = TableValue::new(batch.slice(w[0], w[1] - w[0]));
+                Delayed::from_task(
+                    Key::chunk(name.clone(), &[i as u32]),
+                    rask_core::ops::builtin::IDENTITY,
+                    Params::default(),
+                    vec![ArgPart::literal(Value::Table(part))],
+                )
+            })
+            .collect();
+        fe(py, rask_dataframe::from_partitions(parts, schema)).map(frame)
     }
 
     /// A frame over computed partitions (`persist`), with this frame's

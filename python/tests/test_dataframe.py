@@ -412,3 +412,52 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError):
         rd.from_pandas(make_pdf(), npartitions=2).merge(rd.from_pandas(make_pdf(), npartitions=1), on="k",
                                                         how="cross")
+
+
+# ------------------------------------------------------------ Arrow and processes
+
+
+def test_arrow_stream_capsule():
+    import pyarrow as pa
+
+    from rask import _rask
+
+    table = pa.table({"x": pa.array(np.arange(10, dtype=np.int64)), "s": pa.array(list("abcdefghij"))})
+    frame = _rask.Frame.from_arrow(table, [0, 4, 4, 10], "t1")
+    assert frame.npartitions == 3
+    stream = frame.meta()
+    # A capsule that nobody consumes is released when it is dropped.
+    for _ in range(100):
+        stream.__arrow_c_stream__()
+    schema = pa.RecordBatchReader.from_stream(stream).schema
+    assert schema.names == ["x", "s"] and schema.field("s").type == pa.string()
+    # An unsupported object is a TypeError, not a crash.
+    with pytest.raises((TypeError, AttributeError)):
+        _rask.Frame.from_arrow(object(), [0], "t2")
+    with pytest.raises(ValueError):
+        _rask.Frame.from_arrow(table, [0, 11], "t3")
+    # compute() concatenates partitions, empty ones included.
+    out = rd.DataFrame(frame).compute()
+    assert out.x.tolist() == list(range(10)) and out.index.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]
+
+
+def test_on_a_cluster_of_processes(cluster, tmp_path):
+    from rask.distributed import Client
+
+    cluster.add_plain_worker()
+    cluster.add_python_worker()
+    cluster.wait_workers(2)
+    pdf = make_pdf(500).astype({"k": object})
+    path = tmp_path / "d.csv"
+    pdf.to_csv(path, index=False)
+    ref = dd.read_csv(str(path), blocksize=4000, parse_dates=["t"])
+    with Client(cluster.address) as client:
+        r = rd.read_csv(str(path), blocksize=4000, parse_dates=["t"])
+        assert r.npartitions > 1
+        assert len(r) == len(pdf)
+        check_series(r.groupby("k").f.mean().compute(), ref.groupby("k").f.mean().compute(), check_index_type=False)
+        check_frame(r.map_partitions(add_ratio, 2.0).compute(), ref.map_partitions(add_ratio, 2.0).compute(),
+                    index=False)
+        assert client.compute(r.i.sum()).result() == pdf.i.sum()
+        small = rd.from_pandas(pdf, npartitions=3)
+        check_frame(small[small.i > 0].compute(), pdf[pdf.i > 0].astype({"k": r.dtypes["k"]}), index=False)

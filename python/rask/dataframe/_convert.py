@@ -24,7 +24,9 @@ def _mapper(t):
 
 
 def _table_pandas(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas(types_mapper=_mapper)
+    # split_blocks: one pandas block per column, so that columns without
+    # missing values are not copied again to consolidate blocks.
+    return table.to_pandas(types_mapper=_mapper, split_blocks=True)
 
 
 def table_to_pandas(stream) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import numbers
 import os
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -860,14 +861,10 @@ def from_pandas(data, npartitions=None, chunksize=None, sort=True, name=None):
     if n == 0:
         bounds = [0, 0]
     table = _convert.from_pandas_table(data)
-    native = _rask.Frame.from_arrow(table, bounds)
+    native = _rask.Frame.from_arrow(table, bounds, uuid.uuid4().hex)
     if index:
         native = native.with_index(index)
     return DataFrame(native)
-
-
-def from_arrow(table, bounds):
-    return DataFrame(_rask.Frame.from_arrow(table, bounds))
 
 
 def _partition_call(part, func, index, schema, as_series, args, kwargs):
