@@ -254,12 +254,31 @@ def test_groupby(n):
     check_frame(split.compute().sort_index(), d[num].groupby("k").mean().compute(), check_index_type=False)
 
 
+def test_groupby_as_index_false_and_series_describe_match_pandas():
+    pdf = make_pdf()
+    r = rd.from_pandas(pdf, npartitions=4)
+    check_frame(r[["k", "i", "f"]].groupby("k", as_index=False).mean().compute(),
+                pdf[["k", "i", "f"]].groupby("k", as_index=False).mean())
+    check_frame(r.groupby("k").f.agg(["mean", "max"]).compute(), pdf.groupby("k").f.agg(["mean", "max"]))
+    # Exact quartiles, as pandas (Dask's are approximate over partitions).
+    check_series(r.f.describe().compute(), pdf.f.describe(), rtol=1e-12)
+
+
+def test_loc_takes_row_i_of_every_partition():
+    # rask's default index numbers each partition's rows from 0, as a Dask
+    # frame read from CSV: loc[0] is the first row of every partition.
+    pdf = make_pdf(30)
+    r = rd.from_pandas(pdf, npartitions=3)
+    check_frame(r.loc[0].compute(), pdf.iloc[[0, 10, 20]], index=False)
+    check_frame(r.loc[r.i > 0, ["i", "k"]].compute(), pdf.loc[pdf.i > 0, ["i", "k"]], index=False)
+
+
 def test_describe():
     pdf = make_pdf()
     r, d = both(pdf, 3)
     rr = r[["i", "f"]].describe().compute()
     pr = pdf[["i", "f"]].describe()
-    check_frame(rr, pr, check_index_type=False, rtol=1e-9)
+    check_frame(rr, pr, rtol=1e-9)
 
 
 @pytest.mark.parametrize("n", PARTS)

@@ -396,7 +396,7 @@ def _fill_applies(dtype, value):
 
 
 def _describe_post(pdf):
-    pdf.index.name = None
+    pdf.index = pdf.index.astype(object).rename(None)
     return pdf
 
 
@@ -665,7 +665,7 @@ class Series(RaskCollection):
 
 
 def _series_describe_post(s):
-    s.index.name = None
+    s.index = s.index.astype(object).rename(None)
     return s
 
 
