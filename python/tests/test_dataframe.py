@@ -480,3 +480,55 @@ def test_on_a_cluster_of_processes(cluster, tmp_path):
         assert client.compute(r.i.sum()).result() == pdf.i.sum()
         small = rd.from_pandas(pdf, npartitions=3)
         check_frame(small[small.i > 0].compute(), pdf[pdf.i > 0].astype({"k": r.dtypes["k"]}), index=False)
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A moto_server on 127.0.0.1 with a bucket; its endpoint as storage options."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("moto")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(k, v)
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="frames")
+        yield {"endpoint_url": endpoint}, client
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_s3_round_trips(s3):
+    options, client = s3
+    pdf = make_pdf(200)
+    r = rd.from_pandas(pdf, npartitions=2)
+    r.to_parquet("s3://frames/pq/", storage_options=options)
+    r.to_csv("s3://frames/csv/part-*.csv", storage_options=options)
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="frames")["Contents"])
+    assert keys == ["csv/part-0.csv", "csv/part-1.csv", "pq/part.0.parquet", "pq/part.1.parquet"]
+    back = rd.read_parquet("s3://frames/pq/", storage_options=options)
+    check_frame(back.compute(), pdf, index=False)
+    csv = rd.read_csv("s3://frames/csv/*.csv", parse_dates=["t"], storage_options=options)
+    check_frame(csv.compute(), pdf, index=False)
+    with pytest.raises(FileNotFoundError):
+        rd.read_csv("s3://frames/nothing-*.csv", storage_options=options)
