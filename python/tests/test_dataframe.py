@@ -96,6 +96,25 @@ def test_empty_partitions_and_empty_frame():
     check_series(f.i.value_counts().compute(), pdf[pdf.i > 1000].i.value_counts(), check_index_type=False)
 
 
+@pytest.mark.parametrize("n", [2, 5])
+def test_operations_over_empty_partitions(n):
+    # Sorted by time, so the filter leaves the later partitions empty.
+    pdf = make_pdf(100).sort_values("t").reset_index(drop=True)
+    r, d = both(pdf, n)
+    cut = pdf.t.iloc[15]
+    rf, df_ = r[r.t < cut], d[d.t < cut]
+    check_frame(rf.compute(), df_.compute(), index=False)
+    check_frame(rf[["k", "i", "f"]].groupby("k").mean().compute(), df_[["k", "i", "f"]].groupby("k").mean().compute(),
+                check_index_type=False)
+    assert rf.i.sum().compute() == df_.i.sum().compute()
+    assert len(rf) == len(df_.compute())
+    check_series(rf.i.nlargest(3).compute(), df_.i.nlargest(3).compute(), index=False)
+    check_frame(rf.map_partitions(add_ratio, 2.0).compute(), df_.map_partitions(add_ratio, 2.0).compute(),
+                index=False)
+    check_frame(rf.merge(r[["k"]].drop_duplicates(), on="k").compute().sort_values(["t", "i"]),
+                df_.merge(d[["k"]].drop_duplicates(), on="k").compute().sort_values(["t", "i"]), index=False)
+
+
 def test_non_default_index_is_kept():
     pdf = make_pdf(30).set_index("i")
     r = rd.from_pandas(pdf, npartitions=3)

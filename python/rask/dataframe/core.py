@@ -548,6 +548,14 @@ class Series(RaskCollection):
         if isinstance(other, Series):
             name = self._name if other._name == self._name else None
             return Series(self._native.binary(op, other._native, reflected), name)
+        if isinstance(other, (pd.Timestamp, np.datetime64)) or type(other).__name__ in ("datetime", "date"):
+            # A datetime literal: compare nanoseconds since the epoch.
+            if op not in ("eq", "ne", "lt", "le", "gt", "ge"):
+                raise TypeError(f"rask compares datetime columns with datetimes; {op} is not supported")
+            ns = pd.Timestamp(other).as_unit("ns").value
+            if self.dtype.kind != "M":
+                raise TypeError(f"cannot compare a {self.dtype} column with a datetime")
+            return Series(self._native.astype("int64").binary(op, ns, reflected), self._name)
         if isinstance(other, (Scalar, DataFrame)) or not _is_scalar(other):
             return NotImplemented
         return Series(self._native.binary(op, _py_scalar(other), reflected), self._name)
