@@ -4,7 +4,8 @@
 //! i64, float, str), so built-in ops read them and nothing is pickled; every
 //! other object crosses as a pickle (protocol 5) in `Value::Bytes`, marked by
 //! [`PICKLE_MAGIC`] so that it is never mistaken for a `bytes` result of a
-//! built-in op. Lists of values (a built-in op's result) become lists.
+//! built-in op. Lists of values (a built-in op's result) become lists; a
+//! table (a dataframe partition) becomes a pandas DataFrame.
 
 use bytes::Bytes;
 use pyo3::prelude::*;

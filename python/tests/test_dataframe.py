@@ -338,6 +338,18 @@ def test_map_partitions(n):
     assert lens.n.sum() == len(pdf) and len(lens) == n
 
 
+def test_to_delayed_gives_pandas_partitions():
+    pdf = make_pdf(50)
+    r = rd.from_pandas(pdf, npartitions=3)
+    parts = r.to_delayed()
+    assert len(parts) == 3
+    sizes = rask.delayed(lambda ps: [len(p) for p in ps])(parts).compute()
+    assert sizes == [17, 17, 16]
+    first = parts[0].compute()
+    assert isinstance(first, pd.DataFrame)
+    check_frame(first, pdf.iloc[:17], index=False)
+
+
 def test_compute_persist_and_client():
     pdf = make_pdf()
     r, d = both(pdf, 4)

@@ -341,6 +341,13 @@ class DataFrame(RaskCollection):
     def map_partitions(self, func, *args, meta=None, **kwargs):
         return map_partitions(func, self, *args, meta=meta, **kwargs)
 
+    def to_delayed(self):
+        """One ``Delayed`` per partition; each computes to a pandas frame
+        (index columns as columns)."""
+        from ..delayed import Delayed
+
+        return [Delayed(n) for n in self.__rask_nodes__()]
+
     # -- output
     def to_parquet(self, path, storage_options=None, write_index=None, **kwargs):
         _ensure_client()
