@@ -219,6 +219,9 @@ def test_series_reductions_dtypes(n):
             np.testing.assert_allclose(rv, dv, rtol=1e-12, err_msg=f"{col}.{func}")
     total = r.i.sum()
     assert isinstance(total, rd.Scalar)
+    ratio = (r.i.sum() / r.i.count()).compute()
+    assert type(ratio) is type(pdf.i.sum() / pdf.i.count()) and ratio == pdf.i.sum() / pdf.i.count()
+    assert (2 * r.f.max() - 1).compute() == 2 * pdf.f.max() - 1
     assert r.i.sum().compute().dtype == np.int64
     assert r.k.nunique().compute() == pdf.k.nunique()
     check_series(r.k.unique().compute().sort_values(), pd.Series(pdf.k.unique(), name="k").astype(d.k.dtype)

@@ -39,16 +39,29 @@ def _compute_nodes(nodes):
 # ------------------------------------------------------------ Scalar
 
 
+def _scalar_of(value):
+    """The Python value of a scalar node's result (in a ``python.call``)."""
+    if isinstance(value, pd.DataFrame):
+        return value.iloc[0, 0]
+    return value
+
+
+def _scalar_op(op, a, b):
+    return op(_scalar_of(a), _scalar_of(b))
+
+
 class Scalar(RaskCollection):
     """A lazy scalar (a Series reduction); ``compute()`` gives the numpy
-    scalar pandas gives (an int64 for the sum of an int column)."""
+    scalar pandas gives (an int64 for the sum of an int column).
+    Arithmetic between scalars and numbers is lazy too (a Python task)."""
 
-    __slots__ = ("_frame", "_node", "_name")
+    __slots__ = ("_frame", "_node", "_name", "_py")
 
-    def __init__(self, frame=None, node=None, name="scalar"):
+    def __init__(self, frame=None, node=None, name="scalar", py=False):
         self._frame = frame
         self._node = node
         self._name = name
+        self._py = py  # the node's value is a Python scalar (arithmetic)
 
     def __rask_nodes__(self):
         return self._frame.nodes() if self._frame is not None else [self._node]
@@ -57,12 +70,32 @@ class Scalar(RaskCollection):
         if self._frame is not None:
             pdf = _convert.to_pandas(self._frame.collect(list(futures)), [])
             return pdf.iloc[0, 0]
-        return np.int64(futures[0].result())
+        value = futures[0].result()
+        return value if self._py else np.int64(value)
 
     def __rask_persist__(self, futures):
         if self._frame is not None:
             return Scalar(frame=self._frame.over_futures(list(futures)), name=self._name)
-        return Scalar(node=futures[0].node(), name=self._name)
+        return Scalar(node=futures[0].node(), name=self._name, py=self._py)
+
+    def _lazy(self):
+        from ..delayed import Delayed
+
+        [node] = self.__rask_nodes__() if self._frame is None else self._frame.nodes()[:1]
+        return Delayed(node)
+
+    def _arith(self, op, other, reflected=False):
+        import operator
+
+        from ..delayed import _call
+
+        if isinstance(other, Scalar):
+            other = other._lazy()
+        elif not _is_scalar(other):
+            return NotImplemented
+        a, b = (other, self._lazy()) if reflected else (self._lazy(), other)
+        d = _call(_scalar_op, (getattr(operator, op), a, b), {}, name=f"scalar-{op}", pure=True)
+        return Scalar(node=d._node, name=f"{op}-{self._name}", py=True)
 
     def __repr__(self):
         return f"rask.dataframe.Scalar<{self._name}>"
@@ -75,6 +108,11 @@ class Scalar(RaskCollection):
 
     def __bool__(self):
         raise TypeError("Truth of a lazy Scalar is ambiguous: compute() it first")
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
+    setattr(Scalar, f"__{_op}__", lambda self, other, _op=_op: self._arith(_op, other))
+    setattr(Scalar, f"__r{_op}__", lambda self, other, _op=_op: self._arith(_op, other, reflected=True))
 
 
 # ------------------------------------------------------------ helpers
