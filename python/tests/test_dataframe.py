@@ -426,6 +426,7 @@ def test_birthdays_tutorial():
     top = by_state.nlargest(5).compute()
     ref_top = ref.groupby("state").births.mean().nlargest(5).compute()
     assert list(top.values) == pytest.approx(list(ref_top.values))
+    assert list(top.index) == list(ref_top.index) and top.index.name == "state" and top.name == "births"
     vc = df.state.value_counts().compute()
     tm.assert_series_equal(vc.sort_index(), ref.state.value_counts().compute().sort_index(), check_dtype=False)
     assert vc.is_monotonic_decreasing and vc.dtype == np.int64
