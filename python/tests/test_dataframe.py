@@ -317,6 +317,13 @@ def test_sort_drop_duplicates_merge(n):
         rm = r.merge(rright, on="k", how=how).compute().sort_values(["i", "f", "k", "t"]).reset_index(drop=True)
         dm = d.merge(dright, on="k", how=how).compute().sort_values(["i", "f", "k", "t"]).reset_index(drop=True)
         check_frame(rm, dm)
+    other = right.rename(columns={"k": "key"}).assign(i=np.arange(4))
+    rother, dother = rd.from_pandas(other, npartitions=1), dd.from_pandas(other, npartitions=1)
+    for how in ["inner", "left", "outer"]:
+        rm = r.merge(rother, left_on="k", right_on="key", how=how).compute()
+        dm = d.merge(dother, left_on="k", right_on="key", how=how).compute()
+        order = ["i_x", "f", "k", "t", "key"]
+        check_frame(rm.sort_values(order).reset_index(drop=True), dm.sort_values(order).reset_index(drop=True))
 
 
 # ------------------------------------------------------------ map_partitions, compute, persist

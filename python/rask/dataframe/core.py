@@ -363,8 +363,16 @@ class DataFrame(RaskCollection):
             raise NotImplementedError("rask's merge uses the suffixes ('_x', '_y')")
         if left_on is not None or right_on is not None:
             lo, ro = _columns_list(left_on), _columns_list(right_on)
+            if lo is None or ro is None or len(lo) != len(ro):
+                raise ValueError("merge needs left_on and right_on of the same length")
             if lo != ro:
-                raise NotImplementedError("rask merges on columns of the same name: rename one side first")
+                # Join on copies of the keys under shared temporary names;
+                # both sides keep their own key columns, as in pandas.
+                tmp = [f"__rask_key{i}__" for i in range(len(lo))]
+                left = self.assign(**{t: self[c] for t, c in zip(tmp, lo)})
+                rgt = right.assign(**{t: right[c] for t, c in zip(tmp, ro)})
+                joined = left._native.merge(rgt._native, tmp, how)
+                return DataFrame(joined.select([c for c in joined.columns if c not in tmp]))
             on = lo
         if on is None:
             on = [c for c in self._native.columns if c in right._native.columns]
