@@ -254,6 +254,16 @@ impl DataFrame {
         &self.index
     }
 
+    /// The same frame with these columns as its index (they must exist):
+    /// for frames rebuilt from partitions of an indexed one (`persist`).
+    pub fn with_index(mut self, index: Vec<String>) -> Result<DataFrame> {
+        for c in &index {
+            plan::field(&self.schema, c)?;
+        }
+        self.index = index;
+        Ok(self)
+    }
+
     /// Parquet row groups the plan's filters let readers skip unread.
     pub fn pruned_row_groups(&self) -> usize {
         match self.source.as_ref() {

@@ -148,6 +148,8 @@ def _builtin_error(key: str, message: str) -> Exception:
         return RuntimeError(text)
     if "no column" in low or "unknown column" in low or "missing key" in low:
         return KeyError(text)
+    if "error tokenizing data" in low:  # a malformed CSV row (pandas' ParserError is a ValueError)
+        return ValueError(text)
     if "unsupported operand" in low or "expected " in low or " type" in low:
         return TypeError(text)
     return ValueError(text)

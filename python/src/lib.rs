@@ -14,6 +14,7 @@
 mod array;
 mod client;
 mod errors;
+mod frame;
 mod graph;
 mod image;
 mod op;
@@ -62,5 +63,6 @@ fn _rask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     image::register(m)?;
     client::register(m)?;
     worker::register(m)?;
+    frame::register(m)?;
     Ok(())
 }

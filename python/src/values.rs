@@ -4,7 +4,8 @@
 //! i64, float, str), so built-in ops read them and nothing is pickled; every
 //! other object crosses as a pickle (protocol 5) in `Value::Bytes`, marked by
 //! [`PICKLE_MAGIC`] so that it is never mistaken for a `bytes` result of a
-//! built-in op. Lists of values (a built-in op's result) become lists.
+//! built-in op. Lists of values (a built-in op's result) become lists; a
+//! table (a dataframe partition) becomes a pandas DataFrame.
 
 use bytes::Bytes;
 use pyo3::prelude::*;
@@ -17,6 +18,7 @@ pub const PICKLE_MAGIC: &[u8] = b"\x00rask-pickle5\x00";
 
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TABLE_TO_PANDAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn protocol_fn<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import("rask._protocol")?.getattr(name)?.unbind()))
@@ -44,6 +46,9 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     if let Some(array) = numpy_value(obj)? {
         return Ok(Value::Array(array));
+    }
+    if let Ok(t) = obj.cast::<crate::frame::ArrowTable>() {
+        return Ok(Value::Table(t.get().table.clone()));
     }
     pickled(obj)
 }
@@ -90,6 +95,15 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             PyList::new(py, items.iter().map(|v| to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
         }
         Value::Array(a) => crate::array::to_numpy(py, a.clone(), false)?,
+        // A partition: a pandas DataFrame through the Arrow C stream (no copy
+        // into pyarrow; `rask.dataframe._convert` maps the dtypes).
+        Value::Table(t) => {
+            let stream = crate::frame::ArrowStream::new(t.schema(), vec![t.batch().clone()]);
+            let convert = TABLE_TO_PANDAS.get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("rask.dataframe._convert")?.getattr("table_to_pandas")?.unbind())
+            })?;
+            convert.bind(py).call1((stream,))?
+        }
         other => {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "a rask {} value has no Python form in this version (only scalars, str, bytes, lists and \
