@@ -57,10 +57,10 @@ def _is_nan(n) -> bool:
 
 # ------------------------------------------------------------------ chunks
 
-def _auto_axes(shape, itemsize, fixed):
-    """Dask-like "auto" chunks: about 128 MiB blocks, near-cubic, over the
-    axes not fixed by the caller."""
-    budget = max(CHUNK_BYTES // max(itemsize, 1), 1)
+def _auto_axes(shape, itemsize, fixed, limit=None):
+    """Dask-like "auto" chunks: about 128 MiB blocks (or ``limit`` bytes),
+    near-cubic, over the axes not fixed by the caller."""
+    budget = max(int(limit or CHUNK_BYTES) // max(itemsize, 1), 1)
     for ax, c in fixed.items():
         budget = max(budget // max(c, 1), 1)
     open_axes = [ax for ax in range(len(shape)) if ax not in fixed]
@@ -132,7 +132,8 @@ def normalize_chunks(chunks, shape=None, limit=None, dtype=None, previous_chunks
             fixed[ax] = int(c)
         elif isinstance(c, float) and not math.isnan(c):
             raise ValueError(f"chunk size {c!r} on axis {ax} must be an integer")
-    auto = _auto_axes(shape, itemsize, fixed) if any(isinstance(c, str) for c in per_axis) else {}
+    byte_limit = limit if isinstance(limit, numbers.Integral) else None
+    auto = _auto_axes(shape, itemsize, fixed, byte_limit) if any(isinstance(c, str) for c in per_axis) else {}
     out = []
     for ax, c in enumerate(per_axis):
         if isinstance(c, str):
@@ -789,9 +790,35 @@ def from_array(x, chunks="auto", name=None, lock=False, asarray=None, fancy=True
         a = np.ascontiguousarray(a)
     if a.ndim == 0:  # a 0-d buffer has no shape to read: one element, then back to 0-d
         return from_array(a.reshape(1), chunks=(1,)).reshape(())
-    c = normalize_chunks(chunks, a.shape, dtype=d)
+    client = _remote_client() if a.nbytes > _UPLOAD_BYTES else None
+    if client is not None and isinstance(chunks, str) and chunks == "auto":
+        c = normalize_chunks(chunks, a.shape, dtype=d, limit=_UPLOAD_BYTES)
+    else:
+        c = normalize_chunks(chunks, a.shape, dtype=d)
     source = a.view(np.uint8) if d == bool else a
-    return Array(_rask.Array.from_numpy(source, d.name, _native_chunks(c)))
+    out = Array(_rask.Array.from_numpy(source, d.name, _native_chunks(c)))
+    if client is not None:
+        # A remote scheduler takes graphs in messages of bounded size (64
+        # MiB): the blocks go up one submission each, as client.scatter,
+        # and the array refers to them (they stay while it does).
+        natives = [client._native.compute([node])[0] for node in out.__rask_nodes__()]
+        for n in natives:
+            n.wait()  # graphs may refer only to keys already computed
+        out = Array(out._a.persisted(natives))
+    return out
+
+
+# Arrays larger than this are uploaded block by block to a remote cluster,
+# in blocks of at most this size ("auto" chunks).
+_UPLOAD_BYTES = 32 << 20
+
+
+def _remote_client():
+    """The default client when it is connected to a remote scheduler."""
+    from .. import distributed
+
+    c = distributed._default
+    return c if c is not None and not c._closed and c._remote else None
 
 
 def asarray(a, dtype=None, order=None, like=None, **kwargs):
