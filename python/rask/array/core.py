@@ -461,6 +461,11 @@ class Array(RaskCollection):
         if kwargs or ufunc.nout != 1:
             return NotImplemented
         name = ufunc.__name__
+        if ufunc.signature is not None:  # a generalized ufunc
+            if name == "matmul":
+                out = matmul(*inputs)
+                return out.astype(dtype) if dtype is not None else out
+            return NotImplemented
         if ufunc.nin == 1:
             (x,) = inputs
             if name in _UNARY:
@@ -783,6 +788,8 @@ def from_array(x, chunks="auto", name=None, lock=False, asarray=None, fancy=True
         return x if chunks == "auto" else x.rechunk(chunks)
     a = np.asarray(x)
     d = _dtype(a.dtype)
+    if a.ndim == 0:
+        return Array(from_array(a.reshape(1))._a.reshape([]))
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
     if not a.flags.c_contiguous:
