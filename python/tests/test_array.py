@@ -752,3 +752,52 @@ def test_numpy_function_not_supported_gives_type_error():
     with pytest.raises(TypeError):
         np.fft.fft(a)
 
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A moto S3 server on a free port, with the AWS environment set."""
+    from moto.server import ThreadedMotoServer
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_zarr_on_s3_both_ways(moto_s3, tmp_path):
+    import boto3
+    import zarr
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket="arrays")
+    options = {"endpoint_url": moto_s3, "region": "us-east-1"}
+    x = data((9, 7), "float64", nans=True)
+    a = da.from_array(x, chunks=(4, 3))
+    da.to_zarr(a, "s3://arrays/x.zarr", storage_options=options)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="arrays")["Contents"]}
+    assert "x.zarr/zarr.json" in keys and len(keys) == 1 + 3 * 3
+    # zarr-python reads what rask wrote (downloaded as is).
+    for k in keys:
+        local = tmp_path / k
+        local.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file("arrays", k, str(local))
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "x.zarr"), mode="r")[:], x)
+    check(da.from_zarr("s3://arrays/x.zarr", storage_options=options), x)
+    # rask reads a store zarr-python wrote (uploaded as is).
+    src = tmp_path / "z.zarr"
+    z = zarr.create_array(str(src), shape=(6, 5), chunks=(4, 2), dtype="int32", zarr_format=2)
+    z[:] = np.arange(30, dtype="int32").reshape(6, 5)
+    for f in src.rglob("*"):
+        if f.is_file():
+            s3.upload_file(str(f), "arrays", "z.zarr/" + str(f.relative_to(src)))
+    check(da.from_zarr("s3://arrays/z.zarr", storage_options=options).sum(axis=0),
+          np.arange(30, dtype="int32").reshape(6, 5).sum(axis=0))
