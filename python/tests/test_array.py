@@ -6,6 +6,8 @@ Each case builds the same expression on numpy data, on ``rask.array`` and
 type. Data are seeded random, with NaNs for the float cases.
 """
 
+import os
+
 import dask
 import dask.array as dsa
 import numpy as np
@@ -801,3 +803,25 @@ def test_zarr_on_s3_both_ways(moto_s3, tmp_path):
             s3.upload_file(str(f), "arrays", "z.zarr/" + str(f.relative_to(src)))
     check(da.from_zarr("s3://arrays/z.zarr", storage_options=options).sum(axis=0),
           np.arange(30, dtype="int32").reshape(6, 5).sum(axis=0))
+
+
+def _pid_block(block):
+    return np.full(block.shape, os.getpid(), dtype="int64")
+
+
+def test_arrays_on_a_cluster_of_plain_and_python_workers(cluster):
+    """Built-in array ops run on any worker; map_blocks (a Python function)
+    only on the Python worker; results cross back to numpy."""
+    cluster.add_plain_worker()
+    cluster.add_python_worker()
+    cluster.wait_workers(2)
+    x = data((40, 30), "float64", nans=True)
+    with Client(cluster.address) as client:
+        a = da.from_array(x, chunks=(7, 11))
+        check(da.nanmean(a, axis=0), np.nanmean(x, axis=0), exact=False)
+        check((a[::-3, 5:] * 2).T, (x[::-3, 5:] * 2).T)
+        check(a.map_blocks(_double_plus, k=1.5), x * 2 + 1.5)
+        pids = np.unique(a.map_blocks(_pid_block, dtype="int64").compute())
+        assert set(pids.tolist()) <= {p.pid for p in cluster.python}
+        f = client.compute(a.sum(axis=1))
+        np.testing.assert_allclose(f.result(), x.sum(axis=1), equal_nan=True)
