@@ -495,6 +495,39 @@ def test_index_errors():
         a[..., ...]
 
 
+def test_mask_assignment():
+    x = data((6, 5), "float64", nans=True)
+    a = da.from_array(x, chunks=(4, 2))
+    a[da.isnan(a)] = 0
+    y = x.copy()
+    y[np.isnan(y)] = 0
+    check(a, y)
+    i = data((7,), "int32")
+    b = da.from_array(i, chunks=3)
+    b[i < 0] = 7
+    j = i.copy()
+    j[j < 0] = 7
+    check(b, j)
+    with pytest.raises(NotImplementedError):
+        b[0] = 1
+
+
+def test_no_copy_out_and_read_only_blocks_in():
+    x = data((64, 8), "float64")
+    a = da.from_array(x, chunks=(16, 8))
+    out = (a + 1).compute()
+    # numpy views the stitched result (its base is rask's holder), no copy.
+    assert not out.flags.owndata and type(out.base).__name__ == "NumpyView" and out.flags.writeable
+    np.testing.assert_array_equal(out, x + 1)
+
+    def writes(block):
+        block[0] = 1.0
+        return block
+    with pytest.raises(ValueError, match="read-only"):
+        a.map_blocks(writes).compute()
+    check(a.map_blocks(lambda b: b), x)  # a block handed back unchanged
+
+
 def test_take():
     x = data((5, 7), "int32")
     a = da.from_array(x, chunks=(2, 3))

@@ -624,7 +624,18 @@ class Array(RaskCollection):
         return _getitem(self, index)
 
     def __setitem__(self, key, value):
-        raise TypeError("rask arrays are immutable: build a new one with where(mask, value, x)")
+        """``x[mask] = value`` with a boolean array of ``x``'s shape and a
+        scalar (or broadcastable) value, as Dask: ``x`` becomes
+        ``where(mask, value, x)`` in its own dtype."""
+        if isinstance(key, np.ndarray) and key.dtype == bool:
+            key = from_array(key)
+        if not (isinstance(key, Array) and key.dtype == bool and key.shape == self.shape):
+            raise NotImplementedError("rask.array supports item assignment with a boolean mask of the array's "
+                                      "shape only")
+        value = _as_array(value)
+        if value.dtype != self.dtype:
+            value = value.astype(self.dtype)
+        self._a = where(key, value, self)._a
 
 
 def _operand(v):
