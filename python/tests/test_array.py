@@ -334,18 +334,24 @@ def _axes_for(ndim):
     return out
 
 
-@pytest.mark.parametrize("shape,chunks", NONEMPTY)
-@pytest.mark.parametrize("dtype", ["float64", "int64", "int32", "float32"])
+@pytest.mark.parametrize("shape,chunks", CHUNKED)
+@pytest.mark.parametrize("dtype", ["float64", "int64", "int32", "float32", "uint8", "bool"])
 @pytest.mark.parametrize("name", REDUCTIONS)
 def test_reductions(shape, chunks, dtype, name):
     x = data(shape, dtype)
     a = da.from_array(x, chunks=chunks)
     for axis in _axes_for(len(shape)):
         for keepdims in (False, True):
-            with np.errstate(all="ignore"):
-                expected = getattr(np, name)(x, axis=axis, keepdims=keepdims)
+            try:
+                with np.errstate(all="ignore"), _quiet():
+                    expected = getattr(np, name)(x, axis=axis, keepdims=keepdims)
+            except ValueError as e:  # max/min of an empty axis
+                with pytest.raises(ValueError, match="zero-size array"):
+                    getattr(a, name)(axis=axis, keepdims=keepdims).compute()
+                assert "zero-size array" in str(e)
+                continue
             r = getattr(a, name)(axis=axis, keepdims=keepdims)
-            exact = name in ("max", "min", "any", "all") or (dtype.startswith("int") and name in ("sum", "prod"))
+            exact = name in ("max", "min", "any", "all") or (dtype[0] in "iub" and name in ("sum", "prod"))
             check(r, expected, exact=exact, rtol=1e-10)
             # np.<name>(x) dispatches through __array_function__.
             check(getattr(np, name)(a, axis=axis, keepdims=keepdims), expected, exact=exact, rtol=1e-10)
@@ -473,6 +479,24 @@ def test_boolean_mask_unknown_chunks():
             len(r)
     m = x > 0
     check(da.from_array(x, chunks=2)[m], x[m])  # a numpy mask
+
+
+@pytest.mark.parametrize("chunks", [3, 1, 10])
+@pytest.mark.parametrize("name", ["max", "min", "nanmax", "nanmin", "all", "any", "sum", "mean", "count_nonzero"])
+def test_reductions_of_masks_with_empty_blocks(chunks, name):
+    x = data((10,), "float64", nans=False)
+    a = da.from_array(x, chunks=chunks)
+    for threshold in [x.max() - 1e-9, np.sort(x)[-3], x.min() - 1]:
+        sel = x[x > threshold]
+        check(getattr(da, name)(a[a > threshold]), getattr(np, name)(sel), exact=name not in ("sum", "mean"))
+    empty = a[a > x.max()]
+    if name in ("max", "min", "nanmax", "nanmin"):
+        with pytest.raises(ValueError, match="zero-size array"):
+            getattr(da, name)(empty).compute()
+    elif name != "mean":
+        check(getattr(da, name)(empty), getattr(np, name)(x[x > x.max()]))
+    with pytest.raises(ValueError, match="known chunk sizes"):
+        a[a > 0].argmax()
 
 
 def test_index_errors():

@@ -677,6 +677,9 @@ _UNARY = {
 
 
 def _arg(x, op, axis, keepdims):
+    if any(_is_nan(s) for s in x.shape):
+        raise ValueError(f"{op} needs known chunk sizes (its flat index counts positions); call "
+                         "x.compute_chunk_sizes() first")
     if axis is None:
         out = Array(x._a.reduce(op, None, False, 0, 4))
         if keepdims:
