@@ -156,6 +156,8 @@ def test_metadata_as_dask():
 def test_auto_chunks_match_dask_for_big_arrays():
     for shape in [(100000, 100000), (50_000_000,), (1000, 1000)]:
         assert da.ones(shape, chunks="auto").chunks == dsa.ones(shape, chunks="auto").chunks
+    assert da.ones((4096, 4096), chunks="32MiB").chunks == dsa.ones((4096, 4096), chunks="32MiB").chunks
+    assert da.ones((1000, 1000), chunks=("auto", 10)).chunks == dsa.ones((1000, 1000), chunks=("auto", 10)).chunks
 
 
 def test_bad_chunks_raise_value_error():
@@ -718,7 +720,7 @@ def test_delayed_functions_get_and_return_numpy():
 
     x = np.arange(12.0).reshape(3, 4)
     out = f(x).compute()
-    assert type(out) is np.ndarray
+    assert type(out) is np.ndarray and out.flags.writeable
     np.testing.assert_array_equal(out, x * 2)
     ints = rask.delayed(lambda b: b)(np.arange(5, dtype="uint16")).compute()
     assert ints.dtype == np.uint16

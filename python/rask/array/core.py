@@ -57,10 +57,23 @@ def _is_nan(n) -> bool:
 
 # ------------------------------------------------------------------ chunks
 
-def _auto_axes(shape, itemsize, fixed):
-    """Dask-like "auto" chunks: about 128 MiB blocks, near-cubic, over the
-    axes not fixed by the caller."""
-    budget = max(CHUNK_BYTES // max(itemsize, 1), 1)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def _parse_bytes(text):
+    """``"100 MiB"`` -> 104857600; None when ``text`` is not a byte size."""
+    import re
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _auto_axes(shape, itemsize, fixed, limit=None):
+    """Dask-like "auto" chunks: about 128 MiB blocks (or ``limit`` bytes),
+    near-cubic, over the axes not fixed by the caller."""
+    budget = max((limit or CHUNK_BYTES) // max(itemsize, 1), 1)
     for ax, c in fixed.items():
         budget = max(budget // max(c, 1), 1)
     open_axes = [ax for ax in range(len(shape)) if ax not in fixed]
@@ -103,6 +116,8 @@ def normalize_chunks(chunks, shape=None, limit=None, dtype=None, previous_chunks
     itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
     if isinstance(chunks, list):
         chunks = tuple(chunks)
+    if isinstance(chunks, str) and chunks != "auto" and _parse_bytes(chunks) is not None:
+        limit, chunks = _parse_bytes(chunks), "auto"
     if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
         per_axis = ["auto"] * nd
     elif isinstance(chunks, str):
@@ -132,7 +147,7 @@ def normalize_chunks(chunks, shape=None, limit=None, dtype=None, previous_chunks
             fixed[ax] = int(c)
         elif isinstance(c, float) and not math.isnan(c):
             raise ValueError(f"chunk size {c!r} on axis {ax} must be an integer")
-    auto = _auto_axes(shape, itemsize, fixed) if any(isinstance(c, str) for c in per_axis) else {}
+    auto = _auto_axes(shape, itemsize, fixed, limit) if any(isinstance(c, str) for c in per_axis) else {}
     out = []
     for ax, c in enumerate(per_axis):
         if isinstance(c, str):
@@ -711,8 +726,7 @@ def _getitem(x, index):
         return _mask(x, index[0])
     if len(index) == 1 and isinstance(index[0], np.ndarray) and index[0].dtype == bool and index[0].ndim > 1:
         return _mask(x, from_array(index[0]))
-    n_real = sum(1 for i in index if i is not None and i is not Ellipsis and not (
-        isinstance(i, np.ndarray) and i.dtype == bool and False))
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
     if sum(1 for i in index if i is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if n_real > x.ndim:
