@@ -722,6 +722,12 @@ def test_delayed_functions_get_and_return_numpy():
     out = f(x).compute()
     assert type(out) is np.ndarray and out.flags.writeable
     np.testing.assert_array_equal(out, x * 2)
+    # A rask array as a delayed argument arrives as one numpy array.
+    x5 = data((6, 5), "float64")
+    total = rask.delayed(np.sum)(da.from_array(x5, chunks=(2, 3)) * 2, axis=0).compute()
+    np.testing.assert_allclose(total, (x5 * 2).sum(axis=0))
+    shape = rask.delayed(lambda b: (type(b).__name__, b.shape))(da.ones((4, 3), chunks=1)).compute()
+    assert shape == ("ndarray", (4, 3))
     ints = rask.delayed(lambda b: b)(np.arange(5, dtype="uint16")).compute()
     assert ints.dtype == np.uint16
     obj = rask.delayed(lambda b: b)(np.array(["a", "b"])).compute()  # pickled, not an array value

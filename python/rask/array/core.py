@@ -282,6 +282,15 @@ class Array(RaskCollection):
     def _meta(self):
         return np.empty((0,) * self.ndim, dtype=self.dtype)
 
+    def _rask_node(self):
+        """The whole array as one graph node (one block), for when it is an
+        argument of a ``delayed`` call: the function gets a numpy array."""
+        if any(_is_nan(s) for s in self.shape):
+            raise ValueError("an array with unknown chunk sizes cannot be a delayed argument; call "
+                             "x.compute_chunk_sizes() first")
+        whole = self if self.npartitions == 1 else self.rechunk(tuple((s,) for s in self.shape))
+        return whole._a.nodes()[0]
+
     def __dask_keys__(self):
         return [n.key for n in self._a.nodes()]
 
