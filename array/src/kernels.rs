@@ -565,6 +565,28 @@ pub enum Reduction {
 }
 
 impl Reduction {
+    /// Reductions of an empty lane that numpy refuses (no identity).
+    pub fn has_no_identity(self) -> bool {
+        matches!(
+            self,
+            Reduction::Min
+                | Reduction::Max
+                | Reduction::NanMin
+                | Reduction::NanMax
+                | Reduction::ArgMin
+                | Reduction::ArgMax
+        )
+    }
+
+    /// numpy's ufunc name in its "zero-size array" message.
+    fn numpy_name(self) -> &'static str {
+        match self {
+            Reduction::Min | Reduction::NanMin => "minimum",
+            Reduction::Max | Reduction::NanMax => "maximum",
+            other => other.name(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Reduction::Sum => "sum",
@@ -825,8 +847,11 @@ fn sum_f64<T: Scalar>(a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<f64, I
 fn partial_typed<T: Arith>(op: Reduction, a: &ArcArray<T, IxDyn>, axes: &[usize]) -> ArcArray<T, IxDyn> {
     match op {
         Reduction::Prod => fold_axes(a, axes, T::from_i64(1), T::mul),
-        Reduction::Min | Reduction::All => fold_axes(a, axes, first(a), T::min_nan),
-        Reduction::Max | Reduction::Any => fold_axes(a, axes, first(a), T::max_nan),
+        Reduction::Min => fold_axes(a, axes, first(a), T::min_nan),
+        Reduction::Max => fold_axes(a, axes, first(a), T::max_nan),
+        // On booleans: true and false are the identities of min and max.
+        Reduction::All => fold_axes(a, axes, T::from_i64(1), T::min_nan),
+        Reduction::Any => fold_axes(a, axes, T::from_i64(0), T::max_nan),
         Reduction::NanMin => fold_axes(a, axes, first(a), T::fmin),
         Reduction::NanMax => fold_axes(a, axes, first(a), T::fmax),
         _ => fold_axes(a, axes, T::from_i64(0), T::add),
@@ -952,19 +977,19 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
     match p.stage {
         Stage::Partial => {
             let a = one_array(args, REDUCE)?;
+            // A block whose lanes are all empty (a reduced axis of length 0,
+            // as blocks of a boolean-mask result can be) adds nothing to an
+            // extreme: its partial is None, which combine skips; only a
+            // reduction whose every partial is None has no identity.
+            let empty_lanes = p.axes.iter().any(|&ax| a.shape().get(ax) == Some(&0))
+                && (0..a.shape().len()).filter(|ax| !p.axes.contains(ax)).all(|ax| a.shape()[ax] > 0);
+            if empty_lanes && p.op.has_no_identity() {
+                return Ok(Value::None);
+            }
             if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
-                if a.is_empty() {
-                    return Err(OpError::new(format!("attempt to get {} of an empty sequence", p.op.name())));
-                }
                 let want_max = p.op == Reduction::ArgMax;
                 let (v, i) = on_arg_typed(&a, &p, want_max);
                 return Ok(arg_value(v, i));
-            }
-            if a.is_empty() && matches!(p.op, Reduction::Min | Reduction::Max | Reduction::NanMin | Reduction::NanMax) {
-                return Err(OpError::new(format!(
-                    "zero-size array to reduction operation {} which has no identity",
-                    p.op.name()
-                )));
             }
             if p.op == Reduction::Mean && p.axes.len() == a.shape().len() {
                 // Whole-block mean: one fast pass, no NaN skipping needed.
@@ -991,6 +1016,10 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
                 Ok([Value::List(items)]) => items,
                 _ => return Err(OpError::new(format!("{REDUCE} combine takes a list of partials"))),
             };
+            let items: Vec<Value> = items.iter().filter(|v| !matches!(v, Value::None)).cloned().collect();
+            if items.is_empty() {
+                return Ok(Value::None);
+            }
             if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
                 return arg_combine(&items, p.op == Reduction::ArgMax);
             }
@@ -1017,6 +1046,14 @@ fn reduce(p: &Params, args: Vec<Value>) -> Result<Value, OpError> {
         }
         Stage::Finalize { keepdims } => {
             let [partial]: [Value; 1] = args.try_into().map_err(|_| OpError::new("finalize takes one partial"))?;
+            if matches!(partial, Value::None) {
+                return Err(OpError::new(match p.op {
+                    Reduction::ArgMin | Reduction::ArgMax => {
+                        format!("attempt to get {} of an empty sequence", p.op.name())
+                    }
+                    _ => format!("zero-size array to reduction operation {} which has no identity", p.op.numpy_name()),
+                }));
+            }
             let mut out = if matches!(p.op, Reduction::ArgMin | Reduction::ArgMax) {
                 ArrayValue::I64(arg_parts(&partial)?.1)
             } else if p.op.uses_moments() {

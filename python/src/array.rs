@@ -311,6 +311,10 @@ fn copy_blocks<T: pyo3::buffer::Element + Copy>(
 /// A numpy array (any object with the buffer protocol) of `dtype` as an
 /// array value, copied once (bool arrays come as their uint8 view).
 pub fn value_from_buffer(obj: &Bound<'_, PyAny>, dtype: DType) -> PyResult<ArrayValue> {
+    // A 0-d array's buffer has no shape: read it as one element.
+    let zero_d = obj.getattr("ndim")?.extract::<usize>()? == 0;
+    let flat = if zero_d { obj.call_method1("reshape", (1,))? } else { obj.clone() };
+    let obj = &flat;
     fn whole<T: Element + pyo3::buffer::Element + Copy>(obj: &Bound<'_, PyAny>) -> PyResult<ArcArrayD<T>> {
         let buf = PyBuffer::<T>::get(obj)?;
         let shape = buf.shape().to_vec();
@@ -320,7 +324,7 @@ pub fn value_from_buffer(obj: &Bound<'_, PyAny>, dtype: DType) -> PyResult<Array
             .map(ndarray::ArrayBase::into_shared)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
-    Ok(match dtype {
+    let value = match dtype {
         DType::Bool => ArrayValue::Bool(whole::<u8>(obj)?.mapv(|b| b != 0).into_shared()),
         DType::I8 => ArrayValue::I8(whole(obj)?),
         DType::I16 => ArrayValue::I16(whole(obj)?),
@@ -332,7 +336,13 @@ pub fn value_from_buffer(obj: &Bound<'_, PyAny>, dtype: DType) -> PyResult<Array
         DType::U64 => ArrayValue::U64(whole(obj)?),
         DType::F32 => ArrayValue::F32(whole(obj)?),
         DType::F64 => ArrayValue::F64(whole(obj)?),
-    })
+    };
+    if !zero_d {
+        return Ok(value);
+    }
+    Ok(with_array!(value, a => Element::wrap(
+        a.into_shape_with_order(IxDyn(&[])).map_err(|e| PyValueError::new_err(e.to_string()))?
+    )))
 }
 
 type ArcArrayD<T> = ndarray::ArcArray<T, IxDyn>;

@@ -172,6 +172,9 @@ impl PyFuture {
             })
         })?;
         match r {
+            // An array result is the caller's own, writable numpy array (a
+            // copy only while the cluster still shares the block).
+            Ok(Value::Array(a)) => crate::array::to_numpy(py, a, true),
             Ok(v) => to_py(py, &v),
             Err(e) => Err(to_pyerr(py, e)),
         }

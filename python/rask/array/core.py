@@ -57,10 +57,23 @@ def _is_nan(n) -> bool:
 
 # ------------------------------------------------------------------ chunks
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def _parse_bytes(text):
+    """``"100 MiB"`` -> 104857600; None when ``text`` is not a byte size."""
+    import re
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
 def _auto_axes(shape, itemsize, fixed, limit=None):
     """Dask-like "auto" chunks: about 128 MiB blocks (or ``limit`` bytes),
     near-cubic, over the axes not fixed by the caller."""
-    budget = max(int(limit or CHUNK_BYTES) // max(itemsize, 1), 1)
+    budget = max((limit or CHUNK_BYTES) // max(itemsize, 1), 1)
     for ax, c in fixed.items():
         budget = max(budget // max(c, 1), 1)
     open_axes = [ax for ax in range(len(shape)) if ax not in fixed]
@@ -103,6 +116,8 @@ def normalize_chunks(chunks, shape=None, limit=None, dtype=None, previous_chunks
     itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
     if isinstance(chunks, list):
         chunks = tuple(chunks)
+    if isinstance(chunks, str) and chunks != "auto" and _parse_bytes(chunks) is not None:
+        limit, chunks = _parse_bytes(chunks), "auto"
     if chunks is None or (isinstance(chunks, str) and chunks == "auto"):
         per_axis = ["auto"] * nd
     elif isinstance(chunks, str):
@@ -132,8 +147,7 @@ def normalize_chunks(chunks, shape=None, limit=None, dtype=None, previous_chunks
             fixed[ax] = int(c)
         elif isinstance(c, float) and not math.isnan(c):
             raise ValueError(f"chunk size {c!r} on axis {ax} must be an integer")
-    byte_limit = limit if isinstance(limit, numbers.Integral) else None
-    auto = _auto_axes(shape, itemsize, fixed, byte_limit) if any(isinstance(c, str) for c in per_axis) else {}
+    auto = _auto_axes(shape, itemsize, fixed, limit) if any(isinstance(c, str) for c in per_axis) else {}
     out = []
     for ax, c in enumerate(per_axis):
         if isinstance(c, str):
@@ -267,6 +281,15 @@ class Array(RaskCollection):
     @property
     def _meta(self):
         return np.empty((0,) * self.ndim, dtype=self.dtype)
+
+    def _rask_node(self):
+        """The whole array as one graph node (one block), for when it is an
+        argument of a ``delayed`` call: the function gets a numpy array."""
+        if any(_is_nan(s) for s in self.shape):
+            raise ValueError("an array with unknown chunk sizes cannot be a delayed argument; call "
+                             "x.compute_chunk_sizes() first")
+        whole = self if self.npartitions == 1 else self.rechunk(tuple((s,) for s in self.shape))
+        return whole._a.nodes()[0]
 
     def __dask_keys__(self):
         return [n.key for n in self._a.nodes()]
@@ -462,6 +485,11 @@ class Array(RaskCollection):
         if kwargs or ufunc.nout != 1:
             return NotImplemented
         name = ufunc.__name__
+        if ufunc.signature is not None:  # a generalized ufunc
+            if name == "matmul":
+                out = matmul(*inputs)
+                return out.astype(dtype) if dtype is not None else out
+            return NotImplemented
         if ufunc.nin == 1:
             (x,) = inputs
             if name in _UNARY:
@@ -620,7 +648,18 @@ class Array(RaskCollection):
         return _getitem(self, index)
 
     def __setitem__(self, key, value):
-        raise TypeError("rask arrays are immutable: build a new one with where(mask, value, x)")
+        """``x[mask] = value`` with a boolean array of ``x``'s shape and a
+        scalar (or broadcastable) value, as Dask: ``x`` becomes
+        ``where(mask, value, x)`` in its own dtype."""
+        if isinstance(key, np.ndarray) and key.dtype == bool:
+            key = from_array(key)
+        if not (isinstance(key, Array) and key.dtype == bool and key.shape == self.shape):
+            raise NotImplementedError("rask.array supports item assignment with a boolean mask of the array's "
+                                      "shape only")
+        value = _as_array(value)
+        if value.dtype != self.dtype:
+            value = value.astype(self.dtype)
+        self._a = where(key, value, self)._a
 
 
 def _operand(v):
@@ -662,6 +701,9 @@ _UNARY = {
 
 
 def _arg(x, op, axis, keepdims):
+    if any(_is_nan(s) for s in x.shape):
+        raise ValueError(f"{op} needs known chunk sizes (its flat index counts positions); call "
+                         "x.compute_chunk_sizes() first")
     if axis is None:
         out = Array(x._a.reduce(op, None, False, 0, 4))
         if keepdims:
@@ -693,8 +735,7 @@ def _getitem(x, index):
         return _mask(x, index[0])
     if len(index) == 1 and isinstance(index[0], np.ndarray) and index[0].dtype == bool and index[0].ndim > 1:
         return _mask(x, from_array(index[0]))
-    n_real = sum(1 for i in index if i is not None and i is not Ellipsis and not (
-        isinstance(i, np.ndarray) and i.dtype == bool and False))
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
     if sum(1 for i in index if i is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if n_real > x.ndim:
@@ -784,6 +825,8 @@ def from_array(x, chunks="auto", name=None, lock=False, asarray=None, fancy=True
         return x if chunks == "auto" else x.rechunk(chunks)
     a = np.asarray(x)
     d = _dtype(a.dtype)
+    if a.ndim == 0:
+        return Array(from_array(a.reshape(1))._a.reshape([]))
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
     if not a.flags.c_contiguous:
