@@ -104,12 +104,5 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             })?;
             convert.bind(py).call1((stream,))?
         }
-        other => {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "a rask {} value has no Python form in this version (only scalars, str, bytes, lists and \
-                 pickled objects cross into Python)",
-                other.type_name()
-            )));
-        }
     })
 }
