@@ -541,13 +541,31 @@ pub fn trim_pod(pod: &mut Pod) {
     trim_meta(pod);
     pod.spec = None;
     if let Some(status) = pod.status.take() {
-        // Container states say why a worker ended (exit code, reason).
+        // A failed pod's container termination says why a worker ended
+        // (exit code, reason, message): only that part is kept, only for
+        // ended pods.
+        let ended = status.phase.as_deref() == Some("Failed");
+        let container_statuses = status.container_statuses.filter(|_| ended).map(|cs| {
+            cs.into_iter()
+                .filter_map(|c| {
+                    let terminated = c.state.and_then(|s| s.terminated)?;
+                    Some(k8s_openapi::api::core::v1::ContainerStatus {
+                        name: c.name,
+                        state: Some(k8s_openapi::api::core::v1::ContainerState {
+                            terminated: Some(terminated),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                })
+                .collect()
+        });
         pod.status = Some(PodStatus {
             phase: status.phase,
             conditions: status.conditions,
-            container_statuses: status.container_statuses,
-            reason: status.reason,
-            message: status.message,
+            container_statuses,
+            reason: status.reason.filter(|_| ended),
+            message: status.message.filter(|_| ended),
             ..PodStatus::default()
         });
     }
@@ -1420,5 +1438,16 @@ mod tests {
         assert_eq!(trimmed.labels(), pod.labels());
         let status = trimmed.status.expect("status");
         assert!(status.pod_ip.is_none() && status.container_statuses.is_none());
+        // A failed pod keeps its container's termination (why it ended), and nothing else of it.
+        let mut failed = pod.clone();
+        let terminated = serde_json::json!([{"name": "worker", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "bad flag"}}}]);
+        let st = failed.status.as_mut().expect("status");
+        st.phase = Some("Failed".into());
+        st.container_statuses = serde_json::from_value(terminated).expect("statuses");
+        trim_pod(&mut failed);
+        assert_eq!(exit_reason(&failed), "Error (exit code 3): bad flag");
+        let kept = failed.status.expect("status").container_statuses.expect("kept");
+        assert_eq!((kept.len(), kept[0].image.as_str()), (1, ""));
     }
 }
