@@ -275,9 +275,15 @@ pub fn describe(e: &dyn std::error::Error) -> String {
 /// The message of a failed first call to a server, with a hint when the
 /// likely cause is a plaintext client against a TLS server: TLS's alert
 /// record then reads as an HTTP/2 frame of an impossible size, and h2 says
-/// only "h2 protocol error".
+/// only "h2 protocol error" (or, when the server has already closed the
+/// connection, "transport error").
 pub fn first_call_error(message: &str, plaintext: bool) -> String {
-    if plaintext && (message.contains("h2 protocol error") || message.contains("frame with invalid size")) {
+    // The TLS server's alert, or its closing the connection at once, shows
+    // up as one of these, depending on when h2 reads it.
+    let garbled = message.contains("h2 protocol error")
+        || message.contains("frame with invalid size")
+        || message.trim() == "transport error";
+    if plaintext && garbled {
         format!(
             "{message} (the server did not answer in plaintext gRPC: if it requires TLS, connect with a tls:// \
              address and its CA, e.g. --tls-ca-file)"
