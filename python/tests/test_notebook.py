@@ -79,9 +79,11 @@ def check_outputs(out, workers_after_scale):
     assert abs(numbers(out["scaling"])[-1] - 49.5) < 0.05
     assert numbers(out["scaling-workers"]) == [float(workers_after_scale)]
     # Progress in the notebook: HTML bars that ended at 100 %.
-    for tag in ("display-progress", "display-progressbar"):
-        bars = out[tag]
-        assert bars and "<progress" in bars[-1] and "100% Completed" in bars[-1], (tag, bars)
+    # ProgressBar blocks until done: its bar ends at 100 %. progress() returns
+    # at once in a notebook (as Dask's), so its bar may be caught mid-way.
+    bars = out["display-progressbar"]
+    assert bars and "<progress" in bars[-1] and "100% Completed" in bars[-1], bars
+    assert out["display-progress"] and "<progress" in out["display-progress"][-1], out["display-progress"]
 
 
 def test_the_tutorial_notebook_runs_on_the_embedded_cluster(monkeypatch):
