@@ -11,16 +11,16 @@ Not a test: nothing here asserts speed.
 
 import argparse
 import json
-import lzma
 import os
 import pathlib
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from run import birthdays_csv  # the decompressed Birthdays.csv cache bench/run.py keeps
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", pathlib.Path.home() / ".cache" / "rask" / "target"))
@@ -39,16 +39,6 @@ def timed(f, repeat):
         value = f()
         best.append(time.perf_counter() - t)
     return best, value
-
-
-def birthdays_csv():
-    out = pathlib.Path.home() / ".cache" / "rask" / "bench" / "Birthdays.csv"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_suffix(".partial")
-        part.write_bytes(lzma.decompress((ROOT / "data" / "Birthdays.csv.xz").read_bytes()))
-        part.rename(out)
-    return str(out)
 
 
 # The workloads: each takes the modules (array, dataframe, ndfilters) and a
